@@ -1,0 +1,258 @@
+//! The one way a version enters a registry. Publish calls it today; pulls from an
+//! upstream and promotions will too, so every check added here (policy, manifest
+//! consistency) guards all of them.
+//!
+//! Order matters for crash safety: the blob is durable before the metadata commit
+//! that refers to it, so a crash leaves at worst an unreferenced blob.
+
+use bytes::Bytes;
+use serde_json::{Map, Value};
+
+use crate::app::App;
+use crate::npm::dist_tag::DistTag;
+use crate::npm::integrity::Digests;
+use crate::npm::name::PackageName;
+use crate::npm::tarball::{self, TarballInfo, TarballLimits};
+use crate::npm::version::Version;
+use crate::packument_cache::CacheError;
+use crate::store::blobs::{BlobError, BlobKey};
+use crate::store::{AuditEntry, BlobRef, NewVersion, Registry, StoreError, User};
+
+/// A version asking to enter a registry.
+pub struct Candidate<'a> {
+    pub registry: &'a Registry,
+    pub name: PackageName,
+    pub version: Version,
+    pub manifest: Map<String, Value>,
+    pub tarball: Bytes,
+    pub digests: Digests,
+    pub tags: Vec<DistTag>,
+    pub publisher: Option<&'a User>,
+    pub source: Source,
+    pub client_addr: Option<String>,
+}
+
+/// How the version arrived.
+#[derive(Debug, Clone, Copy)]
+pub enum Source {
+    Publish,
+}
+
+impl Source {
+    fn as_str(self) -> &'static str {
+        match self {
+            Source::Publish => "publish",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdmissionError {
+    /// The tarball or manifest is unacceptable; the message says why.
+    #[error("{0}")]
+    Rejected(String),
+    #[error("You cannot publish over the previously published versions: {0}.")]
+    VersionExists(String),
+    #[error("package name \"{0}\" differs only in case from an existing package; names are unique ignoring case")]
+    NameTaken(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+}
+
+pub struct Admitted {
+    pub created_package: bool,
+}
+
+pub async fn admit(app: &App, candidate: Candidate<'_>) -> Result<Admitted, AdmissionError> {
+    let Candidate {
+        registry,
+        name,
+        version,
+        manifest,
+        tarball,
+        digests,
+        tags,
+        publisher,
+        source,
+        client_addr,
+    } = candidate;
+
+    // Cheap early refusal, before any bytes are written; the store's unique
+    // constraint still decides races between concurrent publishes.
+    let base = app.registry_base(registry);
+    match app.packuments.get(registry.id, &name, &base).await {
+        Ok(existing)
+            if existing
+                .record
+                .versions
+                .iter()
+                .any(|v| release_key(&v.version) == release_key(version.as_str())) =>
+        {
+            return Err(AdmissionError::VersionExists(version.to_string()));
+        }
+        Ok(_) | Err(CacheError::Absent) => {}
+        Err(e) => return Err(AdmissionError::Store(StoreError::Database(e.to_string()))),
+    }
+
+    let limits = TarballLimits {
+        max_unpacked_bytes: app.config.limits.max_unpacked_bytes,
+        max_entries: app.config.limits.max_tarball_entries,
+        ..TarballLimits::default()
+    };
+    let inspected = {
+        let bytes = tarball.clone();
+        tokio::task::spawn_blocking(move || tarball::inspect(&bytes, &limits))
+            .await
+            .map_err(|e| AdmissionError::Rejected(format!("tarball inspection failed: {e}")))?
+            .map_err(|e| AdmissionError::Rejected(e.to_string()))?
+    };
+    check_manifest_matches_tarball(&name, &version, &manifest, &inspected)?;
+    let manifest = served_manifest(manifest, &name, &version, &inspected, &digests, publisher);
+    let deprecated = manifest.get("deprecated").and_then(Value::as_str).map(str::to_owned);
+
+    let key = BlobKey::from_bytes(digests.sha512);
+    app.blobs.put(&key, tarball.clone()).await?;
+
+    let new = NewVersion {
+        registry_id: registry.id,
+        name: name.clone(),
+        version: version.as_str().to_owned(),
+        release_key: release_key(version.as_str()).to_owned(),
+        description: manifest.get("description").and_then(Value::as_str).map(str::to_owned),
+        keywords: manifest.get("keywords").filter(|k| k.is_array()).map(Value::to_string),
+        manifest: Value::Object(manifest).to_string(),
+        blob: BlobRef {
+            sha512_hex: key.to_hex(),
+            size: tarball.len() as u64,
+        },
+        publisher: publisher.map(|u| u.id),
+        publisher_name: publisher.map(|u| u.name.clone()),
+        deprecated,
+        source: source.as_str().to_owned(),
+        tags: tags.iter().map(|t| t.as_str().to_owned()).collect(),
+        internal_if_new: true,
+    };
+    let inserted = app.meta.insert_version(&new).await.map_err(|e| match e {
+        StoreError::Conflict("version exists") => AdmissionError::VersionExists(version.to_string()),
+        StoreError::Conflict(_) => AdmissionError::NameTaken(name.to_string()),
+        other => AdmissionError::Store(other),
+    })?;
+    app.packuments.invalidate(registry.id, &name).await;
+    app.audit(AuditEntry {
+        actor: publisher.map(|u| u.name.clone()),
+        action: "version.publish",
+        registry: Some(registry.name.to_string()),
+        package: Some(name.to_string()),
+        version: Some(version.to_string()),
+        detail: Some(format!("source={} sha512={}", source.as_str(), key.to_hex())),
+        client_addr,
+    })
+    .await;
+    tracing::info!(registry.name = %registry.name, pkg.name = %name, pkg.version = %version, "version admitted");
+    Ok(Admitted {
+        created_package: inserted.created_package,
+    })
+}
+
+/// Manifest-confusion guard: what `npm view` shows must be what installs. The
+/// fields npm acts on at install time must agree with the tarball's package.json.
+fn check_manifest_matches_tarball(
+    name: &PackageName,
+    version: &Version,
+    manifest: &Map<String, Value>,
+    tarball: &TarballInfo,
+) -> Result<(), AdmissionError> {
+    let packed = &tarball.manifest;
+    if packed.get("name").and_then(Value::as_str) != Some(name.as_str()) {
+        return Err(AdmissionError::Rejected(format!(
+            "the tarball's package.json names {:?}, but the publish is for \"{name}\"",
+            packed.get("name").and_then(Value::as_str).unwrap_or("nothing")
+        )));
+    }
+    let packed_version = packed.get("version").and_then(Value::as_str).unwrap_or("nothing");
+    if Version::parse(packed_version)
+        .map(|v| v.as_str() != version.as_str())
+        .unwrap_or(true)
+    {
+        return Err(AdmissionError::Rejected(format!(
+            "the tarball's package.json has version \"{packed_version}\", but the publish is for {version}"
+        )));
+    }
+    for field in ["dependencies", "optionalDependencies", "peerDependencies"] {
+        if non_empty_object(manifest.get(field)) != non_empty_object(packed.get(field)) {
+            return Err(AdmissionError::Rejected(format!(
+                "manifest {field} differ from the tarball's package.json; publish the package.json you packed"
+            )));
+        }
+    }
+    for script in ["preinstall", "install", "postinstall"] {
+        let declared = manifest.get("scripts").and_then(|s| s.get(script));
+        let packed_script = packed.get("scripts").and_then(|s| s.get(script));
+        // npm adds `install: node-gyp rebuild` to the manifest when binding.gyp exists.
+        let implied = script == "install" && tarball.has_binding_gyp && packed_script.is_none();
+        if declared != packed_script && !implied {
+            return Err(AdmissionError::Rejected(format!(
+                "manifest scripts.{script} differs from the tarball's package.json"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A version without its build metadata: npm treats `1.0.0+a` and `1.0.0+b` as one.
+fn release_key(version: &str) -> &str {
+    version.split_once('+').map_or(version, |(release, _)| release)
+}
+
+fn non_empty_object(value: Option<&Value>) -> Option<&Map<String, Value>> {
+    value.and_then(Value::as_object).filter(|m| !m.is_empty())
+}
+
+/// The manifest as we store and serve it: client-controlled bookkeeping fields are
+/// dropped, registry-computed ones (publisher, sizes, install-script flag) are set.
+fn served_manifest(
+    mut manifest: Map<String, Value>,
+    name: &PackageName,
+    version: &Version,
+    tarball: &TarballInfo,
+    digests: &Digests,
+    publisher: Option<&User>,
+) -> Map<String, Value> {
+    const KEEP_UNDERSCORED: &[&str] = &["_nodeVersion", "_npmVersion", "_hasShrinkwrap"];
+    manifest.retain(|k, _| !k.starts_with('_') || KEEP_UNDERSCORED.contains(&k.as_str()));
+    // bun sends non-standard copies of the digests at the top level.
+    for stray in ["integrity", "shasum"] {
+        manifest.remove(stray);
+    }
+    manifest.insert("_id".into(), Value::String(format!("{name}@{version}")));
+    if let Some(user) = publisher {
+        manifest.insert(
+            "_npmUser".into(),
+            serde_json::json!({ "name": user.name, "email": user.email.clone().unwrap_or_default() }),
+        );
+    }
+    let has_install_script = manifest.get("scripts").and_then(Value::as_object).is_some_and(|s| {
+        ["preinstall", "install", "postinstall"]
+            .iter()
+            .any(|k| s.contains_key(*k))
+    }) || tarball.has_binding_gyp;
+    if has_install_script {
+        manifest.insert("hasInstallScript".into(), Value::Bool(true));
+    } else {
+        manifest.remove("hasInstallScript");
+    }
+    manifest.insert("_hasShrinkwrap".into(), Value::Bool(tarball.has_shrinkwrap));
+    let mut dist = match manifest.remove("dist") {
+        Some(Value::Object(d)) => d,
+        _ => Map::new(),
+    };
+    dist.remove("tarball");
+    dist.insert("integrity".into(), Value::String(digests.sri_sha512()));
+    dist.insert("shasum".into(), Value::String(digests.shasum_hex()));
+    dist.insert("fileCount".into(), Value::from(tarball.file_count));
+    dist.insert("unpackedSize".into(), Value::from(tarball.unpacked_size));
+    manifest.insert("dist".into(), Value::Object(dist));
+    manifest
+}

@@ -1,0 +1,125 @@
+//! The application: configuration plus the long-lived parts every request uses.
+
+use std::sync::Arc;
+
+use crate::auth::{Authenticator, password};
+use crate::config::{Config, PublicUrl};
+use crate::packument_cache::PackumentCache;
+use crate::registry::RegistryName;
+use crate::store::blobs::{Blobs, FsBlobStore};
+use crate::store::sqlite::SqliteStore;
+use crate::store::{AuditEntry, Meta, Registry, StoreError};
+
+pub struct App {
+    pub config: Config,
+    pub public_url: PublicUrl,
+    pub meta: Meta,
+    pub blobs: Blobs,
+    pub packuments: PackumentCache,
+    pub auth: Authenticator,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("data directory {path} is not usable: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error("metadata store: {0}")]
+    Store(#[from] StoreError),
+    #[error("blob store: {0}")]
+    Blobs(#[from] crate::store::blobs::BlobError),
+    #[error("GATEHOUSE_ADMIN_PASSWORD: {0}")]
+    AdminPassword(#[from] password::PasswordError),
+}
+
+/// The registry every fresh installation starts with.
+pub const DEFAULT_REGISTRY: &str = "default";
+
+/// Opens the metadata store in the data dir (creating both if needed).
+pub async fn open_meta(config: &Config) -> Result<Meta, StartError> {
+    let dir = &config.data_dir;
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(|source| StartError::DataDir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+    let store = SqliteStore::open(&config.database_path()).await?;
+    Ok(Arc::new(store))
+}
+
+impl App {
+    /// Opens the stores and applies first-start setup: the `default` registry, the
+    /// registries of the config file, and the `admin` user from the environment.
+    pub async fn start(
+        config: Config,
+        public_url: PublicUrl,
+        admin_password: Option<String>,
+    ) -> Result<Arc<App>, StartError> {
+        let meta = open_meta(&config).await?;
+        let blobs: Blobs = Arc::new(FsBlobStore::open(&config.blob_dir()).await?);
+        ensure_registries(&meta, &config).await?;
+        if let Some(password) = admin_password {
+            ensure_admin(&meta, password).await?;
+        }
+        let packuments = PackumentCache::new(meta.clone(), config.packument_cache_bytes);
+        Ok(Arc::new(App {
+            auth: Authenticator::new(meta.clone()),
+            config,
+            public_url,
+            meta,
+            blobs,
+            packuments,
+        }))
+    }
+
+    /// `{public}/r/{registry}` — the base of every URL we hand out for a registry.
+    pub fn registry_base(&self, registry: &Registry) -> String {
+        format!("{}/r/{}", self.public_url.as_str(), registry.name)
+    }
+
+    /// Best-effort audit: a failure to log is itself logged, never fails the request.
+    pub async fn audit(&self, entry: AuditEntry) {
+        if let Err(e) = self.meta.append_audit(&entry).await {
+            tracing::error!(error = %e, action = entry.action, "could not write audit log entry");
+        }
+    }
+}
+
+async fn ensure_registries(meta: &Meta, config: &Config) -> Result<(), StartError> {
+    let default = RegistryName::parse(DEFAULT_REGISTRY).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let mut wanted: Vec<(RegistryName, bool)> = config.registries.iter().map(|(n, s)| (n.clone(), s.public)).collect();
+    if !config.registries.contains_key(&default) && meta.registries().await?.is_empty() {
+        wanted.push((default, false));
+    }
+    for (name, public) in wanted {
+        match meta.registry(&name).await? {
+            Some(existing) if existing.public_read != public => meta.set_registry_public(existing.id, public).await?,
+            Some(_) => {}
+            None => {
+                meta.create_registry(&name, public).await?;
+                tracing::info!(registry = %name, public, "created registry");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn ensure_admin(meta: &Meta, password: String) -> Result<(), StartError> {
+    if meta.user("admin").await?.is_some() {
+        return Ok(());
+    }
+    let hash = password::hash(password).await?;
+    match meta.create_user("admin", None, &hash, true).await {
+        Ok(_) | Err(StoreError::Conflict(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    meta.append_audit(&AuditEntry {
+        actor: Some("system".into()),
+        action: "user.create",
+        detail: Some("admin created from GATEHOUSE_ADMIN_PASSWORD".into()),
+        ..AuditEntry::default()
+    })
+    .await?;
+    tracing::info!("created user admin from GATEHOUSE_ADMIN_PASSWORD");
+    Ok(())
+}

@@ -1,0 +1,196 @@
+//! Who is calling: `Authorization: Bearer <token>` or `Basic base64(user:password)`
+//! (the password may also be a token, as npm's `_auth` and Unity's `_auth` allow).
+
+pub mod cidr;
+pub mod password;
+pub mod token;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use base64::Engine as _;
+use moka::future::Cache;
+use sha2::{Digest, Sha256};
+
+use crate::store::{Meta, StoreError, Token, User, now_millis};
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user: User,
+    /// `Some` when the caller used a token (its limits apply), `None` for a password.
+    pub token: Option<TokenGrant>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenGrant {
+    pub key: String,
+    pub readonly: bool,
+}
+
+impl Principal {
+    pub fn is_readonly(&self) -> bool {
+        self.token.as_ref().is_some_and(|t| t.readonly)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("the Authorization header is malformed; use \"Bearer <token>\" or \"Basic <base64 user:password>\"")]
+    Malformed,
+    #[error("unsupported authorization scheme; use a Bearer token or Basic credentials")]
+    UnknownScheme,
+    #[error("the token is invalid, revoked or expired; log in again (npm login) or use a valid token")]
+    BadToken,
+    #[error("incorrect username or password")]
+    BadPassword,
+    #[error("this token may not be used from {0}; it is limited to other addresses")]
+    AddressRefused(IpAddr),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The largest Authorization header we look at; anything bigger is malformed.
+const MAX_HEADER_LEN: usize = 4096;
+/// How long a verified password is remembered, so Basic auth doesn't pay argon2
+/// on every request of an install.
+const PASSWORD_CACHE_TTL: Duration = Duration::from_secs(300);
+/// `last_used_at` is refreshed at most this often per token.
+const TOUCH_INTERVAL_MS: i64 = 60_000;
+
+pub struct Authenticator {
+    meta: Meta,
+    verified_passwords: Cache<[u8; 32], String>,
+}
+
+impl Authenticator {
+    pub fn new(meta: Meta) -> Self {
+        Authenticator {
+            meta,
+            verified_passwords: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(PASSWORD_CACHE_TTL)
+                .build(),
+        }
+    }
+
+    /// `Ok(None)` when no credentials were sent.
+    pub async fn authenticate(&self, header: Option<&str>, client: IpAddr) -> Result<Option<Principal>, AuthError> {
+        let Some(header) = header else {
+            return Ok(None);
+        };
+        if header.len() > MAX_HEADER_LEN {
+            return Err(AuthError::Malformed);
+        }
+        let (scheme, value) = header.trim().split_once(' ').ok_or(AuthError::Malformed)?;
+        let value = value.trim();
+        if value.is_empty() {
+            return Err(AuthError::Malformed);
+        }
+        match scheme.to_ascii_lowercase().as_str() {
+            "bearer" => self.by_token(value, None, client).await.map(Some),
+            "basic" => {
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(value)
+                    .map_err(|_| AuthError::Malformed)?;
+                let decoded = String::from_utf8(decoded).map_err(|_| AuthError::Malformed)?;
+                let (user, secret) = decoded.split_once(':').ok_or(AuthError::Malformed)?;
+                if token::looks_like_token(secret) {
+                    self.by_token(secret, Some(user), client).await.map(Some)
+                } else {
+                    self.by_password(user, secret).await.map(Some)
+                }
+            }
+            _ => Err(AuthError::UnknownScheme),
+        }
+    }
+
+    async fn by_token(
+        &self,
+        secret: &str,
+        expected_user: Option<&str>,
+        client: IpAddr,
+    ) -> Result<Principal, AuthError> {
+        if !token::looks_like_token(secret) {
+            return Err(AuthError::BadToken);
+        }
+        // Looked up by hash: the comparison happens on a digest, so timing reveals nothing of the secret.
+        let hash = token::hash_secret(secret);
+        let token = self
+            .meta
+            .token_by_secret_hash(&hash)
+            .await?
+            .ok_or(AuthError::BadToken)?;
+        let now = now_millis();
+        if !is_live(&token, now) || expected_user.is_some_and(|u| u != token.user.name) {
+            return Err(AuthError::BadToken);
+        }
+        if !token.cidr_whitelist.is_empty()
+            && !token
+                .cidr_whitelist
+                .iter()
+                .filter_map(|c| cidr::Cidr::parse(c).ok())
+                .any(|c| c.contains(client))
+        {
+            return Err(AuthError::AddressRefused(client));
+        }
+        if token.last_used_at.is_none_or(|at| now - at > TOUCH_INTERVAL_MS) {
+            self.meta.touch_token(&hash, now).await?;
+        }
+        Ok(Principal {
+            token: Some(TokenGrant {
+                key: token.key,
+                readonly: token.readonly,
+            }),
+            user: token.user,
+        })
+    }
+
+    /// Checks a user name and password (login, Basic auth).
+    pub async fn by_password(&self, name: &str, password: &str) -> Result<Principal, AuthError> {
+        let user = self.meta.user(name).await?;
+        let cache_key: [u8; 32] = Sha256::new()
+            .chain_update(name.as_bytes())
+            .chain_update([0])
+            .chain_update(password.as_bytes())
+            .finalize()
+            .into();
+        let Some(user) = user else {
+            // Spend the same time as a real check so the answer doesn't reveal which names exist.
+            let _ = password::verify(password.to_owned(), DUMMY_HASH.to_owned()).await;
+            return Err(AuthError::BadPassword);
+        };
+        let cached = self.verified_passwords.get(&cache_key).await;
+        let valid = match cached {
+            Some(hash) => hash == user.password_hash,
+            None => password::verify(password.to_owned(), user.password_hash.clone()).await,
+        };
+        if !valid {
+            return Err(AuthError::BadPassword);
+        }
+        self.verified_passwords
+            .insert(cache_key, user.password_hash.clone())
+            .await;
+        Ok(Principal { user, token: None })
+    }
+}
+
+/// User names: 1-64 characters of `a-z`, `0-9`, `.`, `-`, `_`, not starting with punctuation.
+pub fn valid_user_name(name: &str) -> bool {
+    name.len() <= 64
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-' | '_'))
+}
+
+fn is_live(token: &Token, now: i64) -> bool {
+    token.revoked_at.is_none() && token.expires_at.is_none_or(|at| at > now)
+}
+
+/// A valid argon2id hash of a random string, verified against when the user is unknown.
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$W7JQ0+1X+7kbbOzgmY1pQ8Ct6rZ8bwQvYCB9lAnVkD0";

@@ -1,0 +1,244 @@
+//! Settings: built-in defaults, overridden by the TOML file, overridden by
+//! environment variables and flags (clap merges those two). Validated once at start.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::registry::RegistryName;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:4880";
+pub const DEFAULT_DATA_DIR: &str = "gatehouse-data";
+
+/// Everything the server needs to know, after merging all sources.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// Base URL clients reach us at; tarball URLs are built from it. `None` means
+    /// "derive from the address we bound".
+    pub public_url: Option<PublicUrl>,
+    pub allow_registration: bool,
+    pub limits: Limits,
+    /// Bytes of prepared packuments kept in memory.
+    pub packument_cache_bytes: u64,
+    /// Registries to create (if missing) and their settings, applied at start.
+    pub registries: BTreeMap<RegistryName, RegistrySettings>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest request body accepted (a publish carries the tarball in base64).
+    pub max_body_bytes: u64,
+    /// Largest total size a tarball may unpack to (gzip-bomb guard).
+    pub max_unpacked_bytes: u64,
+    /// Most entries a tarball may hold.
+    pub max_tarball_entries: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 128 * 1024 * 1024,
+            max_unpacked_bytes: 512 * 1024 * 1024,
+            max_tarball_entries: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrySettings {
+    /// Anyone may read without credentials. Publishing always needs a login.
+    pub public: bool,
+}
+
+/// A validated absolute http(s) base URL, stored without a trailing slash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrl(String);
+
+impl PublicUrl {
+    pub fn parse(raw: &str) -> Result<Self, ConfigError> {
+        let trimmed = raw.trim_end_matches('/');
+        let rest = trimmed
+            .strip_prefix("http://")
+            .or_else(|| trimmed.strip_prefix("https://"))
+            .ok_or_else(|| ConfigError::Invalid(format!("public URL {raw:?} must start with http:// or https://")))?;
+        if rest.is_empty() || rest.contains(['?', '#', ' ']) {
+            return Err(ConfigError::Invalid(format!(
+                "public URL {raw:?} is not a valid base URL"
+            )));
+        }
+        Ok(PublicUrl(trimmed.to_owned()))
+    }
+
+    pub fn from_addr(addr: SocketAddr) -> Self {
+        let host = if addr.ip().is_unspecified() {
+            "127.0.0.1".to_owned()
+        } else if addr.is_ipv6() {
+            format!("[{}]", addr.ip())
+        } else {
+            addr.ip().to_string()
+        };
+        PublicUrl(format!("http://{host}:{}", addr.port()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The config file's shape. Every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+    public_url: Option<String>,
+    allow_registration: Option<bool>,
+    packument_cache_bytes: Option<u64>,
+    limits: Option<Limits>,
+    registries: BTreeMap<String, RegistrySettings>,
+}
+
+/// Values from flags or the environment; `None` when neither was given.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub config_file: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub public_url: Option<String>,
+}
+
+impl Config {
+    /// Merge defaults < file < overrides and validate. Reports the first problem found.
+    pub fn load(overrides: &Overrides) -> Result<Config, ConfigError> {
+        let file = match &overrides.config_file {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let data_dir = overrides
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let listen_raw = overrides
+            .listen
+            .clone()
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen = listen_raw.parse::<SocketAddr>().map_err(|_| {
+            ConfigError::Invalid(format!(
+                "listen address {listen_raw:?} is not ADDR:PORT (e.g. 127.0.0.1:4880)"
+            ))
+        })?;
+        let public_url = overrides
+            .public_url
+            .clone()
+            .or(file.public_url)
+            .map(|raw| PublicUrl::parse(&raw))
+            .transpose()?;
+        let mut registries = BTreeMap::new();
+        for (name, settings) in file.registries {
+            let name = RegistryName::parse(&name).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            registries.insert(name, settings);
+        }
+        let limits = file.limits.unwrap_or_default();
+        if limits.max_body_bytes == 0 || limits.max_unpacked_bytes == 0 || limits.max_tarball_entries == 0 {
+            return Err(ConfigError::Invalid("limits must be greater than zero".into()));
+        }
+        Ok(Config {
+            data_dir,
+            listen,
+            public_url,
+            allow_registration: file.allow_registration.unwrap_or(false),
+            limits,
+            packument_cache_bytes: file.packument_cache_bytes.unwrap_or(256 * 1024 * 1024),
+            registries,
+        })
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("gatehouse.db")
+    }
+
+    pub fn blob_dir(&self) -> PathBuf {
+        self.data_dir.join("blobs")
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.message().to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_beat_the_file_and_the_file_beats_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("g.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\npublic_url = \"https://npm.example.com/\"\n[registries.team]\npublic = true\n",
+        )
+        .expect("write");
+        let config = Config::load(&Overrides {
+            config_file: Some(path),
+            listen: Some("127.0.0.1:9001".into()),
+            ..Overrides::default()
+        })
+        .expect("valid");
+        assert_eq!(config.listen.port(), 9001);
+        assert_eq!(config.public_url.expect("set").as_str(), "https://npm.example.com");
+        assert_eq!(config.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        let team = RegistryName::parse("team").expect("valid");
+        assert!(config.registries[&team].public);
+    }
+
+    #[test]
+    fn bad_values_are_reported_clearly() {
+        let err = Config::load(&Overrides {
+            listen: Some("localhost".into()),
+            ..Overrides::default()
+        })
+        .expect_err("invalid");
+        assert!(err.to_string().contains("is not ADDR:PORT"), "{err}");
+        let err = PublicUrl::parse("ftp://x").expect_err("invalid");
+        assert!(err.to_string().contains("must start with http"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("g.toml");
+        std::fs::write(&path, "listne = \"127.0.0.1:9000\"\n").expect("write");
+        let err = Config::load(&Overrides {
+            config_file: Some(path),
+            ..Overrides::default()
+        })
+        .expect_err("typo refused");
+        assert!(err.to_string().contains("listne"), "{err}");
+    }
+}

@@ -1,0 +1,76 @@
+//! HTTP: the router, the server loop and server-wide endpoints. Registry endpoints
+//! live in `http::npm`; handlers stay thin and call the parts below them.
+
+pub mod error;
+pub mod npm;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{any, get};
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::app::App;
+use error::ApiError;
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/", get(|| async { Redirect::temporary("/-/ui/") }))
+        .route("/-/ping", get(ping))
+        .route("/-/health", get(ping))
+        .route("/-/ready", get(ready))
+        .route("/-/ui/", get(welcome))
+        .route("/r/{*rest}", any(npm::entry))
+        .fallback(|| async { ApiError::not_found() })
+        // Bodies are read with our own limit (see `npm::read_body`) for a clear JSON error.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(app)
+}
+
+/// Serves until `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router(app).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+async fn ping() -> impl IntoResponse {
+    axum::Json(json!({}))
+}
+
+async fn ready(axum::extract::State(app): axum::extract::State<Arc<App>>) -> Response {
+    match app.meta.registries().await {
+        Ok(_) => axum::Json(json!({"status": "ready"})).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "readiness check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({"status": "unavailable"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// A placeholder front page until the web UI lands: where to point clients.
+async fn welcome(axum::extract::State(app): axum::extract::State<Arc<App>>) -> Response {
+    let registries = app.meta.registries().await.unwrap_or_default();
+    let mut body = String::from("Gatehouse npm registry\n\nRegistries:\n");
+    for registry in registries {
+        body.push_str(&format!("  {}/\n", app.registry_base(&registry)));
+    }
+    body.push_str("\nnpm config set registry <one of the URLs above>\nnpm login --auth-type=legacy\n");
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+}

@@ -1,0 +1,140 @@
+//! The one place errors become HTTP responses: `{"error": "...", "message": "..."}`
+//! (npm prints `error`; other tools read `message`). Internal causes are logged,
+//! never sent.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::admission::AdmissionError;
+use crate::auth::AuthError;
+use crate::npm::publish::PublishError;
+use crate::npm::route::RouteError;
+use crate::store::StoreError;
+use crate::store::blobs::BlobError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    /// Missing or invalid credentials.
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("request body is larger than the limit of {0} bytes")]
+    PayloadTooLarge(u64),
+    #[error("method not allowed here")]
+    MethodNotAllowed,
+    /// Something broke on our side; the cause is logged, the client sees a generic message.
+    #[error("internal error")]
+    Internal(String),
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn not_found() -> Self {
+        ApiError::NotFound("Not found".into())
+    }
+
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        ApiError::Internal(cause.to_string())
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(cause) = &self {
+            tracing::error!(error = %cause, "request failed");
+        }
+        let message = self.to_string();
+        let mut response = (
+            self.status(),
+            axum::Json(json!({ "error": message, "message": message })),
+        )
+            .into_response();
+        if matches!(self, ApiError::Unauthorized(_)) {
+            // npm turns `Bearer` into "your authentication token seems to be invalid … npm login".
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"gatehouse\""),
+            );
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ApiError::not_found(),
+            StoreError::Stale => {
+                ApiError::Conflict("the package changed since you read it; fetch it again and retry".into())
+            }
+            StoreError::Conflict(what) => ApiError::Conflict(what.into()),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<BlobError> for ApiError {
+    fn from(e: BlobError) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Store(e) => e.into(),
+            AuthError::AddressRefused(_) => ApiError::Forbidden(e.to_string()),
+            other => ApiError::Unauthorized(other.to_string()),
+        }
+    }
+}
+
+impl From<RouteError> for ApiError {
+    fn from(e: RouteError) -> Self {
+        match e {
+            RouteError::NotFound => ApiError::not_found(),
+            other => ApiError::BadRequest(other.to_string()),
+        }
+    }
+}
+
+impl From<PublishError> for ApiError {
+    fn from(e: PublishError) -> Self {
+        ApiError::BadRequest(e.to_string())
+    }
+}
+
+impl From<AdmissionError> for ApiError {
+    fn from(e: AdmissionError) -> Self {
+        match e {
+            AdmissionError::Rejected(msg) => ApiError::BadRequest(msg),
+            // npm's own wording and status (403) for a republish.
+            AdmissionError::VersionExists(_) => ApiError::Forbidden(e.to_string()),
+            AdmissionError::NameTaken(_) => ApiError::Forbidden(e.to_string()),
+            AdmissionError::Store(e) => e.into(),
+            AdmissionError::Blob(e) => e.into(),
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Reading packages: packuments (full and abbreviated, with ETag/304 and gzip),
+//! single versions, tarballs, collaborators and visibility.
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tokio_util::io::ReaderStream;
+
+use super::Ctx;
+use crate::http::error::{ApiError, ApiResult};
+use crate::npm::name::PackageName;
+use crate::npm::packument::tarball_file_name;
+use crate::packument_cache::Representation;
+use crate::store::blobs::BlobKey;
+
+const ABBREVIATED_TYPE: &str = "application/vnd.npm.install-v1+json";
+
+/// npm's rule: the abbreviated form only when it is the first type asked for.
+fn wants_abbreviated(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|accept| accept.split(',').next())
+        .is_some_and(|first| first.trim().starts_with(ABBREVIATED_TYPE))
+}
+
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|enc| enc.trim().starts_with("gzip")))
+}
+
+fn http_date(millis: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(millis)
+        .unwrap_or_default()
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string()
+}
+
+fn not_modified(headers: &HeaderMap, etag: &str, last_modified: &str) -> bool {
+    match headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+        Some(tags) => tags.split(',').any(|t| {
+            let t = t.trim();
+            t == "*" || t.trim_start_matches("W/") == etag
+        }),
+        None => headers
+            .get(header::IF_MODIFIED_SINCE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|since| since == last_modified),
+    }
+}
+
+pub async fn packument(ctx: &Ctx, name: &PackageName, headers: &HeaderMap, head: bool) -> ApiResult<Response> {
+    ctx.require_read()?;
+    let prepared = ctx.package(name).await?;
+    let documents = prepared.documents.as_ref().ok_or_else(ApiError::not_found)?;
+    let abbreviated = wants_abbreviated(headers);
+    let (repr, content_type): (&Representation, &str) = if abbreviated {
+        (&documents.abbreviated, ABBREVIATED_TYPE)
+    } else {
+        (&documents.full, "application/json")
+    };
+    let last_modified = http_date(prepared.record.modified_at);
+    let cache_control = if ctx.registry.public_read {
+        "public, max-age=0, must-revalidate"
+    } else {
+        "private, max-age=0, must-revalidate"
+    };
+    let mut builder = Response::builder()
+        .header(header::ETAG, &repr.etag)
+        .header(header::LAST_MODIFIED, &last_modified)
+        .header(header::CACHE_CONTROL, cache_control)
+        .header(header::VARY, "Accept, Accept-Encoding, Authorization");
+    if not_modified(headers, &repr.etag, &last_modified) {
+        return builder
+            .status(StatusCode::NOT_MODIFIED)
+            .body(Body::empty())
+            .map_err(ApiError::internal);
+    }
+    builder = builder.header(header::CONTENT_TYPE, content_type);
+    let body = if accepts_gzip(headers) {
+        builder = builder.header(header::CONTENT_ENCODING, "gzip");
+        repr.gzip.clone()
+    } else {
+        repr.body.clone()
+    };
+    builder = builder.header(header::CONTENT_LENGTH, body.len());
+    let body = if head { Body::empty() } else { Body::from(body) };
+    builder.body(body).map_err(ApiError::internal)
+}
+
+/// `GET /{name}/{version|tag}`: one version manifest, as in the full packument.
+pub async fn version(ctx: &Ctx, name: &PackageName, spec: &str) -> ApiResult<Response> {
+    ctx.require_read()?;
+    let prepared = ctx.package(name).await?;
+    let documents = prepared.documents.as_ref().ok_or_else(ApiError::not_found)?;
+    let version = prepared.record.dist_tags.get(spec).map_or(spec, String::as_str);
+    let mut full: Value = serde_json::from_slice(&documents.full.body).map_err(ApiError::internal)?;
+    let manifest = full
+        .get_mut("versions")
+        .and_then(|v| v.get_mut(version))
+        .map(Value::take)
+        .ok_or_else(|| ApiError::NotFound(format!("version not found: {name}@{spec}")))?;
+    Ok(axum::Json(manifest).into_response())
+}
+
+pub async fn tarball(ctx: &Ctx, name: &PackageName, file: &str, head: bool) -> ApiResult<Response> {
+    ctx.require_read()?;
+    let prepared = ctx.package(name).await?;
+    let version = file
+        .strip_prefix(name.basename())
+        .and_then(|rest| rest.strip_prefix('-'))
+        .and_then(|rest| rest.strip_suffix(".tgz"))
+        .ok_or_else(ApiError::not_found)?;
+    let blob_ref = prepared.tarballs.get(version).ok_or_else(ApiError::not_found)?;
+    // Only the canonical file name is served, so a URL maps to exactly one tarball.
+    if tarball_file_name(name, version) != file {
+        return Err(ApiError::not_found());
+    }
+    let key = BlobKey::parse_hex(&blob_ref.sha512_hex)?;
+    let blob =
+        ctx.app.blobs.open(&key).await?.ok_or_else(|| {
+            ApiError::internal(format!("blob {} of {name}@{version} is missing", blob_ref.sha512_hex))
+        })?;
+    let cache_control = if ctx.registry.public_read {
+        "public, max-age=31536000, immutable"
+    } else {
+        "private, max-age=31536000, immutable"
+    };
+    let builder = Response::builder()
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::CONTENT_LENGTH, blob.len)
+        .header(header::CACHE_CONTROL, cache_control)
+        .header(
+            header::ETAG,
+            HeaderValue::try_from(format!("\"{}\"", &blob_ref.sha512_hex[..32])).map_err(ApiError::internal)?,
+        );
+    let body = if head {
+        Body::empty()
+    } else {
+        Body::from_stream(ReaderStream::with_capacity(blob.file, 64 * 1024))
+    };
+    builder.body(body).map_err(ApiError::internal)
+}
+
+pub async fn collaborators(ctx: &Ctx, name: &PackageName) -> ApiResult<Response> {
+    ctx.require_read()?;
+    let prepared = ctx.package(name).await?;
+    let map: serde_json::Map<String, Value> = prepared
+        .record
+        .maintainers
+        .iter()
+        .map(|m| (m.name.clone(), Value::String("read-write".into())))
+        .collect();
+    Ok(axum::Json(map).into_response())
+}
+
+/// npm asks this before generating provenance; every caller who may publish gets an answer.
+pub async fn visibility(ctx: &Ctx, name: &PackageName) -> ApiResult<Response> {
+    ctx.require_read()?;
+    ctx.package(name).await?;
+    Ok(axum::Json(json!({ "public": ctx.registry.public_read })).into_response())
+}

@@ -1,0 +1,112 @@
+//! `npm token list|create|revoke` (`/-/npm/v1/tokens`).
+
+use axum::body::Bytes;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::Ctx;
+use crate::auth::cidr::Cidr;
+use crate::auth::token;
+use crate::http::error::{ApiError, ApiResult};
+use crate::npm::packument::iso_time;
+use crate::store::{NewToken, Token, now_millis};
+
+/// npm 11 sends granular-token fields; older clients send `readonly`.
+#[derive(Deserialize)]
+struct CreateBody {
+    password: Option<String>,
+    name: Option<String>,
+    #[serde(default)]
+    readonly: bool,
+    packages_and_scopes_permission: Option<String>,
+    #[serde(default)]
+    cidr_whitelist: Vec<String>,
+    /// Days until expiry.
+    expires: Option<u32>,
+}
+
+fn token_json(token: &Token) -> Value {
+    json!({
+        "token": token.display,
+        "key": token.key,
+        "name": token.name,
+        "readonly": token.readonly,
+        "cidr_whitelist": (!token.cidr_whitelist.is_empty()).then_some(&token.cidr_whitelist),
+        "created": iso_time(token.created_at),
+        "updated": iso_time(token.last_used_at.unwrap_or(token.created_at)),
+        "expires": token.expires_at.map(iso_time),
+    })
+}
+
+pub async fn list(ctx: &Ctx) -> ApiResult<Response> {
+    let principal = ctx.require_user()?;
+    let tokens = ctx.app.meta.tokens_of(principal.user.id).await?;
+    let objects: Vec<Value> = tokens.iter().map(token_json).collect();
+    // npm follows `urls.next` and crashes without `urls`.
+    Ok(axum::Json(json!({ "objects": objects, "total": objects.len(), "urls": {} })).into_response())
+}
+
+pub async fn create(ctx: &Ctx, body: &Bytes) -> ApiResult<Response> {
+    let principal = ctx.require_writer()?;
+    let body: CreateBody =
+        serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid token request: {e}")))?;
+    let password = body
+        .password
+        .ok_or_else(|| ApiError::Unauthorized("creating a token needs your password".into()))?;
+    ctx.app.auth.by_password(&principal.user.name, &password).await?;
+    for cidr in &body.cidr_whitelist {
+        Cidr::parse(cidr).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    }
+    let readonly = body.readonly || body.packages_and_scopes_permission.as_deref() == Some("read-only");
+    let minted = token::mint();
+    let expires_at = body.expires.map(|days| now_millis() + i64::from(days) * 86_400_000);
+    ctx.app
+        .meta
+        .insert_token(&NewToken {
+            key: minted.key.clone(),
+            secret_hash: minted.secret_hash,
+            display: minted.display.clone(),
+            user_id: principal.user.id,
+            name: body.name.clone(),
+            readonly,
+            cidr_whitelist: body.cidr_whitelist.clone(),
+            expires_at,
+        })
+        .await?;
+    ctx.audit(
+        "token.create",
+        None,
+        None,
+        Some(format!(
+            "key={} readonly={readonly} cidr={:?}",
+            minted.key, body.cidr_whitelist
+        )),
+    )
+    .await;
+    let now = iso_time(now_millis());
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({
+            "token": minted.secret,
+            "key": minted.key,
+            "name": body.name,
+            "readonly": readonly,
+            "cidr_whitelist": (!body.cidr_whitelist.is_empty()).then_some(&body.cidr_whitelist),
+            "created": now,
+            "updated": now,
+            "expires": expires_at.map(iso_time),
+        })),
+    )
+        .into_response())
+}
+
+pub async fn revoke(ctx: &Ctx, key: &str) -> ApiResult<Response> {
+    let principal = ctx.require_writer()?;
+    if !ctx.app.meta.revoke_token(principal.user.id, key, now_millis()).await? {
+        return Err(ApiError::NotFound(format!("no token with key \"{key}\"")));
+    }
+    ctx.audit("token.revoke", None, None, Some(format!("key={key}"))).await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -1,0 +1,161 @@
+//! Accounts over the npm protocol: legacy (CouchDB) login, whoami, logout, user lookup.
+
+use axum::body::Bytes;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::Ctx;
+use crate::auth::{AuthError, password, token, valid_user_name};
+use crate::http::error::{ApiError, ApiResult};
+use crate::store::{NewToken, StoreError, User};
+
+#[derive(Deserialize)]
+struct LoginBody {
+    name: String,
+    password: String,
+    email: Option<String>,
+}
+
+/// `PUT /-/user/org.couchdb.user:{name}`: checks the password (or creates the user
+/// when registration is allowed) and answers with a new token.
+pub async fn login(ctx: &Ctx, url_name: &str, body: &Bytes) -> ApiResult<Response> {
+    let body: LoginBody = serde_json::from_slice(body)
+        .map_err(|_| ApiError::BadRequest("login body must be JSON with \"name\" and \"password\"".into()))?;
+    if body.name != url_name {
+        return Err(ApiError::BadRequest(
+            "the user name in the body does not match the URL".into(),
+        ));
+    }
+    let user = match ctx.app.auth.by_password(&body.name, &body.password).await {
+        Ok(principal) => principal.user,
+        Err(AuthError::BadPassword) if ctx.app.config.allow_registration => register(ctx, &body).await?,
+        Err(AuthError::BadPassword) => {
+            ctx.audit_login_failure(&body.name).await;
+            return Err(ApiError::Unauthorized(
+                "incorrect username or password (accounts are created by an administrator)".into(),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let minted = token::mint();
+    ctx.app
+        .meta
+        .insert_token(&NewToken {
+            key: minted.key.clone(),
+            secret_hash: minted.secret_hash,
+            display: minted.display,
+            user_id: user.id,
+            name: Some("npm login".into()),
+            readonly: false,
+            cidr_whitelist: Vec::new(),
+            expires_at: None,
+        })
+        .await?;
+    ctx.app
+        .audit(crate::store::AuditEntry {
+            actor: Some(user.name.clone()),
+            action: "auth.login",
+            registry: Some(ctx.registry.name.to_string()),
+            detail: Some(format!("token {} issued", minted.key)),
+            client_addr: Some(ctx.client_addr.ip().to_string()),
+            ..Default::default()
+        })
+        .await;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({
+            "ok": true,
+            "id": format!("org.couchdb.user:{}", user.name),
+            "rev": "1-gatehouse",
+            "token": minted.secret,
+        })),
+    )
+        .into_response())
+}
+
+/// Self-registration (only when the config allows it). An existing name with a wrong
+/// password stays a plain login failure.
+async fn register(ctx: &Ctx, body: &LoginBody) -> ApiResult<User> {
+    if !valid_user_name(&body.name) {
+        return Err(ApiError::BadRequest(
+            "user names are 1-64 characters of a-z, 0-9, '.', '-' and '_'".into(),
+        ));
+    }
+    let hash = password::hash(body.password.clone())
+        .await
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    match ctx
+        .app
+        .meta
+        .create_user(&body.name, body.email.as_deref(), &hash, false)
+        .await
+    {
+        Ok(user) => {
+            ctx.audit("user.register", None, None, Some(user.name.clone())).await;
+            Ok(user)
+        }
+        Err(StoreError::Conflict(_)) => {
+            ctx.audit_login_failure(&body.name).await;
+            Err(ApiError::Unauthorized("incorrect username or password".into()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub fn whoami(ctx: &Ctx) -> ApiResult<Response> {
+    let principal = ctx.require_user()?;
+    Ok(axum::Json(json!({ "username": principal.user.name })).into_response())
+}
+
+/// `DELETE /-/user/token/{token}` (npm logout): revokes the caller's own token.
+pub async fn logout(ctx: &Ctx, secret: &str) -> ApiResult<Response> {
+    let principal = ctx.require_user()?;
+    let revoked = ctx
+        .app
+        .meta
+        .revoke_token(
+            principal.user.id,
+            &token::hash_secret(secret),
+            crate::store::now_millis(),
+        )
+        .await?;
+    if !revoked {
+        return Err(ApiError::NotFound("no such token".into()));
+    }
+    ctx.audit("token.revoke", None, None, Some("npm logout".into())).await;
+    Ok(axum::Json(json!({ "ok": true })).into_response())
+}
+
+/// `GET /-/user/org.couchdb.user:{name}` (npm owner add looks users up here).
+pub async fn get_user(ctx: &Ctx, name: &str) -> ApiResult<Response> {
+    ctx.require_user()?;
+    let user = ctx
+        .app
+        .meta
+        .user(name)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no user named \"{name}\"")))?;
+    Ok(axum::Json(json!({
+        "_id": format!("org.couchdb.user:{}", user.name),
+        "name": user.name,
+        "email": user.email.unwrap_or_default(),
+    }))
+    .into_response())
+}
+
+impl Ctx {
+    async fn audit_login_failure(&self, name: &str) {
+        tracing::warn!(user = name, client = %self.client_addr.ip(), "login failed");
+        self.app
+            .audit(crate::store::AuditEntry {
+                actor: Some(name.to_owned()),
+                action: "auth.login_failed",
+                registry: Some(self.registry.name.to_string()),
+                client_addr: Some(self.client_addr.ip().to_string()),
+                ..Default::default()
+            })
+            .await;
+    }
+}

@@ -1,0 +1,187 @@
+//! Changing packages: publish, deprecate, owners, unpublish.
+
+use std::collections::{BTreeMap, HashSet};
+
+use axum::body::Bytes;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::Ctx;
+use crate::admission::{self, Candidate, Source};
+use crate::http::error::{ApiError, ApiResult};
+use crate::npm::name::PackageName;
+use crate::npm::packument::parse_rev;
+use crate::npm::publish::{self, Document, PackageWrite, Publish};
+use crate::packument_cache::Prepared;
+
+/// `PUT /{name}` and `PUT /{name}/-rev/{rev}`.
+pub async fn put_package(ctx: &Ctx, name: &PackageName, rev: Option<&str>, body: Bytes) -> ApiResult<Response> {
+    ctx.require_writer()?;
+    let url_name = name.clone();
+    let write = tokio::task::spawn_blocking(move || publish::parse(&url_name, &body))
+        .await
+        .map_err(ApiError::internal)??;
+    match write {
+        PackageWrite::Publish(publish) => publish_version(ctx, *publish).await,
+        PackageWrite::Document(document) => update_document(ctx, name, rev, document).await,
+        PackageWrite::Owners(owners) => set_owners(ctx, name, rev, &owners).await,
+        PackageWrite::Star => Err(ApiError::Forbidden("stars are not supported by this registry".into())),
+    }
+}
+
+async fn publish_version(ctx: &Ctx, publish: Publish) -> ApiResult<Response> {
+    let principal = ctx.require_writer()?;
+    match ctx.package_if_exists(&publish.name).await? {
+        Some(existing) => {
+            ctx.require_maintainer(&existing)?;
+        }
+        None => publish
+            .name
+            .check_new()
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?,
+    }
+    let name = publish.name.clone();
+    let version = publish.version.to_string();
+    admission::admit(
+        &ctx.app,
+        Candidate {
+            registry: &ctx.registry,
+            name: publish.name,
+            version: publish.version,
+            manifest: publish.manifest,
+            tarball: publish.tarball,
+            digests: publish.digests,
+            tags: publish.tags,
+            publisher: Some(&principal.user),
+            source: Source::Publish,
+            client_addr: Some(ctx.client_addr.ip().to_string()),
+        },
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({ "ok": true, "success": true, "id": name.to_string(), "version": version })),
+    )
+        .into_response())
+}
+
+/// A whole document sent back: deprecation changes, or (with a rev) versions removed
+/// by `npm unpublish name@version`. It may never add versions or change their content.
+async fn update_document(ctx: &Ctx, name: &PackageName, rev: Option<&str>, document: Document) -> ApiResult<Response> {
+    let prepared = ctx.package(name).await?;
+    ctx.require_maintainer(&prepared)?;
+    let live: HashSet<&str> = prepared.record.live_versions().map(|v| v.version.as_str()).collect();
+    let sent: HashSet<&str> = document.deprecations.iter().map(|(v, _)| v.as_str()).collect();
+    if let Some(unknown) = sent.iter().find(|v| !live.contains(*v)) {
+        return Err(ApiError::BadRequest(format!(
+            "version {unknown} does not exist; new versions must be published with their tarball"
+        )));
+    }
+    let removed: Vec<String> = live
+        .iter()
+        .filter(|v| !sent.contains(*v))
+        .map(|v| (*v).to_owned())
+        .collect();
+    if !removed.is_empty() {
+        let Some(rev) = rev else {
+            return Err(ApiError::BadRequest(
+                "a document without some versions must be sent to /-rev/{rev} (npm unpublish)".into(),
+            ));
+        };
+        let tags: BTreeMap<String, String> = document.dist_tags.into_iter().collect();
+        ctx.app
+            .meta
+            .unpublish_versions(prepared.record.id, parse_rev(rev), &removed, &tags)
+            .await?;
+        ctx.app.packuments.invalidate(ctx.registry.id, name).await;
+        for version in &removed {
+            ctx.audit("version.unpublish", Some(name), Some(version), None).await;
+        }
+        return Ok(ok());
+    }
+    let changes: Vec<(String, Option<String>)> = document
+        .deprecations
+        .into_iter()
+        .filter(|(version, message)| {
+            let stored = prepared.record.versions.iter().find(|v| &v.version == version);
+            stored.is_some_and(|s| &s.deprecated != message)
+        })
+        .collect();
+    if !changes.is_empty() {
+        ctx.app.meta.set_deprecations(prepared.record.id, &changes).await?;
+        ctx.app.packuments.invalidate(ctx.registry.id, name).await;
+        for (version, message) in &changes {
+            let action = if message.is_some() {
+                "version.deprecate"
+            } else {
+                "version.undeprecate"
+            };
+            ctx.audit(action, Some(name), Some(version), message.clone()).await;
+        }
+    }
+    Ok(ok())
+}
+
+async fn set_owners(ctx: &Ctx, name: &PackageName, rev: Option<&str>, owners: &[String]) -> ApiResult<Response> {
+    let prepared = ctx.package(name).await?;
+    ctx.require_maintainer(&prepared)?;
+    if owners.is_empty() {
+        return Err(ApiError::BadRequest("a package must keep at least one owner".into()));
+    }
+    let mut ids = Vec::with_capacity(owners.len());
+    for owner in owners {
+        let user = ctx
+            .app
+            .meta
+            .user(owner)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no user named \"{owner}\"")))?;
+        ids.push(user.id);
+    }
+    ctx.app
+        .meta
+        .set_maintainers(prepared.record.id, rev.and_then(parse_rev), &ids)
+        .await?;
+    ctx.app.packuments.invalidate(ctx.registry.id, name).await;
+    ctx.audit("package.owners", Some(name), None, Some(owners.join(",")))
+        .await;
+    Ok(ok())
+}
+
+/// `DELETE /{name}/-rev/{rev}`: unpublish every version. The version numbers stay
+/// taken, and `time` keeps them.
+pub async fn unpublish_package(ctx: &Ctx, name: &PackageName, rev: &str) -> ApiResult<Response> {
+    let prepared: std::sync::Arc<Prepared> = ctx.package(name).await?;
+    ctx.require_maintainer(&prepared)?;
+    ctx.app
+        .meta
+        .unpublish_package(prepared.record.id, parse_rev(rev))
+        .await?;
+    ctx.app.packuments.invalidate(ctx.registry.id, name).await;
+    ctx.audit("package.unpublish", Some(name), None, None).await;
+    Ok(ok())
+}
+
+/// `DELETE /{name}/-/{file}/-rev/{rev}`: npm's last unpublish step. The version was
+/// already removed by the document PUT; its blob is left to garbage collection
+/// (another version or registry may share the bytes).
+pub async fn delete_tarball(ctx: &Ctx, name: &PackageName, file: &str) -> ApiResult<Response> {
+    ctx.require_writer()?;
+    let prepared = ctx.package(name).await?;
+    ctx.require_maintainer(&prepared)?;
+    let still_live = prepared
+        .record
+        .live_versions()
+        .any(|v| crate::npm::packument::tarball_file_name(name, &v.version) == file);
+    if still_live {
+        return Err(ApiError::BadRequest(
+            "unpublish the version (PUT the document without it) before deleting its tarball".into(),
+        ));
+    }
+    Ok(ok())
+}
+
+fn ok() -> Response {
+    axum::Json(json!({ "ok": true })).into_response()
+}

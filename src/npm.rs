@@ -1,0 +1,11 @@
+//! The npm registry protocol, without IO: names, versions, tags, tarball inspection,
+//! publish bodies, packument building and request paths.
+
+pub mod dist_tag;
+pub mod integrity;
+pub mod name;
+pub mod packument;
+pub mod publish;
+pub mod route;
+pub mod tarball;
+pub mod version;

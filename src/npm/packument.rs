@@ -1,0 +1,272 @@
+//! Builds the full and abbreviated packuments of a package from its stored rows.
+//! Done once per change (see `packument_cache`), never per request.
+
+use serde_json::{Map, Value, json};
+
+use super::name::PackageName;
+use crate::store::{Millis, PackageRecord};
+
+/// Fields of a version manifest kept in the abbreviated ("corgi") document: npm's
+/// registry-side list plus what pnpm, yarn and bun read (protocol notes §1.4).
+const ABBREVIATED_VERSION_FIELDS: &[&str] = &[
+    "name",
+    "version",
+    "deprecated",
+    "dependencies",
+    "optionalDependencies",
+    "devDependencies",
+    "bundleDependencies",
+    "bundledDependencies",
+    "peerDependencies",
+    "peerDependenciesMeta",
+    "acceptDependencies",
+    "bin",
+    "directories",
+    "dist",
+    "engines",
+    "funding",
+    "os",
+    "cpu",
+    "libc",
+    "license",
+    "_hasShrinkwrap",
+    "hasInstallScript",
+];
+
+/// Top-level fields copied from the `latest` version into the full document.
+const HOISTED_FIELDS: &[&str] = &[
+    "description",
+    "author",
+    "repository",
+    "homepage",
+    "bugs",
+    "license",
+    "keywords",
+];
+
+/// `2015-03-24T00:12:24.039Z`, the only time format npm clients expect.
+pub fn iso_time(millis: Millis) -> String {
+    chrono::DateTime::from_timestamp_millis(millis)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+/// The canonical tarball URL: `{base}/{name}/-/{basename}-{version}.tgz`, where
+/// `base` is the registry's absolute URL without a trailing slash.
+pub fn tarball_url(registry_base: &str, name: &PackageName, version: &str) -> String {
+    format!("{registry_base}/{name}/-/{}", tarball_file_name(name, version))
+}
+
+pub fn tarball_file_name(name: &PackageName, version: &str) -> String {
+    format!("{}-{version}.tgz", name.basename())
+}
+
+/// The `_rev` clients echo back in `/-rev/{rev}` URLs.
+pub fn rev_string(rev: i64) -> String {
+    format!("{rev}-{:016x}", rev.unsigned_abs().wrapping_mul(0x9e37_79b9_7f4a_7c15))
+}
+
+/// Parses the number back out of a `_rev` (`"7-…"` → 7).
+pub fn parse_rev(rev: &str) -> Option<i64> {
+    rev.split('-').next()?.parse().ok()
+}
+
+pub struct Packuments {
+    pub full: Value,
+    pub abbreviated: Value,
+}
+
+/// Builds both documents. `None` when no version is live (fully unpublished).
+pub fn build(record: &PackageRecord, registry_base: &str) -> Result<Option<Packuments>, serde_json::Error> {
+    let mut live: Vec<(semver_key::Key, &crate::store::VersionRecord)> = record
+        .live_versions()
+        .map(|v| (semver_key::Key::of(&v.version), v))
+        .collect();
+    if live.is_empty() {
+        return Ok(None);
+    }
+    live.sort_by(|a, b| a.0.cmp(&b.0));
+
+    let mut versions = Map::new();
+    let mut abbreviated_versions = Map::new();
+    let mut latest_readme: Option<(Value, Option<Value>)> = None;
+    let latest = record.dist_tags.get("latest");
+    for (_, stored) in &live {
+        let mut manifest: Map<String, Value> = serde_json::from_str(&stored.manifest)?;
+        let readme = manifest.remove("readme");
+        let readme_file = manifest.remove("readmeFilename");
+        if latest == Some(&stored.version) {
+            latest_readme = readme.map(|r| (r, readme_file));
+        }
+        if let Some(message) = &stored.deprecated {
+            manifest.insert("deprecated".into(), Value::String(message.clone()));
+        }
+        let dist = manifest.entry("dist").or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(dist) = dist {
+            dist.insert(
+                "tarball".into(),
+                Value::String(tarball_url(registry_base, &record.name, &stored.version)),
+            );
+        }
+        let abbreviated: Map<String, Value> = ABBREVIATED_VERSION_FIELDS
+            .iter()
+            .filter_map(|field| manifest.get(*field).map(|v| ((*field).to_owned(), v.clone())))
+            .collect();
+        abbreviated_versions.insert(stored.version.clone(), Value::Object(abbreviated));
+        versions.insert(stored.version.clone(), Value::Object(manifest));
+    }
+
+    let mut time = Map::new();
+    time.insert("created".into(), Value::String(iso_time(record.created_at)));
+    time.insert("modified".into(), Value::String(iso_time(record.modified_at)));
+    // Unpublished versions keep their `time` entry, as on the public registry.
+    for stored in &record.versions {
+        time.insert(stored.version.clone(), Value::String(iso_time(stored.published_at)));
+    }
+    let maintainers: Vec<Value> = record
+        .maintainers
+        .iter()
+        .map(|m| json!({ "name": m.name, "email": m.email.clone().unwrap_or_default() }))
+        .collect();
+
+    let mut full = Map::new();
+    full.insert("_id".into(), Value::String(record.name.to_string()));
+    full.insert("_rev".into(), Value::String(rev_string(record.rev)));
+    full.insert("name".into(), Value::String(record.name.to_string()));
+    if let Some(Value::Object(latest_manifest)) = latest.and_then(|v| versions.get(v)) {
+        for field in HOISTED_FIELDS {
+            if let Some(value) = latest_manifest.get(*field) {
+                full.insert((*field).to_owned(), value.clone());
+            }
+        }
+    }
+    full.insert("dist-tags".into(), json!(record.dist_tags));
+    full.insert("versions".into(), Value::Object(versions));
+    full.insert("time".into(), Value::Object(time.clone()));
+    full.insert("maintainers".into(), Value::Array(maintainers));
+    if let Some((readme, readme_file)) = latest_readme {
+        full.insert("readme".into(), readme);
+        if let Some(file) = readme_file {
+            full.insert("readmeFilename".into(), file);
+        }
+    }
+    full.insert("_attachments".into(), Value::Object(Map::new()));
+
+    let abbreviated = json!({
+        "name": record.name.to_string(),
+        "modified": iso_time(record.modified_at),
+        "dist-tags": record.dist_tags,
+        "versions": abbreviated_versions,
+        // Not in npm's corgi format, but cheap, and pnpm/bun release-age gates use it.
+        "time": time,
+    });
+    Ok(Some(Packuments {
+        full: Value::Object(full),
+        abbreviated,
+    }))
+}
+
+/// Orders version strings by semver precedence; unparsable ones sort first, by text.
+mod semver_key {
+    #[derive(PartialEq, Eq, PartialOrd, Ord)]
+    pub enum Key {
+        Invalid(String),
+        Valid(semver::Version, String),
+    }
+
+    impl Key {
+        pub fn of(raw: &str) -> Key {
+            match semver::Version::parse(raw) {
+                Ok(v) => Key::Valid(v, raw.to_owned()),
+                Err(_) => Key::Invalid(raw.to_owned()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::store::{BlobRef, Maintainer, PackageId, VersionRecord};
+
+    fn version(v: &str, deprecated: Option<&str>, unpublished: bool) -> VersionRecord {
+        VersionRecord {
+            version: v.into(),
+            manifest: json!({
+                "name": "@acme/lib", "version": v, "description": format!("desc {v}"),
+                "readme": format!("readme {v}"), "scripts": {"test": "x"},
+                "dependencies": {"a": "^1"}, "dist": {"integrity": "sha512-x", "shasum": "y"}
+            })
+            .to_string(),
+            blob: BlobRef {
+                sha512_hex: "00".into(),
+                size: 1,
+            },
+            published_at: 1_700_000_000_000,
+            publisher: Some("alice".into()),
+            deprecated: deprecated.map(str::to_owned),
+            unpublished_at: unpublished.then_some(1_700_000_000_001),
+        }
+    }
+
+    fn record() -> PackageRecord {
+        PackageRecord {
+            id: PackageId(1),
+            name: PackageName::parse("@acme/lib").expect("valid"),
+            rev: 3,
+            created_at: 1_600_000_000_000,
+            modified_at: 1_700_000_000_000,
+            internal: true,
+            dist_tags: BTreeMap::from([("latest".to_owned(), "1.10.0".to_owned())]),
+            maintainers: vec![Maintainer {
+                name: "alice".into(),
+                email: None,
+            }],
+            versions: vec![
+                version("1.10.0", None, false),
+                version("1.2.0", Some("use 1.10"), false),
+                version("0.1.0", None, true),
+            ],
+        }
+    }
+
+    #[test]
+    fn full_document_has_sorted_versions_rewritten_tarballs_and_complete_time() {
+        let docs = build(&record(), "http://h/r/x").expect("builds").expect("live");
+        let full = &docs.full;
+        let keys: Vec<&String> = full["versions"].as_object().expect("obj").keys().collect();
+        assert_eq!(keys, ["1.2.0", "1.10.0"]);
+        assert_eq!(
+            full["versions"]["1.10.0"]["dist"]["tarball"],
+            "http://h/r/x/@acme/lib/-/lib-1.10.0.tgz"
+        );
+        assert_eq!(full["versions"]["1.2.0"]["deprecated"], "use 1.10");
+        assert!(full["versions"]["1.2.0"].get("readme").is_none());
+        assert_eq!(full["readme"], "readme 1.10.0");
+        assert_eq!(full["description"], "desc 1.10.0");
+        assert_eq!(full["time"]["0.1.0"], "2023-11-14T22:13:20.000Z");
+        assert_eq!(full["_rev"].as_str().map(parse_rev), Some(Some(3)));
+    }
+
+    #[test]
+    fn abbreviated_document_keeps_install_fields_only() {
+        let docs = build(&record(), "http://h/r/x").expect("builds").expect("live");
+        let v = &docs.abbreviated["versions"]["1.10.0"];
+        assert_eq!(v["dependencies"]["a"], "^1");
+        assert!(v.get("scripts").is_none());
+        assert!(v.get("description").is_none());
+        assert_eq!(docs.abbreviated["modified"], "2023-11-14T22:13:20.000Z");
+    }
+
+    #[test]
+    fn fully_unpublished_package_has_no_document() {
+        let mut r = record();
+        for v in &mut r.versions {
+            v.unpublished_at = Some(1);
+        }
+        assert!(build(&r, "http://h/r/x").expect("builds").is_none());
+    }
+}

@@ -1,0 +1,54 @@
+//! Registry names: the `{registry}` in `/r/{registry}/`.
+
+use std::fmt;
+
+/// A validated registry name: 1–64 characters of `a-z`, `0-9`, `-` and `_`,
+/// starting with a letter or digit. Safe in URLs and never a path trick.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RegistryName(String);
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid registry name {0:?}: use 1-64 characters of a-z, 0-9, '-' and '_', starting with a letter or digit")]
+pub struct RegistryNameError(String);
+
+impl RegistryName {
+    pub fn parse(raw: &str) -> Result<Self, RegistryNameError> {
+        let valid_start = raw
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        let valid_chars = raw
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        if valid_start && valid_chars && raw.len() <= 64 {
+            Ok(RegistryName(raw.to_owned()))
+        } else {
+            Err(RegistryNameError(raw.to_owned()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RegistryName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_plain_names_and_refuses_path_tricks() {
+        for ok in ["default", "team-a", "ci_1", "0"] {
+            assert!(RegistryName::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "..", ".", "A", "-x", "a/b", "a%2fb", "a b", "é", &"x".repeat(65)] {
+            assert!(RegistryName::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

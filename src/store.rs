@@ -1,0 +1,277 @@
+//! Persistence: metadata (`meta`, behind traits so SQLite and PostgreSQL can both
+//! implement it) and tarball bytes (`blobs`, content-addressed). Knows nothing of HTTP.
+
+pub mod blobs;
+pub mod sqlite;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::npm::name::PackageName;
+use crate::registry::RegistryName;
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique constraint said no (name taken, version exists, …).
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    /// The row changed since the caller read it (optimistic lock on `rev`).
+    #[error("the package changed since it was read")]
+    Stale,
+    #[error("not found")]
+    NotFound,
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Milliseconds since the Unix epoch: the one time type in both backends.
+pub type Millis = i64;
+
+pub fn now_millis() -> Millis {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RegistryId(pub i64);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UserId(pub i64);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PackageId(pub i64);
+
+#[derive(Debug, Clone)]
+pub struct Registry {
+    pub id: RegistryId,
+    pub name: RegistryName,
+    pub public_read: bool,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: UserId,
+    pub name: String,
+    pub email: Option<String>,
+    pub is_admin: bool,
+    pub password_hash: String,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub key: String,
+    pub secret_hash: String,
+    pub display: String,
+    pub user_id: UserId,
+    pub name: Option<String>,
+    pub readonly: bool,
+    pub cidr_whitelist: Vec<String>,
+    pub expires_at: Option<Millis>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Token {
+    pub key: String,
+    pub display: String,
+    pub user: User,
+    pub name: Option<String>,
+    pub readonly: bool,
+    pub cidr_whitelist: Vec<String>,
+    pub created_at: Millis,
+    pub last_used_at: Option<Millis>,
+    pub expires_at: Option<Millis>,
+    pub revoked_at: Option<Millis>,
+}
+
+/// Where a version's bytes live: the sha512 of the tarball, in hex.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobRef {
+    pub sha512_hex: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Maintainer {
+    pub name: String,
+    pub email: Option<String>,
+}
+
+/// One package of one registry, with everything a packument is built from.
+#[derive(Debug, Clone)]
+pub struct PackageRecord {
+    pub id: PackageId,
+    pub name: PackageName,
+    pub rev: i64,
+    pub created_at: Millis,
+    pub modified_at: Millis,
+    pub internal: bool,
+    pub dist_tags: BTreeMap<String, String>,
+    pub maintainers: Vec<Maintainer>,
+    /// Every version ever published, unpublished ones included (for `time`).
+    pub versions: Vec<VersionRecord>,
+}
+
+impl PackageRecord {
+    pub fn live_versions(&self) -> impl Iterator<Item = &VersionRecord> {
+        self.versions.iter().filter(|v| v.unpublished_at.is_none())
+    }
+
+    pub fn is_fully_unpublished(&self) -> bool {
+        self.live_versions().next().is_none()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct VersionRecord {
+    pub version: String,
+    /// JSON object text, as stored.
+    pub manifest: String,
+    pub blob: BlobRef,
+    pub published_at: Millis,
+    pub publisher: Option<String>,
+    pub deprecated: Option<String>,
+    pub unpublished_at: Option<Millis>,
+}
+
+/// A version on its way in (see `admission`).
+#[derive(Debug, Clone)]
+pub struct NewVersion {
+    pub registry_id: RegistryId,
+    pub name: PackageName,
+    pub version: String,
+    pub release_key: String,
+    pub manifest: String,
+    pub blob: BlobRef,
+    pub publisher: Option<UserId>,
+    pub publisher_name: Option<String>,
+    pub deprecated: Option<String>,
+    pub source: String,
+    /// Dist-tags to point at this version; `latest` is added when the package has none.
+    pub tags: Vec<String>,
+    /// Search fields, used when this version becomes `latest`.
+    pub description: Option<String>,
+    pub keywords: Option<String>,
+    /// Whether a package created by this insert is flagged internal.
+    pub internal_if_new: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inserted {
+    pub package_id: PackageId,
+    pub created_package: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SearchQuery {
+    pub text: String,
+    pub size: u32,
+    pub from: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct SearchHit {
+    pub name: PackageName,
+    pub version: Option<String>,
+    pub description: Option<String>,
+    pub keywords: Vec<String>,
+    pub modified_at: Millis,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuditEntry {
+    pub actor: Option<String>,
+    pub action: &'static str,
+    pub registry: Option<String>,
+    pub package: Option<String>,
+    pub version: Option<String>,
+    pub detail: Option<String>,
+    pub client_addr: Option<String>,
+}
+
+#[async_trait]
+pub trait RegistryStore: Send + Sync {
+    async fn create_registry(&self, name: &RegistryName, public_read: bool) -> StoreResult<Registry>;
+    async fn registry(&self, name: &RegistryName) -> StoreResult<Option<Registry>>;
+    async fn registries(&self) -> StoreResult<Vec<Registry>>;
+    async fn set_registry_public(&self, id: RegistryId, public_read: bool) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    async fn create_user(
+        &self,
+        name: &str,
+        email: Option<&str>,
+        password_hash: &str,
+        is_admin: bool,
+    ) -> StoreResult<User>;
+    async fn user(&self, name: &str) -> StoreResult<Option<User>>;
+    async fn users(&self) -> StoreResult<Vec<User>>;
+}
+
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    async fn insert_token(&self, token: &NewToken) -> StoreResult<()>;
+    async fn token_by_secret_hash(&self, secret_hash: &str) -> StoreResult<Option<Token>>;
+    async fn touch_token(&self, secret_hash: &str, at: Millis) -> StoreResult<()>;
+    async fn tokens_of(&self, user: UserId) -> StoreResult<Vec<Token>>;
+    /// Revokes by public key or by secret hash; false when nothing (live) matched.
+    async fn revoke_token(&self, user: UserId, key_or_hash: &str, at: Millis) -> StoreResult<bool>;
+}
+
+#[async_trait]
+pub trait PackageStore: Send + Sync {
+    async fn package(&self, registry: RegistryId, name: &PackageName) -> StoreResult<Option<PackageRecord>>;
+    /// A package whose name equals `name` ignoring case (for the new-name rule).
+    async fn package_name_folded(&self, registry: RegistryId, name: &PackageName) -> StoreResult<Option<PackageName>>;
+    /// Adds a version atomically: creates the package if needed, refuses an existing
+    /// release (`Conflict`), applies tags, bumps `rev`.
+    async fn insert_version(&self, new: &NewVersion) -> StoreResult<Inserted>;
+    /// Sets (`Some`) or clears (`None`) deprecation messages of existing versions.
+    async fn set_deprecations(&self, package: PackageId, changes: &[(String, Option<String>)]) -> StoreResult<()>;
+    async fn set_dist_tag(&self, package: PackageId, tag: &str, version: &str) -> StoreResult<()>;
+    async fn remove_dist_tag(&self, package: PackageId, tag: &str) -> StoreResult<bool>;
+    /// Marks versions unpublished, drops tags pointing at them and sets the given tags
+    /// (the client recomputes `latest`). Checks `expected_rev`.
+    async fn unpublish_versions(
+        &self,
+        package: PackageId,
+        expected_rev: Option<i64>,
+        versions: &[String],
+        dist_tags: &BTreeMap<String, String>,
+    ) -> StoreResult<()>;
+    async fn unpublish_package(&self, package: PackageId, expected_rev: Option<i64>) -> StoreResult<()>;
+    async fn set_maintainers(&self, package: PackageId, expected_rev: Option<i64>, users: &[UserId])
+    -> StoreResult<()>;
+    async fn search(&self, registry: RegistryId, query: &SearchQuery) -> StoreResult<(Vec<SearchHit>, u64)>;
+    async fn all_packages(&self, registry: RegistryId) -> StoreResult<Vec<PackageName>>;
+}
+
+#[async_trait]
+pub trait AuditLog: Send + Sync {
+    async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<()>;
+    async fn recent_audit(&self, limit: u32) -> StoreResult<Vec<(Millis, AuditEntryOwned)>>;
+}
+
+/// An audit row as read back.
+#[derive(Debug, Clone)]
+pub struct AuditEntryOwned {
+    pub actor: Option<String>,
+    pub action: String,
+    pub registry: Option<String>,
+    pub package: Option<String>,
+    pub version: Option<String>,
+    pub detail: Option<String>,
+    pub client_addr: Option<String>,
+}
+
+/// The whole metadata store, as the rest of the server sees it.
+pub trait MetaStore: RegistryStore + UserStore + TokenStore + PackageStore + AuditLog {}
+impl<T: RegistryStore + UserStore + TokenStore + PackageStore + AuditLog> MetaStore for T {}
+
+pub type Meta = Arc<dyn MetaStore>;

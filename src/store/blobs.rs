@@ -1,0 +1,174 @@
+//! Content-addressed tarball storage. A blob's only name is the sha512 of its bytes:
+//! no path or key is ever built from a package name, version or file name.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use sha2::{Digest as _, Sha512};
+use tokio::io::AsyncWriteExt;
+
+/// The sha512 of a blob; the only way to address one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BlobKey([u8; 64]);
+
+impl BlobKey {
+    pub fn from_bytes(digest: [u8; 64]) -> Self {
+        BlobKey(digest)
+    }
+
+    pub fn parse_hex(hex_digest: &str) -> Result<Self, BlobError> {
+        let mut out = [0u8; 64];
+        hex::decode_to_slice(hex_digest, &mut out).map_err(|_| BlobError::BadKey)?;
+        Ok(BlobKey(out))
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// `sha512/ab/cd/<128 hex>`: fans out so no directory grows huge.
+    fn relative_path(&self) -> PathBuf {
+        let hex = self.to_hex();
+        PathBuf::from("sha512").join(&hex[0..2]).join(&hex[2..4]).join(hex)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("blob key is not a sha512 hex digest")]
+    BadKey,
+    #[error("blob bytes do not match their digest")]
+    DigestMismatch,
+    #[error("blob storage I/O failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// An open blob, ready to stream.
+pub struct BlobReader {
+    pub len: u64,
+    pub file: tokio::fs::File,
+}
+
+#[async_trait]
+pub trait BlobStore: Send + Sync {
+    /// Stores `bytes` under `key` after checking they hash to it. Durable on return.
+    async fn put(&self, key: &BlobKey, bytes: Bytes) -> Result<(), BlobError>;
+    async fn open(&self, key: &BlobKey) -> Result<Option<BlobReader>, BlobError>;
+    async fn contains(&self, key: &BlobKey) -> Result<bool, BlobError>;
+}
+
+pub type Blobs = Arc<dyn BlobStore>;
+
+/// Blobs as files under one directory: write to `tmp/`, fsync, rename into place,
+/// fsync the directory. A crash leaves at worst an orphan in `tmp/`.
+pub struct FsBlobStore {
+    root: PathBuf,
+}
+
+impl FsBlobStore {
+    pub async fn open(root: &Path) -> Result<Self, BlobError> {
+        let tmp = root.join("tmp");
+        tokio::fs::create_dir_all(&tmp).await?;
+        // Leftovers of writes cut short by a crash: never referenced, safe to drop.
+        let mut entries = tokio::fs::read_dir(&tmp).await?;
+        while let Some(entry) = entries.next_entry().await? {
+            let _ = tokio::fs::remove_file(entry.path()).await;
+        }
+        Ok(FsBlobStore { root: root.to_owned() })
+    }
+
+    fn path_of(&self, key: &BlobKey) -> PathBuf {
+        self.root.join(key.relative_path())
+    }
+}
+
+#[async_trait]
+impl BlobStore for FsBlobStore {
+    async fn put(&self, key: &BlobKey, bytes: Bytes) -> Result<(), BlobError> {
+        let final_path = self.path_of(key);
+        if tokio::fs::try_exists(&final_path).await? {
+            return Ok(());
+        }
+        let check = bytes.clone();
+        let digest = tokio::task::spawn_blocking(move || Sha512::digest(&check))
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        if digest.as_slice() != key.0 {
+            return Err(BlobError::DigestMismatch);
+        }
+        let tmp_path = self
+            .root
+            .join("tmp")
+            .join(format!("{}.{}", key.to_hex(), rand::random::<u64>()));
+        let result = async {
+            let mut file = tokio::fs::File::create(&tmp_path).await?;
+            file.write_all(&bytes).await?;
+            file.sync_all().await?;
+            drop(file);
+            let dir = final_path
+                .parent()
+                .ok_or_else(|| std::io::Error::other("blob path has no parent"))?;
+            tokio::fs::create_dir_all(dir).await?;
+            tokio::fs::rename(&tmp_path, &final_path).await?;
+            tokio::fs::File::open(dir).await?.sync_all().await
+        }
+        .await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&tmp_path).await;
+        }
+        Ok(result?)
+    }
+
+    async fn open(&self, key: &BlobKey) -> Result<Option<BlobReader>, BlobError> {
+        match tokio::fs::File::open(self.path_of(key)).await {
+            Ok(file) => {
+                let len = file.metadata().await?.len();
+                Ok(Some(BlobReader { len, file }))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn contains(&self, key: &BlobKey) -> Result<bool, BlobError> {
+        Ok(tokio::fs::try_exists(self.path_of(key)).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_of(bytes: &[u8]) -> BlobKey {
+        BlobKey::from_bytes(Sha512::digest(bytes).into())
+    }
+
+    #[tokio::test]
+    async fn stores_by_digest_and_refuses_mismatched_bytes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FsBlobStore::open(dir.path()).await.expect("open");
+        let key = key_of(b"hello");
+        store.put(&key, Bytes::from_static(b"hello")).await.expect("put");
+        let blob = store.open(&key).await.expect("open").expect("present");
+        assert_eq!(blob.len, 5);
+
+        let other = key_of(b"other");
+        let err = store
+            .put(&other, Bytes::from_static(b"not other"))
+            .await
+            .expect_err("mismatch");
+        assert!(matches!(err, BlobError::DigestMismatch));
+        assert!(!store.contains(&other).await.expect("contains"));
+        let leftovers = std::fs::read_dir(dir.path().join("tmp")).expect("tmp").count();
+        assert_eq!(leftovers, 0);
+    }
+
+    #[test]
+    fn keys_are_hex_digests_only() {
+        assert!(BlobKey::parse_hex("../../etc/passwd").is_err());
+        let key = key_of(b"x");
+        assert_eq!(BlobKey::parse_hex(&key.to_hex()).expect("valid"), key);
+    }
+}

@@ -1,0 +1,584 @@
+//! The npm registry protocol over HTTP against the real server.
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+#[test]
+fn publish_then_read_full_and_abbreviated_packuments() {
+    let server = TestServer::start();
+    let token = server.admin_token();
+    publish_ok(&server, "default", &token, "@acme/lib", "1.0.0");
+    publish_ok(&server, "default", &token, "@acme/lib", "1.1.0");
+
+    for path in ["@acme%2flib", "@acme%2Flib", "@acme/lib"] {
+        let url = format!("{}{path}", server.registry_url("default"));
+        let full: Value = http()
+            .get(&url)
+            .bearer_auth(&token)
+            .send()
+            .expect("get")
+            .json()
+            .expect("json");
+        assert_eq!(full["name"], "@acme/lib", "{path}");
+        assert_eq!(full["dist-tags"]["latest"], "1.1.0");
+        assert_eq!(
+            full["versions"]["1.0.0"]["dist"]["tarball"],
+            format!("{}@acme/lib/-/lib-1.0.0.tgz", server.registry_url("default"))
+        );
+        assert_eq!(full["versions"]["1.0.0"]["_npmUser"]["name"], "admin");
+        assert!(full["time"]["1.1.0"].as_str().expect("time").ends_with('Z'));
+        assert!(full["_rev"].is_string());
+    }
+
+    let response = http()
+        .get(format!("{}@acme%2flib", server.registry_url("default")))
+        .bearer_auth(&token)
+        .header(
+            "accept",
+            "application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8, */*",
+        )
+        .send()
+        .expect("get");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/vnd.npm.install-v1+json"
+    );
+    let abbreviated: Value = response.json().expect("json");
+    assert!(abbreviated["versions"]["1.0.0"]["dist"]["integrity"].is_string());
+    assert!(abbreviated["versions"]["1.0.0"].get("description").is_none());
+    assert!(abbreviated.get("modified").is_some());
+}
+
+#[test]
+fn etags_revalidate_with_304_and_change_on_publish() {
+    let server = TestServer::start();
+    let token = server.admin_token();
+    publish_ok(&server, "default", &token, "etag-pkg", "1.0.0");
+    let url = format!("{}etag-pkg", server.registry_url("default"));
+    let first = http().get(&url).bearer_auth(&token).send().expect("get");
+    let etag = first.headers()["etag"].to_str().expect("etag").to_owned();
+    let abbreviated_etag = http()
+        .get(&url)
+        .bearer_auth(&token)
+        .header("accept", "application/vnd.npm.install-v1+json")
+        .send()
+        .expect("get")
+        .headers()["etag"]
+        .to_str()
+        .expect("etag")
+        .to_owned();
+    assert_ne!(etag, abbreviated_etag, "full and abbreviated must not share an ETag");
+
+    let again = http()
+        .get(&url)
+        .bearer_auth(&token)
+        .header("if-none-match", &etag)
+        .send()
+        .expect("get");
+    assert_eq!(again.status(), 304);
+    assert!(again.bytes().expect("body").is_empty());
+
+    publish_ok(&server, "default", &token, "etag-pkg", "1.0.1");
+    let changed = http()
+        .get(&url)
+        .bearer_auth(&token)
+        .header("if-none-match", &etag)
+        .send()
+        .expect("get");
+    assert_eq!(changed.status(), 200);
+    assert_ne!(changed.headers()["etag"].to_str().expect("etag"), etag);
+}
+
+#[test]
+fn tarballs_download_with_the_published_bytes_in_both_url_forms() {
+    let server = TestServer::start();
+    let token = server.admin_token();
+    let bytes = package_tarball("@acme/tgz", "2.0.0");
+    let response = publish(
+        &server,
+        "default",
+        &token,
+        &publish_body_with("@acme/tgz", "2.0.0", "latest", &bytes),
+    );
+    assert_eq!(response.status(), 201);
+    for path in ["@acme/tgz/-/tgz-2.0.0.tgz", "@acme%2ftgz/-/tgz-2.0.0.tgz"] {
+        let got = http()
+            .get(format!("{}{path}", server.registry_url("default")))
+            .bearer_auth(&token)
+            .send()
+            .expect("tarball");
+        assert_eq!(got.status(), 200, "{path}");
+        assert_eq!(got.headers()["content-type"], "application/octet-stream");
+        assert_eq!(got.bytes().expect("bytes").as_ref(), bytes.as_slice());
+    }
+    let head = http()
+        .head(format!("{}@acme/tgz/-/tgz-2.0.0.tgz", server.registry_url("default")))
+        .bearer_auth(&token)
+        .send()
+        .expect("head");
+    assert_eq!(head.status(), 200);
+    assert_eq!(
+        head.headers()["content-length"].to_str().expect("len"),
+        bytes.len().to_string()
+    );
+    for missing in [
+        "@acme/tgz/-/tgz-9.9.9.tgz",
+        "@acme/tgz/-/other-2.0.0.tgz",
+        "@acme/tgz/-/tgz-2.0.0.tar",
+    ] {
+        let got = http()
+            .get(format!("{}{missing}", server.registry_url("default")))
+            .bearer_auth(&token)
+            .send()
+            .expect("tarball");
+        assert_eq!(got.status(), 404, "{missing}");
+    }
+}
+
+#[test]
+fn version_and_tag_documents() {
+    let server = TestServer::start();
+    let token = server.admin_token();
+    publish_ok(&server, "default", &token, "spec-pkg", "1.0.0");
+    for spec in ["1.0.0", "latest"] {
+        let doc: Value = http()
+            .get(format!("{}spec-pkg/{spec}", server.registry_url("default")))
+            .bearer_auth(&token)
+            .send()
+            .expect("get")
+            .json()
+            .expect("json");
+        assert_eq!(doc["version"], "1.0.0", "{spec}");
+        assert!(
+            doc["dist"]["tarball"]
+                .as_str()
+                .expect("tarball")
+                .ends_with("spec-pkg-1.0.0.tgz")
+        );
+    }
+    let missing = http()
+        .get(format!("{}spec-pkg/2.0.0", server.registry_url("default")))
+        .bearer_auth(&token)
+        .send()
+        .expect("get");
+    assert!(expect_error(missing, 404).contains("version not found"));
+}
+
+#[test]
+fn republishing_an_existing_version_is_refused_and_changes_nothing() {
+    let server = TestServer::start();
+    let token = server.admin_token();
+    publish_ok(&server, "default", &token, "fixed", "1.0.0");
+    let before = packument(&server, "default", &token, "fixed").expect("exists");
+    let blobs = blob_count(&server);
+
+    let different = tarball(&[
+        (
+            "package/package.json",
+            br#"{"name":"fixed","version":"1.0.0","main":"evil.js"}"#,
+        ),
+        ("package/evil.js", b"steal()"),
+    ]);
+    let response = publish(
+        &server,
+        "default",
+        &token,
+        &publish_body_with("fixed", "1.0.0", "latest", &different),
+    );
+    let error = expect_error(response, 403);
+    assert!(
+        error.contains("cannot publish over the previously published versions: 1.0.0"),
+        "{error}"
+    );
+    // Build metadata does not make a new version.
+    let response = publish(&server, "default", &token, &publish_body("fixed", "1.0.0+build.7"));
+    assert_eq!(response.status(), 403);
+
+    let after = packument(&server, "default", &token, "fixed").expect("exists");
+    assert_eq!(before["versions"], after["versions"]);
+    assert_eq!(before["_rev"], after["_rev"]);
+    assert_eq!(blob_count(&server), blobs, "a refused publish stores no bytes");
+}
+
+#[test]
+fn dist_tags_add_list_remove() {
+    let server = TestServer::start();
+    let token = server.admin_token();
+    publish_ok(&server, "default", &token, "tagged", "1.0.0");
+    publish_ok(&server, "default", &token, "tagged", "2.0.0-rc.1");
+    let tags_url = format!("{}-/package/tagged/dist-tags", server.registry_url("default"));
+    let response = http()
+        .put(format!("{tags_url}/next"))
+        .bearer_auth(&token)
+        .json(&json!("2.0.0-rc.1"))
+        .send()
+        .expect("put");
+    assert_eq!(response.status(), 200);
+    let tags: Value = http()
+        .get(&tags_url)
+        .bearer_auth(&token)
+        .send()
+        .expect("get")
+        .json()
+        .expect("json");
+    assert_eq!(tags, json!({ "latest": "2.0.0-rc.1", "next": "2.0.0-rc.1" }));
+
+    let bad = http()
+        .put(format!("{tags_url}/1.x"))
+        .bearer_auth(&token)
+        .json(&json!("1.0.0"))
+        .send()
+        .expect("put");
+    assert!(expect_error(bad, 400).contains("SemVer range"));
+    let missing = http()
+        .put(format!("{tags_url}/beta"))
+        .bearer_auth(&token)
+        .json(&json!("9.0.0"))
+        .send()
+        .expect("put");
+    assert!(expect_error(missing, 404).contains("version not found"));
+    let latest = http()
+        .delete(format!("{tags_url}/latest"))
+        .bearer_auth(&token)
+        .send()
+        .expect("delete");
+    assert!(expect_error(latest, 400).contains("latest"));
+
+    let removed = http()
+        .delete(format!("{tags_url}/next"))
+        .bearer_auth(&token)
+        .send()
+        .expect("delete");
+    assert_eq!(removed.status(), 200);
+    let tags: Value = http()
+        .get(&tags_url)
+        .bearer_auth(&token)
+        .send()
+        .expect("get")
+        .json()
+        .expect("json");
+    assert_eq!(tags, json!({ "latest": "2.0.0-rc.1" }));
+}
+
+#[test]
+fn deprecate_and_undeprecate_through_the_whole_document() {
+    let server = TestServer::start();
+    let token = server.admin_token();
+    publish_ok(&server, "default", &token, "old-pkg", "1.0.0");
+    let mut doc = packument(&server, "default", &token, "old-pkg").expect("exists");
+    doc["versions"]["1.0.0"]["deprecated"] = json!("use new-pkg");
+    let url = format!("{}old-pkg", server.registry_url("default"));
+    assert_eq!(
+        http()
+            .put(&url)
+            .bearer_auth(&token)
+            .json(&doc)
+            .send()
+            .expect("put")
+            .status(),
+        200
+    );
+    let after = packument(&server, "default", &token, "old-pkg").expect("exists");
+    assert_eq!(after["versions"]["1.0.0"]["deprecated"], "use new-pkg");
+
+    doc["versions"]["1.0.0"]["deprecated"] = json!("");
+    assert_eq!(
+        http()
+            .put(&url)
+            .bearer_auth(&token)
+            .json(&doc)
+            .send()
+            .expect("put")
+            .status(),
+        200
+    );
+    let after = packument(&server, "default", &token, "old-pkg").expect("exists");
+    assert!(after["versions"]["1.0.0"].get("deprecated").is_none());
+
+    // A metadata update may not smuggle in a version without a tarball.
+    doc["versions"]["9.9.9"] = doc["versions"]["1.0.0"].clone();
+    let error = expect_error(
+        http().put(&url).bearer_auth(&token).json(&doc).send().expect("put"),
+        400,
+    );
+    assert!(error.contains("9.9.9"), "{error}");
+    assert!(
+        packument(&server, "default", &token, "old-pkg").expect("exists")["versions"]
+            .get("9.9.9")
+            .is_none()
+    );
+}
+
+#[test]
+fn unpublish_one_version_then_the_package_and_never_reuse_numbers() {
+    let server = TestServer::start();
+    let token = server.admin_token();
+    publish_ok(&server, "default", &token, "gone", "1.0.0");
+    publish_ok(&server, "default", &token, "gone", "1.1.0");
+    let mut doc = packument(&server, "default", &token, "gone").expect("exists");
+    let rev = doc["_rev"].as_str().expect("rev").to_owned();
+    doc["versions"].as_object_mut().expect("obj").remove("1.1.0");
+    doc["dist-tags"] = json!({ "latest": "1.0.0" });
+    let base = server.registry_url("default");
+    let put = http()
+        .put(format!("{base}gone/-rev/{rev}"))
+        .bearer_auth(&token)
+        .json(&doc)
+        .send()
+        .expect("put");
+    assert_eq!(put.status(), 200);
+    let after = packument(&server, "default", &token, "gone").expect("exists");
+    assert!(after["versions"].get("1.1.0").is_none());
+    assert_eq!(after["dist-tags"]["latest"], "1.0.0");
+    assert!(after["time"].get("1.1.0").is_some(), "time keeps unpublished versions");
+    let tarball = http()
+        .get(format!("{base}gone/-/gone-1.1.0.tgz"))
+        .bearer_auth(&token)
+        .send()
+        .expect("get");
+    assert_eq!(tarball.status(), 404);
+
+    // A stale rev is refused.
+    let stale = http()
+        .delete(format!("{base}gone/-rev/{rev}"))
+        .bearer_auth(&token)
+        .send()
+        .expect("delete");
+    assert_eq!(stale.status(), 409);
+    let rev = after["_rev"].as_str().expect("rev");
+    let delete = http()
+        .delete(format!("{base}gone/-rev/{rev}"))
+        .bearer_auth(&token)
+        .send()
+        .expect("delete");
+    assert_eq!(delete.status(), 200);
+    assert!(packument(&server, "default", &token, "gone").is_none());
+
+    let again = publish(&server, "default", &token, &publish_body("gone", "1.0.0"));
+    assert_eq!(again.status(), 403, "an unpublished version number is never reused");
+    publish_ok(&server, "default", &token, "gone", "2.0.0");
+}
+
+#[test]
+fn owners_are_listed_added_and_enforced() {
+    let server = TestServer::start();
+    server.add_user("alice", "alice-password");
+    server.add_user("bob", "bob-password1");
+    let alice = server.login("default", "alice", "alice-password");
+    let bob = server.login("default", "bob", "bob-password1");
+    publish_ok(&server, "default", &alice, "owned", "1.0.0");
+
+    let refused = publish(&server, "default", &bob, &publish_body("owned", "1.0.1"));
+    assert!(expect_error(refused, 403).contains("permission"));
+
+    let doc = packument(&server, "default", &alice, "owned").expect("exists");
+    assert_eq!(doc["maintainers"], json!([{ "name": "alice", "email": "" }]));
+    let rev = doc["_rev"].as_str().expect("rev");
+    let body = json!({ "_id": "owned", "_rev": rev, "maintainers": [{"name": "alice"}, {"name": "bob"}] });
+    let url = format!("{}owned/-rev/{rev}", server.registry_url("default"));
+    assert_eq!(
+        http()
+            .put(&url)
+            .bearer_auth(&alice)
+            .json(&body)
+            .send()
+            .expect("put")
+            .status(),
+        200
+    );
+    publish_ok(&server, "default", &bob, "owned", "1.0.1");
+
+    let collaborators: Value = http()
+        .get(format!(
+            "{}-/package/owned/collaborators",
+            server.registry_url("default")
+        ))
+        .bearer_auth(&bob)
+        .send()
+        .expect("get")
+        .json()
+        .expect("json");
+    assert_eq!(collaborators, json!({ "alice": "read-write", "bob": "read-write" }));
+}
+
+#[test]
+fn search_finds_this_registrys_packages_only() {
+    let server = TestServer::start();
+    let token = server.admin_token();
+    assert!(server.cli(&["registry", "create", "other"], "").status.success());
+    publish_ok(&server, "default", &token, "left-pad-x", "1.0.0");
+    publish_ok(&server, "default", &token, "@acme/pad", "1.0.0");
+    publish_ok(&server, "other", &token, "pad-elsewhere", "1.0.0");
+    let result: Value = http()
+        .get(format!(
+            "{}-/v1/search?text=pad&size=20",
+            server.registry_url("default")
+        ))
+        .bearer_auth(&token)
+        .send()
+        .expect("search")
+        .json()
+        .expect("json");
+    let mut names: Vec<&str> = result["objects"]
+        .as_array()
+        .expect("objects")
+        .iter()
+        .map(|o| o["package"]["name"].as_str().expect("name"))
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["@acme/pad", "left-pad-x"]);
+    assert_eq!(result["total"], 2);
+    assert_eq!(result["objects"][0]["package"]["version"], "1.0.0");
+}
+
+#[test]
+fn registries_are_isolated() {
+    let server = TestServer::start();
+    let token = server.admin_token();
+    assert!(server.cli(&["registry", "create", "team"], "").status.success());
+    publish_ok(&server, "team", &token, "team-only", "1.0.0");
+    assert!(packument(&server, "team", &token, "team-only").is_some());
+    assert!(packument(&server, "default", &token, "team-only").is_none());
+    let tarball = http()
+        .get(format!(
+            "{}team-only/-/team-only-1.0.0.tgz",
+            server.registry_url("default")
+        ))
+        .bearer_auth(&token)
+        .send()
+        .expect("get");
+    assert_eq!(tarball.status(), 404);
+    for sneaky in [
+        "/r/default/../team/team-only",
+        "/r/default/%2e%2e/team/team-only",
+        "/r/default/%2E%2E/team/team-only",
+        "/r/team%2f..%2fdefault/x",
+        "/r/default/..%2fteam/team-only",
+        "/r/default/@..%2fteam/team-only",
+    ] {
+        let status = raw_get_status(&server, sneaky, &token);
+        assert!([400, 404].contains(&status), "{sneaky} answered {status}");
+    }
+}
+
+#[test]
+fn private_registries_need_credentials_and_public_ones_do_not() {
+    let server = TestServer::start_with_config("[registries.open]\npublic = true\n");
+    let token = server.admin_token();
+    publish_ok(&server, "default", &token, "private-pkg", "1.0.0");
+    publish_ok(&server, "open", &token, "open-pkg", "1.0.0");
+
+    let anonymous = http()
+        .get(format!("{}private-pkg", server.registry_url("default")))
+        .send()
+        .expect("get");
+    assert_eq!(anonymous.headers()["www-authenticate"], "Bearer realm=\"gatehouse\"");
+    assert!(expect_error(anonymous, 401).contains("npm login"));
+    let anonymous_tgz = http()
+        .get(format!(
+            "{}private-pkg/-/private-pkg-1.0.0.tgz",
+            server.registry_url("default")
+        ))
+        .send()
+        .expect("get");
+    assert_eq!(anonymous_tgz.status(), 401);
+
+    let open = http()
+        .get(format!("{}open-pkg", server.registry_url("open")))
+        .send()
+        .expect("get");
+    assert_eq!(open.status(), 200);
+    let anonymous_publish = http()
+        .put(format!("{}anon", server.registry_url("open")))
+        .json(&publish_body("anon", "1.0.0"))
+        .send()
+        .expect("put");
+    assert_eq!(anonymous_publish.status(), 401);
+    assert!(packument(&server, "open", &token, "anon").is_none());
+
+    let bad_token = http()
+        .get(format!("{}open-pkg", server.registry_url("open")))
+        .bearer_auth("gth_0000000000000000000000000000000000000000000")
+        .send()
+        .expect("get");
+    assert!(expect_error(bad_token, 401).contains("invalid"));
+}
+
+#[test]
+fn login_whoami_logout() {
+    let server = TestServer::start();
+    server.add_user("carol", "carol-password");
+    let base = server.registry_url("default");
+    let wrong = http()
+        .put(format!("{base}-/user/org.couchdb.user:carol"))
+        .json(&json!({"name": "carol", "password": "nope-nope-nope"}))
+        .send()
+        .expect("put");
+    assert!(expect_error(wrong, 401).contains("incorrect username or password"));
+    let unknown = http()
+        .put(format!("{base}-/user/org.couchdb.user:mallory"))
+        .json(&json!({"name": "mallory", "password": "whatever-1"}))
+        .send()
+        .expect("put");
+    assert!(expect_error(unknown, 401).contains("incorrect username or password"));
+    let listed = server.cli(&["user", "list"], "");
+    assert!(
+        !String::from_utf8_lossy(&listed.stdout).contains("mallory"),
+        "registration is off by default"
+    );
+
+    let token = server.login("default", "carol", "carol-password");
+    assert!(token.starts_with("gth_"));
+    let me: Value = http()
+        .get(format!("{base}-/whoami"))
+        .bearer_auth(&token)
+        .send()
+        .expect("get")
+        .json()
+        .expect("json");
+    assert_eq!(me["username"], "carol");
+    let basic: Value = http()
+        .get(format!("{base}-/whoami"))
+        .basic_auth("carol", Some("carol-password"))
+        .send()
+        .expect("get")
+        .json()
+        .expect("json");
+    assert_eq!(basic["username"], "carol");
+    let token_as_password: Value = http()
+        .get(format!("{base}-/whoami"))
+        .basic_auth("carol", Some(&token))
+        .send()
+        .expect("get")
+        .json()
+        .expect("json");
+    assert_eq!(token_as_password["username"], "carol");
+
+    let logout = http()
+        .delete(format!("{base}-/user/token/{token}"))
+        .bearer_auth(&token)
+        .send()
+        .expect("delete");
+    assert_eq!(logout.status(), 200);
+    let after = http()
+        .get(format!("{base}-/whoami"))
+        .bearer_auth(&token)
+        .send()
+        .expect("get");
+    assert_eq!(after.status(), 401);
+}
+
+#[test]
+fn ping_and_health() {
+    let server = TestServer::start();
+    for path in ["/-/ping", "/-/health", "/-/ready", "/r/default/-/ping"] {
+        let response = http().get(format!("{}{path}", server.base)).send().expect("get");
+        assert_eq!(response.status(), 200, "{path}");
+    }
+    let unknown = http()
+        .get(format!("{}/r/nope/lodash", server.base))
+        .send()
+        .expect("get");
+    assert!(expect_error(unknown, 404).contains("no registry named"));
+}

@@ -1,0 +1,341 @@
+//! Test kit: the real `gatehouse` binary on an ephemeral 127.0.0.1 port with a fresh
+//! data dir, plus builders for npm-shaped tarballs and publish bodies.
+
+#![allow(dead_code)]
+
+pub mod clients;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+use sha1::Sha1;
+use sha2::{Digest, Sha512};
+
+pub const ADMIN_PASSWORD: &str = "admin-password-1";
+pub const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
+
+pub struct TestServer {
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    pub data_dir: PathBuf,
+    config_file: Option<PathBuf>,
+    _dir: Option<tempfile::TempDir>,
+    child: Child,
+}
+
+impl TestServer {
+    /// A fresh server: registry `default`, user `admin` / `ADMIN_PASSWORD`.
+    pub fn start() -> TestServer {
+        Self::start_with_config("")
+    }
+
+    /// A fresh server with extra TOML configuration.
+    pub fn start_with_config(toml: &str) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data_dir = dir.path().join("data");
+        let config_file = (!toml.is_empty()).then(|| {
+            let path = dir.path().join("gatehouse.toml");
+            std::fs::write(&path, toml).expect("write config");
+            path
+        });
+        let (child, base) = spawn(&data_dir, config_file.as_deref());
+        TestServer {
+            base,
+            data_dir,
+            config_file,
+            _dir: Some(dir),
+            child,
+        }
+    }
+
+    pub fn registry_url(&self, registry: &str) -> String {
+        format!("{}/r/{registry}/", self.base)
+    }
+
+    /// Runs a `gatehouse` CLI command against this server's data dir.
+    pub fn cli(&self, args: &[&str], stdin: &str) -> Output {
+        run_cli(&self.data_dir, args, stdin)
+    }
+
+    pub fn add_user(&self, name: &str, password: &str) {
+        let out = self.cli(&["user", "add", name, "--password-stdin"], &format!("{password}\n"));
+        assert!(
+            out.status.success(),
+            "user add failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Logs in with the legacy CouchDB flow and returns the bearer token.
+    pub fn login(&self, registry: &str, user: &str, password: &str) -> String {
+        let response = http()
+            .put(format!("{}-/user/org.couchdb.user:{user}", self.registry_url(registry)))
+            .json(&json!({ "_id": format!("org.couchdb.user:{user}"), "name": user, "password": password, "type": "user", "roles": [] }))
+            .send()
+            .expect("login request");
+        assert_eq!(response.status(), 201, "login of {user} failed");
+        let body: Value = response.json().expect("login json");
+        body["token"].as_str().expect("token in login response").to_owned()
+    }
+
+    pub fn admin_token(&self) -> String {
+        self.login("default", "admin", ADMIN_PASSWORD)
+    }
+
+    /// SIGKILL: no shutdown, no flush — a crash.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same data dir (new port).
+    pub fn restart(&mut self) {
+        self.kill();
+        let (child, base) = spawn(&self.data_dir, self.config_file.as_deref());
+        self.child = child;
+        self.base = base;
+    }
+
+    /// The server's log so far (stderr), for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("../server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn spawn(data_dir: &Path, config_file: Option<&Path>) -> (Child, String) {
+    std::fs::create_dir_all(data_dir).expect("data dir");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data_dir.join("../server.log"))
+        .expect("log file");
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve")
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .env("GATEHOUSE_DATA_DIR", data_dir)
+        .env("GATEHOUSE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env_remove("GATEHOUSE_CONFIG")
+        .env_remove("GATEHOUSE_PUBLIC_URL")
+        .stdout(Stdio::piped())
+        .stderr(log);
+    if let Some(file) = config_file {
+        cmd.env("GATEHOUSE_CONFIG", file);
+    }
+    let mut child = cmd.spawn().expect("spawn gatehouse");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    let base = first
+        .strip_prefix("gatehouse listening on ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected first line from gatehouse: {first:?}"))
+        .to_owned();
+    // Keep draining stdout so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, base)
+}
+
+pub fn run_cli(data_dir: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("GATEHOUSE_DATA_DIR", data_dir)
+        .env_remove("GATEHOUSE_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn gatehouse cli");
+    if let Some(mut input) = child.stdin.take() {
+        let _ = input.write_all(stdin.as_bytes());
+    }
+    child.wait_with_output().expect("cli output")
+}
+
+pub fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("http client")
+}
+
+/// A JSON request with a bearer token.
+pub fn authed(builder: reqwest::blocking::RequestBuilder, token: &str) -> reqwest::blocking::RequestBuilder {
+    builder.bearer_auth(token)
+}
+
+/// `{"error": "..."}` of a response, asserting its status.
+pub fn expect_error(response: reqwest::blocking::Response, status: u16) -> String {
+    let actual = response.status().as_u16();
+    let text = response.text().unwrap_or_default();
+    assert_eq!(actual, status, "unexpected status, body: {text}");
+    let body: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("error body is not JSON: {text}"));
+    body["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error field: {text}"))
+        .to_owned()
+}
+
+/// A gzipped tar with the given `(path, contents)` entries, as `npm pack` makes them.
+pub fn tarball(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::default(),
+    ));
+    for (path, data) in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append_data(&mut header, path, *data).expect("append");
+    }
+    builder.into_inner().expect("tar").finish().expect("gzip")
+}
+
+/// The tarball of a minimal package.
+pub fn package_tarball(name: &str, version: &str) -> Vec<u8> {
+    let manifest = json!({ "name": name, "version": version, "main": "index.js" });
+    tarball(&[
+        ("package/package.json", manifest.to_string().as_bytes()),
+        (
+            "package/index.js",
+            format!("module.exports = '{name}@{version}';\n").as_bytes(),
+        ),
+    ])
+}
+
+pub fn sri_sha512(bytes: &[u8]) -> String {
+    format!(
+        "sha512-{}",
+        base64::engine::general_purpose::STANDARD.encode(Sha512::digest(bytes))
+    )
+}
+
+pub fn sha1_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha1::digest(bytes))
+}
+
+/// The body `npm publish` sends for `name@version` with `tarball`, tagged `tag`.
+pub fn publish_body_with(name: &str, version: &str, tag: &str, tarball: &[u8]) -> Value {
+    json!({
+        "_id": name,
+        "name": name,
+        "description": format!("the {name} package"),
+        "dist-tags": { tag: version },
+        "versions": { version: {
+            "name": name,
+            "version": version,
+            "main": "index.js",
+            "_id": format!("{name}@{version}"),
+            "dist": {
+                "integrity": sri_sha512(tarball),
+                "shasum": sha1_hex(tarball),
+                "tarball": format!("http://ignored/{name}/-/{name}-{version}.tgz")
+            }
+        }},
+        "access": null,
+        "_attachments": { format!("{name}-{version}.tgz"): {
+            "content_type": "application/octet-stream",
+            "data": base64::engine::general_purpose::STANDARD.encode(tarball),
+            "length": tarball.len()
+        }}
+    })
+}
+
+pub fn publish_body(name: &str, version: &str) -> Value {
+    publish_body_with(name, version, "latest", &package_tarball(name, version))
+}
+
+/// `PUT /r/{registry}/{escaped name}`.
+pub fn publish(server: &TestServer, registry: &str, token: &str, body: &Value) -> reqwest::blocking::Response {
+    let name = body["name"].as_str().expect("name").replace('/', "%2f");
+    http()
+        .put(format!("{}{name}", server.registry_url(registry)))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .expect("publish request")
+}
+
+pub fn publish_ok(server: &TestServer, registry: &str, token: &str, name: &str, version: &str) {
+    let response = publish(server, registry, token, &publish_body(name, version));
+    let status = response.status();
+    assert_eq!(
+        status,
+        201,
+        "publish {name}@{version}: {}",
+        response.text().unwrap_or_default()
+    );
+}
+
+/// The full packument, or `None` on 404.
+pub fn packument(server: &TestServer, registry: &str, token: &str, name: &str) -> Option<Value> {
+    let response = http()
+        .get(format!("{}{}", server.registry_url(registry), name.replace('/', "%2f")))
+        .bearer_auth(token)
+        .send()
+        .expect("packument request");
+    match response.status().as_u16() {
+        200 => Some(response.json().expect("packument json")),
+        404 => None,
+        other => panic!("packument {name}: unexpected status {other}"),
+    }
+}
+
+/// Files under the blob store: the count must not move when a request is refused.
+pub fn blob_count(server: &TestServer) -> usize {
+    fn walk(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .map(|e| if e.path().is_dir() { walk(&e.path()) } else { 1 })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+    walk(&server.data_dir.join("blobs/sha512"))
+}
+
+/// Waits until `f` is true or the deadline passes.
+pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// Sends a GET with the path exactly as given (HTTP clients normalise `..` away)
+/// and returns the status code.
+pub fn raw_get_status(server: &TestServer, path: &str, token: &str) -> u16 {
+    use std::io::Read;
+    let addr = server.base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {response:?}"))
+}
