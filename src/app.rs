@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::auth::web_login::WebLogins;
 use crate::auth::{Authenticator, password};
 use crate::config::{Config, PublicUrl};
 use crate::packument_cache::PackumentCache;
@@ -17,6 +18,7 @@ pub struct App {
     pub blobs: Blobs,
     pub packuments: PackumentCache,
     pub auth: Authenticator,
+    pub web_logins: WebLogins,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +66,7 @@ impl App {
         let packuments = PackumentCache::new(meta.clone(), config.packument_cache_bytes);
         Ok(Arc::new(App {
             auth: Authenticator::new(meta.clone()),
+            web_logins: WebLogins::default(),
             config,
             public_url,
             meta,

@@ -4,9 +4,14 @@
 pub mod cidr;
 pub mod password;
 pub mod token;
+pub mod web_login;
 
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
+
+use tokio::sync::OnceCell;
 
 use base64::Engine as _;
 use moka::future::Cache;
@@ -26,11 +31,29 @@ pub struct Principal {
 pub struct TokenGrant {
     pub key: String,
     pub readonly: bool,
+    /// Registries the token is limited to; empty: all.
+    pub registries: Vec<String>,
+    /// Package patterns the token is limited to; empty: all.
+    pub packages: Vec<String>,
 }
 
 impl Principal {
     pub fn is_readonly(&self) -> bool {
         self.token.as_ref().is_some_and(|t| t.readonly)
+    }
+
+    /// False when the token is limited to other registries.
+    pub fn may_use_registry(&self, registry: &str) -> bool {
+        self.token
+            .as_ref()
+            .is_none_or(|t| t.registries.is_empty() || t.registries.iter().any(|r| r == registry))
+    }
+
+    /// False when the token is limited to other packages.
+    pub fn may_use_package(&self, name: &str) -> bool {
+        self.token
+            .as_ref()
+            .is_none_or(|t| t.packages.is_empty() || t.packages.iter().any(|p| token::pattern_matches(p, name)))
     }
 }
 
@@ -44,6 +67,8 @@ pub enum AuthError {
     BadToken,
     #[error("incorrect username or password")]
     BadPassword,
+    #[error("too many failed logins; wait 15 minutes and try again")]
+    RateLimited,
     #[error("this token may not be used from {0}; it is limited to other addresses")]
     AddressRefused(IpAddr),
     #[error(transparent)]
@@ -58,9 +83,18 @@ const PASSWORD_CACHE_TTL: Duration = Duration::from_secs(300);
 /// `last_used_at` is refreshed at most this often per token.
 const TOUCH_INTERVAL_MS: i64 = 60_000;
 
+/// Failed password checks allowed per user name, and per client address, within
+/// `FAILURE_WINDOW`, before further attempts are refused outright.
+pub const MAX_FAILURES_PER_USER: u32 = 10;
+pub const MAX_FAILURES_PER_ADDRESS: u32 = 50;
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(900);
+
 pub struct Authenticator {
     meta: Meta,
     verified_passwords: Cache<[u8; 32], String>,
+    failures: Cache<String, Arc<AtomicU32>>,
+    /// Hash checked when a user doesn't exist, so both answers take as long.
+    dummy_hash: OnceCell<String>,
 }
 
 impl Authenticator {
@@ -71,6 +105,11 @@ impl Authenticator {
                 .max_capacity(10_000)
                 .time_to_live(PASSWORD_CACHE_TTL)
                 .build(),
+            failures: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(FAILURE_WINDOW)
+                .build(),
+            dummy_hash: OnceCell::new(),
         }
     }
 
@@ -98,7 +137,7 @@ impl Authenticator {
                 if token::looks_like_token(secret) {
                     self.by_token(secret, Some(user), client).await.map(Some)
                 } else {
-                    self.by_password(user, secret).await.map(Some)
+                    self.by_password(user, secret, client).await.map(Some)
                 }
             }
             _ => Err(AuthError::UnknownScheme),
@@ -141,13 +180,51 @@ impl Authenticator {
             token: Some(TokenGrant {
                 key: token.key,
                 readonly: token.readonly,
+                registries: token.registries,
+                packages: token.packages,
             }),
             user: token.user,
         })
     }
 
-    /// Checks a user name and password (login, Basic auth).
-    pub async fn by_password(&self, name: &str, password: &str) -> Result<Principal, AuthError> {
+    /// Checks a user name and password (login, Basic auth). Failures count against
+    /// both the user name and the client address; past the limit, `RateLimited`.
+    pub async fn by_password(&self, name: &str, password: &str, client: IpAddr) -> Result<Principal, AuthError> {
+        let user_key = format!("user:{name}");
+        let addr_key = format!("addr:{client}");
+        if self.failures_of(&user_key).await >= MAX_FAILURES_PER_USER
+            || self.failures_of(&addr_key).await >= MAX_FAILURES_PER_ADDRESS
+        {
+            tracing::warn!(user = name, client = %client, "login refused: too many failures");
+            return Err(AuthError::RateLimited);
+        }
+        match self.check_password(name, password).await {
+            Ok(principal) => {
+                self.failures.invalidate(&user_key).await;
+                Ok(principal)
+            }
+            Err(AuthError::BadPassword) => {
+                for key in [user_key, addr_key] {
+                    self.failures
+                        .get_with(key, async { Arc::new(AtomicU32::new(0)) })
+                        .await
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                tracing::warn!(user = name, client = %client, "login failed");
+                Err(AuthError::BadPassword)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn failures_of(&self, key: &str) -> u32 {
+        self.failures
+            .get(key)
+            .await
+            .map_or(0, |count| count.load(Ordering::Relaxed))
+    }
+
+    async fn check_password(&self, name: &str, password: &str) -> Result<Principal, AuthError> {
         let user = self.meta.user(name).await?;
         let cache_key: [u8; 32] = Sha256::new()
             .chain_update(name.as_bytes())
@@ -157,11 +234,14 @@ impl Authenticator {
             .into();
         let Some(user) = user else {
             // Spend the same time as a real check so the answer doesn't reveal which names exist.
-            let _ = password::verify(password.to_owned(), DUMMY_HASH.to_owned()).await;
+            let dummy = self
+                .dummy_hash
+                .get_or_init(|| async { password::hash(token::mint().secret).await.unwrap_or_default() })
+                .await;
+            let _ = password::verify(password.to_owned(), dummy.clone()).await;
             return Err(AuthError::BadPassword);
         };
-        let cached = self.verified_passwords.get(&cache_key).await;
-        let valid = match cached {
+        let valid = match self.verified_passwords.get(&cache_key).await {
             Some(hash) => hash == user.password_hash,
             None => password::verify(password.to_owned(), user.password_hash.clone()).await,
         };
@@ -190,7 +270,3 @@ pub fn valid_user_name(name: &str) -> bool {
 fn is_live(token: &Token, now: i64) -> bool {
     token.revoked_at.is_none() && token.expires_at.is_none_or(|at| at > now)
 }
-
-/// A valid argon2id hash of a random string, verified against when the user is unknown.
-const DUMMY_HASH: &str =
-    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$W7JQ0+1X+7kbbOzgmY1pQ8Ct6rZ8bwQvYCB9lAnVkD0";

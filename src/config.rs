@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::auth::cidr::Cidr;
 use crate::registry::RegistryName;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4880";
@@ -26,6 +27,8 @@ pub struct Config {
     pub packument_cache_bytes: u64,
     /// Registries to create (if missing) and their settings, applied at start.
     pub registries: BTreeMap<RegistryName, RegistrySettings>,
+    /// Peers allowed to say who the client is (`X-Forwarded-For`); nobody by default.
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -112,6 +115,7 @@ struct FileConfig {
     packument_cache_bytes: Option<u64>,
     limits: Option<Limits>,
     registries: BTreeMap<String, RegistrySettings>,
+    trusted_proxies: Vec<String>,
 }
 
 /// Values from flags or the environment; `None` when neither was given.
@@ -156,6 +160,11 @@ impl Config {
             let name = RegistryName::parse(&name).map_err(|e| ConfigError::Invalid(e.to_string()))?;
             registries.insert(name, settings);
         }
+        let trusted_proxies = file
+            .trusted_proxies
+            .iter()
+            .map(|raw| Cidr::parse(raw).map_err(|e| ConfigError::Invalid(format!("trusted_proxies: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
         let limits = file.limits.unwrap_or_default();
         if limits.max_body_bytes == 0 || limits.max_unpacked_bytes == 0 || limits.max_tarball_entries == 0 {
             return Err(ConfigError::Invalid("limits must be greater than zero".into()));
@@ -168,6 +177,7 @@ impl Config {
             limits,
             packument_cache_bytes: file.packument_cache_bytes.unwrap_or(256 * 1024 * 1024),
             registries,
+            trusted_proxies,
         })
     }
 

@@ -52,3 +52,41 @@ mod tests {
         }
     }
 }
+
+/// What a user may do in one registry. Ordered: each role includes the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    Read,
+    Publish,
+    /// Manage every package of the registry (owners, unpublish) besides publishing.
+    Admin,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid role {0:?}: use read, publish or admin")]
+pub struct RoleError(String);
+
+impl Role {
+    pub fn parse(raw: &str) -> Result<Self, RoleError> {
+        match raw {
+            "read" => Ok(Role::Read),
+            "publish" => Ok(Role::Publish),
+            "admin" => Ok(Role::Admin),
+            other => Err(RoleError(other.to_owned())),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Read => "read",
+            Role::Publish => "publish",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

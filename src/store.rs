@@ -10,7 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::npm::name::PackageName;
-use crate::registry::RegistryName;
+use crate::registry::{RegistryName, Role};
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -49,6 +49,8 @@ pub struct Registry {
     pub id: RegistryId,
     pub name: RegistryName,
     pub public_read: bool,
+    /// Role of every logged-in user without an explicit grant; `None`: no access.
+    pub default_role: Option<Role>,
     pub created_at: Millis,
 }
 
@@ -71,6 +73,8 @@ pub struct NewToken {
     pub name: Option<String>,
     pub readonly: bool,
     pub cidr_whitelist: Vec<String>,
+    pub registries: Vec<String>,
+    pub packages: Vec<String>,
     pub expires_at: Option<Millis>,
 }
 
@@ -82,6 +86,10 @@ pub struct Token {
     pub name: Option<String>,
     pub readonly: bool,
     pub cidr_whitelist: Vec<String>,
+    /// Registries the token is limited to; empty: all.
+    pub registries: Vec<String>,
+    /// Package name patterns (`@acme/*`) the token is limited to; empty: all.
+    pub packages: Vec<String>,
     pub created_at: Millis,
     pub last_used_at: Option<Millis>,
     pub expires_at: Option<Millis>,
@@ -199,6 +207,10 @@ pub trait RegistryStore: Send + Sync {
     async fn registry(&self, name: &RegistryName) -> StoreResult<Option<Registry>>;
     async fn registries(&self) -> StoreResult<Vec<Registry>>;
     async fn set_registry_public(&self, id: RegistryId, public_read: bool) -> StoreResult<()>;
+    async fn set_default_role(&self, id: RegistryId, role: Option<Role>) -> StoreResult<()>;
+    async fn member_role(&self, id: RegistryId, user: UserId) -> StoreResult<Option<Role>>;
+    /// Grants `role` (or removes the grant with `None`).
+    async fn set_member_role(&self, id: RegistryId, user: UserId, role: Option<Role>) -> StoreResult<()>;
 }
 
 #[async_trait]
@@ -220,8 +232,10 @@ pub trait TokenStore: Send + Sync {
     async fn token_by_secret_hash(&self, secret_hash: &str) -> StoreResult<Option<Token>>;
     async fn touch_token(&self, secret_hash: &str, at: Millis) -> StoreResult<()>;
     async fn tokens_of(&self, user: UserId) -> StoreResult<Vec<Token>>;
+    async fn all_tokens(&self) -> StoreResult<Vec<Token>>;
     /// Revokes by public key or by secret hash; false when nothing (live) matched.
-    async fn revoke_token(&self, user: UserId, key_or_hash: &str, at: Millis) -> StoreResult<bool>;
+    /// `user: None` revokes whoever owns it (administrators).
+    async fn revoke_token(&self, user: Option<UserId>, key_or_hash: &str, at: Millis) -> StoreResult<bool>;
 }
 
 #[async_trait]

@@ -5,7 +5,17 @@ CREATE TABLE registries (
     id          INTEGER PRIMARY KEY,
     name        TEXT    NOT NULL UNIQUE,
     public_read BOOLEAN NOT NULL DEFAULT FALSE,
+    -- What every logged-in user may do here unless granted more: none, read or publish.
+    default_role TEXT   NOT NULL DEFAULT 'publish',
     created_at  BIGINT  NOT NULL
+);
+
+-- Per-user roles on one registry: read, publish or admin.
+CREATE TABLE registry_members (
+    registry_id INTEGER NOT NULL REFERENCES registries (id) ON DELETE CASCADE,
+    user_id     INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    role        TEXT    NOT NULL,
+    PRIMARY KEY (registry_id, user_id)
 );
 
 CREATE TABLE users (
@@ -28,7 +38,10 @@ CREATE TABLE tokens (
     user_id        INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     name           TEXT,
     readonly       BOOLEAN NOT NULL DEFAULT FALSE,
+    -- JSON arrays; NULL means no limit.
     cidr_whitelist TEXT,
+    registries     TEXT,
+    packages       TEXT,
     created_at     BIGINT  NOT NULL,
     last_used_at   BIGINT,
     expires_at     BIGINT,

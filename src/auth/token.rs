@@ -2,6 +2,8 @@
 //! secret scanners recognise leaked tokens; only a SHA-256 of the value is stored.
 
 use rand::Rng;
+
+use crate::store::{Meta, NewToken, StoreResult, UserId};
 use rand::distributions::Alphanumeric;
 use sha2::{Digest, Sha256};
 
@@ -35,6 +37,49 @@ pub fn mint() -> MintedToken {
     }
 }
 
+/// What a new token may do.
+#[derive(Debug, Clone, Default)]
+pub struct TokenSpec {
+    pub name: Option<String>,
+    pub readonly: bool,
+    pub cidr_whitelist: Vec<String>,
+    pub registries: Vec<String>,
+    pub packages: Vec<String>,
+    pub expires_at: Option<i64>,
+}
+
+/// Mints a token for `user` and stores its hash. The returned secret is shown once.
+pub async fn issue(meta: &Meta, user: UserId, spec: TokenSpec) -> StoreResult<MintedToken> {
+    let minted = mint();
+    meta.insert_token(&NewToken {
+        key: minted.key.clone(),
+        secret_hash: minted.secret_hash.clone(),
+        display: minted.display.clone(),
+        user_id: user,
+        name: spec.name,
+        readonly: spec.readonly,
+        cidr_whitelist: spec.cidr_whitelist,
+        registries: spec.registries,
+        packages: spec.packages,
+        expires_at: spec.expires_at,
+    })
+    .await?;
+    Ok(minted)
+}
+
+/// `*` matches any run of characters: `@acme/*`, `*-plugin`, `lodash`.
+pub fn pattern_matches(pattern: &str, name: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == name,
+        Some((prefix, rest)) => {
+            let Some(tail) = name.strip_prefix(prefix) else {
+                return false;
+            };
+            (0..=tail.len()).any(|i| tail.is_char_boundary(i) && pattern_matches(rest, &tail[i..]))
+        }
+    }
+}
+
 pub fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
@@ -60,5 +105,17 @@ mod tests {
         assert!(!a.display.contains(&a.secret[12..]));
         assert!(!looks_like_token("gth_short"));
         assert!(!looks_like_token(&a.secret.replace("gth_", "ghp_")));
+    }
+
+    #[test]
+    fn package_patterns() {
+        assert!(pattern_matches("@acme/*", "@acme/lib"));
+        assert!(!pattern_matches("@acme/*", "@other/lib"));
+        assert!(pattern_matches("lodash", "lodash"));
+        assert!(!pattern_matches("lodash", "lodash.merge"));
+        assert!(pattern_matches("*-plugin", "babel-plugin"));
+        assert!(pattern_matches("*", "anything"));
+        assert!(pattern_matches("a*b*c", "a-b-c"));
+        assert!(!pattern_matches("a*b*c", "a-c-b"));
     }
 }

@@ -30,6 +30,8 @@ pub enum ApiError {
     PayloadTooLarge(u64),
     #[error("method not allowed here")]
     MethodNotAllowed,
+    #[error("{0}")]
+    TooManyRequests(String),
     /// Something broke on our side; the cause is logged, the client sees a generic message.
     #[error("internal error")]
     Internal(String),
@@ -55,6 +57,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -71,6 +74,12 @@ impl IntoResponse for ApiError {
             axum::Json(json!({ "error": message, "message": message })),
         )
             .into_response();
+        if matches!(self, ApiError::TooManyRequests(_)) {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(crate::auth::FAILURE_WINDOW.as_secs()),
+            );
+        }
         if matches!(self, ApiError::Unauthorized(_)) {
             // npm turns `Bearer` into "your authentication token seems to be invalid … npm login".
             response.headers_mut().insert(
@@ -106,6 +115,7 @@ impl From<AuthError> for ApiError {
         match e {
             AuthError::Store(e) => e.into(),
             AuthError::AddressRefused(_) => ApiError::Forbidden(e.to_string()),
+            AuthError::RateLimited => ApiError::TooManyRequests(e.to_string()),
             other => ApiError::Unauthorized(other.to_string()),
         }
     }

@@ -6,9 +6,10 @@ mod search;
 mod tags;
 mod tokens;
 mod users;
+mod web_login;
 mod writes;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
@@ -20,10 +21,11 @@ use serde_json::json;
 use super::error::{ApiError, ApiResult};
 use crate::app::App;
 use crate::auth::Principal;
+use crate::auth::cidr::Cidr;
 use crate::npm::name::PackageName;
 use crate::npm::route::{self, Route};
 use crate::packument_cache::{CacheError, Prepared};
-use crate::registry::RegistryName;
+use crate::registry::{RegistryName, Role};
 use crate::store::{AuditEntry, Registry};
 
 /// Everything a handler knows about the request it serves.
@@ -31,7 +33,9 @@ pub struct Ctx {
     pub app: Arc<App>,
     pub registry: Registry,
     pub principal: Option<Principal>,
-    pub client_addr: SocketAddr,
+    /// The caller's role in this registry (`None`: no access beyond public reads).
+    pub role: Option<Role>,
+    pub client_ip: IpAddr,
     /// `{public}/r/{registry}`: base for tarball and login URLs.
     pub base: String,
 }
@@ -39,10 +43,14 @@ pub struct Ctx {
 impl Ctx {
     /// Private registries answer 401 to anonymous callers, so clients ask for credentials.
     pub fn require_read(&self) -> ApiResult<()> {
-        if self.registry.public_read || self.principal.is_some() {
-            Ok(())
-        } else {
-            Err(login_required(&self.base))
+        match (&self.principal, self.role) {
+            _ if self.registry.public_read => Ok(()),
+            (None, _) => Err(login_required(&self.base)),
+            (Some(_), Some(_)) => Ok(()),
+            (Some(p), None) => Err(ApiError::Forbidden(format!(
+                "user \"{}\" has no access to registry \"{}\"; ask an administrator for a role",
+                p.user.name, self.registry.name
+            ))),
         }
     }
 
@@ -50,7 +58,8 @@ impl Ctx {
         self.principal.as_ref().ok_or_else(|| login_required(&self.base))
     }
 
-    /// A caller allowed to change things: logged in, and not with a read-only token.
+    /// A caller allowed to change things: logged in with publish rights, and not
+    /// through a read-only token.
     pub fn require_writer(&self) -> ApiResult<&Principal> {
         let principal = self.require_user()?;
         if principal.is_readonly() {
@@ -58,14 +67,20 @@ impl Ctx {
                 "this token is read-only; use a token with publish scope to change packages".into(),
             ));
         }
+        if self.role < Some(Role::Publish) {
+            return Err(ApiError::Forbidden(format!(
+                "user \"{}\" may not publish to registry \"{}\"; ask an administrator for the publish role",
+                principal.user.name, self.registry.name
+            )));
+        }
         Ok(principal)
     }
 
-    /// A writer who maintains `prepared`'s package (admins maintain everything).
+    /// A writer who maintains `prepared`'s package, or administers the registry.
     pub fn require_maintainer(&self, prepared: &Prepared) -> ApiResult<&Principal> {
         let principal = self.require_writer()?;
         let name = &principal.user.name;
-        if principal.user.is_admin || prepared.record.maintainers.iter().any(|m| &m.name == name) {
+        if self.role == Some(Role::Admin) || prepared.record.maintainers.iter().any(|m| &m.name == name) {
             Ok(principal)
         } else {
             Err(ApiError::Forbidden(format!(
@@ -75,9 +90,16 @@ impl Ctx {
         }
     }
 
-    /// The prepared package, or 404 when it doesn't exist (or is fully unpublished and
-    /// `allow_unpublished` is false).
+    /// The prepared package, or 404 when it doesn't exist. A token limited to
+    /// other packages is refused whether or not the package exists.
     pub async fn package(&self, name: &PackageName) -> ApiResult<Arc<Prepared>> {
+        if let Some(principal) = &self.principal
+            && !principal.may_use_package(name.as_str())
+        {
+            return Err(ApiError::Forbidden(format!(
+                "this token is limited to other packages and may not be used for \"{name}\""
+            )));
+        }
         match self.app.packuments.get(self.registry.id, name, &self.base).await {
             Ok(p) => Ok(p),
             Err(CacheError::Absent) => Err(ApiError::not_found()),
@@ -109,7 +131,7 @@ impl Ctx {
                 package: package.map(ToString::to_string),
                 version: version.map(str::to_owned),
                 detail,
-                client_addr: Some(self.client_addr.ip().to_string()),
+                client_addr: Some(self.client_ip.to_string()),
             })
             .await;
     }
@@ -124,13 +146,13 @@ fn login_required(base: &str) -> ApiError {
 /// `ANY /r/{*rest}`.
 pub async fn entry(
     State(app): State<Arc<App>>,
-    ConnectInfo(client_addr): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match dispatch(app, client_addr, method, uri, headers, body).await {
+    match dispatch(app, peer, method, uri, headers, body).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
@@ -138,7 +160,7 @@ pub async fn entry(
 
 async fn dispatch(
     app: Arc<App>,
-    client_addr: SocketAddr,
+    peer: SocketAddr,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -154,20 +176,45 @@ async fn dispatch(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no registry named \"{registry_name}\"")))?;
     let route = route::parse(rest)?;
+    let client_ip = client_ip(&app.config.trusted_proxies, peer.ip(), &headers);
     let authorization = headers
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or("\u{0}"));
-    // A login request carries the password in its body; a stale header must not block it.
-    let principal = match (&route, app.auth.authenticate(authorization, client_addr.ip()).await) {
-        (Route::User { .. }, Err(_)) if method == Method::PUT => None,
-        (_, result) => result?,
+    let principal = match (&route, app.auth.authenticate(authorization, client_ip).await) {
+        // A login carries its credentials in the body; a stale header must not block it.
+        (Route::User { .. } | Route::WebLoginPage { .. } | Route::WebLoginDone { .. }, Err(_)) => None,
+        (_, Ok(principal)) => principal,
+        (_, Err(e)) => {
+            app.audit(AuditEntry {
+                action: "auth.failed",
+                registry: Some(registry.name.to_string()),
+                detail: Some(e.to_string()),
+                client_addr: Some(client_ip.to_string()),
+                ..AuditEntry::default()
+            })
+            .await;
+            return Err(e.into());
+        }
+    };
+    if let Some(p) = &principal
+        && !p.may_use_registry(registry.name.as_str())
+    {
+        return Err(ApiError::Forbidden(format!(
+            "this token is not valid for registry \"{}\"; use a token created for it",
+            registry.name
+        )));
+    }
+    let role = match &principal {
+        Some(p) => effective_role(&app, &registry, p).await?,
+        None => None,
     };
     let ctx = Ctx {
         base: app.registry_base(&registry),
         app,
         registry,
         principal,
-        client_addr,
+        role,
+        client_ip,
     };
     let body = if method == Method::PUT || method == Method::POST {
         read_body(&ctx, &headers, body).await?
@@ -175,6 +222,49 @@ async fn dispatch(
         Bytes::new()
     };
     route_request(&ctx, &method, route, &headers, &uri, body).await
+}
+
+/// Global admins administer everything; otherwise an explicit grant, else the
+/// registry's default for logged-in users. A read-only token caps the role at read.
+async fn effective_role(app: &App, registry: &Registry, principal: &Principal) -> ApiResult<Option<Role>> {
+    let role = if principal.user.is_admin {
+        Some(Role::Admin)
+    } else {
+        app.meta
+            .member_role(registry.id, principal.user.id)
+            .await?
+            .or(registry.default_role)
+    };
+    Ok(if principal.is_readonly() {
+        role.map(|r| r.min(Role::Read))
+    } else {
+        role
+    })
+}
+
+/// The client's address: the peer, unless the peer is a trusted proxy, in which case
+/// the right-most address in `X-Forwarded-For` that is not itself a trusted proxy.
+fn client_ip(trusted: &[Cidr], peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    for hop in forwarded.iter().rev() {
+        match hop.parse::<IpAddr>() {
+            Ok(ip) if is_trusted(ip) => continue,
+            Ok(ip) => return ip,
+            // Garbage in the chain: don't trust anything left of it.
+            Err(_) => return peer,
+        }
+    }
+    peer
 }
 
 async fn route_request(
@@ -193,9 +283,10 @@ async fn route_request(
         (M::GET, Route::Whoami) => users::whoami(ctx),
         (M::GET, Route::Search) => search::search(ctx, uri).await,
         (M::GET, Route::All) => search::all(ctx).await,
-        (M::POST, Route::WebLogin) => Err(ApiError::NotFound(
-            "web login is not enabled; use `npm login --auth-type=legacy`".into(),
-        )),
+        (M::POST, Route::WebLogin) => web_login::start(ctx).await,
+        (M::GET, Route::WebLoginPage { id }) => web_login::page(ctx, &id).await,
+        (M::POST, Route::WebLoginPage { id }) => web_login::submit(ctx, &id, &body).await,
+        (M::GET, Route::WebLoginDone { id }) => web_login::poll(ctx, &id).await,
         (M::PUT, Route::User { name }) => users::login(ctx, &name, &body).await,
         (M::GET, Route::User { name }) => users::get_user(ctx, &name).await,
         (M::DELETE, Route::UserToken { token }) => users::logout(ctx, &token).await,

@@ -16,7 +16,16 @@ pub enum Route {
     Whoami,
     Search,
     All,
+    /// `POST -/v1/login`: starts a browser login.
     WebLogin,
+    /// `-/v1/login/{id}`: the page the browser opens (GET) and its form (POST).
+    WebLoginPage {
+        id: String,
+    },
+    /// `-/v1/done/{id}`: the CLI polls here for its token.
+    WebLoginDone {
+        id: String,
+    },
     /// `-/user/org.couchdb.user:{name}[/-rev/{rev}]`
     User {
         name: String,
@@ -125,6 +134,8 @@ fn parse_api(segments: &[&str]) -> Result<Route, RouteError> {
         ["v1", "search"] => Route::Search,
         ["all"] => Route::All,
         ["v1", "login"] => Route::WebLogin,
+        ["v1", "login", id] => Route::WebLoginPage { id: decode(id)? },
+        ["v1", "done", id] => Route::WebLoginDone { id: decode(id)? },
         ["user", user] | ["user", user, "-rev", _] => {
             let decoded = decode(user)?;
             match decoded.strip_prefix("org.couchdb.user:") {

@@ -15,6 +15,7 @@ use sqlx::{Row, SqlitePool};
 
 use super::*;
 use crate::npm::name::PackageName;
+use crate::registry::Role;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -62,12 +63,39 @@ impl SqliteStore {
     }
 }
 
+fn role_from_text(text: &str) -> StoreResult<Option<Role>> {
+    match text {
+        "none" => Ok(None),
+        other => Role::parse(other)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(e.to_string())),
+    }
+}
+
+fn json_list(text: Option<String>) -> StoreResult<Vec<String>> {
+    match text {
+        Some(text) => serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string())),
+        None => Ok(Vec::new()),
+    }
+}
+
+fn json_list_text(list: &[String]) -> StoreResult<Option<String>> {
+    (!list.is_empty())
+        .then(|| serde_json::to_string(list))
+        .transpose()
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+const REGISTRY_COLUMNS: &str = "id, name, public_read, default_role, created_at";
+
 fn registry_from_row(row: &SqliteRow) -> StoreResult<Registry> {
     let name: String = row.try_get("name")?;
+    let default_role: String = row.try_get("default_role")?;
     Ok(Registry {
         id: RegistryId(row.try_get("id")?),
         name: RegistryName::parse(&name).map_err(|e| StoreError::Corrupt(e.to_string()))?,
         public_read: row.try_get("public_read")?,
+        default_role: role_from_text(&default_role)?,
         created_at: row.try_get("created_at")?,
     })
 }
@@ -86,17 +114,15 @@ fn user_from_row(row: &SqliteRow) -> StoreResult<User> {
 const USER_COLUMNS: &str = "users.id AS user_id, users.name AS user_name, users.email, users.is_admin, users.password_hash, users.created_at AS user_created_at";
 
 fn token_from_row(row: &SqliteRow) -> StoreResult<Token> {
-    let cidrs: Option<String> = row.try_get("cidr_whitelist")?;
     Ok(Token {
         key: row.try_get("key")?,
         display: row.try_get("display")?,
         user: user_from_row(row)?,
         name: row.try_get("token_name")?,
         readonly: row.try_get("readonly")?,
-        cidr_whitelist: match cidrs {
-            Some(text) => serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            None => Vec::new(),
-        },
+        cidr_whitelist: json_list(row.try_get("cidr_whitelist")?)?,
+        registries: json_list(row.try_get("registries")?)?,
+        packages: json_list(row.try_get("packages")?)?,
         created_at: row.try_get("token_created_at")?,
         last_used_at: row.try_get("last_used_at")?,
         expires_at: row.try_get("expires_at")?,
@@ -151,7 +177,7 @@ impl RegistryStore for SqliteStore {
     async fn create_registry(&self, name: &RegistryName, public_read: bool) -> StoreResult<Registry> {
         let row = sqlx::query(
             "INSERT INTO registries (name, public_read, created_at) VALUES ($1, $2, $3)
-             RETURNING id, name, public_read, created_at",
+             RETURNING id, name, public_read, default_role, created_at",
         )
         .bind(name.as_str())
         .bind(public_read)
@@ -166,7 +192,7 @@ impl RegistryStore for SqliteStore {
     }
 
     async fn registry(&self, name: &RegistryName) -> StoreResult<Option<Registry>> {
-        sqlx::query("SELECT id, name, public_read, created_at FROM registries WHERE name = $1")
+        sqlx::query(&format!("SELECT {REGISTRY_COLUMNS} FROM registries WHERE name = $1"))
             .bind(name.as_str())
             .fetch_optional(&self.pool)
             .await?
@@ -176,7 +202,7 @@ impl RegistryStore for SqliteStore {
     }
 
     async fn registries(&self) -> StoreResult<Vec<Registry>> {
-        sqlx::query("SELECT id, name, public_read, created_at FROM registries ORDER BY name")
+        sqlx::query(&format!("SELECT {REGISTRY_COLUMNS} FROM registries ORDER BY name"))
             .fetch_all(&self.pool)
             .await?
             .iter()
@@ -190,6 +216,52 @@ impl RegistryStore for SqliteStore {
             .bind(id.0)
             .execute(&self.pool)
             .await?;
+        Ok(())
+    }
+
+    async fn set_default_role(&self, id: RegistryId, role: Option<Role>) -> StoreResult<()> {
+        sqlx::query("UPDATE registries SET default_role = $1 WHERE id = $2")
+            .bind(role.map_or("none", Role::as_str))
+            .bind(id.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn member_role(&self, id: RegistryId, user: UserId) -> StoreResult<Option<Role>> {
+        let role: Option<String> =
+            sqlx::query_scalar("SELECT role FROM registry_members WHERE registry_id = $1 AND user_id = $2")
+                .bind(id.0)
+                .bind(user.0)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(match role {
+            Some(text) => role_from_text(&text)?,
+            None => None,
+        })
+    }
+
+    async fn set_member_role(&self, id: RegistryId, user: UserId, role: Option<Role>) -> StoreResult<()> {
+        match role {
+            Some(role) => {
+                sqlx::query(
+                    "INSERT INTO registry_members (registry_id, user_id, role) VALUES ($1, $2, $3)
+                     ON CONFLICT (registry_id, user_id) DO UPDATE SET role = excluded.role",
+                )
+                .bind(id.0)
+                .bind(user.0)
+                .bind(role.as_str())
+                .execute(&self.pool)
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM registry_members WHERE registry_id = $1 AND user_id = $2")
+                    .bind(id.0)
+                    .bind(user.0)
+                    .execute(&self.pool)
+                    .await?;
+            }
+        }
         Ok(())
     }
 }
@@ -243,7 +315,7 @@ impl UserStore for SqliteStore {
 }
 
 const TOKEN_SELECT: &str = "SELECT tokens.key, tokens.display, tokens.name AS token_name, tokens.readonly,
-        tokens.cidr_whitelist, tokens.created_at AS token_created_at, tokens.last_used_at,
+        tokens.cidr_whitelist, tokens.registries, tokens.packages, tokens.created_at AS token_created_at, tokens.last_used_at,
         tokens.expires_at, tokens.revoked_at, users.id AS user_id, users.name AS user_name, users.email,
         users.is_admin, users.password_hash, users.created_at AS user_created_at
      FROM tokens JOIN users ON users.id = tokens.user_id";
@@ -251,13 +323,10 @@ const TOKEN_SELECT: &str = "SELECT tokens.key, tokens.display, tokens.name AS to
 #[async_trait]
 impl TokenStore for SqliteStore {
     async fn insert_token(&self, token: &NewToken) -> StoreResult<()> {
-        let cidrs = (!token.cidr_whitelist.is_empty())
-            .then(|| serde_json::to_string(&token.cidr_whitelist))
-            .transpose()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         sqlx::query(
-            "INSERT INTO tokens (key, secret_hash, display, user_id, name, readonly, cidr_whitelist, created_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO tokens (key, secret_hash, display, user_id, name, readonly, cidr_whitelist, registries,
+                                 packages, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&token.key)
         .bind(&token.secret_hash)
@@ -265,7 +334,9 @@ impl TokenStore for SqliteStore {
         .bind(token.user_id.0)
         .bind(&token.name)
         .bind(token.readonly)
-        .bind(cidrs)
+        .bind(json_list_text(&token.cidr_whitelist)?)
+        .bind(json_list_text(&token.registries)?)
+        .bind(json_list_text(&token.packages)?)
         .bind(now_millis())
         .bind(token.expires_at)
         .execute(&self.pool)
@@ -304,13 +375,24 @@ impl TokenStore for SqliteStore {
         .collect()
     }
 
-    async fn revoke_token(&self, user: UserId, key_or_hash: &str, at: Millis) -> StoreResult<bool> {
+    async fn all_tokens(&self) -> StoreResult<Vec<Token>> {
+        sqlx::query(&format!(
+            "{TOKEN_SELECT} WHERE tokens.revoked_at IS NULL ORDER BY tokens.id"
+        ))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(token_from_row)
+        .collect()
+    }
+
+    async fn revoke_token(&self, user: Option<UserId>, key_or_hash: &str, at: Millis) -> StoreResult<bool> {
         let done = sqlx::query(
             "UPDATE tokens SET revoked_at = $1
-             WHERE user_id = $2 AND revoked_at IS NULL AND (key = $3 OR secret_hash = $3)",
+             WHERE ($2 IS NULL OR user_id = $2) AND revoked_at IS NULL AND (key = $3 OR secret_hash = $3)",
         )
         .bind(at)
-        .bind(user.0)
+        .bind(user.map(|u| u.0))
         .bind(key_or_hash)
         .execute(&self.pool)
         .await?;

@@ -409,7 +409,8 @@ fn search_finds_this_registrys_packages_only() {
     assert!(server.cli(&["registry", "create", "other"], "").status.success());
     publish_ok(&server, "default", &token, "left-pad-x", "1.0.0");
     publish_ok(&server, "default", &token, "@acme/pad", "1.0.0");
-    publish_ok(&server, "other", &token, "pad-elsewhere", "1.0.0");
+    let other_token = server.login("other", "admin", ADMIN_PASSWORD);
+    publish_ok(&server, "other", &other_token, "pad-elsewhere", "1.0.0");
     let result: Value = http()
         .get(format!(
             "{}-/v1/search?text=pad&size=20",
@@ -437,8 +438,16 @@ fn registries_are_isolated() {
     let server = TestServer::start();
     let token = server.admin_token();
     assert!(server.cli(&["registry", "create", "team"], "").status.success());
-    publish_ok(&server, "team", &token, "team-only", "1.0.0");
-    assert!(packument(&server, "team", &token, "team-only").is_some());
+    let team_token = server.login("team", "admin", ADMIN_PASSWORD);
+    publish_ok(&server, "team", &team_token, "team-only", "1.0.0");
+    assert!(packument(&server, "team", &team_token, "team-only").is_some());
+    // A token issued by one registry is refused by another.
+    let cross = http()
+        .get(format!("{}team-only", server.registry_url("team")))
+        .bearer_auth(&token)
+        .send()
+        .expect("get");
+    assert!(expect_error(cross, 403).contains("not valid for registry \"team\""));
     assert!(packument(&server, "default", &token, "team-only").is_none());
     let tarball = http()
         .get(format!(
@@ -467,7 +476,8 @@ fn private_registries_need_credentials_and_public_ones_do_not() {
     let server = TestServer::start_with_config("[registries.open]\npublic = true\n");
     let token = server.admin_token();
     publish_ok(&server, "default", &token, "private-pkg", "1.0.0");
-    publish_ok(&server, "open", &token, "open-pkg", "1.0.0");
+    let open_token = server.login("open", "admin", ADMIN_PASSWORD);
+    publish_ok(&server, "open", &open_token, "open-pkg", "1.0.0");
 
     let anonymous = http()
         .get(format!("{}private-pkg", server.registry_url("default")))
@@ -495,7 +505,7 @@ fn private_registries_need_credentials_and_public_ones_do_not() {
         .send()
         .expect("put");
     assert_eq!(anonymous_publish.status(), 401);
-    assert!(packument(&server, "open", &token, "anon").is_none());
+    assert!(packument(&server, "open", &open_token, "anon").is_none());
 
     let bad_token = http()
         .get(format!("{}open-pkg", server.registry_url("open")))

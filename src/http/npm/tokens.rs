@@ -8,10 +8,10 @@ use serde_json::{Value, json};
 
 use super::Ctx;
 use crate::auth::cidr::Cidr;
-use crate::auth::token;
+use crate::auth::token::{self, TokenSpec};
 use crate::http::error::{ApiError, ApiResult};
 use crate::npm::packument::iso_time;
-use crate::store::{NewToken, Token, now_millis};
+use crate::store::{Token, now_millis};
 
 /// npm 11 sends granular-token fields; older clients send `readonly`.
 #[derive(Deserialize)]
@@ -55,26 +55,29 @@ pub async fn create(ctx: &Ctx, body: &Bytes) -> ApiResult<Response> {
     let password = body
         .password
         .ok_or_else(|| ApiError::Unauthorized("creating a token needs your password".into()))?;
-    ctx.app.auth.by_password(&principal.user.name, &password).await?;
+    ctx.app
+        .auth
+        .by_password(&principal.user.name, &password, ctx.client_ip)
+        .await?;
     for cidr in &body.cidr_whitelist {
         Cidr::parse(cidr).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     }
     let readonly = body.readonly || body.packages_and_scopes_permission.as_deref() == Some("read-only");
-    let minted = token::mint();
     let expires_at = body.expires.map(|days| now_millis() + i64::from(days) * 86_400_000);
-    ctx.app
-        .meta
-        .insert_token(&NewToken {
-            key: minted.key.clone(),
-            secret_hash: minted.secret_hash,
-            display: minted.display.clone(),
-            user_id: principal.user.id,
+    // Tokens made through a registry's URL work on that registry only.
+    let minted = token::issue(
+        &ctx.app.meta,
+        principal.user.id,
+        TokenSpec {
             name: body.name.clone(),
             readonly,
             cidr_whitelist: body.cidr_whitelist.clone(),
+            registries: vec![ctx.registry.name.to_string()],
+            packages: Vec::new(),
             expires_at,
-        })
-        .await?;
+        },
+    )
+    .await?;
     ctx.audit(
         "token.create",
         None,
@@ -104,7 +107,12 @@ pub async fn create(ctx: &Ctx, body: &Bytes) -> ApiResult<Response> {
 
 pub async fn revoke(ctx: &Ctx, key: &str) -> ApiResult<Response> {
     let principal = ctx.require_writer()?;
-    if !ctx.app.meta.revoke_token(principal.user.id, key, now_millis()).await? {
+    if !ctx
+        .app
+        .meta
+        .revoke_token(Some(principal.user.id), key, now_millis())
+        .await?
+    {
         return Err(ApiError::NotFound(format!("no token with key \"{key}\"")));
     }
     ctx.audit("token.revoke", None, None, Some(format!("key={key}"))).await;

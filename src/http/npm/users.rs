@@ -7,9 +7,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::Ctx;
-use crate::auth::{AuthError, password, token, valid_user_name};
+use crate::auth::token::{self, TokenSpec};
+use crate::auth::{AuthError, password, valid_user_name};
 use crate::http::error::{ApiError, ApiResult};
-use crate::store::{NewToken, StoreError, User};
+use crate::store::{StoreError, User};
 
 #[derive(Deserialize)]
 struct LoginBody {
@@ -28,7 +29,12 @@ pub async fn login(ctx: &Ctx, url_name: &str, body: &Bytes) -> ApiResult<Respons
             "the user name in the body does not match the URL".into(),
         ));
     }
-    let user = match ctx.app.auth.by_password(&body.name, &body.password).await {
+    let user = match ctx
+        .app
+        .auth
+        .by_password(&body.name, &body.password, ctx.client_ip)
+        .await
+    {
         Ok(principal) => principal.user,
         Err(AuthError::BadPassword) if ctx.app.config.allow_registration => register(ctx, &body).await?,
         Err(AuthError::BadPassword) => {
@@ -37,29 +43,29 @@ pub async fn login(ctx: &Ctx, url_name: &str, body: &Bytes) -> ApiResult<Respons
                 "incorrect username or password (accounts are created by an administrator)".into(),
             ));
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => {
+            ctx.audit_login_failure(&body.name).await;
+            return Err(e.into());
+        }
     };
-    let minted = token::mint();
-    ctx.app
-        .meta
-        .insert_token(&NewToken {
-            key: minted.key.clone(),
-            secret_hash: minted.secret_hash,
-            display: minted.display,
-            user_id: user.id,
+    // A login token works on the registry it was issued for, and nowhere else.
+    let minted = token::issue(
+        &ctx.app.meta,
+        user.id,
+        TokenSpec {
             name: Some("npm login".into()),
-            readonly: false,
-            cidr_whitelist: Vec::new(),
-            expires_at: None,
-        })
-        .await?;
+            registries: vec![ctx.registry.name.to_string()],
+            ..TokenSpec::default()
+        },
+    )
+    .await?;
     ctx.app
         .audit(crate::store::AuditEntry {
             actor: Some(user.name.clone()),
             action: "auth.login",
             registry: Some(ctx.registry.name.to_string()),
             detail: Some(format!("token {} issued", minted.key)),
-            client_addr: Some(ctx.client_addr.ip().to_string()),
+            client_addr: Some(ctx.client_ip.to_string()),
             ..Default::default()
         })
         .await;
@@ -116,7 +122,7 @@ pub async fn logout(ctx: &Ctx, secret: &str) -> ApiResult<Response> {
         .app
         .meta
         .revoke_token(
-            principal.user.id,
+            Some(principal.user.id),
             &token::hash_secret(secret),
             crate::store::now_millis(),
         )
@@ -147,13 +153,13 @@ pub async fn get_user(ctx: &Ctx, name: &str) -> ApiResult<Response> {
 
 impl Ctx {
     async fn audit_login_failure(&self, name: &str) {
-        tracing::warn!(user = name, client = %self.client_addr.ip(), "login failed");
+        tracing::warn!(user = name, client = %self.client_ip, "login failed");
         self.app
             .audit(crate::store::AuditEntry {
                 actor: Some(name.to_owned()),
                 action: "auth.login_failed",
                 registry: Some(self.registry.name.to_string()),
-                client_addr: Some(self.client_addr.ip().to_string()),
+                client_addr: Some(self.client_ip.to_string()),
                 ..Default::default()
             })
             .await;

@@ -55,7 +55,7 @@ async fn publish_version(ctx: &Ctx, publish: Publish) -> ApiResult<Response> {
             tags: publish.tags,
             publisher: Some(&principal.user),
             source: Source::Publish,
-            client_addr: Some(ctx.client_addr.ip().to_string()),
+            client_addr: Some(ctx.client_ip.to_string()),
         },
     )
     .await?;
