@@ -3,15 +3,19 @@
 
 use std::io::{BufRead as _, Write as _};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 
 use crate::app::{self, App};
+use crate::auth::cidr::Cidr;
+use crate::auth::token::{self, TokenSpec};
 use crate::auth::{password, valid_user_name};
 use crate::config::{Config, Overrides, PublicUrl};
-use crate::registry::RegistryName;
-use crate::store::{AuditEntry, StoreError};
+use crate::npm::packument::iso_time;
+use crate::registry::{RegistryName, Role};
+use crate::store::{AuditEntry, Meta, Registry, StoreError, User, now_millis};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -47,6 +51,50 @@ enum Command {
     /// Manage registries.
     #[command(subcommand)]
     Registry(RegistryCommand),
+    /// Manage API tokens (for CI jobs, Unity projects, people).
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Show the most recent audit log entries, newest first.
+    Audit {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenCommand {
+    /// Create a token; its value is printed once and never stored.
+    Create {
+        /// Owner of the token; it acts with this user's rights, never more.
+        #[arg(long)]
+        user: String,
+        /// The token may read but never publish, tag, deprecate or unpublish.
+        #[arg(long)]
+        read_only: bool,
+        /// Only accept the token from these address ranges (repeatable), e.g. 10.0.0.0/8.
+        #[arg(long = "cidr", value_name = "RANGE")]
+        cidrs: Vec<String>,
+        /// Only accept the token on these registries (repeatable); all when omitted.
+        #[arg(long = "registry", value_name = "NAME")]
+        registries: Vec<String>,
+        /// Only accept the token for packages matching these patterns (repeatable), e.g. '@acme/*'.
+        #[arg(long = "package", value_name = "PATTERN")]
+        packages: Vec<String>,
+        /// Lifetime, e.g. 30d, 12h, 90m, 2w; no expiry when omitted.
+        #[arg(long, value_name = "DURATION")]
+        expires: Option<String>,
+        /// A label to recognise the token by.
+        #[arg(long, value_name = "LABEL")]
+        name: Option<String>,
+    },
+    /// List live tokens (never their values).
+    List {
+        /// Only this user's tokens.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Revoke a token by its key (from `token list`).
+    Revoke { key: String },
 }
 
 #[derive(Args, Debug, Default)]
@@ -88,6 +136,12 @@ enum RegistryCommand {
     },
     /// List registries.
     List,
+    /// Give a user a role on a registry: read, publish or admin.
+    Grant { name: String, user: String, role: String },
+    /// Remove a user's role on a registry (they fall back to the default role).
+    Revoke { name: String, user: String },
+    /// Set what every logged-in user may do on a registry: none, read or publish.
+    DefaultRole { name: String, role: String },
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -109,6 +163,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(_) => serve(config).await,
         Command::User(cmd) => user(config, cmd).await,
         Command::Registry(cmd) => registry(config, cmd).await,
+        Command::Token(cmd) => token_command(config, cmd).await,
+        Command::Audit { limit } => audit(config, limit).await,
     }
 }
 
@@ -231,6 +287,214 @@ async fn registry(config: Config, cmd: RegistryCommand) -> anyhow::Result<()> {
                 println!("{}\t{access}", registry.name);
             }
         }
+        RegistryCommand::Grant { name, user, role } => {
+            let registry = find_registry(&meta, &name).await?;
+            let role = Role::parse(&role)?;
+            let user = find_user(&meta, &user).await?;
+            meta.set_member_role(registry.id, user.id, Some(role)).await?;
+            audit_cli(
+                &meta,
+                "registry.grant",
+                Some(&registry),
+                format!("{} {role}", user.name),
+            )
+            .await?;
+            println!("{} may now {role} on {}", user.name, registry.name);
+        }
+        RegistryCommand::Revoke { name, user } => {
+            let registry = find_registry(&meta, &name).await?;
+            let user = find_user(&meta, &user).await?;
+            meta.set_member_role(registry.id, user.id, None).await?;
+            audit_cli(&meta, "registry.revoke", Some(&registry), user.name.clone()).await?;
+            println!("{} has no explicit role on {} any more", user.name, registry.name);
+        }
+        RegistryCommand::DefaultRole { name, role } => {
+            let registry = find_registry(&meta, &name).await?;
+            let role = match role.as_str() {
+                "none" => None,
+                "read" | "publish" => Some(Role::parse(&role)?),
+                other => bail!("invalid default role {other:?}: use none, read or publish"),
+            };
+            meta.set_default_role(registry.id, role).await?;
+            let shown = role.map_or("none", Role::as_str);
+            audit_cli(&meta, "registry.default_role", Some(&registry), shown.to_owned()).await?;
+            println!("logged-in users now get {shown} on {}", registry.name);
+        }
     }
     Ok(())
+}
+
+async fn token_command(config: Config, cmd: TokenCommand) -> anyhow::Result<()> {
+    let meta = app::open_meta(&config).await?;
+    match cmd {
+        TokenCommand::Create {
+            user,
+            read_only,
+            cidrs,
+            registries,
+            packages,
+            expires,
+            name,
+        } => {
+            let owner = find_user(&meta, &user).await?;
+            for cidr in &cidrs {
+                Cidr::parse(cidr)?;
+            }
+            for registry in &registries {
+                find_registry(&meta, registry).await?;
+            }
+            let expires_at = expires
+                .as_deref()
+                .map(parse_duration)
+                .transpose()?
+                .map(|d| now_millis() + i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+            let minted = token::issue(
+                &meta,
+                owner.id,
+                TokenSpec {
+                    name,
+                    readonly: read_only,
+                    cidr_whitelist: cidrs,
+                    registries,
+                    packages,
+                    expires_at,
+                },
+            )
+            .await?;
+            meta.append_audit(&AuditEntry {
+                actor: Some("cli".into()),
+                action: "token.create",
+                detail: Some(format!("key={} user={}", minted.key, owner.name)),
+                ..AuditEntry::default()
+            })
+            .await?;
+            eprintln!(
+                "created token {} for {} (shown once; store it now)",
+                minted.key, owner.name
+            );
+            println!("{}", minted.secret);
+        }
+        TokenCommand::List { user } => {
+            let tokens = match user {
+                Some(name) => meta.tokens_of(find_user(&meta, &name).await?.id).await?,
+                None => meta.all_tokens().await?,
+            };
+            println!("KEY\tUSER\tTOKEN\tSCOPE\tCREATED\tLAST USED\tEXPIRES\tNAME");
+            for t in tokens {
+                let mut scope = vec![if t.readonly { "read-only" } else { "read-write" }.to_owned()];
+                scope.extend(t.registries.iter().map(|r| format!("registry:{r}")));
+                scope.extend(t.packages.iter().map(|p| format!("package:{p}")));
+                scope.extend(t.cidr_whitelist.iter().map(|c| format!("cidr:{c}")));
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    t.key,
+                    t.user.name,
+                    t.display,
+                    scope.join(","),
+                    iso_time(t.created_at),
+                    t.last_used_at.map(iso_time).unwrap_or_else(|| "never".into()),
+                    t.expires_at.map(iso_time).unwrap_or_else(|| "never".into()),
+                    t.name.unwrap_or_default()
+                );
+            }
+        }
+        TokenCommand::Revoke { key } => {
+            if !meta.revoke_token(None, &key, now_millis()).await? {
+                bail!("no live token with key {key:?}");
+            }
+            meta.append_audit(&AuditEntry {
+                actor: Some("cli".into()),
+                action: "token.revoke",
+                detail: Some(format!("key={key}")),
+                ..AuditEntry::default()
+            })
+            .await?;
+            println!("revoked token {key}");
+        }
+    }
+    Ok(())
+}
+
+async fn audit(config: Config, limit: u32) -> anyhow::Result<()> {
+    let meta = app::open_meta(&config).await?;
+    println!("TIME\tACTOR\tACTION\tREGISTRY\tPACKAGE\tVERSION\tFROM\tDETAIL");
+    for (at, e) in meta.recent_audit(limit).await? {
+        let field = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+        println!(
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            iso_time(at),
+            field(e.actor),
+            e.action,
+            field(e.registry),
+            field(e.package),
+            field(e.version),
+            field(e.client_addr),
+            field(e.detail)
+        );
+    }
+    Ok(())
+}
+
+async fn find_registry(meta: &Meta, name: &str) -> anyhow::Result<Registry> {
+    let name = RegistryName::parse(name)?;
+    meta.registry(&name)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no registry named \"{name}\""))
+}
+
+async fn find_user(meta: &Meta, name: &str) -> anyhow::Result<User> {
+    meta.user(name)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no user named {name:?}"))
+}
+
+async fn audit_cli(
+    meta: &Meta,
+    action: &'static str,
+    registry: Option<&Registry>,
+    detail: String,
+) -> anyhow::Result<()> {
+    meta.append_audit(&AuditEntry {
+        actor: Some("cli".into()),
+        action,
+        registry: registry.map(|r| r.name.to_string()),
+        detail: Some(detail),
+        ..AuditEntry::default()
+    })
+    .await?;
+    Ok(())
+}
+
+/// `30d`, `12h`, `90m`, `45s`, `2w`.
+fn parse_duration(raw: &str) -> anyhow::Result<Duration> {
+    let (number, unit) = raw.split_at(raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len()));
+    let count: u64 = number
+        .parse()
+        .map_err(|_| anyhow::anyhow!("invalid duration {raw:?}: use e.g. 30d, 12h, 90m"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 604_800,
+        _ => bail!("invalid duration {raw:?}: use e.g. 30d, 12h, 90m"),
+    };
+    if count == 0 {
+        bail!("a token lifetime must be longer than zero");
+    }
+    Ok(Duration::from_secs(count.saturating_mul(seconds)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30d").expect("valid"), Duration::from_secs(30 * 86_400));
+        assert_eq!(parse_duration("90m").expect("valid"), Duration::from_secs(5400));
+        for bad in ["", "d", "10", "10y", "0h", "-1d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! Integration tests: one binary (faster to link), one module per area.
 
+mod access;
 mod cli;
 mod protocol;
 mod support;

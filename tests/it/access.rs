@@ -1,0 +1,468 @@
+//! Access control: roles, scoped tokens, web login, attacks on authentication.
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+/// `gatehouse token create …` → the token value.
+fn cli_token(server: &TestServer, args: &[&str]) -> String {
+    let mut all = vec!["token", "create"];
+    all.extend_from_slice(args);
+    let out = server.cli(&all, "");
+    assert!(
+        out.status.success(),
+        "token create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf8").trim().to_owned()
+}
+
+fn get(server: &TestServer, registry: &str, path: &str, token: &str) -> reqwest::blocking::Response {
+    http()
+        .get(format!("{}{path}", server.registry_url(registry)))
+        .bearer_auth(token)
+        .send()
+        .expect("get")
+}
+
+fn basic(user: &str, secret: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}"))
+    )
+}
+
+#[test]
+fn a_read_only_token_is_refused_on_every_write_endpoint() {
+    let server = TestServer::start();
+    let admin = server.admin_token();
+    publish_ok(&server, "default", &admin, "guarded", "1.0.0");
+    let ro = cli_token(&server, &["--user", "admin", "--read-only", "--registry", "default"]);
+    let base = server.registry_url("default");
+    let before = packument(&server, "default", &admin, "guarded").expect("exists");
+    let rev = before["_rev"].as_str().expect("rev").to_owned();
+    let blobs = blob_count(&server);
+
+    let mut deprecated = before.clone();
+    deprecated["versions"]["1.0.0"]["deprecated"] = json!("no");
+    let attempts: Vec<(&str, reqwest::blocking::RequestBuilder)> = vec![
+        (
+            "publish",
+            http()
+                .put(format!("{base}guarded"))
+                .json(&publish_body("guarded", "1.0.1")),
+        ),
+        (
+            "publish new",
+            http().put(format!("{base}fresh")).json(&publish_body("fresh", "1.0.0")),
+        ),
+        (
+            "dist-tag add",
+            http()
+                .put(format!("{base}-/package/guarded/dist-tags/beta"))
+                .json(&json!("1.0.0")),
+        ),
+        (
+            "dist-tag rm",
+            http().delete(format!("{base}-/package/guarded/dist-tags/latest")),
+        ),
+        ("deprecate", http().put(format!("{base}guarded")).json(&deprecated)),
+        ("unpublish", http().delete(format!("{base}guarded/-rev/{rev}"))),
+        (
+            "owner add",
+            http()
+                .put(format!("{base}guarded/-rev/{rev}"))
+                .json(&json!({"_id": "guarded", "_rev": rev, "maintainers": [{"name": "admin"}, {"name": "x"}]})),
+        ),
+        (
+            "token create",
+            http()
+                .post(format!("{base}-/npm/v1/tokens"))
+                .json(&json!({"password": ADMIN_PASSWORD})),
+        ),
+    ];
+    for (what, request) in attempts {
+        let error = expect_error(request.bearer_auth(&ro).send().expect("send"), 403);
+        assert!(error.contains("read-only"), "{what}: {error}");
+    }
+    let after = packument(&server, "default", &admin, "guarded").expect("exists");
+    assert_eq!(before, after, "nothing changed");
+    assert_eq!(blob_count(&server), blobs);
+    assert!(packument(&server, "default", &admin, "fresh").is_none());
+    // Reading still works.
+    assert_eq!(get(&server, "default", "guarded", &ro).status(), 200);
+}
+
+#[test]
+fn registry_package_and_address_limits_are_enforced() {
+    let server = TestServer::start_with_config("[registries.team]\n");
+    let admin = server.admin_token();
+    let team_admin = server.login("team", "admin", ADMIN_PASSWORD);
+    publish_ok(&server, "default", &admin, "@acme/lib", "1.0.0");
+    publish_ok(&server, "default", &admin, "other-lib", "1.0.0");
+    publish_ok(&server, "team", &team_admin, "team-lib", "1.0.0");
+
+    let team_only = cli_token(&server, &["--user", "admin", "--registry", "team"]);
+    assert_eq!(get(&server, "team", "team-lib", &team_only).status(), 200);
+    let error = expect_error(get(&server, "default", "@acme%2flib", &team_only), 403);
+    assert!(error.contains("not valid for registry"), "{error}");
+
+    let acme_only = cli_token(&server, &["--user", "admin", "--package", "@acme/*"]);
+    assert_eq!(get(&server, "default", "@acme%2flib", &acme_only).status(), 200);
+    for path in ["other-lib", "does-not-exist", "other-lib/-/other-lib-1.0.0.tgz"] {
+        let error = expect_error(get(&server, "default", path, &acme_only), 403);
+        assert!(error.contains("limited to other packages"), "{path}: {error}");
+    }
+    let refused = publish(&server, "default", &acme_only, &publish_body("other-lib", "1.0.1"));
+    assert_eq!(refused.status(), 403);
+    publish_ok(&server, "default", &acme_only, "@acme/lib", "1.0.1");
+
+    let lan_only = cli_token(&server, &["--user", "admin", "--cidr", "10.0.0.0/8"]);
+    let error = expect_error(get(&server, "default", "@acme%2flib", &lan_only), 403);
+    assert!(error.contains("may not be used from 127.0.0.1"), "{error}");
+    // Without trusted proxies, X-Forwarded-For is ignored: no spoofing into the range.
+    let spoofed = http()
+        .get(format!("{}@acme%2flib", server.registry_url("default")))
+        .bearer_auth(&lan_only)
+        .header("x-forwarded-for", "10.1.2.3")
+        .send()
+        .expect("get");
+    assert_eq!(spoofed.status(), 403);
+    let loopback = cli_token(&server, &["--user", "admin", "--cidr", "127.0.0.0/8"]);
+    assert_eq!(get(&server, "default", "@acme%2flib", &loopback).status(), 200);
+}
+
+#[test]
+fn forwarded_addresses_count_only_from_trusted_proxies() {
+    let server = TestServer::start_with_config("trusted_proxies = [\"127.0.0.1/32\"]\n");
+    let lan_only = cli_token(&server, &["--user", "admin", "--cidr", "10.0.0.0/8"]);
+    let with_hops = |hops: &str| {
+        http()
+            .get(format!("{}-/whoami", server.registry_url("default")))
+            .bearer_auth(&lan_only)
+            .header("x-forwarded-for", hops)
+            .send()
+            .expect("get")
+            .status()
+    };
+    assert_eq!(with_hops("10.1.2.3"), 200);
+    // The right-most untrusted hop is the client; a forged left part changes nothing.
+    assert_eq!(with_hops("10.9.9.9, 192.0.2.7"), 403);
+    assert_eq!(with_hops("10.1.2.3, 127.0.0.1"), 200);
+    assert_eq!(with_hops("garbage"), 403);
+}
+
+#[test]
+fn expired_revoked_and_malformed_credentials_get_401_without_leaking() {
+    let server = TestServer::start();
+    let admin = server.admin_token();
+    publish_ok(&server, "default", &admin, "secret-pkg", "1.0.0");
+    let short = cli_token(&server, &["--user", "admin", "--expires", "1s"]);
+    assert!(eventually(std::time::Duration::from_secs(5), || {
+        get(&server, "default", "secret-pkg", &short).status() == 401
+    }));
+
+    let revoked = cli_token(&server, &["--user", "admin", "--name", "to-revoke"]);
+    assert_eq!(get(&server, "default", "secret-pkg", &revoked).status(), 200);
+    let list = String::from_utf8_lossy(&server.cli(&["token", "list"], "").stdout).into_owned();
+    assert!(!list.contains(&revoked), "token list never shows values");
+    let key = list
+        .lines()
+        .find(|l| l.ends_with("to-revoke"))
+        .and_then(|l| l.split('\t').next())
+        .expect("listed")
+        .to_owned();
+    assert!(server.cli(&["token", "revoke", &key], "").status.success());
+    let error = expect_error(get(&server, "default", "secret-pkg", &revoked), 401);
+    assert!(error.contains("invalid, revoked or expired"), "{error}");
+
+    let mut wrong_secret = admin.clone();
+    wrong_secret.replace_range(10..11, if &admin[10..11] == "A" { "B" } else { "A" });
+    let huge = format!("Bearer gth_{}", "a".repeat(20_000));
+    for header in [
+        "Bearer".to_owned(),
+        "Bearer ".to_owned(),
+        "Basic !!!".to_owned(),
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("no-colon")),
+        "Digest username=\"admin\"".to_owned(),
+        "Bearer not-a-token".to_owned(),
+        format!("Bearer {wrong_secret}"),
+        huge,
+        basic("admin", "wrong-password"),
+    ] {
+        let response = http()
+            .get(format!("{}secret-pkg", server.registry_url("default")))
+            .header("authorization", &header)
+            .send()
+            .expect("get");
+        let error = expect_error(response, 401);
+        assert!(!error.contains("secret-pkg"), "{error}");
+        assert!(!error.to_lowercase().contains("panic"), "{error}");
+    }
+    // Private registries answer the same to anonymous callers whether a package exists or not.
+    for path in ["secret-pkg", "no-such-pkg"] {
+        let response = http()
+            .get(format!("{}{path}", server.registry_url("default")))
+            .send()
+            .expect("get");
+        assert_eq!(response.status(), 401, "{path}");
+    }
+    // The server still answers, and the audit log recorded failures without secrets.
+    assert_eq!(get(&server, "default", "secret-pkg", &admin).status(), 200);
+    let audit = String::from_utf8_lossy(&server.cli(&["audit", "--limit", "200"], "").stdout).into_owned();
+    assert!(audit.contains("auth.failed"));
+    assert!(
+        !audit.contains(&admin[4..]) && !audit.contains(&revoked[4..]),
+        "no secrets in the audit log"
+    );
+}
+
+#[test]
+fn password_guessing_is_rate_limited_per_user() {
+    let server = TestServer::start();
+    server.add_user("frank", "frank-password");
+    let login = |password: &str| {
+        http()
+            .put(format!(
+                "{}-/user/org.couchdb.user:frank",
+                server.registry_url("default")
+            ))
+            .json(&json!({"name": "frank", "password": password}))
+            .send()
+            .expect("put")
+    };
+    for _ in 0..10 {
+        assert_eq!(login("guess-guess").status(), 401);
+    }
+    let limited = login("frank-password");
+    assert_eq!(limited.headers()["retry-after"], "900");
+    assert!(expect_error(limited, 429).contains("too many failed logins"));
+    // Another user from the same address is not locked out by frank's attacker.
+    assert!(server.login("default", "admin", ADMIN_PASSWORD).starts_with("gth_"));
+    let audit = String::from_utf8_lossy(&server.cli(&["audit", "--limit", "50"], "").stdout).into_owned();
+    assert!(audit.matches("auth.login_failed").count() >= 10, "{audit}");
+}
+
+#[test]
+fn registry_roles_decide_who_reads_and_publishes() {
+    let server = TestServer::start();
+    let admin = server.admin_token();
+    publish_ok(&server, "default", &admin, "roles-pkg", "1.0.0");
+    server.add_user("gina", "gina-password");
+    assert!(
+        server
+            .cli(&["registry", "default-role", "default", "none"], "")
+            .status
+            .success()
+    );
+    let gina = server.login("default", "gina", "gina-password");
+    for path in ["roles-pkg", "missing-pkg"] {
+        let error = expect_error(get(&server, "default", path, &gina), 403);
+        assert!(error.contains("no access to registry"), "{error}");
+    }
+    assert!(
+        server
+            .cli(&["registry", "grant", "default", "gina", "read"], "")
+            .status
+            .success()
+    );
+    assert_eq!(get(&server, "default", "roles-pkg", &gina).status(), 200);
+    let error = expect_error(
+        publish(&server, "default", &gina, &publish_body("gina-pkg", "1.0.0")),
+        403,
+    );
+    assert!(error.contains("may not publish"), "{error}");
+    assert!(
+        server
+            .cli(&["registry", "grant", "default", "gina", "publish"], "")
+            .status
+            .success()
+    );
+    publish_ok(&server, "default", &gina, "gina-pkg", "1.0.0");
+    // Publishing rights don't extend to other people's packages.
+    assert_eq!(
+        publish(&server, "default", &gina, &publish_body("roles-pkg", "1.0.1")).status(),
+        403
+    );
+    assert!(
+        server
+            .cli(&["registry", "grant", "default", "gina", "admin"], "")
+            .status
+            .success()
+    );
+    publish_ok(&server, "default", &gina, "roles-pkg", "1.0.1");
+}
+
+#[test]
+fn npm_token_endpoints_create_list_and_revoke() {
+    let server = TestServer::start();
+    let admin = server.admin_token();
+    let base = server.registry_url("default");
+    let wrong = http()
+        .post(format!("{base}-/npm/v1/tokens"))
+        .bearer_auth(&admin)
+        .json(&json!({"password": "not-it-at-all", "cidr_whitelist": []}))
+        .send()
+        .expect("post");
+    assert_eq!(wrong.status(), 401);
+    let bad_cidr = http()
+        .post(format!("{base}-/npm/v1/tokens"))
+        .bearer_auth(&admin)
+        .json(&json!({"password": ADMIN_PASSWORD, "cidr_whitelist": ["10.0.0.0/99"]}))
+        .send()
+        .expect("post");
+    assert!(expect_error(bad_cidr, 400).contains("invalid CIDR"));
+
+    let created: Value = http()
+        .post(format!("{base}-/npm/v1/tokens"))
+        .bearer_auth(&admin)
+        .json(&json!({"password": ADMIN_PASSWORD, "name": "ci", "packages_and_scopes_permission": "read-only"}))
+        .send()
+        .expect("post")
+        .json()
+        .expect("json");
+    let token = created["token"].as_str().expect("token");
+    assert!(token.starts_with("gth_"));
+    assert_eq!(created["readonly"], true);
+
+    let list: Value = get(&server, "default", "-/npm/v1/tokens", &admin).json().expect("json");
+    assert!(list["urls"].is_object(), "npm needs urls");
+    let objects = list["objects"].as_array().expect("objects");
+    assert_eq!(list["total"], objects.len());
+    let listed = objects.iter().find(|o| o["key"] == created["key"]).expect("listed");
+    assert_eq!(listed["readonly"], true);
+    assert!(!listed["token"].as_str().expect("display").contains(&token[10..]));
+
+    let key = created["key"].as_str().expect("key");
+    let revoke = http()
+        .delete(format!("{base}-/npm/v1/tokens/token/{key}"))
+        .bearer_auth(&admin)
+        .send()
+        .expect("delete");
+    assert_eq!(revoke.status(), 204);
+    assert_eq!(get(&server, "default", "-/whoami", token).status(), 401);
+}
+
+#[test]
+fn web_login_hands_the_cli_a_token_after_the_browser_signs_in() {
+    let server = TestServer::start();
+    let base = server.registry_url("default");
+    let started: Value = http()
+        .post(format!("{base}-/v1/login"))
+        .json(&json!({}))
+        .send()
+        .expect("post")
+        .json()
+        .expect("json");
+    let login_url = started["loginUrl"].as_str().expect("loginUrl").to_owned();
+    let done_url = started["doneUrl"].as_str().expect("doneUrl").to_owned();
+    assert!(login_url.starts_with(&base) && done_url.starts_with(&base));
+
+    let pending = http().get(&done_url).send().expect("poll");
+    assert_eq!(pending.status(), 202);
+    assert_eq!(pending.headers()["retry-after"], "1");
+
+    let page = http().get(&login_url).send().expect("page");
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    let html = page.text().expect("html");
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("csrf field")
+        .to_owned();
+
+    let forged = http()
+        .post(&login_url)
+        .form(&[("username", "admin"), ("password", ADMIN_PASSWORD), ("csrf", "forged")])
+        .send()
+        .expect("post");
+    assert_eq!(forged.status(), 403);
+    let wrong = http()
+        .post(&login_url)
+        .form(&[
+            ("username", "admin"),
+            ("password", "wrong-password"),
+            ("csrf", csrf.as_str()),
+        ])
+        .send()
+        .expect("post");
+    assert_eq!(wrong.status(), 401);
+    assert!(wrong.text().expect("html").contains("Incorrect username or password"));
+    assert_eq!(http().get(&done_url).send().expect("poll").status(), 202);
+
+    let ok = http()
+        .post(&login_url)
+        .form(&[
+            ("username", "admin"),
+            ("password", ADMIN_PASSWORD),
+            ("csrf", csrf.as_str()),
+        ])
+        .send()
+        .expect("post");
+    assert_eq!(ok.status(), 200);
+    assert!(ok.text().expect("html").contains("Signed in"));
+
+    let done: Value = http().get(&done_url).send().expect("poll").json().expect("json");
+    let token = done["token"].as_str().expect("token");
+    let me: Value = get(&server, "default", "-/whoami", token).json().expect("json");
+    assert_eq!(me["username"], "admin");
+    // One token per session; the page can't be replayed.
+    assert_eq!(http().get(&done_url).send().expect("poll").status(), 404);
+    assert_eq!(http().get(&login_url).send().expect("page").status(), 404);
+}
+
+/// Replays the requests Unity's Package Manager makes for a scoped registry, with
+/// `.upmconfig.toml` `token` (Bearer) and `_auth` (Basic) credentials.
+#[test]
+fn unity_package_manager_requests_succeed() {
+    let server = TestServer::start();
+    let admin = server.admin_token();
+    publish_ok(&server, "default", &admin, "com.acme.tools", "1.2.0");
+    publish_ok(&server, "default", &admin, "com.acme.core", "2.0.0");
+    let upm = cli_token(&server, &["--user", "admin", "--read-only", "--registry", "default"]);
+    let base = server.registry_url("default");
+    for auth in [
+        format!("Bearer {upm}"),
+        basic("admin", ADMIN_PASSWORD),
+        basic("admin", &upm),
+    ] {
+        let search: Value = http()
+            .get(format!("{base}-/v1/search?text=com.acme&from=0&size=250"))
+            .header("authorization", &auth)
+            .header("user-agent", "UnityEditor/6000.0 (UPM)")
+            .send()
+            .expect("search")
+            .json()
+            .expect("json");
+        assert_eq!(search["total"], 2, "{auth}");
+        let all: Value = http()
+            .get(format!("{base}-/all"))
+            .header("authorization", &auth)
+            .send()
+            .expect("all")
+            .json()
+            .expect("json");
+        assert_eq!(all["com.acme.tools"]["dist-tags"]["latest"], "1.2.0");
+        let doc: Value = http()
+            .get(format!("{base}com.acme.tools"))
+            .header("authorization", &auth)
+            .send()
+            .expect("packument")
+            .json()
+            .expect("json");
+        let tarball = doc["versions"]["1.2.0"]["dist"]["tarball"].as_str().expect("tarball");
+        let response = http()
+            .get(tarball)
+            .header("authorization", &auth)
+            .send()
+            .expect("tarball");
+        assert_eq!(response.status(), 200);
+    }
+    let anonymous = http()
+        .get(format!("{base}-/v1/search?text=com.acme"))
+        .send()
+        .expect("search");
+    assert_eq!(anonymous.status(), 401);
+}
