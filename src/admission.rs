@@ -28,20 +28,27 @@ pub struct Candidate<'a> {
     pub digests: Digests,
     pub tags: Vec<DistTag>,
     pub publisher: Option<&'a User>,
-    pub source: Source,
+    pub origin: Origin,
     pub client_addr: Option<String>,
 }
 
 /// How the version arrived.
-#[derive(Debug, Clone, Copy)]
-pub enum Source {
+#[derive(Debug, Clone)]
+pub enum Origin {
     Publish,
+    /// Pulled from an upstream on first download; its manifest passes through
+    /// unchanged and it keeps the upstream's publish time.
+    Upstream {
+        label: String,
+        published_at: Option<i64>,
+    },
 }
 
-impl Source {
-    fn as_str(self) -> &'static str {
+impl Origin {
+    fn describe(&self) -> String {
         match self {
-            Source::Publish => "publish",
+            Origin::Publish => "publish".into(),
+            Origin::Upstream { label, .. } => format!("upstream:{label}"),
         }
     }
 }
@@ -75,24 +82,23 @@ pub async fn admit(app: &App, candidate: Candidate<'_>) -> Result<Admitted, Admi
         digests,
         tags,
         publisher,
-        source,
+        origin,
         client_addr,
     } = candidate;
 
     // Cheap early refusal, before any bytes are written; the store's unique
     // constraint still decides races between concurrent publishes.
-    let base = app.registry_base(registry);
-    match app.packuments.get(registry.id, &name, &base).await {
+    match app.packuments.get(registry, &name).await {
         Ok(existing)
             if existing
-                .record
-                .versions
+                .local
                 .iter()
+                .flat_map(|r| r.versions.iter())
                 .any(|v| release_key(&v.version) == release_key(version.as_str())) =>
         {
             return Err(AdmissionError::VersionExists(version.to_string()));
         }
-        Ok(_) | Err(CacheError::Absent) => {}
+        Ok(_) | Err(CacheError::Absent | CacheError::Upstream(_)) => {}
         Err(e) => return Err(AdmissionError::Store(StoreError::Database(e.to_string()))),
     }
 
@@ -109,7 +115,11 @@ pub async fn admit(app: &App, candidate: Candidate<'_>) -> Result<Admitted, Admi
             .map_err(|e| AdmissionError::Rejected(e.to_string()))?
     };
     check_manifest_matches_tarball(&name, &version, &manifest, &inspected)?;
-    let manifest = served_manifest(manifest, &name, &version, &inspected, &digests, publisher);
+    let manifest = match origin {
+        Origin::Publish => served_manifest(manifest, &name, &version, &inspected, &digests, publisher),
+        Origin::Upstream { .. } => manifest,
+    };
+    let pulled = matches!(origin, Origin::Upstream { .. });
     let deprecated = manifest.get("deprecated").and_then(Value::as_str).map(str::to_owned);
 
     let key = BlobKey::from_bytes(digests.sha512);
@@ -130,23 +140,30 @@ pub async fn admit(app: &App, candidate: Candidate<'_>) -> Result<Admitted, Admi
         publisher: publisher.map(|u| u.id),
         publisher_name: publisher.map(|u| u.name.clone()),
         deprecated,
-        source: source.as_str().to_owned(),
+        source: origin.describe(),
         tags: tags.iter().map(|t| t.as_str().to_owned()).collect(),
-        internal_if_new: true,
+        // Names first published here are internal (dependency-confusion guard);
+        // names that arrive from an upstream are not.
+        internal_if_new: !pulled,
+        published_at: match origin {
+            Origin::Upstream { published_at, .. } => published_at,
+            Origin::Publish => None,
+        },
+        claim_latest: !pulled,
     };
     let inserted = app.meta.insert_version(&new).await.map_err(|e| match e {
         StoreError::Conflict("version exists") => AdmissionError::VersionExists(version.to_string()),
         StoreError::Conflict(_) => AdmissionError::NameTaken(name.to_string()),
         other => AdmissionError::Store(other),
     })?;
-    app.packuments.invalidate(registry.id, &name).await;
+    app.packuments.invalidate(&name);
     app.audit(AuditEntry {
         actor: publisher.map(|u| u.name.clone()),
-        action: "version.publish",
+        action: if pulled { "version.pull" } else { "version.publish" },
         registry: Some(registry.name.to_string()),
         package: Some(name.to_string()),
         version: Some(version.to_string()),
-        detail: Some(format!("source={} sha512={}", source.as_str(), key.to_hex())),
+        detail: Some(format!("source={} sha512={}", origin.describe(), key.to_hex())),
         client_addr,
     })
     .await;

@@ -5,11 +5,15 @@ use std::sync::Arc;
 use crate::auth::web_login::WebLogins;
 use crate::auth::{Authenticator, password};
 use crate::config::{Config, PublicUrl};
+use crate::npm::name::PackageName;
 use crate::packument_cache::PackumentCache;
 use crate::registry::RegistryName;
 use crate::store::blobs::{Blobs, FsBlobStore};
 use crate::store::sqlite::SqliteStore;
-use crate::store::{AuditEntry, Meta, Registry, StoreError};
+use crate::store::{AuditEntry, BlobRef, Meta, NewUpstream, Registry, RegistryId, StoreError};
+use crate::upstream::Upstreams;
+use crate::upstream::spec::UpstreamSpec;
+use moka::future::Cache;
 
 pub struct App {
     pub config: Config,
@@ -19,6 +23,9 @@ pub struct App {
     pub packuments: PackumentCache,
     pub auth: Authenticator,
     pub web_logins: WebLogins,
+    pub upstreams: Arc<Upstreams>,
+    /// Tarball pulls in flight, so concurrent downloads of a version share one.
+    pub pulls: Cache<(RegistryId, PackageName, String), Arc<BlobRef>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +38,10 @@ pub enum StartError {
     Blobs(#[from] crate::store::blobs::BlobError),
     #[error("GATEHOUSE_ADMIN_PASSWORD: {0}")]
     AdminPassword(#[from] password::PasswordError),
+    #[error("registry {registry}: {message}")]
+    Registry { registry: String, message: String },
+    #[error("cannot set up the upstream HTTP client: {0}")]
+    Http(String),
 }
 
 /// The registry every fresh installation starts with.
@@ -63,10 +74,23 @@ impl App {
         if let Some(password) = admin_password {
             ensure_admin(&meta, password).await?;
         }
-        let packuments = PackumentCache::new(meta.clone(), config.packument_cache_bytes);
+        let upstreams =
+            Arc::new(Upstreams::new(meta.clone(), &config.upstream).map_err(|e| StartError::Http(e.to_string()))?);
+        let packuments = PackumentCache::new(
+            meta.clone(),
+            upstreams.clone(),
+            public_url.clone(),
+            config.upstream.clone(),
+            config.packument_cache_bytes,
+        );
         Ok(Arc::new(App {
             auth: Authenticator::new(meta.clone()),
             web_logins: WebLogins::default(),
+            upstreams,
+            pulls: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(std::time::Duration::from_secs(60))
+                .build(),
             config,
             public_url,
             meta,
@@ -77,7 +101,7 @@ impl App {
 
     /// `{public}/r/{registry}` — the base of every URL we hand out for a registry.
     pub fn registry_base(&self, registry: &Registry) -> String {
-        format!("{}/r/{}", self.public_url.as_str(), registry.name)
+        self.packuments.registry_base(registry)
     }
 
     /// Best-effort audit: a failure to log is itself logged, never fails the request.
@@ -90,18 +114,46 @@ impl App {
 
 async fn ensure_registries(meta: &Meta, config: &Config) -> Result<(), StartError> {
     let default = RegistryName::parse(DEFAULT_REGISTRY).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let mut wanted: Vec<(RegistryName, bool)> = config.registries.iter().map(|(n, s)| (n.clone(), s.public)).collect();
-    if !config.registries.contains_key(&default) && meta.registries().await?.is_empty() {
-        wanted.push((default, false));
+    let first_start = meta.registries().await?.is_empty();
+    if first_start && !config.registries.contains_key(&default) {
+        // A fresh install proxies the public registry out of the box.
+        let registry = meta.create_registry(&default, false).await?;
+        meta.add_upstream(
+            registry.id,
+            &NewUpstream {
+                spec: UpstreamSpec::Npmjs.to_string(),
+                ..NewUpstream::default()
+            },
+        )
+        .await?;
+        tracing::info!(registry = %default, "created registry with the public npm registry as upstream");
     }
-    for (name, public) in wanted {
-        match meta.registry(&name).await? {
-            Some(existing) if existing.public_read != public => meta.set_registry_public(existing.id, public).await?,
-            Some(_) => {}
-            None => {
-                meta.create_registry(&name, public).await?;
-                tracing::info!(registry = %name, public, "created registry");
+    for (name, settings) in &config.registries {
+        let registry = match meta.registry(name).await? {
+            Some(existing) => {
+                if existing.public_read != settings.public {
+                    meta.set_registry_public(existing.id, settings.public).await?;
+                }
+                existing
             }
+            None => {
+                tracing::info!(registry = %name, public = settings.public, "created registry");
+                meta.create_registry(name, settings.public).await?
+            }
+        };
+        if let Some(specs) = &settings.upstreams {
+            let mut upstreams = Vec::with_capacity(specs.len());
+            for raw in specs {
+                let spec = UpstreamSpec::parse(raw).map_err(|e| StartError::Registry {
+                    registry: name.to_string(),
+                    message: e.to_string(),
+                })?;
+                upstreams.push(NewUpstream {
+                    spec: spec.to_string(),
+                    ..NewUpstream::default()
+                });
+            }
+            meta.set_upstreams(registry.id, &upstreams).await?;
         }
     }
     Ok(())

@@ -29,6 +29,53 @@ pub struct Config {
     pub registries: BTreeMap<RegistryName, RegistrySettings>,
     /// Peers allowed to say who the client is (`X-Forwarded-For`); nobody by default.
     pub trusted_proxies: Vec<Cidr>,
+    pub upstream: UpstreamSettings,
+    /// Registry serving tarballs requested at the host root (`/{name}/-/{file}.tgz`),
+    /// for callers whose token doesn't name one.
+    pub root_registry: RegistryName,
+}
+
+/// How upstreams are reached and cached.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamSettings {
+    /// What the upstream spec `npmjs` means.
+    pub npmjs_url: String,
+    /// How long an upstream packument is used before it is revalidated.
+    pub max_age_secs: u64,
+    /// How long an upstream 404 is remembered.
+    pub not_found_ttl_secs: u64,
+    pub connect_timeout_ms: u64,
+    /// Until the response headers arrive.
+    pub first_byte_timeout_ms: u64,
+    /// For the whole response body.
+    pub transfer_timeout_ms: u64,
+    pub max_packument_bytes: u64,
+    pub max_tarball_bytes: u64,
+    /// Redirects are refused unless this is set (they can point anywhere).
+    pub follow_redirects: bool,
+    /// Consecutive failures that open an upstream's circuit breaker…
+    pub breaker_failures: u32,
+    /// …and how long it then stays open (answers come from the stored copies).
+    pub breaker_open_secs: u64,
+}
+
+impl Default for UpstreamSettings {
+    fn default() -> Self {
+        UpstreamSettings {
+            npmjs_url: "https://registry.npmjs.org/".into(),
+            max_age_secs: 300,
+            not_found_ttl_secs: 60,
+            connect_timeout_ms: 5_000,
+            first_byte_timeout_ms: 20_000,
+            transfer_timeout_ms: 120_000,
+            max_packument_bytes: 64 * 1024 * 1024,
+            max_tarball_bytes: 256 * 1024 * 1024,
+            follow_redirects: false,
+            breaker_failures: 5,
+            breaker_open_secs: 30,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -57,6 +104,9 @@ impl Default for Limits {
 pub struct RegistrySettings {
     /// Anyone may read without credentials. Publishing always needs a login.
     pub public: bool,
+    /// Upstreams in order (`npmjs`, a URL, `registry:NAME`). When set, it replaces
+    /// the registry's list at every start; when absent, the CLI manages the list.
+    pub upstreams: Option<Vec<String>>,
 }
 
 /// A validated absolute http(s) base URL, stored without a trailing slash.
@@ -116,6 +166,8 @@ struct FileConfig {
     limits: Option<Limits>,
     registries: BTreeMap<String, RegistrySettings>,
     trusted_proxies: Vec<String>,
+    upstream: Option<UpstreamSettings>,
+    root_registry: Option<String>,
 }
 
 /// Values from flags or the environment; `None` when neither was given.
@@ -178,6 +230,9 @@ impl Config {
             packument_cache_bytes: file.packument_cache_bytes.unwrap_or(256 * 1024 * 1024),
             registries,
             trusted_proxies,
+            upstream: file.upstream.unwrap_or_default(),
+            root_registry: RegistryName::parse(file.root_registry.as_deref().unwrap_or("default"))
+                .map_err(|e| ConfigError::Invalid(format!("root_registry: {e}")))?,
         })
     }
 

@@ -11,3 +11,4 @@ pub mod npm;
 pub mod packument_cache;
 pub mod registry;
 pub mod store;
+pub mod upstream;

@@ -1,21 +1,29 @@
 //! Prepared packuments: for each (registry, package) the full and abbreviated
-//! documents are serialized and gzipped once per change, with an ETag per
-//! representation. Requests only copy `Bytes` handles. Every write to a package
-//! invalidates its entry; concurrent misses share one build (moka coalesces them).
+//! documents — local versions merged with the upstreams' — are serialized and
+//! gzipped once per change, with an ETag per representation. Requests only copy
+//! `Bytes` handles. Writes invalidate entries; entries built from upstream data
+//! expire when that data needs revalidation. Concurrent misses share one build.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use flate2::Compression;
 use flate2::write::GzEncoder;
+use moka::Expiry;
 use moka::future::Cache;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::config::{PublicUrl, UpstreamSettings};
+use crate::npm::merge::{self, RemoteVersion};
 use crate::npm::name::PackageName;
-use crate::npm::packument;
-use crate::store::{BlobRef, Meta, PackageRecord, RegistryId, StoreError};
+use crate::npm::packument::{self, rev_string};
+use crate::store::{BlobRef, Meta, PackageRecord, Registry, RegistryId, StoreError};
+use crate::upstream::fetch::UpstreamDoc;
+use crate::upstream::{Source, Upstreams};
 
 /// One serialized representation of a packument.
 pub struct Representation {
@@ -25,7 +33,7 @@ pub struct Representation {
 }
 
 impl Representation {
-    fn of(value: &serde_json::Value, kind: &str) -> Result<Self, CacheError> {
+    fn of(value: &Value, kind: &str) -> Result<Self, CacheError> {
         let body = serde_json::to_vec(value).map_err(|e| CacheError::Build(e.to_string()))?;
         let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::new(5));
         encoder.write_all(&body).map_err(|e| CacheError::Build(e.to_string()))?;
@@ -49,19 +57,37 @@ pub struct Documents {
     pub abbreviated: Representation,
 }
 
+/// A version an upstream offers that this registry does not hold yet.
+pub struct RemoteTarball {
+    pub source: Source,
+    pub version: RemoteVersion,
+}
+
 /// Everything requests for one package need, built once per change.
 pub struct Prepared {
-    pub record: PackageRecord,
-    /// `None` when every version is unpublished.
+    /// The package as stored here, if it is.
+    pub local: Option<PackageRecord>,
+    /// `None` when no version is visible (fully unpublished, nothing upstream).
     pub documents: Option<Documents>,
-    /// Live version → its tarball blob.
+    pub dist_tags: BTreeMap<String, String>,
+    /// Milliseconds since the epoch, for `Last-Modified`.
+    pub modified_at: i64,
+    /// Versions held here → their tarball blob.
     pub tarballs: HashMap<String, BlobRef>,
+    /// Versions only an upstream has, pulled on first download.
+    pub remote: HashMap<String, RemoteTarball>,
+    /// Some upstream data came from a stored copy because the upstream failed.
+    pub stale: bool,
+    /// When upstream data must be revalidated; `None` for purely local packages.
+    ttl: Option<Duration>,
 }
 
 #[derive(Debug, thiserror::Error, Clone)]
 pub enum CacheError {
     #[error("package not found")]
     Absent,
+    #[error("{0}")]
+    Upstream(String),
     #[error("store: {0}")]
     Store(String),
     #[error("cannot build packument: {0}")]
@@ -76,14 +102,34 @@ impl From<StoreError> for CacheError {
 
 type Key = (RegistryId, PackageName);
 
+struct PreparedExpiry;
+
+impl Expiry<Key, Arc<Prepared>> for PreparedExpiry {
+    fn expire_after_create(&self, _: &Key, value: &Arc<Prepared>, _: Instant) -> Option<Duration> {
+        value.ttl
+    }
+}
+
+/// Registry upstream chains (`team` → `default` → …) are followed this deep, no further.
+const MAX_CHAIN: u8 = 4;
+
 #[derive(Clone)]
 pub struct PackumentCache {
     entries: Cache<Key, Arc<Prepared>>,
     meta: Meta,
+    upstreams: Arc<Upstreams>,
+    public_url: PublicUrl,
+    settings: UpstreamSettings,
 }
 
 impl PackumentCache {
-    pub fn new(meta: Meta, max_bytes: u64) -> Self {
+    pub fn new(
+        meta: Meta,
+        upstreams: Arc<Upstreams>,
+        public_url: PublicUrl,
+        settings: UpstreamSettings,
+        max_bytes: u64,
+    ) -> Self {
         let entries = Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|_: &Key, p: &Arc<Prepared>| {
@@ -93,61 +139,263 @@ impl PackumentCache {
                     .map_or(0, |d| d.full.weight() + d.abbreviated.weight());
                 u32::try_from(docs + 1024).unwrap_or(u32::MAX)
             })
+            .expire_after(PreparedExpiry)
+            .support_invalidation_closures()
             .build();
-        PackumentCache { entries, meta }
+        PackumentCache {
+            entries,
+            meta,
+            upstreams,
+            public_url,
+            settings,
+        }
+    }
+
+    pub fn registry_base(&self, registry: &Registry) -> String {
+        format!("{}/r/{}", self.public_url.as_str(), registry.name)
     }
 
     /// The prepared package, loading and building it on a miss.
-    /// `registry_base` is the registry's absolute URL (tarball URLs are built from it).
-    pub async fn get(
-        &self,
-        registry: RegistryId,
-        name: &PackageName,
-        registry_base: &str,
-    ) -> Result<Arc<Prepared>, CacheError> {
-        let key = (registry, name.clone());
-        self.entries
-            .try_get_with(key, self.load(registry, name, registry_base))
-            .await
-            .map_err(|e| (*e).clone())
+    pub async fn get(&self, registry: &Registry, name: &PackageName) -> Result<Arc<Prepared>, CacheError> {
+        self.get_at_depth(registry, name, 0).await
     }
 
-    pub async fn invalidate(&self, registry: RegistryId, name: &PackageName) {
-        self.entries.invalidate(&(registry, name.clone())).await;
+    fn get_at_depth<'a>(
+        &'a self,
+        registry: &'a Registry,
+        name: &'a PackageName,
+        depth: u8,
+    ) -> futures_util::future::BoxFuture<'a, Result<Arc<Prepared>, CacheError>> {
+        Box::pin(async move {
+            let key = (registry.id, name.clone());
+            self.entries
+                .try_get_with(key, self.load(registry, name, depth))
+                .await
+                .map_err(|e| (*e).clone())
+        })
     }
 
-    async fn load(
-        &self,
-        registry: RegistryId,
-        name: &PackageName,
-        registry_base: &str,
-    ) -> Result<Arc<Prepared>, CacheError> {
-        let record = self.meta.package(registry, name).await?.ok_or(CacheError::Absent)?;
-        let base = registry_base.to_owned();
-        let prepared = tokio::task::spawn_blocking(move || prepare(record, &base))
+    /// Drops the package's entries in every registry: one registry's change shows
+    /// through in the registries that use it as an upstream.
+    pub fn invalidate(&self, name: &PackageName) {
+        let name = name.clone();
+        if let Err(e) = self.entries.invalidate_entries_if(move |key, _| key.1 == name) {
+            tracing::error!(error = %e, "cannot invalidate cached packuments");
+        }
+    }
+
+    async fn load(&self, registry: &Registry, name: &PackageName, depth: u8) -> Result<Arc<Prepared>, CacheError> {
+        let local = self.meta.package(registry.id, name).await?;
+        let base = self.registry_base(registry);
+        let internal = local.as_ref().is_some_and(|r| r.internal);
+        let mut gathered = Gathered::default();
+        for row in self.meta.upstreams(registry.id).await? {
+            let source = match self.upstreams.source(&row) {
+                Ok(source) => source,
+                Err(e) => {
+                    tracing::error!(error = %e, registry.name = %registry.name, "skipping an invalid upstream");
+                    continue;
+                }
+            };
+            self.gather(&source, name, internal, depth, &mut gathered).await;
+        }
+        if local.is_none() && gathered.docs.is_empty() {
+            return Err(match gathered.error {
+                Some(error) => CacheError::Upstream(error),
+                None => CacheError::Absent,
+            });
+        }
+        let settings_ttl = gathered.ttl;
+        let prepared = tokio::task::spawn_blocking(move || prepare(local, gathered, &base, settings_ttl))
             .await
             .map_err(|e| CacheError::Build(e.to_string()))??;
         Ok(Arc::new(prepared))
     }
+
+    /// Asks one upstream about `name`, adding what it offers to `gathered`.
+    async fn gather(&self, source: &Source, name: &PackageName, internal: bool, depth: u8, gathered: &mut Gathered) {
+        match source {
+            Source::Remote {
+                remote,
+                internal: trusted,
+                ..
+            } => {
+                // Dependency-confusion guard: internal names never come from untrusted upstreams.
+                if internal && !trusted {
+                    return;
+                }
+                match self.upstreams.fetcher.get(remote, name).await {
+                    Ok(doc) => match doc.as_ref() {
+                        UpstreamDoc::Found { doc, stale } => {
+                            gathered.stale |= stale;
+                            gathered.shorten(Duration::from_secs(if *stale {
+                                10
+                            } else {
+                                self.settings.max_age_secs
+                            }));
+                            gathered.docs.push((source.clone(), doc.clone()));
+                        }
+                        UpstreamDoc::NotFound => {
+                            gathered.shorten(Duration::from_secs(self.settings.not_found_ttl_secs));
+                        }
+                    },
+                    Err(e) => {
+                        tracing::warn!(upstream = %source.label(), pkg.name = %name, error = %e, "upstream unavailable");
+                        gathered.shorten(Duration::from_secs(10));
+                        gathered.error.get_or_insert(e.to_string());
+                    }
+                }
+            }
+            Source::Registry(other) => {
+                if depth >= MAX_CHAIN {
+                    tracing::warn!(upstream = %source.label(), "registry upstream chain too deep (or a cycle); not following");
+                    return;
+                }
+                let Ok(Some(other_registry)) = self.meta.registry(other).await else {
+                    return;
+                };
+                match self.get_at_depth(&other_registry, name, depth + 1).await {
+                    Ok(prepared) => {
+                        if internal && !prepared.local.as_ref().is_some_and(|r| r.internal) {
+                            return;
+                        }
+                        gathered.stale |= prepared.stale;
+                        if let Some(ttl) = prepared.ttl {
+                            gathered.shorten(ttl);
+                        } else {
+                            // A local change there invalidates us too; recheck now and then anyway.
+                            gathered.shorten(Duration::from_secs(self.settings.max_age_secs));
+                        }
+                        if let Some(docs) = &prepared.documents
+                            && let Ok(doc) = serde_json::from_slice::<Value>(&docs.full.body)
+                        {
+                            gathered.docs.push((source.clone(), Arc::new(doc)));
+                        }
+                    }
+                    Err(CacheError::Absent) => gathered.shorten(Duration::from_secs(self.settings.not_found_ttl_secs)),
+                    Err(e) => {
+                        gathered.shorten(Duration::from_secs(10));
+                        gathered.error.get_or_insert(e.to_string());
+                    }
+                }
+            }
+        }
+    }
 }
 
-fn prepare(record: PackageRecord, registry_base: &str) -> Result<Prepared, CacheError> {
-    let documents = packument::build(&record, registry_base)
-        .map_err(|e| CacheError::Build(e.to_string()))?
-        .map(|docs| {
-            Ok::<_, CacheError>(Documents {
-                full: Representation::of(&docs.full, "full")?,
-                abbreviated: Representation::of(&docs.abbreviated, "abbreviated")?,
-            })
-        })
-        .transpose()?;
-    let tarballs = record
-        .live_versions()
+/// What the upstreams said while loading one package.
+#[derive(Default)]
+struct Gathered {
+    docs: Vec<(Source, Arc<Value>)>,
+    stale: bool,
+    ttl: Option<Duration>,
+    error: Option<String>,
+}
+
+impl Gathered {
+    fn shorten(&mut self, ttl: Duration) {
+        self.ttl = Some(self.ttl.map_or(ttl, |current| current.min(ttl)));
+    }
+}
+
+fn prepare(
+    local: Option<PackageRecord>,
+    gathered: Gathered,
+    registry_base: &str,
+    ttl: Option<Duration>,
+) -> Result<Prepared, CacheError> {
+    let local_docs = match &local {
+        Some(record) => packument::build(record, registry_base).map_err(|e| CacheError::Build(e.to_string()))?,
+        None => None,
+    };
+    let tarballs = local
+        .iter()
+        .flat_map(|r| r.live_versions())
         .map(|v| (v.version.clone(), v.blob.clone()))
         .collect();
+    let local_modified = local.as_ref().map_or(0, |r| r.modified_at);
+    let rev = local.as_ref().map_or(0, |r| r.rev);
+
+    let (full, remote) = if gathered.docs.is_empty() {
+        (local_docs.map(|d| d.full), HashMap::new())
+    } else {
+        let name = local
+            .as_ref()
+            .map(|r| r.name.clone())
+            .or_else(|| {
+                gathered.docs[0]
+                    .1
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .and_then(|n| PackageName::parse(n).ok())
+            })
+            .ok_or_else(|| CacheError::Build("upstream document has no name".into()))?;
+        let has_own_tags = local.as_ref().is_some_and(|r| !r.dist_tags.is_empty());
+        let docs: Vec<&Value> = gathered.docs.iter().map(|(_, d)| d.as_ref()).collect();
+        match merge::merge(
+            &name,
+            registry_base,
+            local_docs.as_ref().map(|d| (&d.full, has_own_tags)),
+            &docs,
+        ) {
+            Some(merged) => {
+                let remote = merged
+                    .remote
+                    .into_iter()
+                    .map(|(version, offered)| {
+                        let source = gathered.docs[offered.source].0.clone();
+                        (
+                            version,
+                            RemoteTarball {
+                                source,
+                                version: offered,
+                            },
+                        )
+                    })
+                    .collect();
+                (Some(merged.full), remote)
+            }
+            None => (None, HashMap::new()),
+        }
+    };
+
+    let (documents, dist_tags, modified_at) = match full {
+        Some(mut full) => {
+            if let Value::Object(map) = &mut full {
+                map.insert("_rev".into(), Value::String(rev_string(rev)));
+            }
+            let dist_tags: BTreeMap<String, String> = full
+                .get("dist-tags")
+                .and_then(Value::as_object)
+                .map(|tags| {
+                    tags.iter()
+                        .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let modified = full
+                .get("time")
+                .and_then(|t| t.get("modified"))
+                .and_then(Value::as_str)
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map_or(local_modified, |t| t.timestamp_millis().max(local_modified));
+            let abbreviated = packument::abbreviate(&full);
+            let documents = Documents {
+                full: Representation::of(&full, "full")?,
+                abbreviated: Representation::of(&abbreviated, "abbreviated")?,
+            };
+            (Some(documents), dist_tags, modified)
+        }
+        None => (None, BTreeMap::new(), local_modified),
+    };
     Ok(Prepared {
-        record,
+        local,
         documents,
+        dist_tags,
+        modified_at,
         tarballs,
+        remote,
+        stale: gathered.stale,
+        ttl,
     })
 }

@@ -43,6 +43,36 @@ pub struct RegistryId(pub i64);
 pub struct UserId(pub i64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PackageId(pub i64);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UpstreamId(pub i64);
+
+/// One upstream of a registry, as stored. `spec` is parsed by `upstream::UpstreamSpec`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamRow {
+    pub id: UpstreamId,
+    pub spec: String,
+    pub token: Option<String>,
+    pub basic_auth: Option<String>,
+    pub internal: bool,
+}
+
+/// Adding an upstream.
+#[derive(Debug, Clone, Default)]
+pub struct NewUpstream {
+    pub spec: String,
+    pub token: Option<String>,
+    pub basic_auth: Option<String>,
+    pub internal: bool,
+}
+
+/// The last copy of an upstream packument and its validators.
+#[derive(Debug, Clone)]
+pub struct StoredPackument {
+    pub body: Vec<u8>,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    pub fetched_at: Millis,
+}
 
 #[derive(Debug, Clone)]
 pub struct Registry {
@@ -166,6 +196,11 @@ pub struct NewVersion {
     pub keywords: Option<String>,
     /// Whether a package created by this insert is flagged internal.
     pub internal_if_new: bool,
+    /// When the version was first published (upstream time for pulled versions); now if `None`.
+    pub published_at: Option<Millis>,
+    /// Point `latest` at this version when the package has no `latest` (publishes do,
+    /// pulls don't: their tags come from the upstream).
+    pub claim_latest: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,6 +299,23 @@ pub trait PackageStore: Send + Sync {
     -> StoreResult<()>;
     async fn search(&self, registry: RegistryId, query: &SearchQuery) -> StoreResult<(Vec<SearchHit>, u64)>;
     async fn all_packages(&self, registry: RegistryId) -> StoreResult<Vec<PackageName>>;
+    async fn set_internal(&self, package: PackageId, internal: bool) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait UpstreamStore: Send + Sync {
+    /// The registry's upstreams in the order they are consulted.
+    async fn upstreams(&self, registry: RegistryId) -> StoreResult<Vec<UpstreamRow>>;
+    /// Appends an upstream (`Conflict` when the registry already has it).
+    async fn add_upstream(&self, registry: RegistryId, upstream: &NewUpstream) -> StoreResult<()>;
+    async fn remove_upstream(&self, registry: RegistryId, spec: &str) -> StoreResult<bool>;
+    /// Replaces the whole list (configuration file sync), keeping ids of unchanged entries.
+    async fn set_upstreams(&self, registry: RegistryId, upstreams: &[NewUpstream]) -> StoreResult<()>;
+    async fn stored_packument(&self, upstream: UpstreamId, name: &PackageName) -> StoreResult<Option<StoredPackument>>;
+    async fn store_packument(&self, upstream: UpstreamId, name: &PackageName, doc: &StoredPackument)
+    -> StoreResult<()>;
+    async fn touch_packument(&self, upstream: UpstreamId, name: &PackageName, fetched_at: Millis) -> StoreResult<()>;
+    async fn delete_packument(&self, upstream: UpstreamId, name: &PackageName) -> StoreResult<()>;
 }
 
 #[async_trait]
@@ -285,7 +337,7 @@ pub struct AuditEntryOwned {
 }
 
 /// The whole metadata store, as the rest of the server sees it.
-pub trait MetaStore: RegistryStore + UserStore + TokenStore + PackageStore + AuditLog {}
-impl<T: RegistryStore + UserStore + TokenStore + PackageStore + AuditLog> MetaStore for T {}
+pub trait MetaStore: RegistryStore + UserStore + TokenStore + PackageStore + UpstreamStore + AuditLog {}
+impl<T: RegistryStore + UserStore + TokenStore + PackageStore + UpstreamStore + AuditLog> MetaStore for T {}
 
 pub type Meta = Arc<dyn MetaStore>;

@@ -32,6 +32,9 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("{0}")]
     TooManyRequests(String),
+    /// An upstream failed and nothing usable is stored.
+    #[error("{0}")]
+    BadGateway(String),
     /// Something broke on our side; the cause is logged, the client sees a generic message.
     #[error("internal error")]
     Internal(String),
@@ -58,6 +61,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -26,7 +26,7 @@ use crate::npm::name::PackageName;
 use crate::npm::route::{self, Route};
 use crate::packument_cache::{CacheError, Prepared};
 use crate::registry::{RegistryName, Role};
-use crate::store::{AuditEntry, Registry};
+use crate::store::{AuditEntry, PackageRecord, Registry};
 
 /// Everything a handler knows about the request it serves.
 pub struct Ctx {
@@ -76,16 +76,16 @@ impl Ctx {
         Ok(principal)
     }
 
-    /// A writer who maintains `prepared`'s package, or administers the registry.
-    pub fn require_maintainer(&self, prepared: &Prepared) -> ApiResult<&Principal> {
+    /// A writer who maintains the package, or administers the registry.
+    pub fn require_maintainer(&self, record: &PackageRecord) -> ApiResult<&Principal> {
         let principal = self.require_writer()?;
         let name = &principal.user.name;
-        if self.role == Some(Role::Admin) || prepared.record.maintainers.iter().any(|m| &m.name == name) {
+        if self.role == Some(Role::Admin) || record.maintainers.iter().any(|m| &m.name == name) {
             Ok(principal)
         } else {
             Err(ApiError::Forbidden(format!(
                 "You do not have permission to change \"{}\". Are you logged in as the correct user?",
-                prepared.record.name
+                record.name
             )))
         }
     }
@@ -100,11 +100,25 @@ impl Ctx {
                 "this token is limited to other packages and may not be used for \"{name}\""
             )));
         }
-        match self.app.packuments.get(self.registry.id, name, &self.base).await {
+        match self.app.packuments.get(&self.registry, name).await {
             Ok(p) => Ok(p),
             Err(CacheError::Absent) => Err(ApiError::not_found()),
+            Err(CacheError::Upstream(why)) => Err(ApiError::BadGateway(why)),
             Err(e) => Err(ApiError::internal(e)),
         }
+    }
+
+    /// The package as stored in this registry; 404 for packages only an upstream has
+    /// (they can't be changed here).
+    pub async fn local_package(&self, name: &PackageName) -> ApiResult<Arc<Prepared>> {
+        let prepared = self.package(name).await?;
+        if prepared.local.is_none() {
+            return Err(ApiError::NotFound(format!(
+                "\"{name}\" is not held in registry \"{}\" (it comes from an upstream)",
+                self.registry.name
+            )));
+        }
+        Ok(prepared)
     }
 
     /// Like `package`, but `None` when absent (for writes that may create it).
@@ -135,6 +149,11 @@ impl Ctx {
             })
             .await;
     }
+}
+
+/// The stored record behind a prepared package (see `Ctx::local_package`).
+fn held(prepared: &Prepared) -> ApiResult<&PackageRecord> {
+    prepared.local.as_ref().ok_or_else(ApiError::not_found)
 }
 
 fn login_required(base: &str) -> ApiError {

@@ -89,7 +89,6 @@ pub fn build(record: &PackageRecord, registry_base: &str) -> Result<Option<Packu
     live.sort_by(|a, b| a.0.cmp(&b.0));
 
     let mut versions = Map::new();
-    let mut abbreviated_versions = Map::new();
     let mut latest_readme: Option<(Value, Option<Value>)> = None;
     let latest = record.dist_tags.get("latest");
     for (_, stored) in &live {
@@ -109,11 +108,6 @@ pub fn build(record: &PackageRecord, registry_base: &str) -> Result<Option<Packu
                 Value::String(tarball_url(registry_base, &record.name, &stored.version)),
             );
         }
-        let abbreviated: Map<String, Value> = ABBREVIATED_VERSION_FIELDS
-            .iter()
-            .filter_map(|field| manifest.get(*field).map(|v| ((*field).to_owned(), v.clone())))
-            .collect();
-        abbreviated_versions.insert(stored.version.clone(), Value::Object(abbreviated));
         versions.insert(stored.version.clone(), Value::Object(manifest));
     }
 
@@ -153,22 +147,46 @@ pub fn build(record: &PackageRecord, registry_base: &str) -> Result<Option<Packu
     }
     full.insert("_attachments".into(), Value::Object(Map::new()));
 
-    let abbreviated = json!({
-        "name": record.name.to_string(),
-        "modified": iso_time(record.modified_at),
-        "dist-tags": record.dist_tags,
-        "versions": abbreviated_versions,
-        // Not in npm's corgi format, but cheap, and pnpm/bun release-age gates use it.
-        "time": time,
-    });
-    Ok(Some(Packuments {
-        full: Value::Object(full),
-        abbreviated,
-    }))
+    let full = Value::Object(full);
+    let abbreviated = abbreviate(&full);
+    Ok(Some(Packuments { full, abbreviated }))
+}
+
+/// The abbreviated ("corgi") document of a full one: install fields only, plus
+/// `time` (not in npm's format, but cheap, and pnpm/bun release-age gates use it).
+pub fn abbreviate(full: &Value) -> Value {
+    let versions: Map<String, Value> = full
+        .get("versions")
+        .and_then(Value::as_object)
+        .map(|versions| {
+            versions
+                .iter()
+                .map(|(version, manifest)| {
+                    let fields: Map<String, Value> = ABBREVIATED_VERSION_FIELDS
+                        .iter()
+                        .filter_map(|field| manifest.get(*field).map(|v| ((*field).to_owned(), v.clone())))
+                        .collect();
+                    (version.clone(), Value::Object(fields))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let modified = full
+        .get("time")
+        .and_then(|t| t.get("modified"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    json!({
+        "name": full.get("name").cloned().unwrap_or(Value::Null),
+        "modified": modified,
+        "dist-tags": full.get("dist-tags").cloned().unwrap_or_else(|| json!({})),
+        "versions": versions,
+        "time": full.get("time").cloned().unwrap_or_else(|| json!({})),
+    })
 }
 
 /// Orders version strings by semver precedence; unparsable ones sort first, by text.
-mod semver_key {
+pub mod semver_key {
     #[derive(PartialEq, Eq, PartialOrd, Ord)]
     pub enum Key {
         Invalid(String),

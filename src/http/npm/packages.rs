@@ -10,9 +10,9 @@ use tokio_util::io::ReaderStream;
 use super::Ctx;
 use crate::http::error::{ApiError, ApiResult};
 use crate::npm::name::PackageName;
-use crate::npm::packument::tarball_file_name;
 use crate::packument_cache::Representation;
 use crate::store::blobs::BlobKey;
+use crate::upstream::pull::{self, PullError};
 
 const ABBREVIATED_TYPE: &str = "application/vnd.npm.install-v1+json";
 
@@ -52,6 +52,9 @@ fn not_modified(headers: &HeaderMap, etag: &str, last_modified: &str) -> bool {
     }
 }
 
+/// Says, in a header, that upstream data came from a stored copy (upstream down).
+const STALE_HEADER: &str = "x-gatehouse-upstream";
+
 pub async fn packument(ctx: &Ctx, name: &PackageName, headers: &HeaderMap, head: bool) -> ApiResult<Response> {
     ctx.require_read()?;
     let prepared = ctx.package(name).await?;
@@ -62,7 +65,7 @@ pub async fn packument(ctx: &Ctx, name: &PackageName, headers: &HeaderMap, head:
     } else {
         (&documents.full, "application/json")
     };
-    let last_modified = http_date(prepared.record.modified_at);
+    let last_modified = http_date(prepared.modified_at);
     let cache_control = if ctx.registry.public_read {
         "public, max-age=0, must-revalidate"
     } else {
@@ -73,6 +76,9 @@ pub async fn packument(ctx: &Ctx, name: &PackageName, headers: &HeaderMap, head:
         .header(header::LAST_MODIFIED, &last_modified)
         .header(header::CACHE_CONTROL, cache_control)
         .header(header::VARY, "Accept, Accept-Encoding, Authorization");
+    if prepared.stale {
+        builder = builder.header(STALE_HEADER, "stale");
+    }
     if not_modified(headers, &repr.etag, &last_modified) {
         return builder
             .status(StatusCode::NOT_MODIFIED)
@@ -96,7 +102,7 @@ pub async fn version(ctx: &Ctx, name: &PackageName, spec: &str) -> ApiResult<Res
     ctx.require_read()?;
     let prepared = ctx.package(name).await?;
     let documents = prepared.documents.as_ref().ok_or_else(ApiError::not_found)?;
-    let version = prepared.record.dist_tags.get(spec).map_or(spec, String::as_str);
+    let version = prepared.dist_tags.get(spec).map_or(spec, String::as_str);
     let mut full: Value = serde_json::from_slice(&documents.full.body).map_err(ApiError::internal)?;
     let manifest = full
         .get_mut("versions")
@@ -114,11 +120,17 @@ pub async fn tarball(ctx: &Ctx, name: &PackageName, file: &str, head: bool) -> A
         .and_then(|rest| rest.strip_prefix('-'))
         .and_then(|rest| rest.strip_suffix(".tgz"))
         .ok_or_else(ApiError::not_found)?;
-    let blob_ref = prepared.tarballs.get(version).ok_or_else(ApiError::not_found)?;
-    // Only the canonical file name is served, so a URL maps to exactly one tarball.
-    if tarball_file_name(name, version) != file {
-        return Err(ApiError::not_found());
-    }
+    let blob_ref = match prepared.tarballs.get(version) {
+        Some(blob) => blob.clone(),
+        None if prepared.remote.contains_key(version) => pull::ensure_local(&ctx.app, &ctx.registry, name, version)
+            .await
+            .map_err(|e| match e {
+                PullError::NotFound => ApiError::not_found(),
+                PullError::Internal(why) => ApiError::internal(why),
+                other => ApiError::BadGateway(other.to_string()),
+            })?,
+        None => return Err(ApiError::not_found()),
+    };
     let key = BlobKey::parse_hex(&blob_ref.sha512_hex)?;
     let blob =
         ctx.app.blobs.open(&key).await?.ok_or_else(|| {
@@ -148,8 +160,7 @@ pub async fn tarball(ctx: &Ctx, name: &PackageName, file: &str, head: bool) -> A
 pub async fn collaborators(ctx: &Ctx, name: &PackageName) -> ApiResult<Response> {
     ctx.require_read()?;
     let prepared = ctx.package(name).await?;
-    let map: serde_json::Map<String, Value> = prepared
-        .record
+    let map: serde_json::Map<String, Value> = super::held(&prepared)?
         .maintainers
         .iter()
         .map(|m| (m.name.clone(), Value::String("read-write".into())))

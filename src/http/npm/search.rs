@@ -62,15 +62,17 @@ pub async fn all(ctx: &Ctx) -> ApiResult<Response> {
     out.insert("_updated".into(), json!(now_millis()));
     for name in ctx.app.meta.all_packages(ctx.registry.id).await? {
         let prepared = ctx.package(&name).await?;
-        let record = &prepared.record;
+        let record = super::held(&prepared)?;
         let latest = record.dist_tags.get("latest");
         let description = latest
             .and_then(|v| record.versions.iter().find(|r| &r.version == v))
             .and_then(|r| serde_json::from_str::<Value>(&r.manifest).ok())
             .and_then(|m| m.get("description").cloned());
+        // Old npm's shape: each tagged version, keyed to its tag.
         let versions: Map<String, Value> = record
-            .live_versions()
-            .map(|v| (v.version.clone(), Value::String("latest".into())))
+            .dist_tags
+            .iter()
+            .map(|(tag, version)| (version.clone(), Value::String(tag.clone())))
             .collect();
         out.insert(
             name.to_string(),

@@ -12,7 +12,7 @@ use crate::npm::name::PackageName;
 pub async fn list(ctx: &Ctx, name: &PackageName) -> ApiResult<Response> {
     ctx.require_read()?;
     let prepared = ctx.package(name).await?;
-    Ok(axum::Json(&prepared.record.dist_tags).into_response())
+    Ok(axum::Json(&prepared.dist_tags).into_response())
 }
 
 /// The body is a JSON string naming the version (`"1.2.3"`), as npm sends it.
@@ -27,16 +27,14 @@ pub async fn set(ctx: &Ctx, name: &PackageName, tag: &str, body: &Bytes) -> ApiR
             ));
         }
     };
-    let prepared = ctx.package(name).await?;
-    ctx.require_maintainer(&prepared)?;
+    let prepared = ctx.local_package(name).await?;
+    let record = super::held(&prepared)?;
+    ctx.require_maintainer(record)?;
     if !prepared.tarballs.contains_key(&version) {
         return Err(ApiError::NotFound(format!("version not found: {name}@{version}")));
     }
-    ctx.app
-        .meta
-        .set_dist_tag(prepared.record.id, tag.as_str(), &version)
-        .await?;
-    ctx.app.packuments.invalidate(ctx.registry.id, name).await;
+    ctx.app.meta.set_dist_tag(record.id, tag.as_str(), &version).await?;
+    ctx.app.packuments.invalidate(name);
     ctx.audit("dist-tag.set", Some(name), Some(&version), Some(format!("tag={tag}")))
         .await;
     Ok(axum::Json(json!({ "ok": true })).into_response())
@@ -49,12 +47,13 @@ pub async fn remove(ctx: &Ctx, name: &PackageName, tag: &str) -> ApiResult<Respo
             "the latest tag cannot be removed; move it instead".into(),
         ));
     }
-    let prepared = ctx.package(name).await?;
-    ctx.require_maintainer(&prepared)?;
-    if !ctx.app.meta.remove_dist_tag(prepared.record.id, tag).await? {
+    let prepared = ctx.local_package(name).await?;
+    let record = super::held(&prepared)?;
+    ctx.require_maintainer(record)?;
+    if !ctx.app.meta.remove_dist_tag(record.id, tag).await? {
         return Err(ApiError::NotFound(format!("dist-tag \"{tag}\" not found on {name}")));
     }
-    ctx.app.packuments.invalidate(ctx.registry.id, name).await;
+    ctx.app.packuments.invalidate(name);
     ctx.audit("dist-tag.remove", Some(name), None, Some(format!("tag={tag}")))
         .await;
     Ok(axum::Json(json!({ "ok": true })).into_response())

@@ -8,12 +8,11 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::Ctx;
-use crate::admission::{self, Candidate, Source};
+use crate::admission::{self, Candidate, Origin};
 use crate::http::error::{ApiError, ApiResult};
 use crate::npm::name::PackageName;
 use crate::npm::packument::parse_rev;
 use crate::npm::publish::{self, Document, PackageWrite, Publish};
-use crate::packument_cache::Prepared;
 
 /// `PUT /{name}` and `PUT /{name}/-rev/{rev}`.
 pub async fn put_package(ctx: &Ctx, name: &PackageName, rev: Option<&str>, body: Bytes) -> ApiResult<Response> {
@@ -33,9 +32,16 @@ pub async fn put_package(ctx: &Ctx, name: &PackageName, rev: Option<&str>, body:
 async fn publish_version(ctx: &Ctx, publish: Publish) -> ApiResult<Response> {
     let principal = ctx.require_writer()?;
     match ctx.package_if_exists(&publish.name).await? {
-        Some(existing) => {
-            ctx.require_maintainer(&existing)?;
-        }
+        Some(existing) => match &existing.local {
+            Some(record) => {
+                ctx.require_maintainer(record)?;
+            }
+            // Only an upstream has this name: publishing here makes a local package.
+            None => publish
+                .name
+                .check_new()
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?,
+        },
         None => publish
             .name
             .check_new()
@@ -54,7 +60,7 @@ async fn publish_version(ctx: &Ctx, publish: Publish) -> ApiResult<Response> {
             digests: publish.digests,
             tags: publish.tags,
             publisher: Some(&principal.user),
-            source: Source::Publish,
+            origin: Origin::Publish,
             client_addr: Some(ctx.client_ip.to_string()),
         },
     )
@@ -69,9 +75,10 @@ async fn publish_version(ctx: &Ctx, publish: Publish) -> ApiResult<Response> {
 /// A whole document sent back: deprecation changes, or (with a rev) versions removed
 /// by `npm unpublish name@version`. It may never add versions or change their content.
 async fn update_document(ctx: &Ctx, name: &PackageName, rev: Option<&str>, document: Document) -> ApiResult<Response> {
-    let prepared = ctx.package(name).await?;
-    ctx.require_maintainer(&prepared)?;
-    let live: HashSet<&str> = prepared.record.live_versions().map(|v| v.version.as_str()).collect();
+    let prepared = ctx.local_package(name).await?;
+    let record = super::held(&prepared)?;
+    ctx.require_maintainer(record)?;
+    let live: HashSet<&str> = record.live_versions().map(|v| v.version.as_str()).collect();
     let sent: HashSet<&str> = document.deprecations.iter().map(|(v, _)| v.as_str()).collect();
     if let Some(unknown) = sent.iter().find(|v| !live.contains(*v)) {
         return Err(ApiError::BadRequest(format!(
@@ -92,9 +99,9 @@ async fn update_document(ctx: &Ctx, name: &PackageName, rev: Option<&str>, docum
         let tags: BTreeMap<String, String> = document.dist_tags.into_iter().collect();
         ctx.app
             .meta
-            .unpublish_versions(prepared.record.id, parse_rev(rev), &removed, &tags)
+            .unpublish_versions(record.id, parse_rev(rev), &removed, &tags)
             .await?;
-        ctx.app.packuments.invalidate(ctx.registry.id, name).await;
+        ctx.app.packuments.invalidate(name);
         for version in &removed {
             ctx.audit("version.unpublish", Some(name), Some(version), None).await;
         }
@@ -104,13 +111,13 @@ async fn update_document(ctx: &Ctx, name: &PackageName, rev: Option<&str>, docum
         .deprecations
         .into_iter()
         .filter(|(version, message)| {
-            let stored = prepared.record.versions.iter().find(|v| &v.version == version);
+            let stored = record.versions.iter().find(|v| &v.version == version);
             stored.is_some_and(|s| &s.deprecated != message)
         })
         .collect();
     if !changes.is_empty() {
-        ctx.app.meta.set_deprecations(prepared.record.id, &changes).await?;
-        ctx.app.packuments.invalidate(ctx.registry.id, name).await;
+        ctx.app.meta.set_deprecations(record.id, &changes).await?;
+        ctx.app.packuments.invalidate(name);
         for (version, message) in &changes {
             let action = if message.is_some() {
                 "version.deprecate"
@@ -124,8 +131,9 @@ async fn update_document(ctx: &Ctx, name: &PackageName, rev: Option<&str>, docum
 }
 
 async fn set_owners(ctx: &Ctx, name: &PackageName, rev: Option<&str>, owners: &[String]) -> ApiResult<Response> {
-    let prepared = ctx.package(name).await?;
-    ctx.require_maintainer(&prepared)?;
+    let prepared = ctx.local_package(name).await?;
+    let record = super::held(&prepared)?;
+    ctx.require_maintainer(record)?;
     if owners.is_empty() {
         return Err(ApiError::BadRequest("a package must keep at least one owner".into()));
     }
@@ -141,9 +149,9 @@ async fn set_owners(ctx: &Ctx, name: &PackageName, rev: Option<&str>, owners: &[
     }
     ctx.app
         .meta
-        .set_maintainers(prepared.record.id, rev.and_then(parse_rev), &ids)
+        .set_maintainers(record.id, rev.and_then(parse_rev), &ids)
         .await?;
-    ctx.app.packuments.invalidate(ctx.registry.id, name).await;
+    ctx.app.packuments.invalidate(name);
     ctx.audit("package.owners", Some(name), None, Some(owners.join(",")))
         .await;
     Ok(ok())
@@ -152,13 +160,11 @@ async fn set_owners(ctx: &Ctx, name: &PackageName, rev: Option<&str>, owners: &[
 /// `DELETE /{name}/-rev/{rev}`: unpublish every version. The version numbers stay
 /// taken, and `time` keeps them.
 pub async fn unpublish_package(ctx: &Ctx, name: &PackageName, rev: &str) -> ApiResult<Response> {
-    let prepared: std::sync::Arc<Prepared> = ctx.package(name).await?;
-    ctx.require_maintainer(&prepared)?;
-    ctx.app
-        .meta
-        .unpublish_package(prepared.record.id, parse_rev(rev))
-        .await?;
-    ctx.app.packuments.invalidate(ctx.registry.id, name).await;
+    let prepared = ctx.local_package(name).await?;
+    let record = super::held(&prepared)?;
+    ctx.require_maintainer(record)?;
+    ctx.app.meta.unpublish_package(record.id, parse_rev(rev)).await?;
+    ctx.app.packuments.invalidate(name);
     ctx.audit("package.unpublish", Some(name), None, None).await;
     Ok(ok())
 }
@@ -168,10 +174,10 @@ pub async fn unpublish_package(ctx: &Ctx, name: &PackageName, rev: &str) -> ApiR
 /// (another version or registry may share the bytes).
 pub async fn delete_tarball(ctx: &Ctx, name: &PackageName, file: &str) -> ApiResult<Response> {
     ctx.require_writer()?;
-    let prepared = ctx.package(name).await?;
-    ctx.require_maintainer(&prepared)?;
-    let still_live = prepared
-        .record
+    let prepared = ctx.local_package(name).await?;
+    let record = super::held(&prepared)?;
+    ctx.require_maintainer(record)?;
+    let still_live = record
         .live_versions()
         .any(|v| crate::npm::packument::tarball_file_name(name, &v.version) == file);
     if still_live {

@@ -33,15 +33,18 @@ impl TestServer {
         Self::start_with_config("")
     }
 
-    /// A fresh server with extra TOML configuration.
+    /// A fresh server with extra TOML configuration. Unless the configuration says
+    /// otherwise, `default` has no upstream: tests never reach beyond 127.0.0.1.
     pub fn start_with_config(toml: &str) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let data_dir = dir.path().join("data");
-        let config_file = (!toml.is_empty()).then(|| {
-            let path = dir.path().join("gatehouse.toml");
-            std::fs::write(&path, toml).expect("write config");
-            path
-        });
+        let mut toml = toml.to_owned();
+        if !toml.contains("[registries.default]") {
+            toml.push_str("\n[registries.default]\nupstreams = []\n");
+        }
+        let path = dir.path().join("gatehouse.toml");
+        std::fs::write(&path, toml).expect("write config");
+        let config_file = Some(path);
         let (child, base) = spawn(&data_dir, config_file.as_deref());
         TestServer {
             base,

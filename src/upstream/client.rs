@@ -1,0 +1,193 @@
+//! HTTP to remote registries: timeouts for connecting, the first byte and the whole
+//! transfer, size caps, no redirects unless configured, credentials per upstream
+//! (never the client's).
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt as _;
+use reqwest::header::{self, HeaderMap, HeaderValue};
+
+use crate::config::UpstreamSettings;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("upstream {0} timed out")]
+    Timeout(String),
+    #[error("upstream {0} is unreachable: {1}")]
+    Unreachable(String, String),
+    #[error("upstream {0} answered HTTP {1}")]
+    Status(String, u16),
+    #[error("upstream {0} redirected to {1}; redirects are not followed")]
+    Redirect(String, String),
+    #[error("upstream {0} sent more than {1} bytes")]
+    TooLarge(String, u64),
+    #[error("upstream {0} sent an invalid response: {1}")]
+    Invalid(String, String),
+    #[error("upstream {0} is failing; not asking again for a while")]
+    CircuitOpen(String),
+}
+
+/// Credentials an upstream is called with.
+#[derive(Debug, Clone, Default)]
+pub enum UpstreamAuth {
+    #[default]
+    None,
+    Bearer(String),
+    /// `user:password`
+    Basic(String),
+}
+
+pub enum Fetched {
+    Body {
+        body: Bytes,
+        etag: Option<String>,
+        last_modified: Option<String>,
+    },
+    NotModified,
+    NotFound,
+}
+
+#[derive(Clone)]
+pub struct UpstreamClient {
+    http: reqwest::Client,
+    settings: UpstreamSettings,
+}
+
+impl UpstreamClient {
+    pub fn new(settings: &UpstreamSettings) -> Result<Self, reqwest::Error> {
+        let redirects = if settings.follow_redirects {
+            reqwest::redirect::Policy::limited(5)
+        } else {
+            reqwest::redirect::Policy::none()
+        };
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
+            .redirect(redirects)
+            .pool_max_idle_per_host(32)
+            .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(UpstreamClient {
+            http,
+            settings: settings.clone(),
+        })
+    }
+
+    /// GET a packument (full, so `time` is there), revalidating with the stored validators.
+    pub async fn packument(
+        &self,
+        url: &str,
+        auth: &UpstreamAuth,
+        etag: Option<&str>,
+        last_modified: Option<&str>,
+    ) -> Result<Fetched, UpstreamError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        if let Some(v) = etag.and_then(|e| HeaderValue::from_str(e).ok()) {
+            headers.insert(header::IF_NONE_MATCH, v);
+        }
+        if let Some(v) = last_modified.and_then(|e| HeaderValue::from_str(e).ok()) {
+            headers.insert(header::IF_MODIFIED_SINCE, v);
+        }
+        let response = self.send(url, auth, headers).await?;
+        match response.status().as_u16() {
+            304 => Ok(Fetched::NotModified),
+            404 | 410 => Ok(Fetched::NotFound),
+            200 => {
+                let etag = header_string(response.headers(), header::ETAG);
+                let last_modified = header_string(response.headers(), header::LAST_MODIFIED);
+                let body = self.read_body(url, response, self.settings.max_packument_bytes).await?;
+                Ok(Fetched::Body {
+                    body,
+                    etag,
+                    last_modified,
+                })
+            }
+            _ => Err(status_error(url, &response)),
+        }
+    }
+
+    /// GET a tarball, whole, within the size and time limits.
+    pub async fn tarball(&self, url: &str, auth: &UpstreamAuth) -> Result<Bytes, UpstreamError> {
+        let response = self.send(url, auth, HeaderMap::new()).await?;
+        if response.status().as_u16() != 200 {
+            return Err(status_error(url, &response));
+        }
+        self.read_body(url, response, self.settings.max_tarball_bytes).await
+    }
+
+    async fn send(
+        &self,
+        url: &str,
+        auth: &UpstreamAuth,
+        headers: HeaderMap,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let mut request = self.http.get(url).headers(headers);
+        request = match auth {
+            UpstreamAuth::None => request,
+            UpstreamAuth::Bearer(token) => request.bearer_auth(token),
+            UpstreamAuth::Basic(pair) => request.header(
+                header::AUTHORIZATION,
+                format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)),
+            ),
+        };
+        let first_byte = Duration::from_millis(self.settings.first_byte_timeout_ms);
+        let response = tokio::time::timeout(first_byte, request.send())
+            .await
+            .map_err(|_| UpstreamError::Timeout(url.to_owned()))?
+            .map_err(|e| {
+                if e.is_timeout() {
+                    UpstreamError::Timeout(url.to_owned())
+                } else {
+                    UpstreamError::Unreachable(url.to_owned(), root_cause(&e))
+                }
+            })?;
+        if response.status().is_redirection() {
+            let to = header_string(response.headers(), header::LOCATION).unwrap_or_default();
+            return Err(UpstreamError::Redirect(url.to_owned(), to));
+        }
+        Ok(response)
+    }
+
+    /// Reads a body chunk by chunk, failing as soon as it passes `limit` bytes or the
+    /// transfer timeout: a huge or endless response never fills memory.
+    async fn read_body(&self, url: &str, response: reqwest::Response, limit: u64) -> Result<Bytes, UpstreamError> {
+        if response.content_length().is_some_and(|len| len > limit) {
+            return Err(UpstreamError::TooLarge(url.to_owned(), limit));
+        }
+        let transfer = Duration::from_millis(self.settings.transfer_timeout_ms);
+        let read = async {
+            let mut stream = response.bytes_stream();
+            let mut body = BytesMut::new();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| UpstreamError::Unreachable(url.to_owned(), root_cause(&e)))?;
+                if body.len() as u64 + chunk.len() as u64 > limit {
+                    return Err(UpstreamError::TooLarge(url.to_owned(), limit));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(body.freeze())
+        };
+        tokio::time::timeout(transfer, read)
+            .await
+            .map_err(|_| UpstreamError::Timeout(url.to_owned()))?
+    }
+}
+
+fn header_string(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+fn status_error(url: &str, response: &reqwest::Response) -> UpstreamError {
+    UpstreamError::Status(url.to_owned(), response.status().as_u16())
+}
+
+/// The innermost error text (reqwest's own message says little: "error sending request").
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
