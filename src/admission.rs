@@ -14,7 +14,6 @@ use crate::npm::integrity::Digests;
 use crate::npm::name::PackageName;
 use crate::npm::tarball::{self, TarballInfo, TarballLimits};
 use crate::npm::version::Version;
-use crate::packument_cache::CacheError;
 use crate::store::blobs::{BlobError, BlobKey};
 use crate::store::{AuditEntry, BlobRef, NewVersion, Registry, StoreError, User};
 
@@ -88,18 +87,13 @@ pub async fn admit(app: &App, candidate: Candidate<'_>) -> Result<Admitted, Admi
 
     // Cheap early refusal, before any bytes are written; the store's unique
     // constraint still decides races between concurrent publishes.
-    match app.packuments.get(registry, &name).await {
-        Ok(existing)
-            if existing
-                .local
-                .iter()
-                .flat_map(|r| r.versions.iter())
-                .any(|v| release_key(&v.version) == release_key(version.as_str())) =>
-        {
-            return Err(AdmissionError::VersionExists(version.to_string()));
-        }
-        Ok(_) | Err(CacheError::Absent | CacheError::Upstream(_)) => {}
-        Err(e) => return Err(AdmissionError::Store(StoreError::Database(e.to_string()))),
+    let held = app.meta.package(registry.id, &name).await?;
+    if held
+        .iter()
+        .flat_map(|r| r.versions.iter())
+        .any(|v| release_key(&v.version) == release_key(version.as_str()))
+    {
+        return Err(AdmissionError::VersionExists(version.to_string()));
     }
 
     let limits = TarballLimits {

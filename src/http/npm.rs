@@ -93,13 +93,7 @@ impl Ctx {
     /// The prepared package, or 404 when it doesn't exist. A token limited to
     /// other packages is refused whether or not the package exists.
     pub async fn package(&self, name: &PackageName) -> ApiResult<Arc<Prepared>> {
-        if let Some(principal) = &self.principal
-            && !principal.may_use_package(name.as_str())
-        {
-            return Err(ApiError::Forbidden(format!(
-                "this token is limited to other packages and may not be used for \"{name}\""
-            )));
-        }
+        self.check_token_package(name)?;
         match self.app.packuments.get(&self.registry, name).await {
             Ok(p) => Ok(p),
             Err(CacheError::Absent) => Err(ApiError::not_found()),
@@ -121,12 +115,13 @@ impl Ctx {
         Ok(prepared)
     }
 
-    /// Like `package`, but `None` when absent (for writes that may create it).
-    pub async fn package_if_exists(&self, name: &PackageName) -> ApiResult<Option<Arc<Prepared>>> {
-        match self.package(name).await {
-            Ok(p) => Ok(Some(p)),
-            Err(ApiError::NotFound(_)) => Ok(None),
-            Err(e) => Err(e),
+    /// A token limited to other packages is refused, whether or not the package exists.
+    pub fn check_token_package(&self, name: &PackageName) -> ApiResult<()> {
+        match &self.principal {
+            Some(principal) if !principal.may_use_package(name.as_str()) => Err(ApiError::Forbidden(format!(
+                "this token is limited to other packages and may not be used for \"{name}\""
+            ))),
+            _ => Ok(()),
         }
     }
 

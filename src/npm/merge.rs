@@ -19,7 +19,6 @@ use serde_json::{Map, Value, json};
 
 use super::name::PackageName;
 use super::packument::{semver_key, tarball_url};
-use super::version::Version;
 
 /// A version offered by an upstream and not held here yet.
 #[derive(Debug, Clone)]
@@ -67,7 +66,7 @@ pub fn merge(
                 continue;
             }
             let Some(manifest) = acceptable(name, version, manifest) else {
-                tracing::warn!(pkg.name = %name, pkg.version = %version, "dropping an inconsistent upstream version");
+                tracing::debug!(pkg.name = %name, pkg.version = %version, "dropping an inconsistent upstream version");
                 continue;
             };
             let mut served = manifest.clone();
@@ -182,9 +181,17 @@ pub fn merge(
 }
 
 /// An upstream version entry we can serve: an object whose name and version match.
+/// Old packages carry versions that aren't strict semver (`1.0.0beta`); they pass
+/// through as long as they are safe in a URL path.
 fn acceptable<'a>(name: &PackageName, version: &str, manifest: &'a Value) -> Option<&'a Map<String, Value>> {
     let manifest = manifest.as_object()?;
-    let consistent = Version::parse(version).is_ok()
+    let safe_version = !version.is_empty()
+        && version.len() <= 256
+        && !version.contains("..")
+        && version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+' | '_'));
+    let consistent = safe_version
         && manifest.get("name").and_then(Value::as_str) == Some(name.as_str())
         && manifest.get("version").and_then(Value::as_str) == Some(version);
     consistent.then_some(manifest)
@@ -295,9 +302,11 @@ mod tests {
         let mut up = doc(&["1.0.0", "2.0.0"], "2.0.0", "http://up");
         up["versions"]["2.0.0"]["name"] = json!("evil");
         up["versions"]["3.0.0-x!"] = json!({"name": "corp-utils", "version": "3.0.0-x!"});
+        up["versions"]["../../x"] = json!({"name": "corp-utils", "version": "../../x"});
+        up["versions"]["0.9.0beta"] = json!({"name": "corp-utils", "version": "0.9.0beta"});
         let merged = merge(&name(), "http://us/r/x", None, &[&up]).unwrap();
         let versions: Vec<&String> = merged.full["versions"].as_object().unwrap().keys().collect();
-        assert_eq!(versions, ["1.0.0"]);
+        assert_eq!(versions, ["0.9.0beta", "1.0.0"]);
         assert_eq!(merged.full["dist-tags"]["latest"], "1.0.0", "latest falls back");
     }
 

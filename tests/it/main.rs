@@ -4,3 +4,4 @@ mod access;
 mod cli;
 mod protocol;
 mod support;
+mod upstream;

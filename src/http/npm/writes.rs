@@ -31,17 +31,13 @@ pub async fn put_package(ctx: &Ctx, name: &PackageName, rev: Option<&str>, body:
 
 async fn publish_version(ctx: &Ctx, publish: Publish) -> ApiResult<Response> {
     let principal = ctx.require_writer()?;
-    match ctx.package_if_exists(&publish.name).await? {
-        Some(existing) => match &existing.local {
-            Some(record) => {
-                ctx.require_maintainer(record)?;
-            }
-            // Only an upstream has this name: publishing here makes a local package.
-            None => publish
-                .name
-                .check_new()
-                .map_err(|e| ApiError::BadRequest(e.to_string()))?,
-        },
+    // Only this registry's own record counts: a first publish must not ask the
+    // upstreams about a (possibly internal) name.
+    ctx.check_token_package(&publish.name)?;
+    match ctx.app.meta.package(ctx.registry.id, &publish.name).await? {
+        Some(record) => {
+            ctx.require_maintainer(&record)?;
+        }
         None => publish
             .name
             .check_new()

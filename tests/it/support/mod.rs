@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod clients;
+pub mod fake_upstream;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,234 @@
+//! A local npm-shaped upstream for fault injection: it serves real packuments and
+//! tarballs, and can be made slow, failing, hanging, resetting, lying about
+//! integrity, oversized, malformed, redirecting, or gone. It counts every request.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::{sha1_hex, sri_sha512};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    Normal,
+    /// Every request gets HTTP 500.
+    Failing,
+    /// Accepts, reads the request, never answers (until the test ends).
+    Hanging,
+    /// Closes the connection without answering.
+    Resetting,
+    /// Answers `302` to this location.
+    Redirecting(String),
+}
+
+#[derive(Default)]
+struct State {
+    packuments: HashMap<String, Value>,
+    /// Packuments served verbatim (malformed, huge…).
+    raw_packuments: HashMap<String, Vec<u8>>,
+    tarballs: HashMap<String, Vec<u8>>,
+    hits: HashMap<String, usize>,
+    not_modified: usize,
+    delay: Duration,
+}
+
+pub struct FakeUpstream {
+    /// `http://127.0.0.1:PORT/`
+    pub url: String,
+    state: Arc<Mutex<State>>,
+    mode: Arc<Mutex<Mode>>,
+    down: Arc<AtomicBool>,
+}
+
+impl FakeUpstream {
+    pub fn start() -> FakeUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake upstream");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let url = format!("http://{}/", listener.local_addr().expect("addr"));
+        let state = Arc::new(Mutex::new(State::default()));
+        let mode = Arc::new(Mutex::new(Mode::Normal));
+        let down = Arc::new(AtomicBool::new(false));
+        let (s, m, d) = (state.clone(), mode.clone(), down.clone());
+        std::thread::spawn(move || {
+            // Polling accept so that `go_down` can close the port for real.
+            while !d.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let (s, m) = (s.clone(), m.clone());
+                        std::thread::spawn(move || serve(stream, &s, &m));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        FakeUpstream { url, state, mode, down }
+    }
+
+    /// Adds `name@version` with a real tarball, integrity and publish time.
+    pub fn publish(&self, name: &str, version: &str) -> Vec<u8> {
+        let tarball = super::package_tarball(name, version);
+        self.publish_bytes(name, version, &tarball, &tarball);
+        tarball
+    }
+
+    /// Adds a version whose declared digests are those of `declared` but whose
+    /// tarball URL serves `served` (to lie about integrity, pass different bytes).
+    pub fn publish_bytes(&self, name: &str, version: &str, declared: &[u8], served: &[u8]) {
+        let basename = name.rsplit('/').next().unwrap_or(name);
+        let path = format!("{name}/-/{basename}-{version}.tgz");
+        let mut state = self.state.lock().expect("state");
+        state.tarballs.insert(path.clone(), served.to_vec());
+        let doc = state.packuments.entry(name.to_owned()).or_insert_with(|| {
+            json!({"_id": name, "name": name, "dist-tags": {}, "versions": {},
+                   "time": {"created": "2020-01-01T00:00:00.000Z"}, "readme": "upstream readme"})
+        });
+        doc["versions"][version] = json!({
+            "name": name, "version": version,
+            "_npmUser": {"name": "ci", "email": "ci@example.com", "trustedPublisher": {"id": "github", "oidcConfigId": "x"}},
+            "engines": {"node": ">=18"},
+            "dist": {
+                "tarball": format!("{}{path}", self.url),
+                "integrity": sri_sha512(declared),
+                "shasum": sha1_hex(declared),
+                "signatures": [{"keyid": "SHA256:test", "sig": "c2ln"}]
+            }
+        });
+        doc["dist-tags"]["latest"] = json!(version);
+        doc["time"][version] = json!("2021-06-01T12:00:00.000Z");
+        doc["time"]["modified"] = json!("2021-06-01T12:00:00.000Z");
+    }
+
+    /// Edits a stored packument.
+    pub fn edit(&self, name: &str, f: impl FnOnce(&mut Value)) {
+        let mut state = self.state.lock().expect("state");
+        f(state.packuments.get_mut(name).expect("known package"));
+    }
+
+    pub fn set_raw_packument(&self, name: &str, body: Vec<u8>) {
+        self.state
+            .lock()
+            .expect("state")
+            .raw_packuments
+            .insert(name.to_owned(), body);
+    }
+
+    pub fn set_mode(&self, mode: Mode) {
+        *self.mode.lock().expect("mode") = mode;
+    }
+
+    pub fn set_delay(&self, delay: Duration) {
+        self.state.lock().expect("state").delay = delay;
+    }
+
+    /// Stops listening: connections are refused from now on.
+    pub fn go_down(&self) {
+        self.down.store(true, Ordering::SeqCst);
+        // Let the accept loop notice and drop the listener.
+        std::thread::sleep(Duration::from_millis(30));
+    }
+
+    /// Requests seen for a path (`lodash`, `lodash/-/lodash-1.0.0.tgz`, escaped names as sent).
+    pub fn hits(&self, path: &str) -> usize {
+        self.state.lock().expect("state").hits.get(path).copied().unwrap_or(0)
+    }
+
+    pub fn not_modified_answers(&self) -> usize {
+        self.state.lock().expect("state").not_modified
+    }
+}
+
+impl Drop for FakeUpstream {
+    fn drop(&mut self) {
+        self.down.store(true, Ordering::SeqCst);
+    }
+}
+
+fn serve(mut stream: TcpStream, state: &Mutex<State>, mode: &Mutex<Mode>) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 64 * 1024 {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return,
+        }
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let target = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+    let path = target.trim_start_matches('/').to_owned();
+    let if_none_match = head
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("if-none-match: ")
+                .or_else(|| l.strip_prefix("If-None-Match: "))
+        })
+        .map(str::to_owned);
+    let delay = {
+        let mut s = state.lock().expect("state");
+        *s.hits.entry(path.clone()).or_default() += 1;
+        s.delay
+    };
+    std::thread::sleep(delay);
+    let mode = mode.lock().expect("mode").clone();
+    match mode {
+        Mode::Failing => return respond(&mut stream, 500, "application/json", b"{\"error\":\"boom\"}", None),
+        Mode::Hanging => {
+            std::thread::sleep(Duration::from_secs(120));
+            return;
+        }
+        Mode::Resetting => return,
+        Mode::Redirecting(location) => {
+            let response =
+                format!("HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let _ = stream.write_all(response.as_bytes());
+            return;
+        }
+        Mode::Normal => {}
+    }
+    let decoded = path.replace("%2f", "/").replace("%2F", "/");
+    let s = state.lock().expect("state");
+    if let Some(bytes) = s.tarballs.get(&decoded) {
+        let bytes = bytes.clone();
+        drop(s);
+        return respond(&mut stream, 200, "application/octet-stream", &bytes, None);
+    }
+    if let Some(raw) = s.raw_packuments.get(&decoded) {
+        let raw = raw.clone();
+        drop(s);
+        return respond(&mut stream, 200, "application/json", &raw, None);
+    }
+    if let Some(doc) = s.packuments.get(&decoded) {
+        let body = serde_json::to_vec(doc).expect("json");
+        let etag = format!("\"{}\"", &sha1_hex(&body)[..16]);
+        drop(s);
+        if if_none_match.as_deref() == Some(etag.as_str()) {
+            state.lock().expect("state").not_modified += 1;
+            return respond(&mut stream, 304, "application/json", b"", Some(&etag));
+        }
+        return respond(&mut stream, 200, "application/json", &body, Some(&etag));
+    }
+    drop(s);
+    respond(&mut stream, 404, "application/json", b"{\"error\":\"Not found\"}", None);
+}
+
+fn respond(stream: &mut TcpStream, status: u16, content_type: &str, body: &[u8], etag: Option<&str>) {
+    let reason = match status {
+        200 => "OK",
+        304 => "Not Modified",
+        404 => "Not Found",
+        _ => "Error",
+    };
+    let etag = etag.map(|e| format!("ETag: {e}\r\n")).unwrap_or_default();
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{etag}Connection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(body);
+}

@@ -1,0 +1,289 @@
+//! Upstreams against a local fake registry: merging, pull-through, caching,
+//! coalescing, failures, dependency-confusion protection, chained registries.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::fake_upstream::{FakeUpstream, Mode};
+use crate::support::*;
+
+/// A server whose `default` registry proxies `fake` (as its "npmjs"), with extra
+/// `[upstream]` settings.
+fn proxy(fake: &FakeUpstream, upstream_settings: &str) -> TestServer {
+    TestServer::start_with_config(&format!(
+        "[upstream]\nnpmjs_url = \"{}\"\n{upstream_settings}\n[registries.default]\nupstreams = [\"npmjs\"]\n",
+        fake.url
+    ))
+}
+
+fn get(server: &TestServer, path: &str, token: &str) -> reqwest::blocking::Response {
+    http()
+        .get(format!("{}{path}", server.registry_url("default")))
+        .bearer_auth(token)
+        .send()
+        .expect("get")
+}
+
+#[test]
+fn proxied_packuments_pass_metadata_through_and_tarballs_are_pulled_once() {
+    let fake = FakeUpstream::start();
+    fake.publish("left-pad", "1.0.0");
+    let bytes = fake.publish("left-pad", "1.1.0");
+    let server = proxy(&fake, "");
+    let token = server.admin_token();
+
+    let doc: Value = get(&server, "left-pad", &token).json().expect("json");
+    assert_eq!(doc["dist-tags"]["latest"], "1.1.0");
+    let v = &doc["versions"]["1.1.0"];
+    assert_eq!(
+        v["dist"]["tarball"],
+        format!("{}left-pad/-/left-pad-1.1.0.tgz", server.registry_url("default"))
+    );
+    assert_eq!(v["dist"]["integrity"], sri_sha512(&bytes));
+    assert_eq!(v["dist"]["signatures"][0]["keyid"], "SHA256:test");
+    assert_eq!(v["_npmUser"]["trustedPublisher"]["id"], "github");
+    assert_eq!(v["engines"]["node"], ">=18");
+    assert_eq!(doc["time"]["1.1.0"], "2021-06-01T12:00:00.000Z");
+    assert_eq!(doc["readme"], "upstream readme");
+
+    for _ in 0..3 {
+        let tarball = get(&server, "left-pad/-/left-pad-1.1.0.tgz", &token);
+        assert_eq!(tarball.status(), 200);
+        assert_eq!(tarball.bytes().expect("bytes").as_ref(), bytes.as_slice());
+    }
+    assert_eq!(
+        fake.hits("left-pad/-/left-pad-1.1.0.tgz"),
+        1,
+        "pulled once, then served locally"
+    );
+    // The pulled version keeps the upstream's publish time (release-age gates depend on it).
+    let again: Value = get(&server, "left-pad", &token).json().expect("json");
+    assert_eq!(again["time"]["1.1.0"], "2021-06-01T12:00:00.000Z");
+    assert_eq!(again["dist-tags"]["latest"], "1.1.0");
+    let audit = String::from_utf8_lossy(&server.cli(&["audit"], "").stdout).into_owned();
+    assert!(audit.contains("version.pull"), "{audit}");
+}
+
+#[test]
+fn internal_packages_never_take_versions_from_the_public_upstream() {
+    let fake = FakeUpstream::start();
+    let server = proxy(&fake, "");
+    let token = server.admin_token();
+    publish_ok(&server, "default", &token, "@acme/lib", "1.0.0");
+    publish_ok(&server, "default", &token, "corp-utils", "1.0.0");
+    // Someone publishes higher versions of the same names on the public registry.
+    fake.publish("@acme/lib", "9.9.9");
+    fake.publish("corp-utils", "9.9.9");
+    fake.publish("public-thing", "2.0.0");
+
+    for name in ["@acme%2flib", "corp-utils"] {
+        let doc: Value = get(&server, name, &token).json().expect("json");
+        let versions: Vec<&String> = doc["versions"].as_object().expect("versions").keys().collect();
+        assert_eq!(versions, ["1.0.0"], "{name}");
+        assert_eq!(doc["dist-tags"]["latest"], "1.0.0");
+        let tarball = get(
+            &server,
+            &format!("{name}/-/{}-9.9.9.tgz", name.rsplit("%2f").next().expect("base")),
+            &token,
+        );
+        assert_eq!(tarball.status(), 404);
+    }
+    assert_eq!(fake.hits("corp-utils"), 0, "the public upstream is not even asked");
+    assert_eq!(fake.hits("@acme%2flib"), 0);
+    // Names nobody published here still come from the upstream.
+    let public: Value = get(&server, "public-thing", &token).json().expect("json");
+    assert_eq!(public["dist-tags"]["latest"], "2.0.0");
+}
+
+#[test]
+fn concurrent_requests_make_one_upstream_request() {
+    let fake = FakeUpstream::start();
+    fake.publish("popular", "1.0.0");
+    fake.set_delay(Duration::from_millis(300));
+    let server = proxy(&fake, "");
+    let token = server.admin_token();
+    let fetch_all = |path: &str| {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..100)
+                .map(|_| scope.spawn(|| get(&server, path, &token).status().as_u16()))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("thread"))
+                .collect::<Vec<_>>()
+        })
+    };
+    assert!(fetch_all("popular").iter().all(|s| *s == 200));
+    assert_eq!(fake.hits("popular"), 1);
+    assert!(fetch_all("popular/-/popular-1.0.0.tgz").iter().all(|s| *s == 200));
+    assert_eq!(fake.hits("popular/-/popular-1.0.0.tgz"), 1);
+}
+
+#[test]
+fn stale_copies_are_revalidated_and_served_when_the_upstream_fails() {
+    let fake = FakeUpstream::start();
+    fake.publish("steady", "1.0.0");
+    let server = proxy(&fake, "max_age_secs = 0\nbreaker_failures = 1000\n");
+    let token = server.admin_token();
+    assert_eq!(get(&server, "steady/-/steady-1.0.0.tgz", &token).status(), 200);
+    assert_eq!(get(&server, "steady", &token).status(), 200);
+    let hits = fake.hits("steady");
+    assert!(hits >= 1);
+    // With max_age 0 every read revalidates: 304s, not full downloads.
+    assert_eq!(get(&server, "steady", &token).status(), 200);
+    assert!(fake.not_modified_answers() >= 1);
+
+    for mode in [Mode::Failing, Mode::Resetting] {
+        fake.set_mode(mode.clone());
+        let response = get(&server, "steady", &token);
+        assert_eq!(response.status(), 200, "{mode:?}");
+        assert_eq!(response.headers()["x-gatehouse-upstream"], "stale", "{mode:?}");
+        let doc: Value = response.json().expect("json");
+        assert_eq!(doc["dist-tags"]["latest"], "1.0.0");
+        assert_eq!(get(&server, "steady/-/steady-1.0.0.tgz", &token).status(), 200);
+    }
+    fake.go_down();
+    let doc: Value = get(&server, "steady", &token).json().expect("json");
+    assert_eq!(doc["versions"]["1.0.0"]["version"], "1.0.0");
+    // A name never fetched can't be served: a clear 502, not a 404 lie.
+    let error = expect_error(get(&server, "never-seen", &token), 502);
+    assert!(error.contains("unreachable") || error.contains("failing"), "{error}");
+}
+
+#[test]
+fn stored_copies_survive_a_restart_with_the_upstream_gone() {
+    let fake = FakeUpstream::start();
+    fake.publish("durable", "1.0.0");
+    let mut server = proxy(&fake, "");
+    let token = server.admin_token();
+    assert_eq!(get(&server, "durable/-/durable-1.0.0.tgz", &token).status(), 200);
+    fake.go_down();
+    server.restart();
+    let token = server.admin_token();
+    assert_eq!(get(&server, "durable", &token).status(), 200);
+    assert_eq!(get(&server, "durable/-/durable-1.0.0.tgz", &token).status(), 200);
+}
+
+#[test]
+fn upstream_404s_are_remembered_briefly() {
+    let fake = FakeUpstream::start();
+    let server = proxy(&fake, "not_found_ttl_secs = 60\n");
+    let token = server.admin_token();
+    for _ in 0..5 {
+        assert_eq!(get(&server, "no-such-package", &token).status(), 404);
+    }
+    assert_eq!(fake.hits("no-such-package"), 1);
+}
+
+#[test]
+fn a_hanging_upstream_times_out_and_the_circuit_breaker_stops_asking() {
+    let fake = FakeUpstream::start();
+    fake.set_mode(Mode::Hanging);
+    let server = proxy(
+        &fake,
+        "first_byte_timeout_ms = 300\nbreaker_failures = 2\nbreaker_open_secs = 60\n",
+    );
+    let token = server.admin_token();
+    let started = Instant::now();
+    let error = expect_error(get(&server, "slow-a", &token), 502);
+    assert!(error.contains("timed out"), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(get(&server, "slow-b", &token).status(), 502);
+    let error = expect_error(get(&server, "slow-c", &token), 502);
+    assert!(error.contains("failing"), "{error}");
+    assert_eq!(fake.hits("slow-c"), 0, "breaker open: not asked");
+}
+
+#[test]
+fn bad_upstream_answers_are_refused_and_nothing_is_stored() {
+    let fake = FakeUpstream::start();
+    let good = super::support::package_tarball("liar", "1.0.0");
+    let evil = super::support::package_tarball("liar", "6.6.6");
+    fake.publish_bytes("liar", "1.0.0", &good, &evil);
+    fake.publish("elsewhere", "1.0.0");
+    fake.edit("elsewhere", |doc| {
+        doc["versions"]["1.0.0"]["dist"]["tarball"] = json!("http://127.0.0.2:9/elsewhere-1.0.0.tgz");
+    });
+    fake.publish("confused", "1.0.0");
+    fake.publish("confused", "2.0.0");
+    fake.edit("confused", |doc| {
+        doc["versions"]["2.0.0"]["name"] = json!("other-package")
+    });
+    fake.set_raw_packument("broken", b"{\"name\": \"broken\", \"versions\": {".to_vec());
+    let huge = json!({"name": "huge", "versions": {}, "readme": "x".repeat(2 * 1024 * 1024)});
+    fake.set_raw_packument("huge", serde_json::to_vec(&huge).expect("json"));
+    fake.set_raw_packument("impostor", br#"{"name":"someone-else","versions":{}}"#.to_vec());
+    let server = proxy(&fake, "max_packument_bytes = 1048576\n");
+    let token = server.admin_token();
+    let blobs = blob_count(&server);
+
+    let error = expect_error(get(&server, "liar/-/liar-1.0.0.tgz", &token), 502);
+    assert!(error.contains("integrity"), "{error}");
+    let error = expect_error(get(&server, "elsewhere/-/elsewhere-1.0.0.tgz", &token), 502);
+    assert!(error.contains("another host"), "{error}");
+    let doc: Value = get(&server, "confused", &token).json().expect("json");
+    assert!(
+        doc["versions"].get("2.0.0").is_none(),
+        "a manifest naming another package is dropped"
+    );
+    assert_eq!(doc["dist-tags"]["latest"], "1.0.0");
+    let error = expect_error(get(&server, "broken", &token), 502);
+    assert!(error.contains("not valid JSON"), "{error}");
+    let error = expect_error(get(&server, "huge", &token), 502);
+    assert!(error.contains("more than 1048576 bytes"), "{error}");
+    let error = expect_error(get(&server, "impostor", &token), 502);
+    assert!(error.contains("names another package"), "{error}");
+    assert_eq!(blob_count(&server), blobs, "nothing stored");
+    // Still alive, and a retry asks again (failures are not cached as success).
+    assert_eq!(get(&server, "liar/-/liar-1.0.0.tgz", &token).status(), 502);
+    assert_eq!(fake.hits("liar/-/liar-1.0.0.tgz"), 2);
+
+    fake.set_mode(Mode::Redirecting("http://127.0.0.2:9/elsewhere".into()));
+    let error = expect_error(get(&server, "redirected", &token), 502);
+    assert!(error.contains("redirect"), "{error}");
+}
+
+#[test]
+fn chained_registries_pull_through_each_other() {
+    let fake = FakeUpstream::start();
+    let bytes = fake.publish("chained", "1.0.0");
+    let server = TestServer::start_with_config(&format!(
+        "[upstream]\nnpmjs_url = \"{}\"\n[registries.default]\nupstreams = [\"npmjs\"]\n[registries.team]\nupstreams = [\"registry:default\"]\n",
+        fake.url
+    ));
+    let team = server.login("team", "admin", ADMIN_PASSWORD);
+    let default = server.admin_token();
+    publish_ok(&server, "default", &default, "@corp/shared", "1.0.0");
+
+    let doc: Value = http()
+        .get(format!("{}chained", server.registry_url("team")))
+        .bearer_auth(&team)
+        .send()
+        .expect("get")
+        .json()
+        .expect("json");
+    assert_eq!(
+        doc["versions"]["1.0.0"]["dist"]["tarball"],
+        format!("{}chained/-/chained-1.0.0.tgz", server.registry_url("team"))
+    );
+    let tarball = http()
+        .get(format!("{}chained/-/chained-1.0.0.tgz", server.registry_url("team")))
+        .bearer_auth(&team)
+        .send()
+        .expect("get");
+    assert_eq!(tarball.bytes().expect("bytes").as_ref(), bytes.as_slice());
+    // default pulled it on the way: it serves the version locally now.
+    fake.go_down();
+    assert_eq!(get(&server, "chained/-/chained-1.0.0.tgz", &default).status(), 200);
+
+    // An internal package of `default` flows to `team`, which trusts it.
+    let shared: Value = http()
+        .get(format!("{}@corp%2fshared", server.registry_url("team")))
+        .bearer_auth(&team)
+        .send()
+        .expect("get")
+        .json()
+        .expect("json");
+    assert_eq!(shared["dist-tags"]["latest"], "1.0.0");
+}
