@@ -41,6 +41,10 @@ pub enum Origin {
         label: String,
         published_at: Option<i64>,
     },
+    /// Pushed from another registry of this server: same bytes, same manifest.
+    Promotion {
+        from: String,
+    },
 }
 
 impl Origin {
@@ -48,6 +52,7 @@ impl Origin {
         match self {
             Origin::Publish => "publish".into(),
             Origin::Upstream { label, .. } => format!("upstream:{label}"),
+            Origin::Promotion { from } => format!("promotion:{from}"),
         }
     }
 }
@@ -111,7 +116,7 @@ pub async fn admit(app: &App, candidate: Candidate<'_>) -> Result<Admitted, Admi
     check_manifest_matches_tarball(&name, &version, &manifest, &inspected)?;
     let manifest = match origin {
         Origin::Publish => served_manifest(manifest, &name, &version, &inspected, &digests, publisher),
-        Origin::Upstream { .. } => manifest,
+        Origin::Upstream { .. } | Origin::Promotion { .. } => manifest,
     };
     let pulled = matches!(origin, Origin::Upstream { .. });
     let deprecated = manifest.get("deprecated").and_then(Value::as_str).map(str::to_owned);
@@ -141,7 +146,7 @@ pub async fn admit(app: &App, candidate: Candidate<'_>) -> Result<Admitted, Admi
         internal_if_new: !pulled,
         published_at: match origin {
             Origin::Upstream { published_at, .. } => published_at,
-            Origin::Publish => None,
+            Origin::Publish | Origin::Promotion { .. } => None,
         },
         claim_latest: !pulled,
     };
@@ -153,7 +158,11 @@ pub async fn admit(app: &App, candidate: Candidate<'_>) -> Result<Admitted, Admi
     app.packuments.invalidate(&name);
     app.audit(AuditEntry {
         actor: publisher.map(|u| u.name.clone()),
-        action: if pulled { "version.pull" } else { "version.publish" },
+        action: match origin {
+            Origin::Publish => "version.publish",
+            Origin::Upstream { .. } => "version.pull",
+            Origin::Promotion { .. } => "version.promote",
+        },
         registry: Some(registry.name.to_string()),
         package: Some(name.to_string()),
         version: Some(version.to_string()),

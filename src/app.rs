@@ -44,6 +44,9 @@ pub enum StartError {
     Http(String),
 }
 
+/// How often the change log is read.
+const CHANGE_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// The registry every fresh installation starts with.
 pub const DEFAULT_REGISTRY: &str = "default";
 
@@ -102,6 +105,39 @@ impl App {
     /// `{public}/r/{registry}` — the base of every URL we hand out for a registry.
     pub fn registry_base(&self, registry: &Registry) -> String {
         self.packuments.registry_base(registry)
+    }
+
+    /// Follows the database's change log so that changes made by other processes
+    /// (the CLI, other replicas) reach this process's prepared packuments within
+    /// `CHANGE_POLL`. Runs until the process ends.
+    pub fn watch_changes(self: &Arc<Self>) {
+        let app = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut seen = app.meta.last_change().await.unwrap_or(0);
+            let mut ticks: u64 = 0;
+            loop {
+                tokio::time::sleep(CHANGE_POLL).await;
+                ticks += 1;
+                match app.meta.changes_since(seen).await {
+                    Ok(changes) => {
+                        for change in changes {
+                            seen = seen.max(change.seq);
+                            match change.name {
+                                Some(name) => app.packuments.invalidate(&name),
+                                None => app.packuments.invalidate_all(),
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot read the change log"),
+                }
+                if ticks % 1200 == 0 {
+                    let hour_ago = crate::store::now_millis() - 3_600_000;
+                    if let Err(e) = app.meta.prune_changes(hour_ago).await {
+                        tracing::warn!(error = %e, "cannot prune the change log");
+                    }
+                }
+            }
+        });
     }
 
     /// Best-effort audit: a failure to log is itself logged, never fails the request.

@@ -13,9 +13,12 @@ use crate::auth::cidr::Cidr;
 use crate::auth::token::{self, TokenSpec};
 use crate::auth::{password, valid_user_name};
 use crate::config::{Config, Overrides, PublicUrl};
+use crate::npm::name::PackageName;
 use crate::npm::packument::iso_time;
+use crate::npm::version::Version;
 use crate::registry::{RegistryName, Role};
-use crate::store::{AuditEntry, Meta, Registry, StoreError, User, now_millis};
+use crate::store::{AuditEntry, Meta, NewUpstream, Registry, StoreError, User, now_millis};
+use crate::upstream::spec::UpstreamSpec;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -54,10 +57,56 @@ enum Command {
     /// Manage API tokens (for CI jobs, Unity projects, people).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage packages.
+    #[command(subcommand)]
+    Package(PackageCommand),
+    /// Copy a version to one of the registry's upstreams: another registry here
+    /// (promotion, same bytes) or a remote npm registry (publish with its token).
+    Push {
+        registry: String,
+        /// name@version, e.g. @acme/lib@1.2.3
+        spec: String,
+        /// The upstream, as listed by `registry upstream list` (registry:prod, npmjs, a URL).
+        #[arg(long)]
+        to: String,
+    },
     /// Show the most recent audit log entries, newest first.
     Audit {
         #[arg(long, default_value_t = 50)]
         limit: u32,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum UpstreamCommand {
+    /// Append an upstream: npmjs, an npm registry URL, or registry:OTHER.
+    Add {
+        registry: String,
+        upstream: String,
+        /// Bearer token for a remote registry (also used to push to it).
+        #[arg(long, conflicts_with = "basic")]
+        token: Option<String>,
+        /// user:password for a remote registry.
+        #[arg(long)]
+        basic: Option<String>,
+        /// Trust this upstream with packages flagged internal (e.g. your company's other registry).
+        #[arg(long)]
+        internal: bool,
+    },
+    /// Remove an upstream.
+    Remove { registry: String, upstream: String },
+    /// List upstreams in the order they are consulted.
+    List { registry: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum PackageCommand {
+    /// Flag a package internal (never resolved from untrusted upstreams) or not.
+    Internal {
+        registry: String,
+        name: String,
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
     },
 }
 
@@ -133,9 +182,15 @@ enum RegistryCommand {
         /// Allow reading without credentials.
         #[arg(long)]
         public: bool,
+        /// Upstreams in the order they are consulted (repeatable): npmjs, a URL, or registry:OTHER.
+        #[arg(long = "upstream", value_name = "UPSTREAM")]
+        upstreams: Vec<String>,
     },
     /// List registries.
     List,
+    /// Manage a registry's upstreams.
+    #[command(subcommand)]
+    Upstream(UpstreamCommand),
     /// Give a user a role on a registry: read, publish or admin.
     Grant { name: String, user: String, role: String },
     /// Remove a user's role on a registry (they fall back to the default role).
@@ -165,6 +220,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Registry(cmd) => registry(config, cmd).await,
         Command::Token(cmd) => token_command(config, cmd).await,
         Command::Audit { limit } => audit(config, limit).await,
+        Command::Package(cmd) => package_command(config, cmd).await,
+        Command::Push { registry, spec, to } => push(config, &registry, &spec, &to).await,
     }
 }
 
@@ -176,6 +233,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let public_url = config.public_url.clone().unwrap_or_else(|| PublicUrl::from_addr(bound));
     let admin_password = std::env::var("GATEHOUSE_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty());
     let app = App::start(config, public_url.clone(), admin_password).await?;
+    app.watch_changes();
     let registries = app.meta.registries().await?;
     let mut out = std::io::stdout().lock();
     writeln!(
@@ -265,12 +323,30 @@ async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
 async fn registry(config: Config, cmd: RegistryCommand) -> anyhow::Result<()> {
     let meta = app::open_meta(&config).await?;
     match cmd {
-        RegistryCommand::Create { name, public } => {
+        RegistryCommand::Create {
+            name,
+            public,
+            upstreams,
+        } => {
             let name = RegistryName::parse(&name)?;
-            match meta.create_registry(&name, public).await {
-                Ok(_) => {}
+            let specs = upstreams
+                .iter()
+                .map(|raw| UpstreamSpec::parse(raw).map(|spec| spec.to_string()))
+                .collect::<Result<Vec<_>, _>>()?;
+            let registry = match meta.create_registry(&name, public).await {
+                Ok(registry) => registry,
                 Err(StoreError::Conflict(_)) => bail!("a registry named \"{name}\" already exists"),
                 Err(e) => return Err(e.into()),
+            };
+            for spec in specs {
+                meta.add_upstream(
+                    registry.id,
+                    &NewUpstream {
+                        spec,
+                        ..NewUpstream::default()
+                    },
+                )
+                .await?;
             }
             meta.append_audit(&AuditEntry {
                 actor: Some("cli".into()),
@@ -287,6 +363,7 @@ async fn registry(config: Config, cmd: RegistryCommand) -> anyhow::Result<()> {
                 println!("{}\t{access}", registry.name);
             }
         }
+        RegistryCommand::Upstream(cmd) => upstream_command(&meta, cmd).await?,
         RegistryCommand::Grant { name, user, role } => {
             let registry = find_registry(&meta, &name).await?;
             let role = Role::parse(&role)?;
@@ -319,6 +396,117 @@ async fn registry(config: Config, cmd: RegistryCommand) -> anyhow::Result<()> {
             let shown = role.map_or("none", Role::as_str);
             audit_cli(&meta, "registry.default_role", Some(&registry), shown.to_owned()).await?;
             println!("logged-in users now get {shown} on {}", registry.name);
+        }
+    }
+    Ok(())
+}
+
+async fn upstream_command(meta: &Meta, cmd: UpstreamCommand) -> anyhow::Result<()> {
+    match cmd {
+        UpstreamCommand::Add {
+            registry,
+            upstream,
+            token,
+            basic,
+            internal,
+        } => {
+            let registry = find_registry(meta, &registry).await?;
+            let spec = UpstreamSpec::parse(&upstream)?;
+            if let UpstreamSpec::Registry(other) = &spec {
+                if other == &registry.name {
+                    bail!("a registry cannot be its own upstream");
+                }
+                find_registry(meta, other.as_str()).await?;
+            }
+            if basic.as_deref().is_some_and(|b| !b.contains(':')) {
+                bail!("--basic takes user:password");
+            }
+            let added = meta
+                .add_upstream(
+                    registry.id,
+                    &NewUpstream {
+                        spec: spec.to_string(),
+                        token,
+                        basic_auth: basic,
+                        internal,
+                    },
+                )
+                .await;
+            match added {
+                Ok(()) => {}
+                Err(StoreError::Conflict(_)) => bail!("{} already has upstream {spec}", registry.name),
+                Err(e) => return Err(e.into()),
+            }
+            audit_cli(meta, "registry.upstream_add", Some(&registry), spec.to_string()).await?;
+            println!("{} now also pulls from {spec}", registry.name);
+        }
+        UpstreamCommand::Remove { registry, upstream } => {
+            let registry = find_registry(meta, &registry).await?;
+            let spec = UpstreamSpec::parse(&upstream)?.to_string();
+            if !meta.remove_upstream(registry.id, &spec).await? {
+                bail!("{} has no upstream {spec}", registry.name);
+            }
+            audit_cli(meta, "registry.upstream_remove", Some(&registry), spec.clone()).await?;
+            println!("{} no longer pulls from {spec}", registry.name);
+        }
+        UpstreamCommand::List { registry } => {
+            let registry = find_registry(meta, &registry).await?;
+            for row in meta.upstreams(registry.id).await? {
+                let auth = match (&row.token, &row.basic_auth) {
+                    (Some(_), _) => "token",
+                    (None, Some(_)) => "basic",
+                    (None, None) => "none",
+                };
+                let trust = if row.internal { "internal" } else { "public" };
+                println!("{}\tauth:{auth}\t{trust}", row.spec);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn push(config: Config, registry: &str, spec: &str, to: &str) -> anyhow::Result<()> {
+    let (name, version) = match spec.rfind('@') {
+        Some(at) if at > 0 => (&spec[..at], &spec[at + 1..]),
+        _ => bail!("{spec:?} is not name@version"),
+    };
+    let name = PackageName::parse(name)?;
+    let version = Version::parse(version)?;
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| PublicUrl::from_addr(config.listen));
+    let app = App::start(config, public_url, None).await?;
+    let from = find_registry(&app.meta, registry).await?;
+    let summary = crate::upstream::push::push(&app, &from, &name, &version, to, "cli").await?;
+    println!("{summary}");
+    Ok(())
+}
+
+async fn package_command(config: Config, cmd: PackageCommand) -> anyhow::Result<()> {
+    let meta = app::open_meta(&config).await?;
+    match cmd {
+        PackageCommand::Internal { registry, name, state } => {
+            let registry = find_registry(&meta, &registry).await?;
+            let name = PackageName::parse(&name)?;
+            let record = meta
+                .package(registry.id, &name)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("{} holds no package {name}", registry.name))?;
+            let internal = state == "on";
+            meta.set_internal(record.id, internal).await?;
+            audit_cli(
+                &meta,
+                "package.internal",
+                Some(&registry),
+                format!("{name} internal={internal}"),
+            )
+            .await?;
+            println!(
+                "{name} in {} is now {}",
+                registry.name,
+                if internal { "internal" } else { "not internal" }
+            );
         }
     }
     Ok(())

@@ -16,7 +16,6 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::app::App;
-use error::ApiError;
 
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
@@ -26,7 +25,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/-/ready", get(ready))
         .route("/-/ui/", get(welcome))
         .route("/r/{*rest}", any(npm::entry))
-        .fallback(|| async { ApiError::not_found() })
+        .fallback(npm::root_tarball)
         // Bodies are read with our own limit (see `npm::read_body`) for a clear JSON error.
         .layer(DefaultBodyLimit::disable())
         .with_state(app)

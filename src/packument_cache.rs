@@ -184,6 +184,10 @@ impl PackumentCache {
         }
     }
 
+    pub fn invalidate_all(&self) {
+        self.entries.invalidate_all();
+    }
+
     async fn load(&self, registry: &Registry, name: &PackageName, depth: u8) -> Result<Arc<Prepared>, CacheError> {
         let local = self.meta.package(registry.id, name).await?;
         let base = self.registry_base(registry);

@@ -302,6 +302,23 @@ pub trait PackageStore: Send + Sync {
     async fn set_internal(&self, package: PackageId, internal: bool) -> StoreResult<()>;
 }
 
+/// One entry of the change log (see `ChangeLog`).
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub seq: i64,
+    /// `None`: anything in the registry may have changed.
+    pub name: Option<PackageName>,
+}
+
+#[async_trait]
+pub trait ChangeLog: Send + Sync {
+    /// The newest sequence number (0 when empty).
+    async fn last_change(&self) -> StoreResult<i64>;
+    async fn changes_since(&self, seq: i64) -> StoreResult<Vec<Change>>;
+    /// Drops entries older than `before`.
+    async fn prune_changes(&self, before: Millis) -> StoreResult<()>;
+}
+
 #[async_trait]
 pub trait UpstreamStore: Send + Sync {
     /// The registry's upstreams in the order they are consulted.
@@ -337,7 +354,10 @@ pub struct AuditEntryOwned {
 }
 
 /// The whole metadata store, as the rest of the server sees it.
-pub trait MetaStore: RegistryStore + UserStore + TokenStore + PackageStore + UpstreamStore + AuditLog {}
-impl<T: RegistryStore + UserStore + TokenStore + PackageStore + UpstreamStore + AuditLog> MetaStore for T {}
+pub trait MetaStore:
+    RegistryStore + UserStore + TokenStore + PackageStore + UpstreamStore + ChangeLog + AuditLog
+{
+}
+impl<T: RegistryStore + UserStore + TokenStore + PackageStore + UpstreamStore + ChangeLog + AuditLog> MetaStore for T {}
 
 pub type Meta = Arc<dyn MetaStore>;

@@ -5,6 +5,7 @@
 pub mod client;
 pub mod fetch;
 pub mod pull;
+pub mod push;
 pub mod spec;
 
 use crate::config::UpstreamSettings;

@@ -24,3 +24,12 @@ CREATE TABLE upstream_packuments (
     fetched_at    BIGINT  NOT NULL,
     PRIMARY KEY (upstream_id, name)
 );
+
+-- A log of package changes, so every server process sharing this database (and
+-- the CLI) can drop its prepared packuments: `name` NULL means the whole registry.
+CREATE TABLE changes (
+    seq         INTEGER PRIMARY KEY,
+    registry_id INTEGER NOT NULL,
+    name        TEXT,
+    at          BIGINT  NOT NULL
+);

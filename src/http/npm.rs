@@ -166,22 +166,78 @@ pub async fn entry(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match dispatch(app, peer, method, uri, headers, body).await {
+    let path = uri.path().strip_prefix("/r/").unwrap_or_default().to_owned();
+    let (registry_raw, rest) = path.split_at(path.find('/').unwrap_or(path.len()));
+    let incoming = Incoming {
+        peer,
+        method,
+        uri: &uri,
+        headers,
+        body,
+    };
+    match dispatch(app, incoming, registry_raw, rest).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
 }
 
-async fn dispatch(
-    app: Arc<App>,
-    peer: SocketAddr,
+/// Tarballs asked for at the host root (`/{name}/-/{file}.tgz`): npm rewrites
+/// public-registry tarball URLs of old lockfiles onto the configured registry's host
+/// and drops the `/r/{registry}/` prefix. They are served from the registry the
+/// caller's token is limited to, else the configured root registry, with the same
+/// access checks.
+pub async fn root_tarball(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+) -> Response {
+    let path = uri.path().to_owned();
+    let is_tarball = matches!(route::parse(&path), Ok(Route::Tarball { .. }));
+    if !is_tarball || !(method == Method::GET || method == Method::HEAD) {
+        return ApiError::not_found().into_response();
+    }
+    let client = client_ip(&app.config.trusted_proxies, peer.ip(), &headers);
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let token_registry = match app.auth.authenticate(authorization, client).await {
+        Ok(Some(principal)) => principal
+            .token
+            .filter(|t| t.registries.len() == 1)
+            .and_then(|t| t.registries.into_iter().next()),
+        _ => None,
+    };
+    let registry = token_registry.unwrap_or_else(|| app.config.root_registry.to_string());
+    let incoming = Incoming {
+        peer,
+        method,
+        uri: &uri,
+        headers,
+        body: Body::empty(),
+    };
+    match dispatch(app, incoming, &registry, &path).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+/// A request as it arrived.
+struct Incoming<'a> {
+    peer: SocketAddr,
+    method: Method,
+    uri: &'a Uri,
+    headers: HeaderMap,
     body: Body,
-) -> ApiResult<Response> {
-    let raw = uri.path().strip_prefix("/r/").ok_or_else(ApiError::not_found)?;
-    let (registry_raw, rest) = raw.split_at(raw.find('/').unwrap_or(raw.len()));
+}
+
+async fn dispatch(app: Arc<App>, incoming: Incoming<'_>, registry_raw: &str, rest: &str) -> ApiResult<Response> {
+    let Incoming {
+        peer,
+        method,
+        uri,
+        headers,
+        body,
+    } = incoming;
     let registry_name = RegistryName::parse(registry_raw)
         .map_err(|_| ApiError::NotFound(format!("no registry named {registry_raw:?}")))?;
     let registry = app
@@ -235,7 +291,7 @@ async fn dispatch(
     } else {
         Bytes::new()
     };
-    route_request(&ctx, &method, route, &headers, &uri, body).await
+    route_request(&ctx, &method, route, &headers, uri, body).await
 }
 
 /// Global admins administer everything; otherwise an explicit grant, else the

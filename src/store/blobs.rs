@@ -57,6 +57,16 @@ pub trait BlobStore: Send + Sync {
     async fn put(&self, key: &BlobKey, bytes: Bytes) -> Result<(), BlobError>;
     async fn open(&self, key: &BlobKey) -> Result<Option<BlobReader>, BlobError>;
     async fn contains(&self, key: &BlobKey) -> Result<bool, BlobError>;
+
+    /// The whole blob in memory (promotion, re-admission); downloads stream instead.
+    async fn read(&self, key: &BlobKey) -> Result<Option<Bytes>, BlobError> {
+        let Some(mut blob) = self.open(key).await? else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::with_capacity(usize::try_from(blob.len).unwrap_or(0));
+        tokio::io::AsyncReadExt::read_to_end(&mut blob.file, &mut bytes).await?;
+        Ok(Some(Bytes::from(bytes)))
+    }
 }
 
 pub type Blobs = Arc<dyn BlobStore>;

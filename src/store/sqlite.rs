@@ -820,16 +820,20 @@ impl UpstreamStore for SqliteStore {
                 .fetch_one(&mut *tx)
                 .await?;
         insert_upstream(&mut tx, registry, next, upstream).await?;
+        registry_changed(&mut tx, registry).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn remove_upstream(&self, registry: RegistryId, spec: &str) -> StoreResult<bool> {
+        let mut tx = self.write_tx().await?;
         let done = sqlx::query("DELETE FROM upstreams WHERE registry_id = $1 AND spec = $2")
             .bind(registry.0)
             .bind(spec)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        registry_changed(&mut tx, registry).await?;
+        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -865,6 +869,7 @@ impl UpstreamStore for SqliteStore {
                 insert_upstream(&mut tx, registry, position, upstream).await?;
             }
         }
+        registry_changed(&mut tx, registry).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -931,6 +936,16 @@ impl UpstreamStore for SqliteStore {
     }
 }
 
+/// Upstream lists changed: every package of the registry may look different.
+async fn registry_changed(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, registry: RegistryId) -> StoreResult<()> {
+    sqlx::query("INSERT INTO changes (registry_id, name, at) VALUES ($1, NULL, $2)")
+        .bind(registry.0)
+        .bind(now_millis())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 async fn insert_upstream(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     registry: RegistryId,
@@ -953,6 +968,39 @@ async fn insert_upstream(
         other => other,
     })?;
     Ok(())
+}
+
+#[async_trait]
+impl ChangeLog for SqliteStore {
+    async fn last_change(&self) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM changes")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn changes_since(&self, seq: i64) -> StoreResult<Vec<Change>> {
+        sqlx::query("SELECT seq, name FROM changes WHERE seq > $1 ORDER BY seq LIMIT 10000")
+            .bind(seq)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                let name: Option<String> = r.try_get("name")?;
+                Ok(Change {
+                    seq: r.try_get("seq")?,
+                    name: name.map(package_name).transpose()?,
+                })
+            })
+            .collect()
+    }
+
+    async fn prune_changes(&self, before: Millis) -> StoreResult<()> {
+        sqlx::query("DELETE FROM changes WHERE at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
 }
 
 #[async_trait]

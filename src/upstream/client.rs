@@ -117,21 +117,28 @@ impl UpstreamClient {
         self.read_body(url, response, self.settings.max_tarball_bytes).await
     }
 
+    /// PUT a publish body to a remote registry (pushing a version to it).
+    pub async fn publish(&self, url: &str, auth: &UpstreamAuth, body: &serde_json::Value) -> Result<(), UpstreamError> {
+        let request = authorize(self.http.put(url).json(body), auth);
+        let transfer = Duration::from_millis(self.settings.transfer_timeout_ms);
+        let response = tokio::time::timeout(transfer, request.send())
+            .await
+            .map_err(|_| UpstreamError::Timeout(url.to_owned()))?
+            .map_err(|e| UpstreamError::Unreachable(url.to_owned(), root_cause(&e)))?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(status_error(url, &response))
+        }
+    }
+
     async fn send(
         &self,
         url: &str,
         auth: &UpstreamAuth,
         headers: HeaderMap,
     ) -> Result<reqwest::Response, UpstreamError> {
-        let mut request = self.http.get(url).headers(headers);
-        request = match auth {
-            UpstreamAuth::None => request,
-            UpstreamAuth::Bearer(token) => request.bearer_auth(token),
-            UpstreamAuth::Basic(pair) => request.header(
-                header::AUTHORIZATION,
-                format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)),
-            ),
-        };
+        let request = authorize(self.http.get(url).headers(headers), auth);
         let first_byte = Duration::from_millis(self.settings.first_byte_timeout_ms);
         let response = tokio::time::timeout(first_byte, request.send())
             .await
@@ -172,6 +179,17 @@ impl UpstreamClient {
         tokio::time::timeout(transfer, read)
             .await
             .map_err(|_| UpstreamError::Timeout(url.to_owned()))?
+    }
+}
+
+fn authorize(request: reqwest::RequestBuilder, auth: &UpstreamAuth) -> reqwest::RequestBuilder {
+    match auth {
+        UpstreamAuth::None => request,
+        UpstreamAuth::Bearer(token) => request.bearer_auth(token),
+        UpstreamAuth::Basic(pair) => request.header(
+            header::AUTHORIZATION,
+            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)),
+        ),
     }
 }
 

@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::Value;
-use tokio::io::AsyncReadExt as _;
 
 use super::Source;
 use super::client::UpstreamError;
@@ -197,17 +196,9 @@ async fn pull(
 
 async fn read_blob(app: &App, blob: &BlobRef) -> Result<Bytes, PullError> {
     let key = BlobKey::parse_hex(&blob.sha512_hex).map_err(|e| PullError::Internal(e.to_string()))?;
-    let mut reader = app
-        .blobs
-        .open(&key)
+    app.blobs
+        .read(&key)
         .await
         .map_err(|e| PullError::Internal(e.to_string()))?
-        .ok_or_else(|| PullError::Internal(format!("blob {} is missing", blob.sha512_hex)))?;
-    let mut bytes = Vec::with_capacity(usize::try_from(reader.len).unwrap_or(0));
-    reader
-        .file
-        .read_to_end(&mut bytes)
-        .await
-        .map_err(|e| PullError::Internal(e.to_string()))?;
-    Ok(Bytes::from(bytes))
+        .ok_or_else(|| PullError::Internal(format!("blob {} is missing", blob.sha512_hex)))
 }

@@ -2,6 +2,7 @@
 
 mod access;
 mod cli;
+mod clients;
 mod protocol;
 mod support;
 mod upstream;

@@ -169,6 +169,8 @@ pub fn run_cli(data_dir: &Path, args: &[&str], stdin: &str) -> Output {
 pub fn http() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(60))
+        // Tests only talk to 127.0.0.1; a proxy variable in the environment must not interfere.
+        .no_proxy()
         .build()
         .expect("http client")
 }

@@ -1,0 +1,176 @@
+//! Pushing a version to one of the registry's upstreams: to another registry of
+//! this server (promotion, e.g. `dev` → `prod`: same bytes, same integrity, through
+//! the target's admission), or to a remote npm registry (a publish, with the
+//! upstream's stored credentials).
+
+use base64::Engine as _;
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+
+use super::Source;
+use super::client::UpstreamError;
+use super::pull;
+use super::spec::UpstreamSpec;
+use crate::admission::{self, AdmissionError, Candidate, Origin};
+use crate::app::App;
+use crate::npm::integrity::Digests;
+use crate::npm::name::PackageName;
+use crate::npm::version::Version;
+use crate::store::blobs::BlobKey;
+use crate::store::{AuditEntry, Registry};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the target refused the version: {0}")]
+    Refused(String),
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Copies `name@version` from `from` to its upstream `to` (as written in the
+/// registry's upstream list: `registry:prod`, a URL, `npmjs`). Returns a summary.
+pub async fn push(
+    app: &App,
+    from: &Registry,
+    name: &PackageName,
+    version: &Version,
+    to: &str,
+    actor: &str,
+) -> Result<String, PushError> {
+    let spec = UpstreamSpec::parse(to).map_err(|e| PushError::Invalid(e.to_string()))?;
+    let row = app
+        .meta
+        .upstreams(from.id)
+        .await
+        .map_err(|e| PushError::Internal(e.to_string()))?
+        .into_iter()
+        .find(|row| UpstreamSpec::parse(&row.spec).is_ok_and(|s| s == spec))
+        .ok_or_else(|| PushError::Invalid(format!("{spec} is not an upstream of registry {}", from.name)))?;
+    let blob = pull::ensure_local(app, from, name, version.as_str())
+        .await
+        .map_err(|e| PushError::NotFound(format!("{name}@{version} is not available in {}: {e}", from.name)))?;
+    let prepared = app
+        .packuments
+        .get(from, name)
+        .await
+        .map_err(|e| PushError::Internal(e.to_string()))?;
+    let full: Value = prepared
+        .documents
+        .as_ref()
+        .map(|d| serde_json::from_slice(&d.full.body))
+        .transpose()
+        .map_err(|e| PushError::Internal(e.to_string()))?
+        .ok_or_else(|| PushError::NotFound(format!("{name} has no visible versions in {}", from.name)))?;
+    let mut manifest: Map<String, Value> = full
+        .get("versions")
+        .and_then(|v| v.get(version.as_str()))
+        .and_then(Value::as_object)
+        .cloned()
+        .ok_or_else(|| PushError::NotFound(format!("{name}@{version} is not in {}", from.name)))?;
+    if let Some(Value::Object(dist)) = manifest.get_mut("dist") {
+        dist.remove("tarball");
+    }
+    let bytes = read_blob(app, &blob.sha512_hex).await?;
+    let source = app
+        .upstreams
+        .source(&row)
+        .map_err(|e| PushError::Invalid(e.to_string()))?;
+    let summary = match source {
+        Source::Registry(target_name) => {
+            let target = app
+                .meta
+                .registry(&target_name)
+                .await
+                .map_err(|e| PushError::Internal(e.to_string()))?
+                .ok_or_else(|| PushError::NotFound(format!("no registry named {target_name}")))?;
+            let digests = Digests::of(&bytes);
+            admission::admit(
+                app,
+                Candidate {
+                    registry: &target,
+                    name: name.clone(),
+                    version: version.clone(),
+                    manifest,
+                    tarball: bytes,
+                    digests,
+                    tags: Vec::new(),
+                    publisher: None,
+                    origin: Origin::Promotion {
+                        from: from.name.to_string(),
+                    },
+                    client_addr: None,
+                },
+            )
+            .await
+            .map_err(|e| match e {
+                AdmissionError::Rejected(why) => PushError::Refused(why),
+                AdmissionError::VersionExists(_) | AdmissionError::NameTaken(_) => PushError::Refused(e.to_string()),
+                other => PushError::Internal(other.to_string()),
+            })?;
+            format!("promoted {name}@{version} from {} to {target_name}", from.name)
+        }
+        Source::Remote { remote, label, .. } => {
+            let tag = prepared
+                .dist_tags
+                .iter()
+                .find(|(_, v)| v.as_str() == version.as_str())
+                .map_or("latest", |(t, _)| t.as_str())
+                .to_owned();
+            let url = format!("{}{}", remote.base, name.escaped());
+            let mut published = manifest;
+            if let Some(Value::Object(dist)) = published.get_mut("dist") {
+                let tarball = format!("{}{name}/-/{}-{version}.tgz", remote.base, name.basename());
+                dist.insert("tarball".into(), Value::String(tarball));
+            }
+            let body = json!({
+                "_id": name.to_string(),
+                "name": name.to_string(),
+                "dist-tags": { tag: version.as_str() },
+                "versions": { version.as_str(): published },
+                "access": null,
+                "_attachments": { format!("{name}-{version}.tgz"): {
+                    "content_type": "application/octet-stream",
+                    "data": base64::engine::general_purpose::STANDARD.encode(&bytes),
+                    "length": bytes.len(),
+                }},
+            });
+            app.upstreams
+                .client
+                .publish(&url, &remote.auth, &body)
+                .await
+                .map_err(|e| match e {
+                    UpstreamError::Status(_, code) if (400..500).contains(&code) => {
+                        PushError::Refused(format!("{label} answered HTTP {code}"))
+                    }
+                    other => PushError::Upstream(other),
+                })?;
+            format!("published {name}@{version} from {} to {label}", from.name)
+        }
+    };
+    app.audit(AuditEntry {
+        actor: Some(actor.to_owned()),
+        action: "version.push",
+        registry: Some(from.name.to_string()),
+        package: Some(name.to_string()),
+        version: Some(version.to_string()),
+        detail: Some(format!("to={spec}")),
+        client_addr: None,
+    })
+    .await;
+    Ok(summary)
+}
+
+async fn read_blob(app: &App, sha512_hex: &str) -> Result<Bytes, PushError> {
+    let key = BlobKey::parse_hex(sha512_hex).map_err(|e| PushError::Internal(e.to_string()))?;
+    app.blobs
+        .read(&key)
+        .await
+        .map_err(|e| PushError::Internal(e.to_string()))?
+        .ok_or_else(|| PushError::Internal(format!("blob {sha512_hex} is missing")))
+}
