@@ -3,6 +3,7 @@
 mod access;
 mod cli;
 mod clients;
+mod promotion;
 mod protocol;
 mod support;
 mod upstream;
