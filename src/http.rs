@@ -1,6 +1,7 @@
 //! HTTP: the router, the server loop and server-wide endpoints. Registry endpoints
 //! live in `http::npm`; handlers stay thin and call the parts below them.
 
+pub mod api;
 pub mod error;
 pub mod npm;
 
@@ -11,7 +12,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use serde_json::json;
 use tokio::net::TcpListener;
 
@@ -24,6 +25,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/-/health", get(ping))
         .route("/-/ready", get(ready))
         .route("/-/ui/", get(welcome))
+        .route("/-/api/v1/registries", get(api::list_registries))
+        .route("/-/api/v1/registries/{registry}/push", post(api::push_version))
         .route("/r/{*rest}", any(npm::entry))
         .fallback(npm::root_tarball)
         // Bodies are read with our own limit (see `npm::read_body`) for a clear JSON error.

@@ -155,3 +155,48 @@ fn pushing_to_a_remote_registry_publishes_with_the_upstream_token() {
     let again = fails(server.cli(&["push", "default", "shipped@2.0.0", "--to", &url], ""));
     assert!(again.contains("HTTP 403"), "{again}");
 }
+
+#[test]
+fn the_admin_api_pushes_for_administrators_only() {
+    let server = TestServer::start();
+    ok(server.cli(&["registry", "create", "prod"], ""));
+    ok(server.cli(&["registry", "create", "dev", "--upstream", "registry:prod"], ""));
+    let dev = server.login("dev", "admin", ADMIN_PASSWORD);
+    publish_ok(&server, "dev", &dev, "api-pkg", "1.0.0");
+    server.add_user("mallory", "mallory-password");
+    let member = server.login("dev", "mallory", "mallory-password");
+    let url = format!("{}/-/api/v1/registries/dev/push", server.base);
+    let body = serde_json::json!({"package": "api-pkg", "version": "1.0.0", "to": "registry:prod"});
+
+    assert_eq!(http().post(&url).json(&body).send().expect("post").status(), 401);
+    let refused = http().post(&url).bearer_auth(&member).json(&body).send().expect("post");
+    assert!(expect_error(refused, 403).contains("administrators"));
+    let bad = http()
+        .post(&url)
+        .bearer_auth(&dev)
+        .json(&serde_json::json!({"package": "api-pkg"}))
+        .send()
+        .expect("post");
+    assert_eq!(bad.status(), 400);
+
+    let pushed: Value = http()
+        .post(&url)
+        .bearer_auth(&dev)
+        .json(&body)
+        .send()
+        .expect("post")
+        .json()
+        .expect("json");
+    assert_eq!(pushed["ok"], true);
+    let prod = server.login("prod", "admin", ADMIN_PASSWORD);
+    assert!(packument(&server, "prod", &prod, "api-pkg").is_some());
+    let listed: Value = http()
+        .get(format!("{}/-/api/v1/registries", server.base))
+        .bearer_auth(&dev)
+        .send()
+        .expect("get")
+        .json()
+        .expect("json");
+    assert_eq!(listed["registries"][0]["name"], "default");
+    assert_eq!(listed["registries"][1]["upstreams"][0], "registry:prod");
+}
