@@ -144,7 +144,8 @@ impl Authenticator {
         }
     }
 
-    async fn by_token(
+    /// Checks a token; with `expected_user`, it must belong to that user (Basic `user:token`).
+    pub async fn by_token(
         &self,
         secret: &str,
         expected_user: Option<&str>,

@@ -466,3 +466,29 @@ fn unity_package_manager_requests_succeed() {
         .expect("search");
     assert_eq!(anonymous.status(), 401);
 }
+
+#[test]
+fn logging_in_with_a_token_as_the_password_returns_that_token() {
+    let server = TestServer::start_with_config("[registries.elsewhere]\n");
+    server.add_user("hana", "hana-password");
+    let token = cli_token(&server, &["--user", "hana", "--read-only", "--registry", "default"]);
+    let login = |user: &str, password: &str| {
+        http()
+            .put(format!(
+                "{}-/user/org.couchdb.user:{user}",
+                server.registry_url("default")
+            ))
+            .json(&json!({"name": user, "password": password}))
+            .send()
+            .expect("put")
+    };
+    let body: Value = login("hana", &token).json().expect("json");
+    assert_eq!(body["token"], token.as_str(), "no new, stronger token is minted");
+    // The token must belong to the user who logs in.
+    assert!(expect_error(login("admin", &token), 401).contains("incorrect username or token"));
+    let mut wrong = token.clone();
+    wrong.replace_range(10..11, if &token[10..11] == "x" { "y" } else { "x" });
+    assert_eq!(login("hana", &wrong).status(), 401);
+    let other_registry = cli_token(&server, &["--user", "hana", "--registry", "elsewhere"]);
+    assert_eq!(login("hana", &other_registry).status(), 403);
+}
