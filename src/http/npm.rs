@@ -125,6 +125,23 @@ impl Ctx {
         }
     }
 
+    /// Audits a login event; its actor is the user named in the attempt.
+    pub async fn audit_login(&self, user: &str, action: &'static str, detail: Option<String>) {
+        if action == "auth.login_failed" {
+            tracing::warn!(user, client = %self.client_ip, "login failed");
+        }
+        self.app
+            .audit(AuditEntry {
+                actor: Some(user.to_owned()),
+                action,
+                registry: Some(self.registry.name.to_string()),
+                detail,
+                client_addr: Some(self.client_ip.to_string()),
+                ..AuditEntry::default()
+            })
+            .await;
+    }
+
     pub async fn audit(
         &self,
         action: &'static str,

@@ -41,13 +41,13 @@ pub async fn login(ctx: &Ctx, url_name: &str, body: &Bytes) -> ApiResult<Respons
         Ok(principal) => principal.user,
         Err(AuthError::BadPassword) if ctx.app.config.allow_registration => register(ctx, &body).await?,
         Err(AuthError::BadPassword) => {
-            ctx.audit_login_failure(&body.name).await;
+            ctx.audit_login(&body.name, "auth.login_failed", None).await;
             return Err(ApiError::Unauthorized(
                 "incorrect username or password (accounts are created by an administrator)".into(),
             ));
         }
         Err(e) => {
-            ctx.audit_login_failure(&body.name).await;
+            ctx.audit_login(&body.name, "auth.login_failed", None).await;
             return Err(e.into());
         }
     };
@@ -62,26 +62,9 @@ pub async fn login(ctx: &Ctx, url_name: &str, body: &Bytes) -> ApiResult<Respons
         },
     )
     .await?;
-    ctx.app
-        .audit(crate::store::AuditEntry {
-            actor: Some(user.name.clone()),
-            action: "auth.login",
-            registry: Some(ctx.registry.name.to_string()),
-            detail: Some(format!("token {} issued", minted.key)),
-            client_addr: Some(ctx.client_ip.to_string()),
-            ..Default::default()
-        })
+    ctx.audit_login(&user.name, "auth.login", Some(format!("token {} issued", minted.key)))
         .await;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(json!({
-            "ok": true,
-            "id": format!("org.couchdb.user:{}", user.name),
-            "rev": "1-gatehouse",
-            "token": minted.secret,
-        })),
-    )
-        .into_response())
+    Ok(logged_in(&user.name, &minted.secret))
 }
 
 /// The Bytesafe flow: the "password" is a token (shown once in the web app or made by
@@ -102,36 +85,35 @@ async fn login_with_token(ctx: &Ctx, body: &LoginBody) -> ApiResult<Response> {
             )));
         }
         Err(e) => {
-            ctx.audit_login_failure(&body.name).await;
+            ctx.audit_login(&body.name, "auth.login_failed", None).await;
             return Err(match e {
                 AuthError::AddressRefused(_) => e.into(),
                 _ => ApiError::Unauthorized("incorrect username or token".into()),
             });
         }
     };
-    ctx.app
-        .audit(crate::store::AuditEntry {
-            actor: Some(principal.user.name.clone()),
-            action: "auth.login",
-            registry: Some(ctx.registry.name.to_string()),
-            detail: Some(format!(
-                "token {} used as password",
-                principal.token.as_ref().map_or("?", |t| t.key.as_str())
-            )),
-            client_addr: Some(ctx.client_ip.to_string()),
-            ..Default::default()
-        })
-        .await;
-    Ok((
+    let key = principal.token.as_ref().map_or("?", |t| t.key.as_str());
+    ctx.audit_login(
+        &principal.user.name,
+        "auth.login",
+        Some(format!("token {key} used as password")),
+    )
+    .await;
+    Ok(logged_in(&principal.user.name, &body.password))
+}
+
+/// What npm expects from a successful login: CouchDB's answer plus the token.
+fn logged_in(user: &str, token: &str) -> Response {
+    (
         StatusCode::CREATED,
         axum::Json(json!({
             "ok": true,
-            "id": format!("org.couchdb.user:{}", principal.user.name),
+            "id": format!("org.couchdb.user:{user}"),
             "rev": "1-gatehouse",
-            "token": body.password,
+            "token": token,
         })),
     )
-        .into_response())
+        .into_response()
 }
 
 /// Self-registration (only when the config allows it). An existing name with a wrong
@@ -156,7 +138,7 @@ async fn register(ctx: &Ctx, body: &LoginBody) -> ApiResult<User> {
             Ok(user)
         }
         Err(StoreError::Conflict(_)) => {
-            ctx.audit_login_failure(&body.name).await;
+            ctx.audit_login(&body.name, "auth.login_failed", None).await;
             Err(ApiError::Unauthorized("incorrect username or password".into()))
         }
         Err(e) => Err(e.into()),
@@ -202,19 +184,4 @@ pub async fn get_user(ctx: &Ctx, name: &str) -> ApiResult<Response> {
         "email": user.email.unwrap_or_default(),
     }))
     .into_response())
-}
-
-impl Ctx {
-    async fn audit_login_failure(&self, name: &str) {
-        tracing::warn!(user = name, client = %self.client_ip, "login failed");
-        self.app
-            .audit(crate::store::AuditEntry {
-                actor: Some(name.to_owned()),
-                action: "auth.login_failed",
-                registry: Some(self.registry.name.to_string()),
-                client_addr: Some(self.client_ip.to_string()),
-                ..Default::default()
-            })
-            .await;
-    }
 }

@@ -12,7 +12,6 @@ use crate::auth::AuthError;
 use crate::auth::token::{self, TokenSpec};
 use crate::auth::web_login::Poll;
 use crate::http::error::{ApiError, ApiResult};
-use crate::store::AuditEntry;
 
 /// `POST /-/v1/login`: both URLs are absolute and keep the `/r/{registry}` prefix,
 /// because npm uses them exactly as given.
@@ -77,12 +76,14 @@ pub async fn submit(ctx: &Ctx, login_id: &str, body: &Bytes) -> ApiResult<Respon
     {
         Ok(principal) => principal.user,
         Err(AuthError::BadPassword) => {
-            audit_failure(ctx, &form.username).await;
+            ctx.audit_login(&form.username, "auth.login_failed", Some("web login".into()))
+                .await;
             let page = form_page(ctx, login_id, &session.csrf, Some("Incorrect username or password."));
             return Ok(html(StatusCode::UNAUTHORIZED, &page));
         }
         Err(AuthError::RateLimited) => {
-            audit_failure(ctx, &form.username).await;
+            ctx.audit_login(&form.username, "auth.login_failed", Some("web login".into()))
+                .await;
             let page = form_page(
                 ctx,
                 login_id,
@@ -104,35 +105,18 @@ pub async fn submit(ctx: &Ctx, login_id: &str, body: &Bytes) -> ApiResult<Respon
     )
     .await?;
     ctx.app.web_logins.complete(login_id, &session, minted.secret).await;
-    ctx.app
-        .audit(AuditEntry {
-            actor: Some(user.name.clone()),
-            action: "auth.login",
-            registry: Some(ctx.registry.name.to_string()),
-            detail: Some(format!("web login, token {} issued", minted.key)),
-            client_addr: Some(ctx.client_ip.to_string()),
-            ..AuditEntry::default()
-        })
-        .await;
+    ctx.audit_login(
+        &user.name,
+        "auth.login",
+        Some(format!("web login, token {} issued", minted.key)),
+    )
+    .await;
     let body = format!(
         "<h1>Signed in</h1><p>You are signed in to <b>{}</b> as <b>{}</b>. Return to your terminal; you can close this window.</p>",
         escape(ctx.registry.name.as_str()),
         escape(&user.name)
     );
     Ok(html(StatusCode::OK, &layout("Signed in", &body)))
-}
-
-async fn audit_failure(ctx: &Ctx, name: &str) {
-    ctx.app
-        .audit(AuditEntry {
-            actor: Some(name.to_owned()),
-            action: "auth.login_failed",
-            registry: Some(ctx.registry.name.to_string()),
-            detail: Some("web login".into()),
-            client_addr: Some(ctx.client_ip.to_string()),
-            ..AuditEntry::default()
-        })
-        .await;
 }
 
 fn form_page(ctx: &Ctx, login_id: &str, csrf: &str, error: Option<&str>) -> String {
