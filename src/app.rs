@@ -77,8 +77,10 @@ impl App {
         if let Some(password) = admin_password {
             ensure_admin(&meta, password).await?;
         }
-        let upstreams =
-            Arc::new(Upstreams::new(meta.clone(), &config.upstream).map_err(|e| StartError::Http(e.to_string()))?);
+        let upstreams = Arc::new(
+            Upstreams::new(meta.clone(), &config.upstream, config.packument_cache_bytes)
+                .map_err(|e| StartError::Http(e.to_string()))?,
+        );
         let packuments = PackumentCache::new(
             meta.clone(),
             upstreams.clone(),

@@ -23,7 +23,8 @@ pub struct Config {
     pub public_url: Option<PublicUrl>,
     pub allow_registration: bool,
     pub limits: Limits,
-    /// Bytes of prepared packuments kept in memory.
+    /// Bytes of prepared packuments kept in memory (and as much again for parsed
+    /// upstream documents).
     pub packument_cache_bytes: u64,
     /// Registries to create (if missing) and their settings, applied at start.
     pub registries: BTreeMap<RegistryName, RegistrySettings>,
@@ -227,7 +228,7 @@ impl Config {
             public_url,
             allow_registration: file.allow_registration.unwrap_or(false),
             limits,
-            packument_cache_bytes: file.packument_cache_bytes.unwrap_or(256 * 1024 * 1024),
+            packument_cache_bytes: file.packument_cache_bytes.unwrap_or(64 * 1024 * 1024),
             registries,
             trusted_proxies,
             upstream: file.upstream.unwrap_or_default(),

@@ -44,7 +44,8 @@ pub struct Upstreams {
 }
 
 impl Upstreams {
-    pub fn new(meta: Meta, settings: &UpstreamSettings) -> Result<Self, reqwest::Error> {
+    /// `cache_bytes` bounds the parsed upstream documents kept in memory.
+    pub fn new(meta: Meta, settings: &UpstreamSettings, cache_bytes: u64) -> Result<Self, reqwest::Error> {
         let client = UpstreamClient::new(settings)?;
         let npmjs_url = if settings.npmjs_url.ends_with('/') {
             settings.npmjs_url.clone()
@@ -52,7 +53,7 @@ impl Upstreams {
             format!("{}/", settings.npmjs_url)
         };
         Ok(Upstreams {
-            fetcher: PackumentFetcher::new(meta, client.clone(), settings),
+            fetcher: PackumentFetcher::new(meta, client.clone(), settings, cache_bytes),
             client,
             npmjs_url,
         })

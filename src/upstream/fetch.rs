@@ -68,13 +68,13 @@ struct Breaker {
 }
 
 impl PackumentFetcher {
-    pub fn new(meta: Meta, client: UpstreamClient, settings: &UpstreamSettings) -> Self {
+    pub fn new(meta: Meta, client: UpstreamClient, settings: &UpstreamSettings, max_bytes: u64) -> Self {
         PackumentFetcher {
             meta,
             client,
             settings: settings.clone(),
             entries: Cache::builder()
-                .max_capacity(256 * 1024 * 1024)
+                .max_capacity(max_bytes)
                 .weigher(|_, e: &Arc<Entry>| e.weight)
                 .expire_after(EntryExpiry)
                 .build(),
