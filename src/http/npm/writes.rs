@@ -69,7 +69,12 @@ async fn publish_version(ctx: &Ctx, publish: Publish) -> ApiResult<Response> {
 /// A whole document sent back: deprecation changes, or (with a rev) versions removed
 /// by `npm unpublish name@version`. It may never add versions or change their content.
 async fn update_document(ctx: &Ctx, name: &PackageName, rev: Option<&str>, document: Document) -> ApiResult<Response> {
-    let prepared = ctx.package(name).await?;
+    // Most often a publish that lost its attachment: say so rather than a bare 404.
+    let prepared = ctx.package_if_exists(name).await?.ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "package \"{name}\" does not exist; a new package must be published with its tarball attachment"
+        ))
+    })?;
     ctx.require_maintainer(&prepared)?;
     let live: HashSet<&str> = prepared.record.live_versions().map(|v| v.version.as_str()).collect();
     let sent: HashSet<&str> = document.deprecations.iter().map(|(v, _)| v.as_str()).collect();
