@@ -1,7 +1,8 @@
 //! Prepared packuments: for each (registry, package) the full and abbreviated
 //! documents are serialized and gzipped once per change, with an ETag per
 //! representation. Requests only copy `Bytes` handles. Every write to a package
-//! invalidates its entry; concurrent misses share one build (moka coalesces them).
+//! invalidates its entry, builds already running included; concurrent misses share
+//! one build (moka coalesces them).
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -66,6 +67,10 @@ pub enum CacheError {
     Store(String),
     #[error("cannot build packument: {0}")]
     Build(String),
+    /// Never leaves this module: a writer was waiting out the builds in flight (see
+    /// [`PackumentCache::invalidate`]); the caller asks again.
+    #[error("packument is being invalidated")]
+    Retry,
 }
 
 impl From<StoreError> for CacheError {
@@ -75,6 +80,9 @@ impl From<StoreError> for CacheError {
 }
 
 type Key = (RegistryId, PackageName);
+
+/// Tries of the cache before `get` reads through it (see `CacheError::Retry`).
+const MAX_ATTEMPTS: usize = 8;
 
 #[derive(Clone)]
 pub struct PackumentCache {
@@ -106,14 +114,35 @@ impl PackumentCache {
         registry_base: &str,
     ) -> Result<Arc<Prepared>, CacheError> {
         let key = (registry, name.clone());
-        self.entries
-            .try_get_with(key, self.load(registry, name, registry_base))
-            .await
-            .map_err(|e| (*e).clone())
+        for _ in 0..MAX_ATTEMPTS {
+            match self
+                .entries
+                .try_get_with(key.clone(), self.load(registry, name, registry_base))
+                .await
+            {
+                Err(e) if matches!(*e, CacheError::Retry) => tokio::task::yield_now().await,
+                result => return result.map_err(|e| (*e).clone()),
+            }
+        }
+        // Writers kept this package busy: read it without caching.
+        self.load(registry, name, registry_base).await
     }
 
+    /// Drops the package's entry after a change has been committed to the store.
+    ///
+    /// A build that read the store before the commit may still be running, and moka
+    /// caches its result when it finishes, which would serve the old packument until
+    /// the next change. So first join the build in flight (or find what it already
+    /// cached), then drop the entry: every build that starts after that reads the change.
+    /// Joining runs nothing when there is nothing in flight; readers that happen to join
+    /// that empty run get `Retry` and ask again.
     pub async fn invalidate(&self, registry: RegistryId, name: &PackageName) {
-        self.entries.invalidate(&(registry, name.clone())).await;
+        let key = (registry, name.clone());
+        let _ = self
+            .entries
+            .try_get_with(key.clone(), async { Err(CacheError::Retry) })
+            .await;
+        self.entries.invalidate(&key).await;
     }
 
     async fn load(
