@@ -155,7 +155,7 @@ pub async fn admit(app: &App, candidate: Candidate<'_>) -> Result<Admitted, Admi
         StoreError::Conflict(_) => AdmissionError::NameTaken(name.to_string()),
         other => AdmissionError::Store(other),
     })?;
-    app.packuments.invalidate(&name);
+    app.packuments.invalidate(registry.id, &name).await;
     app.audit(AuditEntry {
         actor: publisher.map(|u| u.name.clone()),
         action: match origin {

@@ -125,7 +125,7 @@ impl App {
                         for change in changes {
                             seen = seen.max(change.seq);
                             match change.name {
-                                Some(name) => app.packuments.invalidate(&name),
+                                Some(name) => app.packuments.invalidate_everywhere(&name),
                                 None => app.packuments.invalidate_all(),
                             }
                         }

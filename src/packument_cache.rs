@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -92,6 +93,10 @@ pub enum CacheError {
     Store(String),
     #[error("cannot build packument: {0}")]
     Build(String),
+    /// Never leaves this module: a writer was waiting out the builds in flight (see
+    /// [`PackumentCache::invalidate`]); the caller asks again.
+    #[error("packument is being invalidated")]
+    Retry,
 }
 
 impl From<StoreError> for CacheError {
@@ -110,6 +115,9 @@ impl Expiry<Key, Arc<Prepared>> for PreparedExpiry {
     }
 }
 
+/// Tries of the cache before `get` reads through it (see `CacheError::Retry`).
+const MAX_ATTEMPTS: usize = 8;
+
 /// Registry upstream chains (`team` → `default` → …) are followed this deep, no further.
 const MAX_CHAIN: u8 = 4;
 
@@ -120,6 +128,8 @@ pub struct PackumentCache {
     upstreams: Arc<Upstreams>,
     public_url: PublicUrl,
     settings: UpstreamSettings,
+    /// Bumped by every invalidation; a build that sees it move doesn't keep its result.
+    generation: Arc<AtomicU64>,
 }
 
 impl PackumentCache {
@@ -148,6 +158,7 @@ impl PackumentCache {
             upstreams,
             public_url,
             settings,
+            generation: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -168,16 +179,43 @@ impl PackumentCache {
     ) -> futures_util::future::BoxFuture<'a, Result<Arc<Prepared>, CacheError>> {
         Box::pin(async move {
             let key = (registry.id, name.clone());
-            self.entries
-                .try_get_with(key, self.load(registry, name, depth))
-                .await
-                .map_err(|e| (*e).clone())
+            for _ in 0..MAX_ATTEMPTS {
+                match self
+                    .entries
+                    .try_get_with(key.clone(), self.load(registry, name, depth))
+                    .await
+                {
+                    Err(e) if matches!(*e, CacheError::Retry) => tokio::task::yield_now().await,
+                    result => return result.map_err(|e| (*e).clone()),
+                }
+            }
+            // Writers kept this package busy: read it without caching.
+            self.load(registry, name, depth).await
         })
     }
 
-    /// Drops the package's entries in every registry: one registry's change shows
-    /// through in the registries that use it as an upstream.
-    pub fn invalidate(&self, name: &PackageName) {
+    /// Drops a package's entries after a change to it was committed.
+    ///
+    /// A build that read the store before the commit may still be running, and moka
+    /// would cache its result, serving the old packument until the next change. So
+    /// first join the build in flight for this registry (caching nothing), then drop
+    /// the entry: the writer's next read starts a fresh build. Builds elsewhere (other
+    /// registries see this one through registry upstreams) notice the generation
+    /// change when they finish and don't keep their result.
+    pub async fn invalidate(&self, registry: RegistryId, name: &PackageName) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        let key = (registry, name.clone());
+        let _ = self
+            .entries
+            .try_get_with(key.clone(), async { Err(CacheError::Retry) })
+            .await;
+        self.entries.invalidate(&key).await;
+        self.invalidate_everywhere(name);
+    }
+
+    /// Drops a package's entries in every registry (changes made by other processes).
+    pub fn invalidate_everywhere(&self, name: &PackageName) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
         let name = name.clone();
         if let Err(e) = self.entries.invalidate_entries_if(move |key, _| key.1 == name) {
             tracing::error!(error = %e, "cannot invalidate cached packuments");
@@ -185,10 +223,12 @@ impl PackumentCache {
     }
 
     pub fn invalidate_all(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
         self.entries.invalidate_all();
     }
 
     async fn load(&self, registry: &Registry, name: &PackageName, depth: u8) -> Result<Arc<Prepared>, CacheError> {
+        let generation = self.generation.load(Ordering::SeqCst);
         let local = self.meta.package(registry.id, name).await?;
         let base = self.registry_base(registry);
         let internal = local.as_ref().is_some_and(|r| r.internal);
@@ -210,9 +250,13 @@ impl PackumentCache {
             });
         }
         let settings_ttl = gathered.ttl;
-        let prepared = tokio::task::spawn_blocking(move || prepare(local, gathered, &base, settings_ttl))
+        let mut prepared = tokio::task::spawn_blocking(move || prepare(local, gathered, &base, settings_ttl))
             .await
             .map_err(|e| CacheError::Build(e.to_string()))??;
+        if self.generation.load(Ordering::SeqCst) != generation {
+            // Something changed while we built: hand this to whoever waits, keep none of it.
+            prepared.ttl = Some(Duration::ZERO);
+        }
         Ok(Arc::new(prepared))
     }
 

@@ -114,7 +114,8 @@ fn parse_publish(url_name: &PackageName, doc: &mut Map<String, Value>) -> Result
         Some(n) if n == url_name.as_str() => {}
         other => {
             return Err(invalid(format!(
-                "manifest name {other:?} does not match the package name \"{url_name}\""
+                "manifest name {} does not match the package name \"{url_name}\"",
+                quoted_or_missing(other)
             )));
         }
     }
@@ -122,7 +123,8 @@ fn parse_publish(url_name: &PackageName, doc: &mut Map<String, Value>) -> Result
         Some(v) if v == version.as_str() => {}
         other => {
             return Err(invalid(format!(
-                "manifest version {other:?} does not match the version key \"{version}\""
+                "manifest version {} does not match the version key \"{version}\"",
+                quoted_or_missing(other)
             )));
         }
     }
@@ -142,6 +144,11 @@ fn parse_publish(url_name: &PackageName, doc: &mut Map<String, Value>) -> Result
         tarball,
         digests,
     })
+}
+
+/// A string field for an error message: `"value"`, or `(missing)`.
+fn quoted_or_missing(value: Option<&str>) -> String {
+    value.map_or_else(|| "(missing)".to_owned(), |v| format!("{v:?}"))
 }
 
 /// The tags a publish asks for: each must point at the published version.
@@ -310,7 +317,11 @@ mod tests {
         let e = error_of(&body(b"tgz", |d| d["name"] = json!("@acme/other")));
         assert!(e.contains("does not match"), "{e}");
         let e = error_of(&body(b"tgz", |d| d["versions"]["1.0.0"]["version"] = json!("2.0.0")));
-        assert!(e.contains("manifest version"), "{e}");
+        assert!(e.contains("manifest version \"2.0.0\" does not match"), "{e}");
+        let e = error_of(&body(b"tgz", |d| {
+            d["versions"]["1.0.0"].as_object_mut().expect("object").remove("name");
+        }));
+        assert!(e.contains("manifest name (missing) does not match"), "{e}");
         let e = error_of(&body(b"tgz", |d| {
             d["_attachments"]["@acme/lib-1.0.0.tgz"]["data"] = json!("***")
         }));

@@ -1,8 +1,10 @@
 //! Integration tests: one binary (faster to link), one module per area.
 
 mod access;
+mod bad_input;
 mod cli;
 mod clients;
+mod durability;
 mod promotion;
 mod protocol;
 mod support;

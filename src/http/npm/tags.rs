@@ -34,7 +34,7 @@ pub async fn set(ctx: &Ctx, name: &PackageName, tag: &str, body: &Bytes) -> ApiR
         return Err(ApiError::NotFound(format!("version not found: {name}@{version}")));
     }
     ctx.app.meta.set_dist_tag(record.id, tag.as_str(), &version).await?;
-    ctx.app.packuments.invalidate(name);
+    ctx.app.packuments.invalidate(ctx.registry.id, name).await;
     ctx.audit("dist-tag.set", Some(name), Some(&version), Some(format!("tag={tag}")))
         .await;
     Ok(axum::Json(json!({ "ok": true })).into_response())
@@ -53,7 +53,7 @@ pub async fn remove(ctx: &Ctx, name: &PackageName, tag: &str) -> ApiResult<Respo
     if !ctx.app.meta.remove_dist_tag(record.id, tag).await? {
         return Err(ApiError::NotFound(format!("dist-tag \"{tag}\" not found on {name}")));
     }
-    ctx.app.packuments.invalidate(name);
+    ctx.app.packuments.invalidate(ctx.registry.id, name).await;
     ctx.audit("dist-tag.remove", Some(name), None, Some(format!("tag={tag}")))
         .await;
     Ok(axum::Json(json!({ "ok": true })).into_response())

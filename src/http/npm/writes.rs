@@ -71,8 +71,14 @@ async fn publish_version(ctx: &Ctx, publish: Publish) -> ApiResult<Response> {
 /// A whole document sent back: deprecation changes, or (with a rev) versions removed
 /// by `npm unpublish name@version`. It may never add versions or change their content.
 async fn update_document(ctx: &Ctx, name: &PackageName, rev: Option<&str>, document: Document) -> ApiResult<Response> {
-    let prepared = ctx.local_package(name).await?;
-    let record = super::held(&prepared)?;
+    ctx.check_token_package(name)?;
+    // Most often a publish that lost its attachment: say so rather than a bare 404.
+    let record = ctx.app.meta.package(ctx.registry.id, name).await?.ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "package \"{name}\" does not exist; a new package must be published with its tarball attachment"
+        ))
+    })?;
+    let record = &record;
     ctx.require_maintainer(record)?;
     let live: HashSet<&str> = record.live_versions().map(|v| v.version.as_str()).collect();
     let sent: HashSet<&str> = document.deprecations.iter().map(|(v, _)| v.as_str()).collect();
@@ -97,7 +103,7 @@ async fn update_document(ctx: &Ctx, name: &PackageName, rev: Option<&str>, docum
             .meta
             .unpublish_versions(record.id, parse_rev(rev), &removed, &tags)
             .await?;
-        ctx.app.packuments.invalidate(name);
+        ctx.app.packuments.invalidate(ctx.registry.id, name).await;
         for version in &removed {
             ctx.audit("version.unpublish", Some(name), Some(version), None).await;
         }
@@ -113,7 +119,7 @@ async fn update_document(ctx: &Ctx, name: &PackageName, rev: Option<&str>, docum
         .collect();
     if !changes.is_empty() {
         ctx.app.meta.set_deprecations(record.id, &changes).await?;
-        ctx.app.packuments.invalidate(name);
+        ctx.app.packuments.invalidate(ctx.registry.id, name).await;
         for (version, message) in &changes {
             let action = if message.is_some() {
                 "version.deprecate"
@@ -147,7 +153,7 @@ async fn set_owners(ctx: &Ctx, name: &PackageName, rev: Option<&str>, owners: &[
         .meta
         .set_maintainers(record.id, rev.and_then(parse_rev), &ids)
         .await?;
-    ctx.app.packuments.invalidate(name);
+    ctx.app.packuments.invalidate(ctx.registry.id, name).await;
     ctx.audit("package.owners", Some(name), None, Some(owners.join(",")))
         .await;
     Ok(ok())
@@ -160,7 +166,7 @@ pub async fn unpublish_package(ctx: &Ctx, name: &PackageName, rev: &str) -> ApiR
     let record = super::held(&prepared)?;
     ctx.require_maintainer(record)?;
     ctx.app.meta.unpublish_package(record.id, parse_rev(rev)).await?;
-    ctx.app.packuments.invalidate(name);
+    ctx.app.packuments.invalidate(ctx.registry.id, name).await;
     ctx.audit("package.unpublish", Some(name), None, None).await;
     Ok(ok())
 }

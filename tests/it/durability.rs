@@ -1,0 +1,263 @@
+//! Concurrency and crash safety: concurrent publishes never lose an update, a race
+//! for one version has exactly one winner, and `kill -9` loses no acknowledged publish.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::*;
+
+/// A tarball of `name@version` whose bytes also depend on `flavour`.
+fn flavoured_tarball(name: &str, version: &str, flavour: &str) -> Vec<u8> {
+    let manifest = serde_json::json!({ "name": name, "version": version, "main": "index.js" });
+    tarball(&[
+        ("package/package.json", manifest.to_string().as_bytes()),
+        (
+            "package/index.js",
+            format!("module.exports = '{flavour}';\n").as_bytes(),
+        ),
+    ])
+}
+
+/// The tarball as served for `name@version`.
+fn download(server: &TestServer, token: &str, name: &str, version: &str) -> Vec<u8> {
+    let basename = name.rsplit('/').next().expect("basename");
+    let response = http()
+        .get(format!(
+            "{}{name}/-/{basename}-{version}.tgz",
+            server.registry_url("default")
+        ))
+        .bearer_auth(token)
+        .send()
+        .expect("tarball request");
+    assert_eq!(response.status(), 200, "tarball of {name}@{version}");
+    response.bytes().expect("tarball bytes").to_vec()
+}
+
+/// Every version in the packument has a downloadable tarball that hashes to its
+/// `dist.integrity` and `dist.shasum`: no half-stored version.
+fn assert_consistent(server: &TestServer, token: &str, name: &str) -> Value {
+    let doc = packument(server, "default", token, name).unwrap_or_else(|| panic!("{name} is missing"));
+    for (version, manifest) in doc["versions"].as_object().expect("versions") {
+        let bytes = download(server, token, name, version);
+        assert_eq!(manifest["dist"]["integrity"], sri_sha512(&bytes), "{name}@{version}");
+        assert_eq!(manifest["dist"]["shasum"], sha1_hex(&bytes), "{name}@{version}");
+    }
+    doc
+}
+
+#[test]
+fn thirty_concurrent_publishes_of_one_package_all_survive() {
+    const N: usize = 30;
+    const READERS: usize = 4;
+    let server = TestServer::start();
+    let token = server.admin_token();
+    publish_ok(&server, "default", &token, "busy", "0.0.1");
+    let barrier = Arc::new(Barrier::new(N + READERS));
+    let done = AtomicBool::new(false);
+    let statuses: Vec<(String, u16, String, bool)> = std::thread::scope(|scope| {
+        // Readers keep loading the packument while it changes, as installs would.
+        for _ in 0..READERS {
+            let (server, token, barrier, done) = (&server, &token, Arc::clone(&barrier), &done);
+            scope.spawn(move || {
+                barrier.wait();
+                for _ in 0..10_000 {
+                    if done.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let _ = packument(server, "default", token, "busy");
+                }
+            });
+        }
+        let handles: Vec<_> = (0..N)
+            .map(|i| {
+                let (server, token, barrier) = (&server, &token, Arc::clone(&barrier));
+                scope.spawn(move || {
+                    let version = format!("1.0.{i}");
+                    let mut body = publish_body("busy", &version);
+                    // Big manifests make packument builds slow, so that builds started
+                    // before a commit are still running when it is acknowledged.
+                    body["versions"][&version]["readme"] = Value::String(format!("busy {i} ").repeat(20_000));
+                    barrier.wait();
+                    let response = publish(server, "default", token, &body);
+                    let status = response.status().as_u16();
+                    let text = response.text().unwrap_or_default();
+                    // Acknowledged means visible: the next read shows the version.
+                    let seen = status == 201
+                        && packument(server, "default", token, "busy")
+                            .is_some_and(|doc| doc["versions"][&version].is_object());
+                    (version, status, text, seen)
+                })
+            })
+            .collect();
+        let statuses = handles.into_iter().map(|h| h.join().expect("publisher")).collect();
+        done.store(true, Ordering::Relaxed);
+        statuses
+    });
+    for (version, status, body, seen) in &statuses {
+        assert_eq!(*status, 201, "busy@{version}: {body}");
+        assert!(
+            seen,
+            "busy@{version} was acknowledged but the packument read next lacks it"
+        );
+    }
+    let doc = assert_consistent(&server, &token, "busy");
+    let versions = doc["versions"].as_object().expect("versions");
+    assert_eq!(
+        versions.len(),
+        N + 1,
+        "versions: {:?}",
+        versions.keys().collect::<Vec<_>>()
+    );
+    for i in 0..N {
+        assert!(doc["time"][format!("1.0.{i}")].is_string(), "time of 1.0.{i}");
+    }
+    assert!(versions.contains_key(doc["dist-tags"]["latest"].as_str().expect("latest")));
+    // Fresh from disk too, not only from the packument cache.
+    let mut server = server;
+    server.restart();
+    let doc = packument(&server, "default", &token, "busy").expect("busy");
+    assert_eq!(doc["versions"].as_object().expect("versions").len(), N + 1);
+}
+
+#[test]
+fn two_publishes_racing_for_one_version_have_exactly_one_winner() {
+    let server = TestServer::start();
+    let token = server.admin_token();
+    publish_ok(&server, "default", &token, "contested", "0.0.1");
+    // A few rounds, so that the two requests really overlap in some of them.
+    for round in 0..5 {
+        let version = format!("1.0.{round}");
+        let tarballs = [
+            flavoured_tarball("contested", &version, "left"),
+            flavoured_tarball("contested", &version, "right"),
+        ];
+        let barrier = Barrier::new(2);
+        let results: Vec<(u16, String)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = tarballs
+                .iter()
+                .map(|tgz| {
+                    let body = publish_body_with("contested", &version, "latest", tgz);
+                    let (server, token, barrier) = (&server, &token, &barrier);
+                    scope.spawn(move || {
+                        barrier.wait();
+                        let response = publish(server, "default", token, &body);
+                        let status = response.status().as_u16();
+                        (status, response.text().unwrap_or_default())
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("publisher")).collect()
+        });
+        let winners: Vec<usize> = (0..2).filter(|&i| results[i].0 == 201).collect();
+        assert_eq!(winners.len(), 1, "round {round}: {results:?}");
+        let (winner, loser) = (winners[0], 1 - winners[0]);
+        let (status, body) = &results[loser];
+        assert!([403, 409].contains(status), "round {round}: loser got {status}: {body}");
+        assert!(
+            body.contains("cannot publish over the previously published versions"),
+            "round {round}: {body}"
+        );
+        let doc = assert_consistent(&server, &token, "contested");
+        assert_eq!(
+            doc["versions"][&version]["dist"]["integrity"],
+            sri_sha512(&tarballs[winner]),
+            "round {round}: the stored version is not the winner's"
+        );
+        assert_eq!(download(&server, &token, "contested", &version), tarballs[winner]);
+    }
+}
+
+/// A publish acknowledged with 201 before the crash.
+struct Acked {
+    name: String,
+    version: String,
+    tarball: Vec<u8>,
+}
+
+#[test]
+fn kill_9_during_publishes_loses_no_acknowledged_version() {
+    const THREADS: usize = 4;
+    const WANTED_ACKS: usize = 24;
+    let mut server = TestServer::start();
+    let token = server.admin_token();
+    let acked: Arc<Mutex<Vec<Acked>>> = Arc::default();
+    let base = server.registry_url("default");
+    // Two threads share a package, two have one each: both kinds of write contend.
+    let publishers: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (acked, token, base) = (Arc::clone(&acked), token.clone(), base.clone());
+            std::thread::spawn(move || {
+                let name = if t < 2 {
+                    "crash-shared".to_owned()
+                } else {
+                    format!("crash-{t}")
+                };
+                let client = http();
+                for i in 0..500 {
+                    let version = format!("1.{t}.{i}");
+                    let tgz = flavoured_tarball(&name, &version, &format!("{t}-{i}"));
+                    let body = publish_body_with(&name, &version, "latest", &tgz);
+                    // Connection errors once the server is gone end the thread.
+                    let Ok(response) = client
+                        .put(format!("{base}{name}"))
+                        .bearer_auth(&token)
+                        .json(&body)
+                        .send()
+                    else {
+                        return;
+                    };
+                    match response.status().as_u16() {
+                        201 => acked.lock().expect("lock").push(Acked {
+                            name: name.clone(),
+                            version,
+                            tarball: tgz,
+                        }),
+                        other => panic!("{name}@{version}: {other} {}", response.text().unwrap_or_default()),
+                    }
+                }
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while acked.lock().expect("lock").len() < WANTED_ACKS && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    server.kill();
+    for publisher in publishers {
+        publisher.join().expect("publisher thread");
+    }
+    let acked = std::mem::take(&mut *acked.lock().expect("lock"));
+    assert!(
+        acked.len() >= WANTED_ACKS,
+        "only {} publishes acknowledged before the deadline",
+        acked.len()
+    );
+
+    server.restart();
+    let ready = http().get(format!("{}/-/ready", server.base)).send().expect("ready");
+    assert_eq!(ready.status(), 200, "store not ready after the crash: {}", server.log());
+    let mut names: Vec<&str> = acked.iter().map(|a| a.name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    let docs: Vec<(&str, Value)> = names
+        .iter()
+        .map(|name| (*name, assert_consistent(&server, &token, name)))
+        .collect();
+    for a in &acked {
+        let doc = &docs.iter().find(|(n, _)| *n == a.name).expect("doc").1;
+        assert_eq!(
+            doc["versions"][&a.version]["dist"]["integrity"],
+            sri_sha512(&a.tarball),
+            "acknowledged {}@{} lost or changed by the crash",
+            a.name,
+            a.version
+        );
+        assert_eq!(download(&server, &token, &a.name, &a.version), a.tarball);
+    }
+    for name in names {
+        publish_ok(&server, "default", &token, name, "2.0.0");
+    }
+}
