@@ -143,7 +143,7 @@ pub async fn admit(app: &App, candidate: Candidate<'_>) -> Result<Admitted, Admi
         tags: tags.iter().map(|t| t.as_str().to_owned()).collect(),
         // Names first published here are internal (dependency-confusion guard);
         // names that arrive from an upstream are not.
-        internal_if_new: !pulled,
+        internal_if_new: !pulled && app.config.internal_by_default,
         published_at: match origin {
             Origin::Upstream { published_at, .. } => published_at,
             Origin::Publish | Origin::Promotion { .. } => None,

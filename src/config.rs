@@ -22,6 +22,9 @@ pub struct Config {
     /// "derive from the address we bound".
     pub public_url: Option<PublicUrl>,
     pub allow_registration: bool,
+    /// Flag a package internal when its name is first published into a registry
+    /// (dependency-confusion guard).
+    pub internal_by_default: bool,
     pub limits: Limits,
     /// Bytes of prepared packuments kept in memory (and as much again for parsed
     /// upstream documents).
@@ -163,6 +166,7 @@ struct FileConfig {
     listen: Option<String>,
     public_url: Option<String>,
     allow_registration: Option<bool>,
+    internal_by_default: Option<bool>,
     packument_cache_bytes: Option<u64>,
     limits: Option<Limits>,
     registries: BTreeMap<String, RegistrySettings>,
@@ -227,6 +231,7 @@ impl Config {
             listen,
             public_url,
             allow_registration: file.allow_registration.unwrap_or(false),
+            internal_by_default: file.internal_by_default.unwrap_or(true),
             limits,
             packument_cache_bytes: file.packument_cache_bytes.unwrap_or(64 * 1024 * 1024),
             registries,

@@ -148,10 +148,17 @@ async fn bump_rev(
             .execute(&mut **tx)
             .await?;
     match updated.rows_affected() {
-        1 => Ok(()),
-        _ if expected_rev.is_some() => Err(StoreError::Stale),
-        _ => Err(StoreError::NotFound),
+        1 => {}
+        _ if expected_rev.is_some() => return Err(StoreError::Stale),
+        _ => return Err(StoreError::NotFound),
     }
+    // Other processes (the CLI, replicas) learn of the change from this log.
+    sqlx::query("INSERT INTO changes (registry_id, name, at) SELECT registry_id, name, $1 FROM packages WHERE id = $2")
+        .bind(now_millis())
+        .bind(package.0)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// Copies the search fields of the version `latest` points at onto the package.

@@ -287,3 +287,31 @@ fn chained_registries_pull_through_each_other() {
         .expect("json");
     assert_eq!(shared["dist-tags"]["latest"], "1.0.0");
 }
+
+#[test]
+fn internal_by_default_can_be_turned_off() {
+    let fake = FakeUpstream::start();
+    let server = TestServer::start_with_config(&format!(
+        "internal_by_default = false\n[upstream]\nnpmjs_url = \"{}\"\n[registries.default]\nupstreams = [\"npmjs\"]\n",
+        fake.url
+    ));
+    let token = server.admin_token();
+    publish_ok(&server, "default", &token, "shared-name", "1.0.0");
+    fake.publish("shared-name", "2.0.0");
+    let doc: Value = get(&server, "shared-name", &token).json().expect("json");
+    let versions: Vec<&String> = doc["versions"].as_object().expect("versions").keys().collect();
+    assert_eq!(versions, ["1.0.0", "2.0.0"], "not internal: upstream versions merge in");
+    assert_eq!(doc["dist-tags"]["latest"], "1.0.0", "local tags win");
+    // An administrator can still flag it; the running server follows within moments.
+    assert!(
+        server
+            .cli(&["package", "internal", "default", "shared-name", "on"], "")
+            .status
+            .success()
+    );
+    let flagged = eventually(Duration::from_secs(5), || {
+        let doc: Value = get(&server, "shared-name", &token).json().expect("json");
+        doc["versions"].get("2.0.0").is_none()
+    });
+    assert!(flagged, "{}", server.log());
+}
