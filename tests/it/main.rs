@@ -2,6 +2,7 @@
 
 mod access;
 mod cli;
+mod client_proxy;
 mod clients;
 mod protocol;
 mod support;
