@@ -9,7 +9,8 @@
 //!   override them; tags pointing at versions that aren't in the merge are dropped,
 //!   and `latest` falls back to the highest stable version.
 //! - time: the union; for a version, local wins, then the first upstream;
-//!   `created` is the earliest and `modified` the latest of all.
+//!   `created` is the earliest and `modified` the latest of all (of the version
+//!   times when no document has them).
 //! - the other top-level fields (readme, description, maintainers, …) come from the
 //!   document that owns `latest`.
 
@@ -138,6 +139,11 @@ pub fn merge(
             }
         }
     }
+    // Some registries (mirrors) send version times only. Clients expect both summary
+    // times (bun refuses an abbreviated document without `modified`): derive them.
+    let version_times = || time.values().filter_map(Value::as_str);
+    let created = created.or_else(|| version_times().fold(None, min_time));
+    let modified = modified.or_else(|| version_times().fold(None, max_time));
     if let Some(created) = created {
         time.insert("created".into(), Value::String(created));
     }
@@ -308,6 +314,20 @@ mod tests {
         let versions: Vec<&String> = merged.full["versions"].as_object().unwrap().keys().collect();
         assert_eq!(versions, ["0.9.0beta", "1.0.0"]);
         assert_eq!(merged.full["dist-tags"]["latest"], "1.0.0", "latest falls back");
+    }
+
+    #[test]
+    fn summary_times_are_derived_when_the_upstream_sends_version_times_only() {
+        let mut up = doc(&["1.0.0", "1.10.0"], "1.10.0", "http://up");
+        let time = up["time"].as_object_mut().unwrap();
+        time.remove("created");
+        time.remove("modified");
+        // Mirrors write microseconds and an offset; the order is by instant, not text.
+        time.insert("1.0.0".into(), json!("2020-01-01T00:00:00.000000+00:00"));
+        time.insert("1.10.0".into(), json!("2020-06-01T00:00:00.000Z"));
+        let merged = merge(&name(), "http://us/r/x", None, &[&up]).unwrap();
+        assert_eq!(merged.full["time"]["created"], "2020-01-01T00:00:00.000000+00:00");
+        assert_eq!(merged.full["time"]["modified"], "2020-06-01T00:00:00.000Z");
     }
 
     #[test]

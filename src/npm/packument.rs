@@ -171,18 +171,23 @@ pub fn abbreviate(full: &Value) -> Value {
                 .collect()
         })
         .unwrap_or_default();
-    let modified = full
+    let mut abbreviated = Map::new();
+    abbreviated.insert("name".into(), full.get("name").cloned().unwrap_or(Value::Null));
+    // Absent rather than null when unknown: bun refuses a document whose `modified` is null.
+    if let Some(modified) = full
         .get("time")
         .and_then(|t| t.get("modified"))
-        .cloned()
-        .unwrap_or(Value::Null);
-    json!({
-        "name": full.get("name").cloned().unwrap_or(Value::Null),
-        "modified": modified,
-        "dist-tags": full.get("dist-tags").cloned().unwrap_or_else(|| json!({})),
-        "versions": versions,
-        "time": full.get("time").cloned().unwrap_or_else(|| json!({})),
-    })
+        .filter(|m| m.is_string())
+    {
+        abbreviated.insert("modified".into(), modified.clone());
+    }
+    abbreviated.insert(
+        "dist-tags".into(),
+        full.get("dist-tags").cloned().unwrap_or_else(|| json!({})),
+    );
+    abbreviated.insert("versions".into(), Value::Object(versions));
+    abbreviated.insert("time".into(), full.get("time").cloned().unwrap_or_else(|| json!({})));
+    Value::Object(abbreviated)
 }
 
 /// Orders version strings by semver precedence; unparsable ones sort first, by text.
@@ -277,6 +282,12 @@ mod tests {
         assert!(v.get("scripts").is_none());
         assert!(v.get("description").is_none());
         assert_eq!(docs.abbreviated["modified"], "2023-11-14T22:13:20.000Z");
+    }
+
+    #[test]
+    fn abbreviated_document_without_a_modified_time_has_no_modified_field() {
+        let full = json!({"name": "a", "dist-tags": {}, "versions": {}, "time": {"1.0.0": "2020-01-01T00:00:00.000Z"}});
+        assert!(abbreviate(&full).get("modified").is_none());
     }
 
     #[test]

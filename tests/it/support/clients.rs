@@ -15,11 +15,13 @@
 //! its sandboxes and prints where they are.
 //!
 //! Layout: `install` (the one-time install and its cross-process lock), `run` (commands with a
-//! timeout), `lockfile` (reading each client's lockfile); sandboxes, client commands and
+//! timeout), `lockfile` (reading each client's lockfile), `public` (the npm registry for tests
+//! that install real public packages, skipped offline); sandboxes, client commands and
 //! [`Project`] live here.
 
 pub mod install;
 pub mod lockfile;
+pub mod public;
 pub mod run;
 
 use std::fs;
@@ -31,6 +33,7 @@ use serde_json::{Value, json};
 
 pub use install::{Clients, clients};
 pub use lockfile::{LockedPackage, Lockfile};
+pub use public::public_registry;
 pub use run::run;
 
 // ---------------------------------------------------------------------------------------------
@@ -396,8 +399,8 @@ impl Project {
         }
     }
 
-    /// Writes a `package.json` depending on `deps` (`(name, range)`) and runs the client's install.
-    pub fn install(&self, deps: &[(&str, &str)]) -> Output {
+    /// Writes a `package.json` depending on `deps` (`(name, range)`).
+    pub fn write_manifest(&self, deps: &[(&str, &str)]) {
         let dependencies: serde_json::Map<String, Value> = deps
             .iter()
             .map(|(name, range)| ((*name).to_owned(), Value::from(*range)))
@@ -406,6 +409,11 @@ impl Project {
             &self.dir.join("package.json"),
             &json!({ "name": "gatehouse-e2e-consumer", "version": "0.0.0", "private": true, "dependencies": dependencies }),
         );
+    }
+
+    /// Writes a `package.json` depending on `deps` (`(name, range)`) and runs the client's install.
+    pub fn install(&self, deps: &[(&str, &str)]) -> Output {
+        self.write_manifest(deps);
         match self.kind {
             ClientKind::Npm => self.run(&["install", "--omit-lockfile-registry-resolved=false"]),
             // pnpm turns frozen-lockfile on in CI; say explicitly that the lockfile may be written.
@@ -416,6 +424,29 @@ impl Project {
                 self.run(&["install"])
             }
             ClientKind::Bun => self.run(&["install", "--no-progress"]),
+        }
+    }
+
+    /// Installs exactly what the lockfile says, failing rather than changing it: the CI mode
+    /// of each client (`npm ci`, `--frozen-lockfile`, `--immutable`).
+    pub fn install_frozen(&self) -> Output {
+        match self.kind {
+            ClientKind::Npm => self.run(&["ci"]),
+            ClientKind::Pnpm => self.run(&["install", "--frozen-lockfile"]),
+            ClientKind::YarnClassic => {
+                self.run(&["install", "--frozen-lockfile", "--non-interactive", "--no-progress"])
+            }
+            ClientKind::YarnBerry => self.run(&["install", "--immutable"]),
+            ClientKind::Bun => self.run(&["install", "--frozen-lockfile", "--no-progress"]),
+        }
+    }
+
+    /// Copies `files` (e.g. `package.json` and the lockfile) from another project's directory.
+    pub fn copy_from(&self, other: &Project, files: &[&str]) {
+        for file in files {
+            let from = other.dir.join(file);
+            let to = self.dir.join(file);
+            fs::copy(&from, &to).unwrap_or_else(|e| panic!("copy {} to {}: {e}", from.display(), to.display()));
         }
     }
 
@@ -519,7 +550,8 @@ impl Project {
         entry
     }
 
-    fn write(&self, file: &str, contents: &str) {
+    /// Writes `file` (relative to the project dir).
+    pub fn write(&self, file: &str, contents: &str) {
         write_file(&self.dir.join(file), contents);
     }
 

@@ -39,14 +39,10 @@ impl TestServer {
     pub fn start_with_config(toml: &str) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let data_dir = dir.path().join("data");
-        let mut toml = toml.to_owned();
-        if !toml.contains("[registries.default]") {
-            toml.push_str("\n[registries.default]\nupstreams = []\n");
-        }
         let path = dir.path().join("gatehouse.toml");
-        std::fs::write(&path, toml).expect("write config");
+        write_config(&path, toml);
         let config_file = Some(path);
-        let (child, base) = spawn(&data_dir, config_file.as_deref());
+        let (child, base) = spawn(&data_dir, config_file.as_deref(), "127.0.0.1:0");
         TestServer {
             base,
             data_dir,
@@ -99,7 +95,31 @@ impl TestServer {
     /// Starts the server again on the same data dir (new port).
     pub fn restart(&mut self) {
         self.kill();
-        let (child, base) = spawn(&self.data_dir, self.config_file.as_deref());
+        let (child, base) = spawn(&self.data_dir, self.config_file.as_deref(), "127.0.0.1:0");
+        self.child = child;
+        self.base = base;
+    }
+
+    /// Stops the server and starts it again on the same data dir and the same port (so URLs
+    /// recorded in lockfiles stay valid) with a new configuration, completed as
+    /// [`TestServer::start_with_config`] completes it.
+    pub fn restart_with_config(&mut self, toml: &str) {
+        let path = self.config_file.clone().expect("a server started with a config file");
+        self.kill();
+        write_config(&path, toml);
+        let listen = self.base.trim_start_matches("http://").to_owned();
+        // The old socket is closed, but give the kernel a moment if the port is not free yet.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let (child, base) = loop {
+            match try_spawn(&self.data_dir, Some(&path), &listen) {
+                Ok(started) => break started,
+                Err(why) if Instant::now() < deadline => {
+                    eprintln!("restart on {listen}: {why}; retrying");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(why) => panic!("cannot restart gatehouse on {listen}: {why}\n{}", self.log()),
+            }
+        };
         self.child = child;
         self.base = base;
     }
@@ -116,7 +136,22 @@ impl Drop for TestServer {
     }
 }
 
-fn spawn(data_dir: &Path, config_file: Option<&Path>) -> (Child, String) {
+/// Writes the server's config file. Unless `toml` says otherwise, `default` has no upstream.
+fn write_config(path: &Path, toml: &str) {
+    let mut toml = toml.to_owned();
+    if !toml.contains("[registries.default]") {
+        toml.push_str("\n[registries.default]\nupstreams = []\n");
+    }
+    std::fs::write(path, toml).expect("write config");
+}
+
+fn spawn(data_dir: &Path, config_file: Option<&Path>, listen: &str) -> (Child, String) {
+    try_spawn(data_dir, config_file, listen).unwrap_or_else(|why| panic!("{why}"))
+}
+
+/// Starts `gatehouse serve` and waits for its "listening" line; on failure the process is
+/// reaped and the error says what it printed.
+fn try_spawn(data_dir: &Path, config_file: Option<&Path>, listen: &str) -> Result<(Child, String), String> {
     std::fs::create_dir_all(data_dir).expect("data dir");
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -126,7 +161,7 @@ fn spawn(data_dir: &Path, config_file: Option<&Path>) -> (Child, String) {
     let mut cmd = Command::new(BIN);
     cmd.arg("serve")
         .arg("--listen")
-        .arg("127.0.0.1:0")
+        .arg(listen)
         .env("GATEHOUSE_DATA_DIR", data_dir)
         .env("GATEHOUSE_ADMIN_PASSWORD", ADMIN_PASSWORD)
         .env_remove("GATEHOUSE_CONFIG")
@@ -140,14 +175,18 @@ fn spawn(data_dir: &Path, config_file: Option<&Path>) -> (Child, String) {
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
     let first = lines.next().and_then(Result::ok).unwrap_or_default();
-    let base = first
+    let Some(base) = first
         .strip_prefix("gatehouse listening on ")
         .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("unexpected first line from gatehouse: {first:?}"))
-        .to_owned();
+        .map(str::to_owned)
+    else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(format!("unexpected first line from gatehouse: {first:?}"));
+    };
     // Keep draining stdout so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    (child, base)
+    Ok((child, base))
 }
 
 pub fn run_cli(data_dir: &Path, args: &[&str], stdin: &str) -> Output {

@@ -194,7 +194,7 @@ fn install_clients(dir: &Path) -> Clients {
 }
 
 /// `npm config get KEY` with the machine's own configuration; `None` when unset.
-fn machine_npm_config(key: &str) -> Option<String> {
+pub(super) fn machine_npm_config(key: &str) -> Option<String> {
     let mut cmd = Command::new("npm");
     cmd.args(["config", "get", key, "--logs-max=0"])
         .current_dir(std::env::temp_dir());
