@@ -29,7 +29,8 @@ struct CreateBody {
 
 fn token_json(token: &Token) -> Value {
     json!({
-        "token": token.display,
+        // npm prints `{token}…` itself: without this trim it shows `gth_abcdef……`.
+        "token": token.display.trim_end_matches('…'),
         "key": token.key,
         "name": token.name,
         "readonly": token.readonly,
