@@ -55,7 +55,7 @@ pub async fn create(ctx: &Ctx, body: &Bytes) -> ApiResult<Response> {
         serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid token request: {e}")))?;
     let password = body
         .password
-        .ok_or_else(|| ApiError::Unauthorized("creating a token needs your password".into()))?;
+        .ok_or_else(|| ApiError::WrongPassword("creating a token needs your password".into()))?;
     ctx.app
         .auth
         .by_password(&principal.user.name, &password, ctx.client_ip)
