@@ -2,6 +2,7 @@
 
 mod access;
 mod cli;
+mod client_auth;
 mod clients;
 mod promotion;
 mod protocol;
