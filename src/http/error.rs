@@ -20,6 +20,11 @@ pub enum ApiError {
     /// Missing or invalid credentials.
     #[error("{0}")]
     Unauthorized(String),
+    /// A wrong or missing password where one was asked for (login, token creation, Basic
+    /// credentials). Answered with a `Basic` challenge: npm then says "Incorrect or missing
+    /// password" instead of blaming the saved token.
+    #[error("{0}")]
+    WrongPassword(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -54,7 +59,7 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized(_) | ApiError::WrongPassword(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -84,12 +89,17 @@ impl IntoResponse for ApiError {
                 HeaderValue::from(crate::auth::FAILURE_WINDOW.as_secs()),
             );
         }
-        if matches!(self, ApiError::Unauthorized(_)) {
-            // npm turns `Bearer` into "your authentication token seems to be invalid … npm login".
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"gatehouse\""),
-            );
+        // npm turns `Bearer` into "your authentication token seems to be invalid … npm login",
+        // and `Basic` into "Incorrect or missing password".
+        let challenge = match &self {
+            ApiError::Unauthorized(_) => Some("Bearer realm=\"gatehouse\""),
+            ApiError::WrongPassword(_) => Some("Basic realm=\"gatehouse\""),
+            _ => None,
+        };
+        if let Some(challenge) = challenge {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
         }
         response
     }
@@ -120,6 +130,7 @@ impl From<AuthError> for ApiError {
             AuthError::Store(e) => e.into(),
             AuthError::AddressRefused(_) => ApiError::Forbidden(e.to_string()),
             AuthError::RateLimited => ApiError::TooManyRequests(e.to_string()),
+            AuthError::BadPassword => ApiError::WrongPassword(e.to_string()),
             other => ApiError::Unauthorized(other.to_string()),
         }
     }

@@ -3,6 +3,7 @@
 mod access;
 mod bad_input;
 mod cli;
+mod client_auth;
 mod client_proxy;
 mod clients;
 mod durability;

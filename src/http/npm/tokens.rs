@@ -29,7 +29,8 @@ struct CreateBody {
 
 fn token_json(token: &Token) -> Value {
     json!({
-        "token": token.display,
+        // npm prints `{token}…` itself: without this trim it shows `gth_abcdef……`.
+        "token": token.display.trim_end_matches('…'),
         "key": token.key,
         "name": token.name,
         "readonly": token.readonly,
@@ -54,7 +55,7 @@ pub async fn create(ctx: &Ctx, body: &Bytes) -> ApiResult<Response> {
         serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid token request: {e}")))?;
     let password = body
         .password
-        .ok_or_else(|| ApiError::Unauthorized("creating a token needs your password".into()))?;
+        .ok_or_else(|| ApiError::WrongPassword("creating a token needs your password".into()))?;
     ctx.app
         .auth
         .by_password(&principal.user.name, &password, ctx.client_ip)

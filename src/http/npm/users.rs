@@ -42,7 +42,7 @@ pub async fn login(ctx: &Ctx, url_name: &str, body: &Bytes) -> ApiResult<Respons
         Err(AuthError::BadPassword) if ctx.app.config.allow_registration => register(ctx, &body).await?,
         Err(AuthError::BadPassword) => {
             ctx.audit_login(&body.name, "auth.login_failed", None).await;
-            return Err(ApiError::Unauthorized(
+            return Err(ApiError::WrongPassword(
                 "incorrect username or password (accounts are created by an administrator)".into(),
             ));
         }
@@ -88,7 +88,8 @@ async fn login_with_token(ctx: &Ctx, body: &LoginBody) -> ApiResult<Response> {
             ctx.audit_login(&body.name, "auth.login_failed", None).await;
             return Err(match e {
                 AuthError::AddressRefused(_) => e.into(),
-                _ => ApiError::Unauthorized("incorrect username or token".into()),
+                // Typed at the password prompt, so it's answered like a wrong password.
+                _ => ApiError::WrongPassword("incorrect username or token".into()),
             });
         }
     };
@@ -139,7 +140,7 @@ async fn register(ctx: &Ctx, body: &LoginBody) -> ApiResult<User> {
         }
         Err(StoreError::Conflict(_)) => {
             ctx.audit_login(&body.name, "auth.login_failed", None).await;
-            Err(ApiError::Unauthorized("incorrect username or password".into()))
+            Err(ApiError::WrongPassword("incorrect username or password".into()))
         }
         Err(e) => Err(e.into()),
     }

@@ -34,7 +34,7 @@ use serde_json::{Value, json};
 pub use install::{Clients, clients};
 pub use lockfile::{LockedPackage, Lockfile};
 pub use public::public_registry;
-pub use run::run;
+pub use run::{Running, output_text, run, run_answering, run_failing};
 
 // ---------------------------------------------------------------------------------------------
 // Client kinds, sandboxes and commands
@@ -241,6 +241,17 @@ impl Sandbox {
         self.dir.path()
     }
 
+    /// `file` in the sandbox's HOME (user-level config such as `.npmrc` or `.yarnrc.yml`, where
+    /// logins store tokens), or "" when it doesn't exist.
+    pub fn read_home(&self, file: &str) -> String {
+        fs::read_to_string(self.home.join(file)).unwrap_or_default()
+    }
+
+    /// Writes `file` in the sandbox's HOME.
+    pub fn write_home(&self, file: &str, contents: &str) {
+        write_file(&self.home.join(file), contents);
+    }
+
     /// The (empty) file npm, pnpm and yarn 1 are told to use as the machine-wide npmrc.
     pub fn global_npmrc(&self) -> PathBuf {
         self.dir.path().join("global-npmrc")
@@ -266,6 +277,8 @@ pub struct Project {
     pub kind: ClientKind,
     pub dir: PathBuf,
     pub sandbox: Sandbox,
+    /// Variables set for every client command (see [`Project::with_env`]).
+    env: Vec<(String, String)>,
 }
 
 impl Project {
@@ -274,13 +287,31 @@ impl Project {
         let sandbox = Sandbox::new();
         let dir = sandbox.path().join("project");
         fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-        Project { kind, dir, sandbox }
+        Project {
+            kind,
+            dir,
+            sandbox,
+            env: Vec::new(),
+        }
+    }
+
+    /// Sets `key=value` for every client command of this project (e.g. `NPM_TOKEN`, which the
+    /// sandbox otherwise keeps out).
+    pub fn with_env(mut self, key: &str, value: &str) -> Project {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
     }
 
     /// The client command, in the project dir, with `args`.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = self.kind.command(&self.sandbox, &self.dir);
-        cmd.args(args);
+        self.command_of(self.kind, args)
+    }
+
+    /// Another client's command in this project's dir and sandbox (same HOME, so the same user
+    /// config: e.g. `pnpm login` here, then bun reading the token it stored).
+    pub fn command_of(&self, kind: ClientKind, args: &[&str]) -> Command {
+        let mut cmd = kind.command(&self.sandbox, &self.dir);
+        cmd.args(args).envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
     }
 
@@ -289,9 +320,35 @@ impl Project {
         run(&mut self.command(args))
     }
 
+    /// Runs the client with `args` for a refusal; panics unless it fails in time.
+    pub fn run_failing(&self, args: &[&str]) -> Output {
+        run_failing(&mut self.command(args))
+    }
+
+    /// Starts the client with `args` in the background (see [`Running`]).
+    pub fn start(&self, args: &[&str]) -> Running {
+        run::start(&mut self.command(args))
+    }
+
+    /// Runs the client with `args`, typing each answer after its prompt appears (in order), as a
+    /// person at a terminal would; panics unless it succeeds in time.
+    pub fn run_answering(&self, args: &[&str], answers: &[(&str, &str)]) -> Output {
+        run_answering(&mut self.command(args), answers)
+    }
+
     /// Points this project at `registry_url` (`http://127.0.0.1:PORT/r/NAME/`, with the trailing
     /// slash) with a bearer `token`, in the config files this client reads.
     pub fn configure(&self, registry_url: &str, token: &str) {
+        self.configure_with(registry_url, Some(token));
+    }
+
+    /// Points this project at `registry_url` without credentials: the client must find them in
+    /// the user config (where `npm login` / `yarn npm login` store them).
+    pub fn configure_registry(&self, registry_url: &str) {
+        self.configure_with(registry_url, None);
+    }
+
+    fn configure_with(&self, registry_url: &str, token: Option<&str>) {
         assert!(
             registry_url.ends_with('/'),
             "registry URL must end with '/': {registry_url}"
@@ -301,58 +358,73 @@ impl Project {
             .strip_prefix("http:")
             .or_else(|| registry_url.strip_prefix("https:"))
             .unwrap_or_else(|| panic!("registry URL must be http(s): {registry_url}"));
-        let auth = format!("{nerf_dart}:_authToken={token}");
-        let authority = nerf_dart.trim_start_matches('/').split('/').next().unwrap_or_default();
-        let host = match authority.rsplit_once(':') {
-            Some((host, port)) if !host.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => host,
-            _ => authority,
-        };
+        let auth = token.map_or(String::new(), |token| format!("{nerf_dart}:_authToken={token}\n"));
         match self.kind {
             ClientKind::Npm => self.write(
                 ".npmrc",
                 &format!(
                     // Machines may set omit-lockfile-registry-resolved=true (no `resolved` URLs); the project wins.
-                    "registry={registry_url}\n{auth}\nomit-lockfile-registry-resolved=false\nupdate-notifier=false\naudit=false\nfund=false\n"
+                    "registry={registry_url}\n{auth}omit-lockfile-registry-resolved=false\nupdate-notifier=false\naudit=false\nfund=false\n"
                 ),
             ),
-            ClientKind::Pnpm => self.write(".npmrc", &format!("registry={registry_url}\n{auth}\nupdate-notifier=false\n")),
+            ClientKind::Pnpm => self.write(".npmrc", &format!("registry={registry_url}\n{auth}update-notifier=false\n")),
             ClientKind::YarnClassic => {
                 // Without always-auth yarn 1 sends the token only for scoped packages.
-                self.write(".npmrc", &format!("registry={registry_url}\n{auth}\nalways-auth=true\n"));
+                self.write(".npmrc", &format!("registry={registry_url}\n{auth}always-auth=true\n"));
                 self.write(".yarnrc", "disable-self-update-check true\n");
             }
             ClientKind::YarnBerry => {
-                let yarnrc = [
-                    format!("npmRegistryServer: {}", yaml_str(registry_url)),
-                    format!("npmAuthToken: {}", yaml_str(token)),
-                    // Unscoped packuments and tarballs go out without auth unless this is set.
-                    "npmAlwaysAuth: true".to_owned(),
-                    // Plain-http registries are refused unless whitelisted.
-                    format!("unsafeHttpWhitelist:\n  - {}", yaml_str(host)),
-                    // Yarn 4 quarantines versions published moments ago (release-age gate).
-                    "npmMinimalAgeGate: 0".to_owned(),
-                    "nodeLinker: node-modules".to_owned(),
-                    "enableGlobalCache: false".to_owned(),
-                    format!("cacheFolder: {}", yaml_str(&self.sandbox.cache.join("yarn-berry").to_string_lossy())),
-                    format!("globalFolder: {}", yaml_str(&self.sandbox.cache.join("yarn-berry-global").to_string_lossy())),
-                    "enableTelemetry: false".to_owned(),
-                    // With CI set, yarn defaults to immutable installs and refuses to create yarn.lock.
-                    "enableImmutableInstalls: false".to_owned(),
-                    "enableProgressBars: false".to_owned(),
-                ];
-                self.write(".yarnrc.yml", &(yarnrc.join("\n") + "\n"));
-                self.touch_berry_lockfile();
+                let mut settings = vec![format!("npmRegistryServer: {}", yaml_str(registry_url))];
+                if let Some(token) = token {
+                    settings.push(format!("npmAuthToken: {}", yaml_str(token)));
+                }
+                // Unscoped packuments and tarballs go out without auth unless this is set.
+                settings.push("npmAlwaysAuth: true".to_owned());
+                self.write_yarnrc(&settings);
             }
-            ClientKind::Bun => self.write(
-                "bunfig.toml",
-                &format!(
-                    "telemetry = false\n\n[install]\nregistry = {{ url = {}, token = {} }}\nsaveTextLockfile = true\n\n[install.cache]\ndir = {}\n",
-                    toml_str(registry_url),
-                    toml_str(token),
-                    toml_str(&self.sandbox.cache.join("bun").to_string_lossy()),
-                ),
-            ),
+            ClientKind::Bun => {
+                let registry = match token {
+                    Some(token) => format!("{{ url = {}, token = {} }}", toml_str(registry_url), toml_str(token)),
+                    None => toml_str(registry_url),
+                };
+                self.write(
+                    "bunfig.toml",
+                    &format!(
+                        "telemetry = false\n\n[install]\nregistry = {registry}\nsaveTextLockfile = true\n\n[install.cache]\ndir = {}\n",
+                        toml_str(&self.sandbox.cache.join("bun").to_string_lossy()),
+                    ),
+                );
+            }
         }
+    }
+
+    /// Writes `.yarnrc.yml` (yarn berry) with the registry `settings` given (each one line or a
+    /// YAML block) and the sandbox's own: plain HTTP allowed for 127.0.0.1, no release-age gate,
+    /// caches in the sandbox, no telemetry, progress bars or immutable installs.
+    pub fn write_yarnrc(&self, settings: &[String]) {
+        let sandbox_settings = [
+            // Plain-http registries are refused unless whitelisted.
+            "unsafeHttpWhitelist:\n  - \"127.0.0.1\"".to_owned(),
+            // Yarn 4 quarantines versions published moments ago (release-age gate).
+            "npmMinimalAgeGate: 0".to_owned(),
+            "nodeLinker: node-modules".to_owned(),
+            "enableGlobalCache: false".to_owned(),
+            format!(
+                "cacheFolder: {}",
+                yaml_str(&self.sandbox.cache.join("yarn-berry").to_string_lossy())
+            ),
+            format!(
+                "globalFolder: {}",
+                yaml_str(&self.sandbox.cache.join("yarn-berry-global").to_string_lossy())
+            ),
+            "enableTelemetry: false".to_owned(),
+            // With CI set, yarn defaults to immutable installs and refuses to create yarn.lock.
+            "enableImmutableInstalls: false".to_owned(),
+            "enableProgressBars: false".to_owned(),
+        ];
+        let all: Vec<&str> = settings.iter().chain(&sandbox_settings).map(String::as_str).collect();
+        self.write(".yarnrc.yml", &(all.join("\n") + "\n"));
+        self.touch_berry_lockfile();
     }
 
     /// Writes `package.json` for `name@version` and `index.js` with `index_js`.
@@ -375,14 +447,23 @@ impl Project {
 
     /// Publishes the package in this directory with the client's own publish command.
     pub fn publish(&self) -> Output {
+        run(&mut self.publish_command())
+    }
+
+    /// Publishes expecting a refusal; returns the failed command's output.
+    pub fn publish_refused(&self) -> Output {
+        run_failing(&mut self.publish_command())
+    }
+
+    fn publish_command(&self) -> Command {
         match self.kind {
-            ClientKind::Npm => self.run(&["publish"]),
-            ClientKind::Pnpm => self.run(&["publish", "--no-git-checks"]),
+            ClientKind::Npm => self.command(&["publish"]),
+            ClientKind::Pnpm => self.command(&["publish", "--no-git-checks"]),
             ClientKind::YarnClassic => {
                 let manifest = read_json(&self.dir.join("package.json"));
                 let version = manifest["version"].as_str().expect("package.json version").to_owned();
                 // Without --new-version yarn 1 prompts for one; --no-git-tag-version keeps git out of it.
-                self.run(&[
+                self.command(&[
                     "publish",
                     "--non-interactive",
                     "--new-version",
@@ -393,9 +474,9 @@ impl Project {
             ClientKind::YarnBerry => {
                 // `yarn npm publish` needs the workspace in yarn.lock: "doesn't seem to be present in your lockfile".
                 self.run(&["install"]);
-                self.run(&["npm", "publish"])
+                self.command(&["npm", "publish"])
             }
-            ClientKind::Bun => self.run(&["publish"]),
+            ClientKind::Bun => self.command(&["publish"]),
         }
     }
 
@@ -413,17 +494,26 @@ impl Project {
 
     /// Writes a `package.json` depending on `deps` (`(name, range)`) and runs the client's install.
     pub fn install(&self, deps: &[(&str, &str)]) -> Output {
+        run(&mut self.install_command(deps))
+    }
+
+    /// Like [`Project::install`], expecting a refusal; returns the failed command's output.
+    pub fn install_refused(&self, deps: &[(&str, &str)]) -> Output {
+        run_failing(&mut self.install_command(deps))
+    }
+
+    fn install_command(&self, deps: &[(&str, &str)]) -> Command {
         self.write_manifest(deps);
         match self.kind {
-            ClientKind::Npm => self.run(&["install", "--omit-lockfile-registry-resolved=false"]),
+            ClientKind::Npm => self.command(&["install", "--omit-lockfile-registry-resolved=false"]),
             // pnpm turns frozen-lockfile on in CI; say explicitly that the lockfile may be written.
-            ClientKind::Pnpm => self.run(&["install", "--no-frozen-lockfile"]),
-            ClientKind::YarnClassic => self.run(&["install", "--non-interactive", "--no-progress"]),
+            ClientKind::Pnpm => self.command(&["install", "--no-frozen-lockfile"]),
+            ClientKind::YarnClassic => self.command(&["install", "--non-interactive", "--no-progress"]),
             ClientKind::YarnBerry => {
                 self.touch_berry_lockfile();
-                self.run(&["install"])
+                self.command(&["install"])
             }
-            ClientKind::Bun => self.run(&["install", "--no-progress"]),
+            ClientKind::Bun => self.command(&["install", "--no-progress"]),
         }
     }
 
@@ -550,7 +640,7 @@ impl Project {
         entry
     }
 
-    /// Writes `file` (relative to the project dir).
+    /// Writes `file` in the project directory.
     pub fn write(&self, file: &str, contents: &str) {
         write_file(&self.dir.join(file), contents);
     }
