@@ -118,7 +118,7 @@ pub enum PathProblem {
     Backslash,
     #[error("is an absolute path")]
     Absolute,
-    #[error("contains a \".\" or \"..\" segment")]
+    #[error("contains a \"..\" segment")]
     DotSegment,
     #[error("contains an empty path segment")]
     EmptySegment,
@@ -394,6 +394,7 @@ impl<'a> Scan<'a> {
         };
         let text = std::str::from_utf8(&path).map_err(|_| unsafe_path(PathProblem::NotUtf8))?;
         let (root, inner) = split_path(text, is_dir).map_err(unsafe_path)?;
+        let (root, inner) = (root.as_str(), inner.as_str());
         match &self.root {
             None => self.root = Some(root.to_owned()),
             Some(expected) if expected != root => {
@@ -567,7 +568,10 @@ fn forbidden_kind(entry_type: EntryType) -> Option<ForbiddenKind> {
 
 /// Splits an entry path into its top-level folder and the path inside that folder (empty for
 /// the folder itself).
-fn split_path(path: &str, is_dir: bool) -> Result<(&str, &str), PathProblem> {
+/// Splits an entry path into its top-level folder and the rest, with `.` segments
+/// dropped (npm itself packs `package/./lib/index.js` for some packages, and tar
+/// writes `./package/…`; node-tar reads both as the plain path).
+fn split_path(path: &str, is_dir: bool) -> Result<(String, String), PathProblem> {
     if path.contains('\0') {
         return Err(PathProblem::Nul);
     }
@@ -584,14 +588,19 @@ fn split_path(path: &str, is_dir: bool) -> Result<(&str, &str), PathProblem> {
     } else {
         path
     };
+    let mut segments = Vec::new();
     for segment in path.split('/') {
         match segment {
             "" => return Err(PathProblem::EmptySegment),
-            "." | ".." => return Err(PathProblem::DotSegment),
-            _ => {}
+            ".." => return Err(PathProblem::DotSegment),
+            "." => {}
+            _ => segments.push(segment),
         }
     }
-    Ok(path.split_once('/').unwrap_or((path, "")))
+    let Some((root, rest)) = segments.split_first() else {
+        return Err(PathProblem::EmptySegment);
+    };
+    Ok(((*root).to_owned(), rest.join("/")))
 }
 
 fn parse_manifest(bytes: &[u8]) -> Result<Map<String, Value>, TarballError> {
@@ -920,8 +929,6 @@ mod tests {
             ("../package.json", PathProblem::DotSegment),
             ("package/../../etc/passwd", PathProblem::DotSegment),
             ("package/..", PathProblem::DotSegment),
-            ("./package/package.json", PathProblem::DotSegment),
-            ("package/./index.js", PathProblem::DotSegment),
             ("/etc/passwd", PathProblem::Absolute),
             ("C:/Windows/evil.dll", PathProblem::Absolute),
             ("c:evil", PathProblem::Absolute),
@@ -939,6 +946,21 @@ mod tests {
             inspect_default(&not_utf8),
             Err(unsafe_path("package/\u{fffd}.js", PathProblem::NotUtf8))
         );
+    }
+
+    #[test]
+    fn dot_segments_are_the_plain_path() {
+        // webpack-cli 5.1.4 on the public registry packs `package/./lib/index.js`.
+        let tgz = Tar::new()
+            .file("./package/package.json", br#"{"name":"x","version":"1.0.0"}"#)
+            .file("package/./lib/index.js", b"x")
+            .tgz();
+        let info = inspect_default(&tgz).expect("accepted");
+        assert_eq!(info.file_count, 2);
+        assert_eq!(info.manifest["name"], "x");
+        // …so a second package.json spelled differently is still a duplicate.
+        let aliased = Tar::package().file("package/./package.json", b"{}").tgz();
+        assert_eq!(inspect_default(&aliased), Err(TarballError::DuplicatePackageJson));
     }
 
     #[test]
@@ -1220,7 +1242,7 @@ mod tests {
         let traversal = Tar::package().file("package/../evil", b"").tgz();
         assert_eq!(
             inspect_default(&traversal).unwrap_err().to_string(),
-            r#"tarball entry "package/../evil" contains a "." or ".." segment"#
+            r#"tarball entry "package/../evil" contains a ".." segment"#
         );
         assert_eq!(
             TarballError::TooLarge { limit: 1024 }.to_string(),
