@@ -304,7 +304,7 @@ class Run:
                      + (f"; first error: {r['errors'][0]}" if r["errors"] else ""))
             if r["errors"]:
                 self.notes.append(f"{s.label} refused {len(r['errors'])} of the lockfile's {r['attempted']} "
-                                  "versions when seeding: " + "; ".join(e[:160] for e in r["errors"][:5]))
+                                  "versions when seeding: " + "; ".join(e[:200] for e in r["errors"][:5]))
         big_versions = cfg["big_versions"]
         big_bodies = []
         for i in range(big_versions):
@@ -527,7 +527,7 @@ class Run:
         compilers = max(x["other_compiler_processes"] for x in loads)
         header = (
             f"Gatehouse benchmark ({self.mode} mode), {self.raw['started_at'][:19]}, "
-            f"Gatehouse {m['gatehouse_commit']} vs Verdaccio {m['verdaccio']} (Node {m['verdaccio_node']}).\n"
+            f"Gatehouse {m['gatehouse_commit']} ({display_path(self.gatehouse_bin)}) vs Verdaccio {m['verdaccio']} (Node {m['verdaccio_node']}).\n"
             f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory']}; load average 1/5/15 min at start "
             f"{'/'.join(f'{x:.2f}' for x in first['loadavg'])}, at end {'/'.join(f'{x:.2f}' for x in last['loadavg'])}, "
             f"highest 1-min {peak_load:.2f}; other compiler processes seen: {compilers}.\n"
@@ -549,6 +549,13 @@ class Run:
         print(f"Saved {self.out / 'results.md'} and results.json ({self.raw['elapsed_s']:.0f}s in all).")
         if not self.args.keep_work:
             shutil.rmtree(self.work, ignore_errors=True)
+
+
+def display_path(path: Path) -> str:
+    try:
+        return str(path.relative_to(REPO))
+    except ValueError:
+        return str(path)
 
 
 def npm_config(key: str, default: str) -> str:

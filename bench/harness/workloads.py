@@ -47,7 +47,7 @@ def publish_groups(server: Server, groups: list[list[tuple[str, str, bytes]]], w
                 with lock:
                     count += 1
                     if status not in (200, 201):
-                        errors.append(f"{name}@{version}: HTTP {status} {data[:200]!r}")
+                        errors.append(f"{name}@{version}: HTTP {status} {error_text(data)}")
         finally:
             client.close()
 
@@ -58,6 +58,17 @@ def publish_groups(server: Server, groups: list[list[tuple[str, str, bytes]]], w
     ok = count - len(errors)
     return {"published": ok, "attempted": count, "skipped_for_time": len(skipped), "seconds": elapsed,
             "per_second": ok / elapsed if elapsed and ok else None, "errors": errors}
+
+
+def error_text(body: bytes) -> str:
+    """The `error` of a registry's JSON error body, else the body's start."""
+    try:
+        doc = json.loads(body)
+        if isinstance(doc, dict) and isinstance(doc.get("error"), str):
+            return doc["error"][:200]
+    except ValueError:
+        pass
+    return body[:200].decode("utf-8", "replace")
 
 
 def seed_bodies(pkgs: list[seed.Pkg], cache: Path) -> tuple[list[list[tuple[str, str, bytes]]], list[str]]:
