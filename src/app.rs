@@ -10,7 +10,7 @@ use crate::packument_cache::PackumentCache;
 use crate::registry::RegistryName;
 use crate::store::blobs::{Blobs, FsBlobStore};
 use crate::store::sqlite::SqliteStore;
-use crate::store::{AuditEntry, BlobRef, Meta, NewUpstream, Registry, RegistryId, StoreError};
+use crate::store::{AuditEntry, BlobRef, ChangeKind, Meta, NewUpstream, Registry, RegistryId, StoreError, UserId};
 use crate::upstream::Upstreams;
 use crate::upstream::spec::UpstreamSpec;
 use moka::future::Cache;
@@ -24,6 +24,8 @@ pub struct App {
     pub auth: Authenticator,
     pub web_logins: WebLogins,
     pub upstreams: Arc<Upstreams>,
+    /// Registries and roles, read on every request.
+    pub access: AccessCache,
     /// Tarball pulls in flight, so concurrent downloads of a version share one.
     pub pulls: Cache<(RegistryId, PackageName, String), Arc<BlobRef>>,
 }
@@ -91,6 +93,7 @@ impl App {
         Ok(Arc::new(App {
             auth: Authenticator::new(meta.clone()),
             web_logins: WebLogins::default(),
+            access: AccessCache::new(meta.clone()),
             upstreams,
             pulls: Cache::builder()
                 .max_capacity(10_000)
@@ -124,9 +127,13 @@ impl App {
                     Ok(changes) => {
                         for change in changes {
                             seen = seen.max(change.seq);
-                            match change.name {
-                                Some(name) => app.packuments.invalidate_everywhere(&name),
-                                None => app.packuments.invalidate_all(),
+                            match change.kind {
+                                ChangeKind::Package(name) => app.packuments.invalidate_everywhere(&name),
+                                ChangeKind::Registry => {
+                                    app.packuments.invalidate_all();
+                                    app.access.invalidate_all();
+                                }
+                                ChangeKind::Credentials => app.auth.forget_tokens(),
                             }
                         }
                     }
@@ -215,4 +222,55 @@ async fn ensure_admin(meta: &Meta, password: String) -> Result<(), StartError> {
     .await?;
     tracing::info!("created user admin from GATEHOUSE_ADMIN_PASSWORD");
     Ok(())
+}
+
+/// Registries by name and users' roles in them, as every request needs them. Kept
+/// until the change log says a registry changed (at most `CHANGE_POLL` for changes
+/// made by other processes).
+pub struct AccessCache {
+    meta: Meta,
+    registries: Cache<RegistryName, Registry>,
+    roles: Cache<(RegistryId, UserId), Option<crate::registry::Role>>,
+}
+
+impl AccessCache {
+    fn new(meta: Meta) -> Self {
+        AccessCache {
+            meta,
+            registries: Cache::builder().max_capacity(10_000).build(),
+            roles: Cache::builder().max_capacity(100_000).build(),
+        }
+    }
+
+    /// The registry named `name`; unknown names are not remembered (a new registry is
+    /// served at once).
+    pub async fn registry(&self, name: &RegistryName) -> Result<Option<Registry>, StoreError> {
+        if let Some(registry) = self.registries.get(name).await {
+            return Ok(Some(registry));
+        }
+        let found = self.meta.registry(name).await?;
+        if let Some(registry) = &found {
+            self.registries.insert(name.clone(), registry.clone()).await;
+        }
+        Ok(found)
+    }
+
+    /// The role granted to `user` on `registry` (not counting defaults).
+    pub async fn member_role(
+        &self,
+        registry: RegistryId,
+        user: UserId,
+    ) -> Result<Option<crate::registry::Role>, StoreError> {
+        if let Some(role) = self.roles.get(&(registry, user)).await {
+            return Ok(role);
+        }
+        let role = self.meta.member_role(registry, user).await?;
+        self.roles.insert((registry, user), role).await;
+        Ok(role)
+    }
+
+    pub fn invalidate_all(&self) {
+        self.registries.invalidate_all();
+        self.roles.invalidate_all();
+    }
 }

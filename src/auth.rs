@@ -80,6 +80,8 @@ const MAX_HEADER_LEN: usize = 4096;
 /// How long a verified password is remembered, so Basic auth doesn't pay argon2
 /// on every request of an install.
 const PASSWORD_CACHE_TTL: Duration = Duration::from_secs(300);
+/// A cached token is looked up again after this long, whatever happens.
+const TOKEN_CACHE_TTL: Duration = Duration::from_secs(300);
 /// `last_used_at` is refreshed at most this often per token.
 const TOUCH_INTERVAL_MS: i64 = 60_000;
 
@@ -95,6 +97,9 @@ pub struct Authenticator {
     failures: Cache<String, Arc<AtomicU32>>,
     /// Hash checked when a user doesn't exist, so both answers take as long.
     dummy_hash: OnceCell<String>,
+    /// Tokens by secret hash, so requests don't each query the store. Dropped on
+    /// revocation (here at once; from other processes through the change log).
+    tokens: Cache<String, Token>,
 }
 
 impl Authenticator {
@@ -110,7 +115,16 @@ impl Authenticator {
                 .time_to_live(FAILURE_WINDOW)
                 .build(),
             dummy_hash: OnceCell::new(),
+            tokens: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(TOKEN_CACHE_TTL)
+                .build(),
         }
+    }
+
+    /// Forgets cached tokens: call after revoking any.
+    pub fn forget_tokens(&self) {
+        self.tokens.invalidate_all();
     }
 
     /// `Ok(None)` when no credentials were sent.
@@ -156,11 +170,18 @@ impl Authenticator {
         }
         // Looked up by hash: the comparison happens on a digest, so timing reveals nothing of the secret.
         let hash = token::hash_secret(secret);
-        let token = self
-            .meta
-            .token_by_secret_hash(&hash)
-            .await?
-            .ok_or(AuthError::BadToken)?;
+        let token = match self.tokens.get(&hash).await {
+            Some(token) => token,
+            None => {
+                let token = self
+                    .meta
+                    .token_by_secret_hash(&hash)
+                    .await?
+                    .ok_or(AuthError::BadToken)?;
+                self.tokens.insert(hash.clone(), token.clone()).await;
+                token
+            }
+        };
         let now = now_millis();
         if !is_live(&token, now) || expected_user.is_some_and(|u| u != token.user.name) {
             return Err(AuthError::BadToken);
@@ -176,6 +197,9 @@ impl Authenticator {
         }
         if token.last_used_at.is_none_or(|at| now - at > TOUCH_INTERVAL_MS) {
             self.meta.touch_token(&hash, now).await?;
+            let mut touched = token.clone();
+            touched.last_used_at = Some(now);
+            self.tokens.insert(hash, touched).await;
         }
         Ok(Principal {
             token: Some(TokenGrant {

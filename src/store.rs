@@ -306,8 +306,17 @@ pub trait PackageStore: Send + Sync {
 #[derive(Debug, Clone)]
 pub struct Change {
     pub seq: i64,
-    /// `None`: anything in the registry may have changed.
-    pub name: Option<PackageName>,
+    pub kind: ChangeKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// One package (in some registry) changed.
+    Package(PackageName),
+    /// A registry's settings, roles or upstreams changed: anything in it may look different.
+    Registry,
+    /// Tokens were revoked.
+    Credentials,
 }
 
 #[async_trait]

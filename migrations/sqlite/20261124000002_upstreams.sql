@@ -25,11 +25,13 @@ CREATE TABLE upstream_packuments (
     PRIMARY KEY (upstream_id, name)
 );
 
--- A log of package changes, so every server process sharing this database (and
--- the CLI) can drop its prepared packuments: `name` NULL means the whole registry.
+-- A log of changes, so every server process sharing this database (and the CLI)
+-- can drop what it caches: kind 'package' (one name), 'registry' (a registry's
+-- settings, roles or upstreams) or 'credentials' (tokens revoked).
 CREATE TABLE changes (
     seq         INTEGER PRIMARY KEY,
-    registry_id INTEGER NOT NULL,
+    kind        TEXT    NOT NULL,
+    registry_id INTEGER,
     name        TEXT,
     at          BIGINT  NOT NULL
 );

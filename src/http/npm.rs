@@ -258,7 +258,7 @@ async fn dispatch(app: Arc<App>, incoming: Incoming<'_>, registry_raw: &str, res
     let registry_name = RegistryName::parse(registry_raw)
         .map_err(|_| ApiError::NotFound(format!("no registry named {registry_raw:?}")))?;
     let registry = app
-        .meta
+        .access
         .registry(&registry_name)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no registry named \"{registry_name}\"")))?;
@@ -317,7 +317,7 @@ async fn effective_role(app: &App, registry: &Registry, principal: &Principal) -
     let role = if principal.user.is_admin {
         Some(Role::Admin)
     } else {
-        app.meta
+        app.access
             .member_role(registry.id, principal.user.id)
             .await?
             .or(registry.default_role)

@@ -153,7 +153,9 @@ async fn bump_rev(
         _ => return Err(StoreError::NotFound),
     }
     // Other processes (the CLI, replicas) learn of the change from this log.
-    sqlx::query("INSERT INTO changes (registry_id, name, at) SELECT registry_id, name, $1 FROM packages WHERE id = $2")
+    sqlx::query(
+        "INSERT INTO changes (kind, registry_id, name, at) SELECT 'package', registry_id, name, $1 FROM packages WHERE id = $2",
+    )
         .bind(now_millis())
         .bind(package.0)
         .execute(&mut **tx)
@@ -223,7 +225,7 @@ impl RegistryStore for SqliteStore {
             .bind(id.0)
             .execute(&self.pool)
             .await?;
-        Ok(())
+        log_change(&self.pool, "registry", Some(id)).await
     }
 
     async fn set_default_role(&self, id: RegistryId, role: Option<Role>) -> StoreResult<()> {
@@ -232,7 +234,7 @@ impl RegistryStore for SqliteStore {
             .bind(id.0)
             .execute(&self.pool)
             .await?;
-        Ok(())
+        log_change(&self.pool, "registry", Some(id)).await
     }
 
     async fn member_role(&self, id: RegistryId, user: UserId) -> StoreResult<Option<Role>> {
@@ -269,7 +271,7 @@ impl RegistryStore for SqliteStore {
                     .await?;
             }
         }
-        Ok(())
+        log_change(&self.pool, "registry", Some(id)).await
     }
 }
 
@@ -403,7 +405,11 @@ impl TokenStore for SqliteStore {
         .bind(key_or_hash)
         .execute(&self.pool)
         .await?;
-        Ok(done.rows_affected() > 0)
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        log_change(&self.pool, "credentials", None).await?;
+        Ok(true)
     }
 }
 
@@ -945,10 +951,19 @@ impl UpstreamStore for SqliteStore {
 
 /// Upstream lists changed: every package of the registry may look different.
 async fn registry_changed(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, registry: RegistryId) -> StoreResult<()> {
-    sqlx::query("INSERT INTO changes (registry_id, name, at) VALUES ($1, NULL, $2)")
-        .bind(registry.0)
+    log_change(&mut **tx, "registry", Some(registry)).await
+}
+
+async fn log_change<'e, E: sqlx::Executor<'e, Database = sqlx::Sqlite>>(
+    executor: E,
+    kind: &str,
+    registry: Option<RegistryId>,
+) -> StoreResult<()> {
+    sqlx::query("INSERT INTO changes (kind, registry_id, name, at) VALUES ($1, $2, NULL, $3)")
+        .bind(kind)
+        .bind(registry.map(|r| r.0))
         .bind(now_millis())
-        .execute(&mut **tx)
+        .execute(executor)
         .await?;
     Ok(())
 }
@@ -986,16 +1001,22 @@ impl ChangeLog for SqliteStore {
     }
 
     async fn changes_since(&self, seq: i64) -> StoreResult<Vec<Change>> {
-        sqlx::query("SELECT seq, name FROM changes WHERE seq > $1 ORDER BY seq LIMIT 10000")
+        sqlx::query("SELECT seq, kind, name FROM changes WHERE seq > $1 ORDER BY seq LIMIT 10000")
             .bind(seq)
             .fetch_all(&self.pool)
             .await?
             .iter()
             .map(|r| {
+                let kind: String = r.try_get("kind")?;
                 let name: Option<String> = r.try_get("name")?;
+                let kind = match (kind.as_str(), name) {
+                    ("package", Some(name)) => ChangeKind::Package(package_name(name)?),
+                    ("credentials", _) => ChangeKind::Credentials,
+                    _ => ChangeKind::Registry,
+                };
                 Ok(Change {
                     seq: r.try_get("seq")?,
-                    name: name.map(package_name).transpose()?,
+                    kind,
                 })
             })
             .collect()

@@ -1,5 +1,7 @@
 //! Access control: roles, scoped tokens, web login, attacks on authentication.
 
+use std::time::Duration;
+
 use base64::Engine as _;
 use serde_json::{Value, json};
 
@@ -159,7 +161,7 @@ fn expired_revoked_and_malformed_credentials_get_401_without_leaking() {
     let admin = server.admin_token();
     publish_ok(&server, "default", &admin, "secret-pkg", "1.0.0");
     let short = cli_token(&server, &["--user", "admin", "--expires", "1s"]);
-    assert!(eventually(std::time::Duration::from_secs(5), || {
+    assert!(eventually(Duration::from_secs(5), || {
         get(&server, "default", "secret-pkg", &short).status() == 401
     }));
 
@@ -174,6 +176,10 @@ fn expired_revoked_and_malformed_credentials_get_401_without_leaking() {
         .expect("listed")
         .to_owned();
     assert!(server.cli(&["token", "revoke", &key], "").status.success());
+    // The CLI is another process: the server learns of the revocation from the change log.
+    assert!(eventually(Duration::from_secs(5), || {
+        get(&server, "default", "secret-pkg", &revoked).status() == 401
+    }));
     let error = expect_error(get(&server, "default", "secret-pkg", &revoked), 401);
     assert!(error.contains("invalid, revoked or expired"), "{error}");
 
@@ -257,6 +263,11 @@ fn registry_roles_decide_who_reads_and_publishes() {
             .success()
     );
     let gina = server.login("default", "gina", "gina-password");
+    // Each CLI change reaches the running server through the change log, within moments.
+    let within = Duration::from_secs(5);
+    assert!(eventually(within, || get(&server, "default", "roles-pkg", &gina)
+        .status()
+        == 403));
     for path in ["roles-pkg", "missing-pkg"] {
         let error = expect_error(get(&server, "default", path, &gina), 403);
         assert!(error.contains("no access to registry"), "{error}");
@@ -267,7 +278,9 @@ fn registry_roles_decide_who_reads_and_publishes() {
             .status
             .success()
     );
-    assert_eq!(get(&server, "default", "roles-pkg", &gina).status(), 200);
+    assert!(eventually(within, || get(&server, "default", "roles-pkg", &gina)
+        .status()
+        == 200));
     let error = expect_error(
         publish(&server, "default", &gina, &publish_body("gina-pkg", "1.0.0")),
         403,
@@ -279,7 +292,9 @@ fn registry_roles_decide_who_reads_and_publishes() {
             .status
             .success()
     );
-    publish_ok(&server, "default", &gina, "gina-pkg", "1.0.0");
+    assert!(eventually(within, || {
+        publish(&server, "default", &gina, &publish_body("gina-pkg", "1.0.0")).status() == 201
+    }));
     // Publishing rights don't extend to other people's packages.
     assert_eq!(
         publish(&server, "default", &gina, &publish_body("roles-pkg", "1.0.1")).status(),
@@ -291,7 +306,9 @@ fn registry_roles_decide_who_reads_and_publishes() {
             .status
             .success()
     );
-    publish_ok(&server, "default", &gina, "roles-pkg", "1.0.1");
+    assert!(eventually(within, || {
+        publish(&server, "default", &gina, &publish_body("roles-pkg", "1.0.1")).status() == 201
+    }));
 }
 
 #[test]

@@ -799,12 +799,12 @@ fn hostile_tarballs_are_refused() {
         (
             "dot-dot inside",
             hostile_tarball(&[("package/../../etc/cron.d/x", T::Regular, None, index)]),
-            "contains a \".\" or \"..\" segment",
+            "contains a \"..\" segment",
         ),
         (
             "dot-dot root",
             hostile_tarball(&[("../x.js", T::Regular, None, index)]),
-            "contains a \".\" or \"..\" segment",
+            "contains a \"..\" segment",
         ),
         (
             "absolute path",

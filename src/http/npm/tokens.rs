@@ -116,6 +116,7 @@ pub async fn revoke(ctx: &Ctx, key: &str) -> ApiResult<Response> {
     {
         return Err(ApiError::NotFound(format!("no token with key \"{key}\"")));
     }
+    ctx.app.auth.forget_tokens();
     ctx.audit("token.revoke", None, None, Some(format!("key={key}"))).await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -166,6 +166,7 @@ pub async fn logout(ctx: &Ctx, secret: &str) -> ApiResult<Response> {
     if !revoked {
         return Err(ApiError::NotFound("no such token".into()));
     }
+    ctx.app.auth.forget_tokens();
     ctx.audit("token.revoke", None, None, Some("npm logout".into())).await;
     Ok(axum::Json(json!({ "ok": true })).into_response())
 }
