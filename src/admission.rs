@@ -92,12 +92,7 @@ pub async fn admit(app: &App, candidate: Candidate<'_>) -> Result<Admitted, Admi
 
     // Cheap early refusal, before any bytes are written; the store's unique
     // constraint still decides races between concurrent publishes.
-    let held = app.meta.package(registry.id, &name).await?;
-    if held
-        .iter()
-        .flat_map(|r| r.versions.iter())
-        .any(|v| release_key(&v.version) == release_key(version.as_str()))
-    {
+    if app.meta.release_taken(registry.id, &name, release_key(version.as_str())).await? {
         return Err(AdmissionError::VersionExists(version.to_string()));
     }
 

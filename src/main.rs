@@ -3,6 +3,11 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc hands freed memory back to the system; with glibc's per-thread arenas the
+/// server kept hundreds of MiB after a burst of publishes (bench/RESULTS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = gatehouse::cli::Cli::parse();
     tracing_subscriber::fmt()

@@ -276,6 +276,10 @@ pub trait TokenStore: Send + Sync {
 #[async_trait]
 pub trait PackageStore: Send + Sync {
     async fn package(&self, registry: RegistryId, name: &PackageName) -> StoreResult<Option<PackageRecord>>;
+    /// Who maintains a package (without loading its versions); `None` when absent.
+    async fn maintainers(&self, registry: RegistryId, name: &PackageName) -> StoreResult<Option<Vec<Maintainer>>>;
+    /// Whether the package holds (or held: unpublished ones count) this release.
+    async fn release_taken(&self, registry: RegistryId, name: &PackageName, release_key: &str) -> StoreResult<bool>;
     /// A package whose name equals `name` ignoring case (for the new-name rule).
     async fn package_name_folded(&self, registry: RegistryId, name: &PackageName) -> StoreResult<Option<PackageName>>;
     /// Adds a version atomically: creates the package if needed, refuses an existing

@@ -26,7 +26,7 @@ use crate::npm::name::PackageName;
 use crate::npm::route::{self, Route};
 use crate::packument_cache::{CacheError, Prepared};
 use crate::registry::{RegistryName, Role};
-use crate::store::{AuditEntry, PackageRecord, Registry};
+use crate::store::{AuditEntry, Maintainer, PackageRecord, Registry};
 
 /// Everything a handler knows about the request it serves.
 pub struct Ctx {
@@ -78,14 +78,18 @@ impl Ctx {
 
     /// A writer who maintains the package, or administers the registry.
     pub fn require_maintainer(&self, record: &PackageRecord) -> ApiResult<&Principal> {
+        self.require_maintainer_of(&record.name, &record.maintainers)
+    }
+
+    /// Like `require_maintainer`, from the maintainer list alone.
+    pub fn require_maintainer_of(&self, package: &PackageName, maintainers: &[Maintainer]) -> ApiResult<&Principal> {
         let principal = self.require_writer()?;
         let name = &principal.user.name;
-        if self.role == Some(Role::Admin) || record.maintainers.iter().any(|m| &m.name == name) {
+        if self.role == Some(Role::Admin) || maintainers.iter().any(|m| &m.name == name) {
             Ok(principal)
         } else {
             Err(ApiError::Forbidden(format!(
-                "You do not have permission to change \"{}\". Are you logged in as the correct user?",
-                record.name
+                "You do not have permission to change \"{package}\". Are you logged in as the correct user?"
             )))
         }
     }

@@ -487,6 +487,47 @@ impl PackageStore for SqliteStore {
         }))
     }
 
+    async fn maintainers(&self, registry: RegistryId, name: &PackageName) -> StoreResult<Option<Vec<Maintainer>>> {
+        let mut conn = self.pool.acquire().await?;
+        let id: Option<i64> = sqlx::query_scalar("SELECT id FROM packages WHERE registry_id = $1 AND name = $2")
+            .bind(registry.0)
+            .bind(name.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        let maintainers = sqlx::query(
+            "SELECT users.name, users.email FROM maintainers JOIN users ON users.id = maintainers.user_id
+             WHERE maintainers.package_id = $1 ORDER BY users.name",
+        )
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Maintainer {
+                name: r.try_get("name")?,
+                email: r.try_get("email")?,
+            })
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Some(maintainers))
+    }
+
+    async fn release_taken(&self, registry: RegistryId, name: &PackageName, release_key: &str) -> StoreResult<bool> {
+        let taken: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM versions v JOIN packages p ON p.id = v.package_id
+             WHERE p.registry_id = $1 AND p.name = $2 AND v.release_key = $3",
+        )
+        .bind(registry.0)
+        .bind(name.as_str())
+        .bind(release_key)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(taken.is_some())
+    }
+
     async fn package_name_folded(&self, registry: RegistryId, name: &PackageName) -> StoreResult<Option<PackageName>> {
         sqlx::query("SELECT name FROM packages WHERE registry_id = $1 AND name_folded = $2 LIMIT 1")
             .bind(registry.0)

@@ -34,9 +34,9 @@ async fn publish_version(ctx: &Ctx, publish: Publish) -> ApiResult<Response> {
     // Only this registry's own record counts: a first publish must not ask the
     // upstreams about a (possibly internal) name.
     ctx.check_token_package(&publish.name)?;
-    match ctx.app.meta.package(ctx.registry.id, &publish.name).await? {
-        Some(record) => {
-            ctx.require_maintainer(&record)?;
+    match ctx.app.meta.maintainers(ctx.registry.id, &publish.name).await? {
+        Some(maintainers) => {
+            ctx.require_maintainer_of(&publish.name, &maintainers)?;
         }
         None => publish
             .name
