@@ -92,7 +92,11 @@ pub async fn admit(app: &App, candidate: Candidate<'_>) -> Result<Admitted, Admi
 
     // Cheap early refusal, before any bytes are written; the store's unique
     // constraint still decides races between concurrent publishes.
-    if app.meta.release_taken(registry.id, &name, release_key(version.as_str())).await? {
+    if app
+        .meta
+        .release_taken(registry.id, &name, release_key(version.as_str()))
+        .await?
+    {
         return Err(AdmissionError::VersionExists(version.to_string()));
     }
 

@@ -222,6 +222,7 @@ pub struct SearchHit {
     pub version: Option<String>,
     pub description: Option<String>,
     pub keywords: Vec<String>,
+    pub maintainers: Vec<String>,
     pub modified_at: Millis,
 }
 

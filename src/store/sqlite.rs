@@ -788,7 +788,9 @@ impl PackageStore for SqliteStore {
             .await?;
         let rows = sqlx::query(&format!(
             "SELECT p.name, p.description, p.keywords, p.modified_at,
-                    (SELECT version FROM dist_tags t WHERE t.package_id = p.id AND t.tag = 'latest') AS latest
+                    (SELECT version FROM dist_tags t WHERE t.package_id = p.id AND t.tag = 'latest') AS latest,
+                    (SELECT group_concat(u.name, ',') FROM maintainers m JOIN users u ON u.id = m.user_id
+                     WHERE m.package_id = p.id) AS maintainer_names
              {filter}
              ORDER BY (p.name_folded = $2) DESC, p.name
              LIMIT $3 OFFSET $4"
@@ -809,6 +811,10 @@ impl PackageStore for SqliteStore {
                     description: r.try_get("description")?,
                     keywords: keywords
                         .and_then(|k| serde_json::from_str::<Vec<String>>(&k).ok())
+                        .unwrap_or_default(),
+                    maintainers: r
+                        .try_get::<Option<String>, _>("maintainer_names")?
+                        .map(|names| names.split(',').map(str::to_owned).collect())
                         .unwrap_or_default(),
                     modified_at: r.try_get("modified_at")?,
                 })

@@ -431,6 +431,7 @@ fn search_finds_this_registrys_packages_only() {
     assert_eq!(names, ["@acme/pad", "left-pad-x"]);
     assert_eq!(result["total"], 2);
     assert_eq!(result["objects"][0]["package"]["version"], "1.0.0");
+    assert_eq!(result["objects"][0]["package"]["maintainers"][0]["username"], "admin");
 }
 
 #[test]

@@ -41,6 +41,9 @@ pub async fn search(ctx: &Ctx, uri: &Uri) -> ApiResult<Response> {
                     "keywords": hit.keywords,
                     "date": iso_time(hit.modified_at),
                     "links": { "npm": format!("{}/{}", ctx.base, hit.name) },
+                    // npm's search output maps over maintainers: always send the list.
+                    "maintainers": hit.maintainers.iter().map(|m| json!({ "username": m })).collect::<Vec<_>>(),
+                    "publisher": hit.maintainers.first().map(|m| json!({ "username": m })),
                 },
                 "score": { "final": 1.0, "detail": { "quality": 1.0, "popularity": 1.0, "maintenance": 1.0 } },
                 "searchScore": 1.0,
