@@ -7,19 +7,6 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-/// `gatehouse token create …` → the token value.
-fn cli_token(server: &TestServer, args: &[&str]) -> String {
-    let mut all = vec!["token", "create"];
-    all.extend_from_slice(args);
-    let out = server.cli(&all, "");
-    assert!(
-        out.status.success(),
-        "token create: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf8").trim().to_owned()
-}
-
 fn get(server: &TestServer, registry: &str, path: &str, token: &str) -> reqwest::blocking::Response {
     http()
         .get(format!("{}{path}", server.registry_url(registry)))
@@ -40,7 +27,7 @@ fn a_read_only_token_is_refused_on_every_write_endpoint() {
     let server = TestServer::start();
     let admin = server.admin_token();
     publish_ok(&server, "default", &admin, "guarded", "1.0.0");
-    let ro = cli_token(&server, &["--user", "admin", "--read-only", "--registry", "default"]);
+    let ro = server.create_token(&["--user", "admin", "--read-only", "--registry", "default"]);
     let base = server.registry_url("default");
     let before = packument(&server, "default", &admin, "guarded").expect("exists");
     let rev = before["_rev"].as_str().expect("rev").to_owned();
@@ -105,12 +92,12 @@ fn registry_package_and_address_limits_are_enforced() {
     publish_ok(&server, "default", &admin, "other-lib", "1.0.0");
     publish_ok(&server, "team", &team_admin, "team-lib", "1.0.0");
 
-    let team_only = cli_token(&server, &["--user", "admin", "--registry", "team"]);
+    let team_only = server.create_token(&["--user", "admin", "--registry", "team"]);
     assert_eq!(get(&server, "team", "team-lib", &team_only).status(), 200);
     let error = expect_error(get(&server, "default", "@acme%2flib", &team_only), 403);
     assert!(error.contains("not valid for registry"), "{error}");
 
-    let acme_only = cli_token(&server, &["--user", "admin", "--package", "@acme/*"]);
+    let acme_only = server.create_token(&["--user", "admin", "--package", "@acme/*"]);
     assert_eq!(get(&server, "default", "@acme%2flib", &acme_only).status(), 200);
     for path in ["other-lib", "does-not-exist", "other-lib/-/other-lib-1.0.0.tgz"] {
         let error = expect_error(get(&server, "default", path, &acme_only), 403);
@@ -120,7 +107,7 @@ fn registry_package_and_address_limits_are_enforced() {
     assert_eq!(refused.status(), 403);
     publish_ok(&server, "default", &acme_only, "@acme/lib", "1.0.1");
 
-    let lan_only = cli_token(&server, &["--user", "admin", "--cidr", "10.0.0.0/8"]);
+    let lan_only = server.create_token(&["--user", "admin", "--cidr", "10.0.0.0/8"]);
     let error = expect_error(get(&server, "default", "@acme%2flib", &lan_only), 403);
     assert!(error.contains("may not be used from 127.0.0.1"), "{error}");
     // Without trusted proxies, X-Forwarded-For is ignored: no spoofing into the range.
@@ -131,14 +118,14 @@ fn registry_package_and_address_limits_are_enforced() {
         .send()
         .expect("get");
     assert_eq!(spoofed.status(), 403);
-    let loopback = cli_token(&server, &["--user", "admin", "--cidr", "127.0.0.0/8"]);
+    let loopback = server.create_token(&["--user", "admin", "--cidr", "127.0.0.0/8"]);
     assert_eq!(get(&server, "default", "@acme%2flib", &loopback).status(), 200);
 }
 
 #[test]
 fn forwarded_addresses_count_only_from_trusted_proxies() {
     let server = TestServer::start_with_config("trusted_proxies = [\"127.0.0.1/32\"]\n");
-    let lan_only = cli_token(&server, &["--user", "admin", "--cidr", "10.0.0.0/8"]);
+    let lan_only = server.create_token(&["--user", "admin", "--cidr", "10.0.0.0/8"]);
     let with_hops = |hops: &str| {
         http()
             .get(format!("{}-/whoami", server.registry_url("default")))
@@ -160,12 +147,12 @@ fn expired_revoked_and_malformed_credentials_get_401_without_leaking() {
     let server = TestServer::start();
     let admin = server.admin_token();
     publish_ok(&server, "default", &admin, "secret-pkg", "1.0.0");
-    let short = cli_token(&server, &["--user", "admin", "--expires", "1s"]);
+    let short = server.create_token(&["--user", "admin", "--expires", "1s"]);
     assert!(eventually(Duration::from_secs(5), || {
         get(&server, "default", "secret-pkg", &short).status() == 401
     }));
 
-    let revoked = cli_token(&server, &["--user", "admin", "--name", "to-revoke"]);
+    let revoked = server.create_token(&["--user", "admin", "--name", "to-revoke"]);
     assert_eq!(get(&server, "default", "secret-pkg", &revoked).status(), 200);
     let list = String::from_utf8_lossy(&server.cli(&["token", "list"], "").stdout).into_owned();
     assert!(!list.contains(&revoked), "token list never shows values");
@@ -438,7 +425,7 @@ fn unity_package_manager_requests_succeed() {
     let admin = server.admin_token();
     publish_ok(&server, "default", &admin, "com.acme.tools", "1.2.0");
     publish_ok(&server, "default", &admin, "com.acme.core", "2.0.0");
-    let upm = cli_token(&server, &["--user", "admin", "--read-only", "--registry", "default"]);
+    let upm = server.create_token(&["--user", "admin", "--read-only", "--registry", "default"]);
     let base = server.registry_url("default");
     for auth in [
         format!("Bearer {upm}"),
@@ -488,7 +475,7 @@ fn unity_package_manager_requests_succeed() {
 fn logging_in_with_a_token_as_the_password_returns_that_token() {
     let server = TestServer::start_with_config("[registries.elsewhere]\n");
     server.add_user("hana", "hana-password");
-    let token = cli_token(&server, &["--user", "hana", "--read-only", "--registry", "default"]);
+    let token = server.create_token(&["--user", "hana", "--read-only", "--registry", "default"]);
     let login = |user: &str, password: &str| {
         http()
             .put(format!(
@@ -506,6 +493,6 @@ fn logging_in_with_a_token_as_the_password_returns_that_token() {
     let mut wrong = token.clone();
     wrong.replace_range(10..11, if &token[10..11] == "x" { "y" } else { "x" });
     assert_eq!(login("hana", &wrong).status(), 401);
-    let other_registry = cli_token(&server, &["--user", "hana", "--registry", "elsewhere"]);
+    let other_registry = server.create_token(&["--user", "hana", "--registry", "elsewhere"]);
     assert_eq!(login("hana", &other_registry).status(), 403);
 }

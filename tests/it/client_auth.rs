@@ -33,19 +33,6 @@ fn nerf_dart(registry: &str) -> &str {
     registry.strip_prefix("http:").expect("http registry URL")
 }
 
-/// `gatehouse token create ARGS` → the token.
-fn cli_token(server: &TestServer, args: &[&str]) -> String {
-    let mut all = vec!["token", "create"];
-    all.extend_from_slice(args);
-    let out = server.cli(&all, "");
-    assert!(
-        out.status.success(),
-        "token create: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf8").trim().to_owned()
-}
-
 /// The token in the user `.npmrc` line `//HOST/r/NAME/:_authToken=…` of `project`'s sandbox.
 fn stored_npm_token(project: &Project, registry: &str) -> String {
     let npmrc = project.sandbox.read_home(".npmrc");
@@ -115,10 +102,7 @@ fn npm_login_with_a_password_or_a_token_as_the_password() {
     assert!(npm.read_installed(LIB, "index.js").contains(LIB));
 
     // The Bytesafe flow: the "password" is a token from the web app (here: the admin CLI).
-    let issued = cli_token(
-        &server,
-        &["--user", "carol", "--registry", "default", "--name", "laptop"],
-    );
+    let issued = server.create_token(&["--user", "carol", "--registry", "default", "--name", "laptop"]);
     let npm = Project::new(ClientKind::Npm);
     let out = npm.run_answering(&login, &[("Username:", "carol"), ("Password:", &issued)]);
     assert!(
@@ -185,7 +169,7 @@ fn pnpm_login_stores_a_token_that_pnpm_and_bun_use() {
 fn yarn_berry_npm_login_with_a_password_or_a_token() {
     let server = server_with("erin", &[]);
     let registry = server.registry_url("default");
-    let issued = cli_token(&server, &["--user", "erin", "--registry", "default"]);
+    let issued = server.create_token(&["--user", "erin", "--registry", "default"]);
     for secret in [PASSWORD, issued.as_str()] {
         let yarn = Project::new(ClientKind::YarnBerry);
         yarn.configure_registry(&registry);
@@ -408,7 +392,7 @@ fn npm_token_create_list_and_revoke() {
 fn a_read_only_token_cannot_publish_with_any_client() {
     let server = server_with("hal", &[]);
     let registry = server.registry_url("default");
-    let read_only = cli_token(&server, &["--user", "hal", "--registry", "default", "--read-only"]);
+    let read_only = server.create_token(&["--user", "hal", "--registry", "default", "--read-only"]);
     for kind in ClientKind::ALL {
         let name = format!("ro-{}-pkg", kind.slug());
         let project = Project::new(kind);
@@ -431,10 +415,7 @@ fn a_read_only_token_cannot_publish_with_any_client() {
 fn an_address_limited_token_is_refused_for_installs() {
     let server = server_with("ida", &[]);
     let registry = server.registry_url("default");
-    let lan = cli_token(
-        &server,
-        &["--user", "ida", "--registry", "default", "--cidr", "10.0.0.0/8"],
-    );
+    let lan = server.create_token(&["--user", "ida", "--registry", "default", "--cidr", "10.0.0.0/8"]);
     for kind in ClientKind::ALL {
         let project = Project::new(kind);
         project.configure(&registry, &lan);

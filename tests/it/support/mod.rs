@@ -82,6 +82,19 @@ impl TestServer {
         body["token"].as_str().expect("token in login response").to_owned()
     }
 
+    /// `gatehouse token create ARGS` → the token's value.
+    pub fn create_token(&self, args: &[&str]) -> String {
+        let mut all = vec!["token", "create"];
+        all.extend_from_slice(args);
+        let out = self.cli(&all, "");
+        assert!(
+            out.status.success(),
+            "token create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf8").trim().to_owned()
+    }
+
     pub fn admin_token(&self) -> String {
         self.login("default", "admin", ADMIN_PASSWORD)
     }

@@ -1,0 +1,42 @@
+//! The change log other processes follow.
+
+use super::*;
+
+#[async_trait]
+impl ChangeLog for SqliteStore {
+    async fn last_change(&self) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM changes")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn changes_since(&self, seq: i64) -> StoreResult<Vec<Change>> {
+        sqlx::query("SELECT seq, kind, name FROM changes WHERE seq > $1 ORDER BY seq LIMIT 10000")
+            .bind(seq)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                let kind: String = r.try_get("kind")?;
+                let name: Option<String> = r.try_get("name")?;
+                let kind = match (kind.as_str(), name) {
+                    ("package", Some(name)) => ChangeKind::Package(package_name(name)?),
+                    ("credentials", _) => ChangeKind::Credentials,
+                    _ => ChangeKind::Registry,
+                };
+                Ok(Change {
+                    seq: r.try_get("seq")?,
+                    kind,
+                })
+            })
+            .collect()
+    }
+
+    async fn prune_changes(&self, before: Millis) -> StoreResult<()> {
+        sqlx::query("DELETE FROM changes WHERE at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

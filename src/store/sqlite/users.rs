@@ -1,0 +1,51 @@
+//! Users.
+
+use super::*;
+
+#[async_trait]
+impl UserStore for SqliteStore {
+    async fn create_user(
+        &self,
+        name: &str,
+        email: Option<&str>,
+        password_hash: &str,
+        is_admin: bool,
+    ) -> StoreResult<User> {
+        let row = sqlx::query(&format!(
+            "INSERT INTO users (name, email, password_hash, is_admin, created_at) VALUES ($1, $2, $3, $4, $5)
+             RETURNING {}",
+            USER_COLUMNS.replace("users.", "")
+        ))
+        .bind(name)
+        .bind(email)
+        .bind(password_hash)
+        .bind(is_admin)
+        .bind(now_millis())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| match StoreError::from(e) {
+            StoreError::Conflict(_) => StoreError::Conflict("a user with that name exists"),
+            other => other,
+        })?;
+        user_from_row(&row)
+    }
+
+    async fn user(&self, name: &str) -> StoreResult<Option<User>> {
+        sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE name = $1"))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(user_from_row)
+            .transpose()
+    }
+
+    async fn users(&self) -> StoreResult<Vec<User>> {
+        sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY name"))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(user_from_row)
+            .collect()
+    }
+}
