@@ -416,9 +416,25 @@ async fn read_body(ctx: &Ctx, headers: &HeaderMap, body: Body) -> ApiResult<Byte
         return Err(ApiError::PayloadTooLarge(limit));
     }
     let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
-    axum::body::to_bytes(body, limit_usize)
-        .await
-        .map_err(|_| ApiError::PayloadTooLarge(limit))
+    axum::body::to_bytes(body, limit_usize).await.map_err(|e| {
+        if over_limit(&e) {
+            ApiError::PayloadTooLarge(limit)
+        } else {
+            ApiError::BadRequest(format!("could not read the request body: {e}"))
+        }
+    })
+}
+
+/// Whether reading a body failed because it passed the limit (not a broken connection).
+fn over_limit(error: &axum::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 fn empty_legacy_audit() -> serde_json::Value {

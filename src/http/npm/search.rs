@@ -22,7 +22,7 @@ const MAX_PAGE: u32 = 250;
 
 pub async fn search(ctx: &Ctx, uri: &Uri) -> ApiResult<Response> {
     ctx.require_read()?;
-    let params: Params = serde_urlencoded_query(uri)?;
+    let params: Params = query_params(uri)?;
     let query = SearchQuery {
         text: params.text,
         size: params.size.unwrap_or(20).min(MAX_PAGE),
@@ -91,7 +91,7 @@ pub async fn all(ctx: &Ctx) -> ApiResult<Response> {
     Ok(axum::Json(out).into_response())
 }
 
-fn serde_urlencoded_query<T: serde::de::DeserializeOwned>(uri: &Uri) -> ApiResult<T> {
+fn query_params<T: serde::de::DeserializeOwned>(uri: &Uri) -> ApiResult<T> {
     axum::extract::Query::<T>::try_from_uri(uri)
         .map(|q| q.0)
         .map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))

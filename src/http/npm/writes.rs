@@ -78,8 +78,7 @@ async fn update_document(ctx: &Ctx, name: &PackageName, rev: Option<&str>, docum
             "package \"{name}\" does not exist; a new package must be published with its tarball attachment"
         ))
     })?;
-    let record = &record;
-    ctx.require_maintainer(record)?;
+    ctx.require_maintainer(&record)?;
     let live: HashSet<&str> = record.live_versions().map(|v| v.version.as_str()).collect();
     let sent: HashSet<&str> = document.deprecations.iter().map(|(v, _)| v.as_str()).collect();
     if let Some(unknown) = sent.iter().find(|v| !live.contains(*v)) {
