@@ -70,21 +70,7 @@ impl PackageStore for SqliteStore {
             .iter()
             .map(|r| Ok((r.try_get("tag")?, r.try_get("version")?)))
             .collect::<StoreResult<BTreeMap<String, String>>>()?;
-        let maintainers = sqlx::query(
-            "SELECT users.name, users.email FROM maintainers JOIN users ON users.id = maintainers.user_id
-             WHERE maintainers.package_id = $1 ORDER BY users.name",
-        )
-        .bind(id.0)
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(Maintainer {
-                name: r.try_get("name")?,
-                email: r.try_get("email")?,
-            })
-        })
-        .collect::<StoreResult<Vec<_>>>()?;
+        let maintainers = maintainers_of(&mut conn, id).await?;
         let versions = sqlx::query(
             "SELECT version, manifest, blob_sha512, blob_size, published_at, publisher, deprecated, unpublished_at
              FROM versions WHERE package_id = $1 ORDER BY id",
@@ -132,21 +118,7 @@ impl PackageStore for SqliteStore {
         let Some(id) = id else {
             return Ok(None);
         };
-        let maintainers = sqlx::query(
-            "SELECT users.name, users.email FROM maintainers JOIN users ON users.id = maintainers.user_id
-             WHERE maintainers.package_id = $1 ORDER BY users.name",
-        )
-        .bind(id)
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(Maintainer {
-                name: r.try_get("name")?,
-                email: r.try_get("email")?,
-            })
-        })
-        .collect::<StoreResult<Vec<_>>>()?;
+        let maintainers = maintainers_of(&mut conn, PackageId(id)).await?;
         Ok(Some(maintainers))
     }
 
@@ -483,4 +455,22 @@ impl PackageStore for SqliteStore {
         .map(package_name)
         .collect()
     }
+}
+
+async fn maintainers_of(conn: &mut sqlx::SqliteConnection, package: PackageId) -> StoreResult<Vec<Maintainer>> {
+    sqlx::query(
+        "SELECT users.name, users.email FROM maintainers JOIN users ON users.id = maintainers.user_id
+         WHERE maintainers.package_id = $1 ORDER BY users.name",
+    )
+    .bind(package.0)
+    .fetch_all(conn)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(Maintainer {
+            name: r.try_get("name")?,
+            email: r.try_get("email")?,
+        })
+    })
+    .collect()
 }
