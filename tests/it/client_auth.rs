@@ -10,7 +10,7 @@ use std::net::TcpListener;
 
 use serde_json::Value;
 
-use crate::support::clients::{ClientKind, Project, output_text, run, run_answering, tarball_url};
+use crate::support::clients::{ClientKind, Project, clients_or_skip, output_text, run, run_answering, tarball_url};
 use crate::support::{TestServer, http, publish_ok};
 
 const PASSWORD: &str = "e2e-auth-password-1";
@@ -80,6 +80,9 @@ fn logged_in(registry: &str) -> String {
 
 #[test]
 fn npm_login_with_a_password_or_a_token_as_the_password() {
+    let Some(_) = clients_or_skip("client_auth::npm_login_with_a_password_or_a_token_as_the_password") else {
+        return;
+    };
     let server = server_with("carol", &[]);
     let registry = server.registry_url("default");
     // npm ≥ 9 defaults to the browser flow; legacy asks for a username and password.
@@ -137,6 +140,9 @@ fn npm_login_with_a_password_or_a_token_as_the_password() {
 
 #[test]
 fn pnpm_login_stores_a_token_that_pnpm_and_bun_use() {
+    let Some(_) = clients_or_skip("client_auth::pnpm_login_stores_a_token_that_pnpm_and_bun_use") else {
+        return;
+    };
     let server = server_with("dave", &[]);
     let registry = server.registry_url("default");
     // One HOME: pnpm logs in, then bun (which has no login of its own) reads the user .npmrc.
@@ -167,6 +173,9 @@ fn pnpm_login_stores_a_token_that_pnpm_and_bun_use() {
 
 #[test]
 fn yarn_berry_npm_login_with_a_password_or_a_token() {
+    let Some(_) = clients_or_skip("client_auth::yarn_berry_npm_login_with_a_password_or_a_token") else {
+        return;
+    };
     let server = server_with("erin", &[]);
     let registry = server.registry_url("default");
     let issued = server.create_token(&["--user", "erin", "--registry", "default"]);
@@ -234,6 +243,9 @@ fn sign_in_with_browser(login_url: &str, user: &str, password: &str) {
 
 #[test]
 fn npm_web_login_completes_when_the_browser_signs_in() {
+    let Some(_) = clients_or_skip("client_auth::npm_web_login_completes_when_the_browser_signs_in") else {
+        return;
+    };
     let server = server_with("fay", &[]);
     let registry = server.registry_url("default");
     let npm = Project::new(ClientKind::Npm);
@@ -286,6 +298,9 @@ fn created_token(output: &std::process::Output) -> String {
 
 #[test]
 fn npm_token_create_list_and_revoke() {
+    let Some(_) = clients_or_skip("client_auth::npm_token_create_list_and_revoke") else {
+        return;
+    };
     let server = server_with("gus", &[]);
     let registry = server.registry_url("default");
     let npm = Project::new(ClientKind::Npm);
@@ -390,6 +405,9 @@ fn npm_token_create_list_and_revoke() {
 
 #[test]
 fn a_read_only_token_cannot_publish_with_any_client() {
+    let Some(_) = clients_or_skip("client_auth::a_read_only_token_cannot_publish_with_any_client") else {
+        return;
+    };
     let server = server_with("hal", &[]);
     let registry = server.registry_url("default");
     let read_only = server.create_token(&["--user", "hal", "--registry", "default", "--read-only"]);
@@ -413,6 +431,9 @@ fn a_read_only_token_cannot_publish_with_any_client() {
 
 #[test]
 fn an_address_limited_token_is_refused_for_installs() {
+    let Some(_) = clients_or_skip("client_auth::an_address_limited_token_is_refused_for_installs") else {
+        return;
+    };
     let server = server_with("ida", &[]);
     let registry = server.registry_url("default");
     let lan = server.create_token(&["--user", "ida", "--registry", "default", "--cidr", "10.0.0.0/8"]);
@@ -436,6 +457,9 @@ fn an_address_limited_token_is_refused_for_installs() {
 
 #[test]
 fn tokens_from_the_environment_in_npmrc_and_yarnrc() {
+    let Some(_) = clients_or_skip("client_auth::tokens_from_the_environment_in_npmrc_and_yarnrc") else {
+        return;
+    };
     let server = server_with("jo", &[]);
     let registry = server.registry_url("default");
     let token = server.login("default", "jo", PASSWORD);
@@ -492,6 +516,9 @@ fn dead_registry() -> String {
 
 #[test]
 fn only_the_scope_comes_from_gatehouse() {
+    let Some(_) = clients_or_skip("client_auth::only_the_scope_comes_from_gatehouse") else {
+        return;
+    };
     const SCOPED: &str = "@acme/widget";
     let server = server_with("kim", &[SCOPED]);
     let registry = server.registry_url("default");

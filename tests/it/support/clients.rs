@@ -31,7 +31,7 @@ use std::thread;
 
 use serde_json::{Value, json};
 
-pub use install::{Clients, clients};
+pub use install::{Clients, clients, clients_or_skip};
 pub use lockfile::{LockedPackage, Lockfile};
 pub use public::public_registry;
 pub use run::{Running, output_text, run, run_answering, run_failing};

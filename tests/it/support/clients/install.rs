@@ -57,6 +57,20 @@ pub fn clients() -> &'static Clients {
     }
 }
 
+/// The clients, or `None` after printing why `test` is skipped: when they are not installed
+/// yet and the npm registry they come from can't be reached (or `GATEHOUSE_OFFLINE=1`), so the
+/// suite stays green offline.
+pub fn clients_or_skip(test: &str) -> Option<&'static Clients> {
+    let cached = Clients {
+        dir: client_cache_dir(),
+    }
+    .is_complete();
+    if !cached && super::public::public_registry(test).is_none() {
+        return None;
+    }
+    Some(clients())
+}
+
 /// `<CARGO_TARGET_DIR or <manifest dir>/target>/client-cache`.
 pub fn client_cache_dir() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
