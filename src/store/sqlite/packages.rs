@@ -221,15 +221,7 @@ impl PackageStore for SqliteStore {
             tags.push("latest");
         }
         for tag in tags {
-            sqlx::query(
-                "INSERT INTO dist_tags (package_id, tag, version) VALUES ($1, $2, $3)
-                 ON CONFLICT (package_id, tag) DO UPDATE SET version = excluded.version",
-            )
-            .bind(package_id.0)
-            .bind(tag)
-            .bind(&new.version)
-            .execute(&mut *tx)
-            .await?;
+            point_tag(&mut tx, package_id, tag, &new.version).await?;
         }
         bump_rev(&mut tx, package_id, None).await?;
         refresh_search_fields(&mut tx, package_id).await?;
@@ -267,15 +259,7 @@ impl PackageStore for SqliteStore {
         if live.is_none() {
             return Err(StoreError::NotFound);
         }
-        sqlx::query(
-            "INSERT INTO dist_tags (package_id, tag, version) VALUES ($1, $2, $3)
-             ON CONFLICT (package_id, tag) DO UPDATE SET version = excluded.version",
-        )
-        .bind(package.0)
-        .bind(tag)
-        .bind(version)
-        .execute(&mut *tx)
-        .await?;
+        point_tag(&mut tx, package, tag, version).await?;
         bump_rev(&mut tx, package, None).await?;
         refresh_search_fields(&mut tx, package).await?;
         tx.commit().await?;
@@ -473,4 +457,23 @@ async fn maintainers_of(conn: &mut sqlx::SqliteConnection, package: PackageId) -
         })
     })
     .collect()
+}
+
+/// Points `tag` at `version`, moving it if it exists.
+async fn point_tag(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    package: PackageId,
+    tag: &str,
+    version: &str,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO dist_tags (package_id, tag, version) VALUES ($1, $2, $3)
+         ON CONFLICT (package_id, tag) DO UPDATE SET version = excluded.version",
+    )
+    .bind(package.0)
+    .bind(tag)
+    .bind(version)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
