@@ -14,7 +14,7 @@ use crate::npm::integrity::Digests;
 use crate::npm::name::PackageName;
 use crate::npm::tarball::{self, TarballInfo, TarballLimits};
 use crate::npm::version::Version;
-use crate::store::blobs::{BlobError, BlobKey};
+use crate::store::blobs::{BlobError, BlobKey, StagedBlob};
 use crate::store::{AuditEntry, BlobRef, NewVersion, Registry, StoreError, User};
 
 /// A version asking to enter a registry.
@@ -24,6 +24,9 @@ pub struct Candidate<'a> {
     pub version: Version,
     pub manifest: Map<String, Value>,
     pub tarball: Bytes,
+    /// The tarball already written to storage as it streamed in (pulls); `None`
+    /// stores `tarball` itself.
+    pub staged: Option<Box<dyn StagedBlob>>,
     pub digests: Digests,
     pub tags: Vec<DistTag>,
     pub publisher: Option<&'a User>,
@@ -83,6 +86,7 @@ pub async fn admit(app: &App, candidate: Candidate<'_>) -> Result<Admitted, Admi
         version,
         manifest,
         tarball,
+        staged,
         digests,
         tags,
         publisher,
@@ -121,7 +125,10 @@ pub async fn admit(app: &App, candidate: Candidate<'_>) -> Result<Admitted, Admi
     let deprecated = manifest.get("deprecated").and_then(Value::as_str).map(str::to_owned);
 
     let key = BlobKey::from_bytes(digests.sha512);
-    app.blobs.put(&key, tarball.clone()).await?;
+    match staged {
+        Some(staged) => staged.commit(&key).await?,
+        None => app.blobs.put(&key, tarball.clone()).await?,
+    }
 
     let new = NewVersion {
         registry_id: registry.id,

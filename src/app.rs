@@ -5,13 +5,13 @@ use std::sync::Arc;
 use crate::auth::web_login::WebLogins;
 use crate::auth::{Authenticator, password};
 use crate::config::{Config, PublicUrl};
-use crate::npm::name::PackageName;
 use crate::packument_cache::PackumentCache;
 use crate::registry::RegistryName;
 use crate::store::blobs::{Blobs, FsBlobStore};
 use crate::store::sqlite::SqliteStore;
-use crate::store::{AuditEntry, BlobRef, ChangeKind, Meta, NewUpstream, Registry, RegistryId, StoreError, UserId};
+use crate::store::{AuditEntry, ChangeKind, Meta, NewUpstream, Registry, RegistryId, StoreError, UserId};
 use crate::upstream::Upstreams;
+use crate::upstream::pull::Pulls;
 use crate::upstream::spec::UpstreamSpec;
 use moka::future::Cache;
 
@@ -27,7 +27,7 @@ pub struct App {
     /// Registries and roles, read on every request.
     pub access: AccessCache,
     /// Tarball pulls in flight, so concurrent downloads of a version share one.
-    pub pulls: Cache<(RegistryId, PackageName, String), Arc<BlobRef>>,
+    pub pulls: Pulls,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,10 +95,7 @@ impl App {
             web_logins: WebLogins::default(),
             access: AccessCache::new(meta.clone()),
             upstreams,
-            pulls: Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(std::time::Duration::from_secs(60))
-                .build(),
+            pulls: Pulls::default(),
             config,
             public_url,
             meta,

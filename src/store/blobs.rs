@@ -55,6 +55,9 @@ pub struct BlobReader {
 pub trait BlobStore: Send + Sync {
     /// Stores `bytes` under `key` after checking they hash to it. Durable on return.
     async fn put(&self, key: &BlobKey, bytes: Bytes) -> Result<(), BlobError>;
+    /// Starts a blob written piece by piece (a tarball streaming in from an upstream),
+    /// whose key is known only at the end. Dropped without `commit`, it leaves nothing.
+    async fn stage(&self) -> Result<Box<dyn StagedBlob>, BlobError>;
     async fn open(&self, key: &BlobKey) -> Result<Option<BlobReader>, BlobError>;
     async fn contains(&self, key: &BlobKey) -> Result<bool, BlobError>;
 
@@ -70,6 +73,14 @@ pub trait BlobStore: Send + Sync {
 }
 
 pub type Blobs = Arc<dyn BlobStore>;
+
+/// A blob being written; see [`BlobStore::stage`].
+#[async_trait]
+pub trait StagedBlob: Send {
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), BlobError>;
+    /// Makes what was written durable under `key`, which must be its sha512.
+    async fn commit(self: Box<Self>, key: &BlobKey) -> Result<(), BlobError>;
+}
 
 /// Blobs as files under one directory: write to `tmp/`, fsync, rename into place,
 /// fsync the directory. A crash leaves at worst an orphan in `tmp/`.
@@ -92,6 +103,31 @@ impl FsBlobStore {
     fn path_of(&self, key: &BlobKey) -> PathBuf {
         self.root.join(key.relative_path())
     }
+
+    fn tmp_path(&self) -> PathBuf {
+        self.root.join("tmp").join(format!("{:016x}", rand::random::<u64>()))
+    }
+}
+
+/// Makes a fully written temporary file the blob `final_path`: fsync the file, rename
+/// it into place, fsync the directory. On failure the temporary file is removed.
+async fn install(mut file: tokio::fs::File, tmp_path: &Path, final_path: &Path) -> Result<(), BlobError> {
+    let result = async {
+        file.flush().await?;
+        file.sync_all().await?;
+        drop(file);
+        let dir = final_path
+            .parent()
+            .ok_or_else(|| std::io::Error::other("blob path has no parent"))?;
+        tokio::fs::create_dir_all(dir).await?;
+        tokio::fs::rename(tmp_path, final_path).await?;
+        tokio::fs::File::open(dir).await?.sync_all().await
+    }
+    .await;
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(tmp_path).await;
+    }
+    Ok(result?)
 }
 
 #[async_trait]
@@ -108,27 +144,24 @@ impl BlobStore for FsBlobStore {
         if digest.as_slice() != key.0 {
             return Err(BlobError::DigestMismatch);
         }
-        let tmp_path = self
-            .root
-            .join("tmp")
-            .join(format!("{}.{}", key.to_hex(), rand::random::<u64>()));
-        let result = async {
-            let mut file = tokio::fs::File::create(&tmp_path).await?;
-            file.write_all(&bytes).await?;
-            file.sync_all().await?;
-            drop(file);
-            let dir = final_path
-                .parent()
-                .ok_or_else(|| std::io::Error::other("blob path has no parent"))?;
-            tokio::fs::create_dir_all(dir).await?;
-            tokio::fs::rename(&tmp_path, &final_path).await?;
-            tokio::fs::File::open(dir).await?.sync_all().await
-        }
-        .await;
-        if result.is_err() {
+        let tmp_path = self.tmp_path();
+        let mut file = tokio::fs::File::create(&tmp_path).await?;
+        if let Err(e) = file.write_all(&bytes).await {
             let _ = tokio::fs::remove_file(&tmp_path).await;
+            return Err(e.into());
         }
-        Ok(result?)
+        install(file, &tmp_path, &final_path).await
+    }
+
+    async fn stage(&self) -> Result<Box<dyn StagedBlob>, BlobError> {
+        let tmp_path = self.tmp_path();
+        let file = tokio::fs::File::create(&tmp_path).await?;
+        Ok(Box::new(FsStagedBlob {
+            root: self.root.clone(),
+            tmp_path: Some(tmp_path),
+            file: Some(file),
+            digest: Sha512::new(),
+        }))
     }
 
     async fn open(&self, key: &BlobKey) -> Result<Option<BlobReader>, BlobError> {
@@ -144,6 +177,55 @@ impl BlobStore for FsBlobStore {
 
     async fn contains(&self, key: &BlobKey) -> Result<bool, BlobError> {
         Ok(tokio::fs::try_exists(self.path_of(key)).await?)
+    }
+}
+
+struct FsStagedBlob {
+    root: PathBuf,
+    /// `None` once committed: nothing left to clean up.
+    tmp_path: Option<PathBuf>,
+    file: Option<tokio::fs::File>,
+    digest: Sha512,
+}
+
+#[async_trait]
+impl StagedBlob for FsStagedBlob {
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), BlobError> {
+        self.digest.update(chunk);
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("blob already committed"))?;
+        Ok(file.write_all(chunk).await?)
+    }
+
+    async fn commit(mut self: Box<Self>, key: &BlobKey) -> Result<(), BlobError> {
+        if self.digest.finalize_reset().as_slice() != key.0 {
+            return Err(BlobError::DigestMismatch);
+        }
+        let (Some(tmp_path), Some(file)) = (self.tmp_path.take(), self.file.take()) else {
+            return Err(std::io::Error::other("blob already committed").into());
+        };
+        let final_path = self.root.join(key.relative_path());
+        if tokio::fs::try_exists(&final_path).await? {
+            drop(file);
+            let _ = tokio::fs::remove_file(&tmp_path).await;
+            return Ok(());
+        }
+        install(file, &tmp_path, &final_path).await
+    }
+}
+
+impl Drop for FsStagedBlob {
+    fn drop(&mut self) {
+        // Abandoned (refused, failed, cut short): remove the partial file off the runtime.
+        if let Some(path) = self.tmp_path.take() {
+            drop(self.file.take());
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn_blocking(move || std::fs::remove_file(path))),
+                Err(_) => drop(std::fs::remove_file(path)),
+            }
+        }
     }
 }
 
@@ -173,6 +255,43 @@ mod tests {
         assert!(!store.contains(&other).await.expect("contains"));
         let leftovers = std::fs::read_dir(dir.path().join("tmp")).expect("tmp").count();
         assert_eq!(leftovers, 0);
+    }
+
+    #[tokio::test]
+    async fn staged_blobs_are_stored_on_commit_and_vanish_when_dropped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FsBlobStore::open(dir.path()).await.expect("open");
+        let key = key_of(b"hello world");
+        let mut staged = store.stage().await.expect("stage");
+        staged.write(b"hello ").await.expect("write");
+        staged.write(b"world").await.expect("write");
+        staged.commit(&key).await.expect("commit");
+        assert_eq!(
+            store.read(&key).await.expect("read").as_deref(),
+            Some(&b"hello world"[..])
+        );
+
+        let mut wrong = store.stage().await.expect("stage");
+        wrong.write(b"not it").await.expect("write");
+        let other = key_of(b"something else");
+        assert!(matches!(wrong.commit(&other).await, Err(BlobError::DigestMismatch)));
+        assert!(!store.contains(&other).await.expect("contains"));
+
+        let mut abandoned = store.stage().await.expect("stage");
+        abandoned.write(b"half a tarb").await.expect("write");
+        drop(abandoned);
+        let tmp = dir.path().join("tmp");
+        for _ in 0..100 {
+            if std::fs::read_dir(&tmp).expect("tmp").count() == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            std::fs::read_dir(&tmp).expect("tmp").count(),
+            0,
+            "partial files are removed"
+        );
     }
 
     #[test]

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt as _;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 
 use crate::config::UpstreamSettings;
@@ -108,13 +107,14 @@ impl UpstreamClient {
         }
     }
 
-    /// GET a tarball, whole, within the size and time limits.
-    pub async fn tarball(&self, url: &str, auth: &UpstreamAuth) -> Result<Bytes, UpstreamError> {
+    /// GET a tarball. The body is read piece by piece through [`Body`], within the size
+    /// and transfer-time limits.
+    pub async fn tarball(&self, url: &str, auth: &UpstreamAuth) -> Result<Body, UpstreamError> {
         let response = self.send(url, auth, HeaderMap::new()).await?;
         if response.status().as_u16() != 200 {
             return Err(status_error(url, &response));
         }
-        self.read_body(url, response, self.settings.max_tarball_bytes).await
+        self.body(url, response, self.settings.max_tarball_bytes)
     }
 
     /// PUT a publish body to a remote registry (pushing a version to it).
@@ -157,28 +157,59 @@ impl UpstreamClient {
         Ok(response)
     }
 
-    /// Reads a body chunk by chunk, failing as soon as it passes `limit` bytes or the
-    /// transfer timeout: a huge or endless response never fills memory.
+    /// Reads a whole body, within the limits.
     async fn read_body(&self, url: &str, response: reqwest::Response, limit: u64) -> Result<Bytes, UpstreamError> {
-        if response.content_length().is_some_and(|len| len > limit) {
+        let mut body = self.body(url, response, limit)?;
+        let mut bytes = BytesMut::with_capacity(body.len.map_or(0, |len| len as usize));
+        while let Some(chunk) = body.chunk().await? {
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes.freeze())
+    }
+
+    fn body(&self, url: &str, response: reqwest::Response, limit: u64) -> Result<Body, UpstreamError> {
+        let len = response.content_length();
+        if len.is_some_and(|len| len > limit) {
             return Err(UpstreamError::TooLarge(url.to_owned(), limit));
         }
-        let transfer = Duration::from_millis(self.settings.transfer_timeout_ms);
-        let read = async {
-            let mut stream = response.bytes_stream();
-            let mut body = BytesMut::new();
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| UpstreamError::Unreachable(url.to_owned(), root_cause(&e)))?;
-                if body.len() as u64 + chunk.len() as u64 > limit {
-                    return Err(UpstreamError::TooLarge(url.to_owned(), limit));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(body.freeze())
-        };
-        tokio::time::timeout(transfer, read)
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(self.settings.transfer_timeout_ms);
+        Ok(Body {
+            url: url.to_owned(),
+            len,
+            response,
+            limit,
+            received: 0,
+            deadline,
+        })
+    }
+}
+
+/// A response body read chunk by chunk. It fails as soon as it passes its size limit or
+/// its transfer deadline: a huge or endless response never fills memory or hangs a pull.
+pub struct Body {
+    url: String,
+    /// The length the upstream announced, if it did.
+    pub len: Option<u64>,
+    response: reqwest::Response,
+    limit: u64,
+    received: u64,
+    deadline: tokio::time::Instant,
+}
+
+impl Body {
+    /// The next piece, or `None` at the end.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, UpstreamError> {
+        let chunk = tokio::time::timeout_at(self.deadline, self.response.chunk())
             .await
-            .map_err(|_| UpstreamError::Timeout(url.to_owned()))?
+            .map_err(|_| UpstreamError::Timeout(self.url.clone()))?
+            .map_err(|e| UpstreamError::Unreachable(self.url.clone(), root_cause(&e)))?;
+        if let Some(chunk) = &chunk {
+            self.received += chunk.len() as u64;
+            if self.received > self.limit {
+                return Err(UpstreamError::TooLarge(self.url.clone(), self.limit));
+            }
+        }
+        Ok(chunk)
     }
 }
 

@@ -1,26 +1,35 @@
 //! Pulling a tarball from an upstream into a registry, on first download.
 //!
-//! The bytes are fetched whole (within the size and time limits), checked against
-//! the upstream's `dist.integrity`/`shasum` before a single byte is served, and
-//! admitted like a publish (source `upstream:…`). A mismatch is refused and nothing
-//! is stored. Concurrent downloads of one version share one pull.
+//! A pull is a background task that reads the upstream's body piece by piece and, as
+//! each piece arrives, hashes it, writes it to a staged blob and hands it to every
+//! client downloading that version (the first and any that join while it runs: one
+//! upstream request however many ask). The last byte is held back until the whole
+//! tarball has matched the upstream's `dist.integrity`/`shasum` and passed admission
+//! (source `upstream:…`), so no client ever receives a complete tarball that was
+//! refused: on a mismatch the downloads are cut short and nothing is stored.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use futures_util::future::BoxFuture;
+use futures_util::{FutureExt as _, Stream};
 use serde_json::Value;
+use tokio::sync::watch;
+use tokio_util::io::ReaderStream;
 
 use super::Source;
-use super::client::UpstreamError;
+use super::client::{self, UpstreamError};
 use super::spec::origin;
 use crate::admission::{self, AdmissionError, Candidate, Origin};
 use crate::app::App;
-use crate::npm::integrity::{self, Digests};
+use crate::npm::integrity::{self, DigestWriter};
 use crate::npm::name::PackageName;
 use crate::npm::version::Version;
-use crate::packument_cache::{CacheError, RemoteTarball};
+use crate::packument_cache::{CacheError, Prepared};
 use crate::store::blobs::BlobKey;
-use crate::store::{BlobRef, Registry};
+use crate::store::{BlobRef, Registry, RegistryId};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PullError {
@@ -47,158 +56,440 @@ impl From<CacheError> for PullError {
 /// Registry upstream chains are followed this deep when pulling.
 const MAX_CHAIN: u8 = 4;
 
-/// The blob of `name@version` in `registry`, pulling it from an upstream if needed.
+/// Downloads start sending once this much of a pulled tarball has arrived.
+const STREAM_FROM: usize = 64 * 1024;
+
+type PullKey = (RegistryId, PackageName, String);
+
+/// The pulls in flight, so concurrent downloads of one version share one.
+#[derive(Default)]
+pub struct Pulls {
+    running: Mutex<HashMap<PullKey, Arc<Transfer>>>,
+}
+
+impl Pulls {
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<PullKey, Arc<Transfer>>> {
+        // A poisoned map only means a panic elsewhere mid-insert; the map itself is fine.
+        self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// What a download of a version gets.
+pub enum Download {
+    /// The registry holds the blob: serve it from storage.
+    Held(BlobRef),
+    /// It is being pulled: follow the transfer.
+    Streaming(Follower),
+}
+
+/// The blob of `name@version` in `registry`, pulling it from an upstream if needed and
+/// waiting until it is stored (promotion, `HEAD`).
 pub async fn ensure_local(
-    app: &App,
+    app: &Arc<App>,
     registry: &Registry,
     name: &PackageName,
     version: &str,
 ) -> Result<BlobRef, PullError> {
-    ensure_at_depth(app, registry, name, version, 0).await
+    match download(app, registry, name, version).await? {
+        Download::Held(blob) => Ok(blob),
+        Download::Streaming(follower) => follower.finished().await,
+    }
 }
 
-fn ensure_at_depth<'a>(
-    app: &'a App,
+/// Starts (or joins) the download of `name@version` from `registry`. Returns once the
+/// first bytes are ready to send, or with the error if the pull failed before that.
+pub async fn download(
+    app: &Arc<App>,
+    registry: &Registry,
+    name: &PackageName,
+    version: &str,
+) -> Result<Download, PullError> {
+    download_at_depth(app, registry, name, version, 0).await
+}
+
+// Boxed: a pull through a registry upstream downloads from that registry in turn.
+fn download_at_depth<'a>(
+    app: &'a Arc<App>,
     registry: &'a Registry,
     name: &'a PackageName,
     version: &'a str,
     depth: u8,
-) -> futures_util::future::BoxFuture<'a, Result<BlobRef, PullError>> {
+) -> BoxFuture<'a, Result<Download, PullError>> {
     Box::pin(async move {
         let prepared = app.packuments.get(registry, name).await?;
         if let Some(blob) = prepared.tarballs.get(version) {
-            return Ok(blob.clone());
+            return Ok(Download::Held(blob.clone()));
         }
-        let offered = prepared.remote.get(version).ok_or(PullError::NotFound)?;
+        if !prepared.remote.contains_key(version) {
+            return Err(PullError::NotFound);
+        }
         let key = (registry.id, name.clone(), version.to_owned());
-        let result = app
-            .pulls
-            .try_get_with(key, async {
-                pull(app, registry, name, version, offered, depth).await.map(Arc::new)
-            })
-            .await
-            .map(|blob| (*blob).clone())
-            .map_err(|e| (*e).clone());
-        // Don't keep failures around: the next request may succeed.
-        if result.is_err() {
-            app.pulls
-                .invalidate(&(registry.id, name.clone(), version.to_owned()))
-                .await;
-        }
-        result
+        let transfer = {
+            let mut running = app.pulls.running();
+            match running.get(&key) {
+                Some(transfer) => transfer.clone(),
+                None => {
+                    let transfer = Arc::new(Transfer::new());
+                    running.insert(key.clone(), transfer.clone());
+                    let job = Job {
+                        app: app.clone(),
+                        registry: registry.clone(),
+                        name: name.clone(),
+                        version: version.to_owned(),
+                        prepared,
+                        depth,
+                    };
+                    tokio::spawn(job.run(key, transfer.clone()));
+                    transfer
+                }
+            }
+        };
+        Follower::join(transfer).await
     })
 }
 
-async fn pull(
-    app: &App,
-    registry: &Registry,
-    name: &PackageName,
-    version: &str,
-    offered: &RemoteTarball,
-    depth: u8,
-) -> Result<BlobRef, PullError> {
-    let bytes = match &offered.source {
-        Source::Remote { remote, label, .. } => {
-            let fetcher = &app.upstreams.fetcher;
-            if fetcher.is_suspended(remote.id) {
-                return Err(UpstreamError::CircuitOpen(label.clone()).into());
-            }
-            let url = match offered.version.tarball.as_deref() {
-                Some(url) => url.to_owned(),
-                None => format!("{}{}/-/{}-{version}.tgz", remote.base, name, name.basename()),
-            };
-            // Only fetch from the upstream's own origin: a packument must not be able
-            // to send us to another host (or an internal address).
-            if origin(&url) != origin(&remote.base) {
-                return Err(PullError::Refused(format!(
-                    "upstream {label} lists a tarball on another host ({url}); refused"
-                )));
-            }
-            let result = app.upstreams.client.tarball(&url, &remote.auth).await;
-            match &result {
-                Ok(_) => fetcher.note_success(remote.id),
-                Err(e) => fetcher.note_failure(remote.id, e),
-            }
-            result?
+/// What a pull has done so far, shared by every download following it.
+#[derive(Default)]
+struct Progress {
+    /// Pieces released to followers, in order.
+    released: Vec<Bytes>,
+    released_bytes: usize,
+    /// The length the source announced.
+    len: Option<u64>,
+    outcome: Option<Result<BlobRef, PullError>>,
+}
+
+struct Transfer {
+    progress: watch::Sender<Progress>,
+}
+
+impl Transfer {
+    fn new() -> Self {
+        Transfer {
+            progress: watch::Sender::new(Progress::default()),
         }
-        Source::Registry(other) => {
-            if depth >= MAX_CHAIN {
-                return Err(PullError::Refused("registry upstream chain too deep".into()));
-            }
-            let other_registry = app
-                .meta
-                .registry(other)
-                .await
-                .map_err(|e| PullError::Internal(e.to_string()))?
-                .ok_or(PullError::NotFound)?;
-            let blob = ensure_at_depth(app, &other_registry, name, version, depth + 1).await?;
-            read_blob(app, &blob).await?
-        }
-    };
-    let check = bytes.clone();
-    let digests = tokio::task::spawn_blocking(move || Digests::of(&check))
-        .await
-        .map_err(|e| PullError::Internal(e.to_string()))?;
-    let manifest = &offered.version.manifest;
-    let dist = manifest.get("dist").and_then(Value::as_object);
-    integrity::verify_declared(
-        &digests,
-        dist.and_then(|d| d.get("integrity")).and_then(Value::as_str),
-        dist.and_then(|d| d.get("shasum")).and_then(Value::as_str),
-    )
-    .map_err(|e| {
-        tracing::warn!(upstream = %offered.source.label(), pkg.name = %name, pkg.version = version, error = %e, "upstream tarball refused");
-        PullError::Refused(format!("upstream {} served a bad tarball for {name}@{version}: {e}", offered.source.label()))
-    })?;
-    let version_parsed = Version::parse(version).map_err(|e| PullError::Refused(e.to_string()))?;
-    let mut manifest = manifest.clone();
-    if let Some(Value::Object(dist)) = manifest.get_mut("dist") {
-        dist.remove("tarball");
     }
-    let published_at = offered
-        .version
-        .published
-        .as_deref()
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| t.timestamp_millis());
-    let blob = BlobRef {
-        sha512_hex: digests.sha512_hex(),
-        size: bytes.len() as u64,
-    };
-    let admitted = admission::admit(
-        app,
-        Candidate {
-            registry,
-            name: name.clone(),
-            version: version_parsed,
-            manifest,
-            tarball: bytes,
-            digests,
-            tags: Vec::new(),
-            publisher: None,
-            origin: Origin::Upstream {
-                label: offered.source.label(),
-                published_at,
-            },
-            client_addr: None,
-        },
-    )
-    .await;
-    match admitted {
-        // Someone else pulled (or published) it meanwhile: same version, fine.
-        Ok(_) | Err(AdmissionError::VersionExists(_)) => Ok(blob),
-        Err(AdmissionError::Rejected(why)) => Err(PullError::Refused(format!(
-            "upstream version {name}@{version} refused: {why}"
-        ))),
-        Err(e) => Err(PullError::Internal(e.to_string())),
+
+    fn announce(&self, len: Option<u64>) {
+        self.progress.send_modify(|p| p.len = len);
+    }
+
+    fn release(&self, piece: Bytes) {
+        self.progress.send_modify(|p| {
+            p.released_bytes += piece.len();
+            p.released.push(piece);
+        });
+    }
+
+    fn finish(&self, held_back: Option<Bytes>, outcome: Result<BlobRef, PullError>) {
+        self.progress.send_modify(|p| {
+            if let (Some(piece), Ok(_)) = (held_back, &outcome) {
+                p.released.push(piece);
+            }
+            p.outcome = Some(outcome);
+        });
     }
 }
 
-async fn read_blob(app: &App, blob: &BlobRef) -> Result<Bytes, PullError> {
-    let key = BlobKey::parse_hex(&blob.sha512_hex).map_err(|e| PullError::Internal(e.to_string()))?;
-    app.blobs
-        .read(&key)
-        .await
-        .map_err(|e| PullError::Internal(e.to_string()))?
-        .ok_or_else(|| PullError::Internal(format!("blob {} is missing", blob.sha512_hex)))
+/// One download following a transfer from its first piece.
+pub struct Follower {
+    /// Keeps the transfer's sender alive for as long as this download reads from it.
+    _transfer: Arc<Transfer>,
+    progress: watch::Receiver<Progress>,
+    /// The length announced by the source, when it did (for `Content-Length`).
+    pub len: Option<u64>,
+    sent: usize,
+}
+
+impl Follower {
+    /// Waits until [`STREAM_FROM`] bytes are released or the pull has ended. A pull that
+    /// fails before that is an error here, so the client reads a status and a reason
+    /// instead of a cut body; most tarballs are smaller and are checked before any byte
+    /// goes out.
+    async fn join(transfer: Arc<Transfer>) -> Result<Download, PullError> {
+        let mut progress = transfer.progress.subscribe();
+        let len = {
+            let ready = progress
+                .wait_for(|p| p.released_bytes >= STREAM_FROM || p.outcome.is_some())
+                .await
+                .map_err(|_| PullError::Internal("pull ended without an outcome".into()))?;
+            match &ready.outcome {
+                Some(Ok(blob)) => return Ok(Download::Held(blob.clone())),
+                // Nothing sent to this client yet: it can still get a status and a reason.
+                Some(Err(e)) => return Err(e.clone()),
+                _ => ready.len,
+            }
+        };
+        Ok(Download::Streaming(Follower {
+            _transfer: transfer,
+            progress,
+            len,
+            sent: 0,
+        }))
+    }
+
+    /// The next piece to send, or the end: `Ok(None)` once the whole tarball has been
+    /// sent, `Err` when the pull failed (the download must be cut short).
+    async fn next(&mut self) -> Result<Option<Bytes>, PullError> {
+        loop {
+            {
+                let progress = self.progress.borrow_and_update();
+                if let Some(piece) = progress.released.get(self.sent) {
+                    self.sent += 1;
+                    return Ok(Some(piece.clone()));
+                }
+                match &progress.outcome {
+                    Some(Ok(_)) => return Ok(None),
+                    Some(Err(e)) => return Err(e.clone()),
+                    None => {}
+                }
+            }
+            self.progress
+                .changed()
+                .await
+                .map_err(|_| PullError::Internal("pull ended without an outcome".into()))?;
+        }
+    }
+
+    /// The bytes as they are released; ends with an error if the pull fails.
+    pub fn into_stream(self) -> impl Stream<Item = Result<Bytes, PullError>> + Send + 'static {
+        futures_util::stream::unfold(Some(self), |state| async move {
+            let mut follower = state?;
+            match follower.next().await {
+                Ok(Some(piece)) => Some((Ok(piece), Some(follower))),
+                Ok(None) => None,
+                Err(e) => Some((Err(e), None)),
+            }
+        })
+    }
+
+    async fn finished(mut self) -> Result<BlobRef, PullError> {
+        let done = self
+            .progress
+            .wait_for(|p| p.outcome.is_some())
+            .await
+            .map_err(|_| PullError::Internal("pull ended without an outcome".into()))?;
+        match &done.outcome {
+            Some(outcome) => outcome.clone(),
+            None => Err(PullError::Internal("pull ended without an outcome".into())),
+        }
+    }
+}
+
+/// Where a pull reads from.
+enum Feed {
+    Upstream(client::Body),
+    /// Another registry of this server holds the blob.
+    Blob(ReaderStream<tokio::fs::File>),
+    /// Another registry of this server is pulling it right now.
+    Follow(Follower),
+}
+
+impl Feed {
+    async fn next(&mut self) -> Result<Option<Bytes>, PullError> {
+        match self {
+            Feed::Upstream(body) => Ok(body.chunk().await?),
+            Feed::Blob(reader) => futures_util::StreamExt::next(reader)
+                .await
+                .transpose()
+                .map_err(|e| PullError::Internal(e.to_string())),
+            Feed::Follow(follower) => follower.next().await,
+        }
+    }
+}
+
+/// One pull, run in the background so that it completes (and is stored) even when the
+/// client that started it goes away.
+struct Job {
+    app: Arc<App>,
+    registry: Registry,
+    name: PackageName,
+    version: String,
+    prepared: Arc<Prepared>,
+    depth: u8,
+}
+
+impl Job {
+    async fn run(self, key: PullKey, transfer: Arc<Transfer>) {
+        let mut held_back = None;
+        let outcome = AssertUnwindSafe(self.pull(&transfer, &mut held_back))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| Err(PullError::Internal("the pull failed unexpectedly".into())));
+        if let Err(e) = &outcome {
+            tracing::warn!(registry.name = %self.registry.name, pkg.name = %self.name, pkg.version = %self.version, error = %e, "pull failed");
+        }
+        transfer.finish(held_back, outcome);
+        self.app.pulls.running().remove(&key);
+    }
+
+    /// Streams the tarball through to followers and storage, then admits it. The last
+    /// byte received is always in `held_back`: released only once the tarball is admitted.
+    async fn pull(&self, transfer: &Transfer, held_back: &mut Option<Bytes>) -> Result<BlobRef, PullError> {
+        let Some(offered) = self.prepared.remote.get(&self.version) else {
+            return Err(PullError::NotFound);
+        };
+        let (mut feed, len) = self.open(&offered.source).await?;
+        transfer.announce(len);
+        let mut staged = self.app.blobs.stage().await.map_err(internal)?;
+        let mut digests = DigestWriter::new();
+        let mut whole = BytesMut::with_capacity(len.map_or(0, |len| len as usize));
+        let received = async {
+            while let Some(piece) = feed.next().await? {
+                if piece.is_empty() {
+                    continue;
+                }
+                // Hold back the last byte received: the download can't complete before
+                // the tarball is admitted.
+                let tail = piece.slice(piece.len() - 1..);
+                if let Some(previous) = held_back.replace(tail) {
+                    transfer.release(previous);
+                }
+                if piece.len() > 1 {
+                    transfer.release(piece.slice(..piece.len() - 1));
+                }
+                digests.update(&piece);
+                whole.extend_from_slice(&piece);
+                staged.write(&piece).await.map_err(internal)?;
+            }
+            Ok::<_, PullError>(())
+        }
+        .await;
+        if let Source::Remote { remote, .. } = &offered.source {
+            let fetcher = &self.app.upstreams.fetcher;
+            match &received {
+                Ok(()) => fetcher.note_success(remote.id),
+                Err(PullError::Upstream(e)) => fetcher.note_failure(remote.id, e),
+                Err(_) => {}
+            }
+        }
+        received?;
+        let digests = digests.finish();
+        let label = offered.source.label();
+        let manifest = &offered.version.manifest;
+        let dist = manifest.get("dist").and_then(Value::as_object);
+        integrity::verify_declared(
+            &digests,
+            dist.and_then(|d| d.get("integrity")).and_then(Value::as_str),
+            dist.and_then(|d| d.get("shasum")).and_then(Value::as_str),
+        )
+        .map_err(|e| {
+            PullError::Refused(format!(
+                "upstream {label} served a bad tarball for {}@{}: {e}",
+                self.name, self.version
+            ))
+        })?;
+        let version = Version::parse(&self.version).map_err(|e| PullError::Refused(e.to_string()))?;
+        let mut manifest = manifest.clone();
+        if let Some(Value::Object(dist)) = manifest.get_mut("dist") {
+            dist.remove("tarball");
+        }
+        let published_at = offered
+            .version
+            .published
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.timestamp_millis());
+        let blob = BlobRef {
+            sha512_hex: digests.sha512_hex(),
+            size: whole.len() as u64,
+        };
+        let admitted = admission::admit(
+            &self.app,
+            Candidate {
+                registry: &self.registry,
+                name: self.name.clone(),
+                version,
+                manifest,
+                tarball: whole.freeze(),
+                staged: Some(staged),
+                digests,
+                tags: Vec::new(),
+                publisher: None,
+                origin: Origin::Upstream { label, published_at },
+                client_addr: None,
+            },
+        )
+        .await;
+        match admitted {
+            // Someone else pulled (or published) it meanwhile: same version, fine.
+            Ok(_) | Err(AdmissionError::VersionExists(_)) => Ok(blob),
+            Err(AdmissionError::Rejected(why)) => Err(PullError::Refused(format!(
+                "upstream version {}@{} refused: {why}",
+                self.name, self.version
+            ))),
+            Err(e) => Err(PullError::Internal(e.to_string())),
+        }
+    }
+
+    /// Opens the source's body: an upstream's HTTP response, or another registry's blob
+    /// or pull. Returns the announced length with it.
+    async fn open(&self, source: &Source) -> Result<(Feed, Option<u64>), PullError> {
+        let (name, version) = (&self.name, &self.version);
+        match source {
+            Source::Remote { remote, label, .. } => {
+                let fetcher = &self.app.upstreams.fetcher;
+                if fetcher.is_suspended(remote.id) {
+                    return Err(UpstreamError::CircuitOpen(label.clone()).into());
+                }
+                let offered = self.prepared.remote.get(version).ok_or(PullError::NotFound)?;
+                let url = match offered.version.tarball.as_deref() {
+                    Some(url) => url.to_owned(),
+                    None => format!("{}{name}/-/{}-{version}.tgz", remote.base, name.basename()),
+                };
+                // Only fetch from the upstream's own origin: a packument must not be able
+                // to send us to another host (or an internal address).
+                if origin(&url) != origin(&remote.base) {
+                    return Err(PullError::Refused(format!(
+                        "upstream {label} lists a tarball on another host ({url}); refused"
+                    )));
+                }
+                let body = self
+                    .app
+                    .upstreams
+                    .client
+                    .tarball(&url, &remote.auth)
+                    .await
+                    .inspect_err(|e| fetcher.note_failure(remote.id, e))?;
+                let len = body.len;
+                Ok((Feed::Upstream(body), len))
+            }
+            Source::Registry(other) => {
+                if self.depth >= MAX_CHAIN {
+                    return Err(PullError::Refused("registry upstream chain too deep".into()));
+                }
+                let other = self
+                    .app
+                    .meta
+                    .registry(other)
+                    .await
+                    .map_err(internal)?
+                    .ok_or(PullError::NotFound)?;
+                match download_at_depth(&self.app, &other, name, version, self.depth + 1).await? {
+                    Download::Held(blob) => {
+                        let key = BlobKey::parse_hex(&blob.sha512_hex).map_err(internal)?;
+                        let reader = self
+                            .app
+                            .blobs
+                            .open(&key)
+                            .await
+                            .map_err(internal)?
+                            .ok_or_else(|| PullError::Internal(format!("blob {} is missing", blob.sha512_hex)))?;
+                        Ok((
+                            Feed::Blob(ReaderStream::with_capacity(reader.file, 64 * 1024)),
+                            Some(reader.len),
+                        ))
+                    }
+                    Download::Streaming(follower) => {
+                        let len = follower.len;
+                        Ok((Feed::Follow(follower), len))
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> PullError {
+    PullError::Internal(e.to_string())
 }

@@ -3,6 +3,8 @@
 //! the target's admission), or to a remote npm registry (a publish, with the
 //! upstream's stored credentials).
 
+use std::sync::Arc;
+
 use base64::Engine as _;
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
@@ -36,7 +38,7 @@ pub enum PushError {
 /// Copies `name@version` from `from` to its upstream `to` (as written in the
 /// registry's upstream list: `registry:prod`, a URL, `npmjs`). Returns a summary.
 pub async fn push(
-    app: &App,
+    app: &Arc<App>,
     from: &Registry,
     name: &PackageName,
     version: &Version,
@@ -98,6 +100,7 @@ pub async fn push(
                     version: version.clone(),
                     manifest,
                     tarball: bytes,
+                    staged: None,
                     digests,
                     tags: Vec::new(),
                     publisher: None,

@@ -1,6 +1,7 @@
 //! Upstreams against a local fake registry: merging, pull-through, caching,
 //! coalescing, failures, dependency-confusion protection, chained registries.
 
+use std::io::Read as _;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -118,6 +119,135 @@ fn concurrent_requests_make_one_upstream_request() {
     assert_eq!(fake.hits("popular"), 1);
     assert!(fetch_all("popular/-/popular-1.0.0.tgz").iter().all(|s| *s == 200));
     assert_eq!(fake.hits("popular/-/popular-1.0.0.tgz"), 1);
+}
+
+/// Reads exactly `len` bytes of a body that is still arriving.
+fn read_some(response: &mut reqwest::blocking::Response, len: usize) -> Vec<u8> {
+    let mut buffer = vec![0; len];
+    response
+        .read_exact(&mut buffer)
+        .expect("the first bytes arrive before the pull ends");
+    buffer
+}
+
+#[test]
+fn tarballs_stream_to_clients_while_they_are_pulled() {
+    let fake = FakeUpstream::start();
+    let tarball = large_package_tarball("streamed", "1.0.0", 600 * 1024);
+    fake.publish_bytes("streamed", "1.0.0", &tarball, &tarball);
+    let gate = fake.pause_tarballs_after(300 * 1024);
+    let server = proxy(&fake, "");
+    let token = server.admin_token();
+    let blobs = blob_count(&server);
+    let path = "streamed/-/streamed-1.0.0.tgz";
+
+    // The upstream is stuck half-way, yet both downloads are answered and receive bytes.
+    let mut first = get(&server, path, &token);
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.content_length(), Some(tarball.len() as u64));
+    assert_eq!(read_some(&mut first, 100 * 1024), tarball[..100 * 1024]);
+    let mut second = get(&server, path, &token);
+    assert_eq!(second.status(), 200);
+    assert_eq!(read_some(&mut second, 200 * 1024), tarball[..200 * 1024]);
+    assert_eq!(
+        blob_count(&server),
+        blobs,
+        "nothing is stored before the whole tarball is checked"
+    );
+    assert_eq!(staged_blob_count(&server), 1, "it is being written to storage");
+
+    gate.open();
+    let mut rest = Vec::new();
+    first.read_to_end(&mut rest).expect("rest of the first download");
+    assert_eq!(rest, tarball[100 * 1024..]);
+    rest.clear();
+    second.read_to_end(&mut rest).expect("rest of the second download");
+    assert_eq!(rest, tarball[200 * 1024..]);
+    assert_eq!(fake.hits(path), 1, "one upstream request for both downloads");
+    assert_eq!(blob_count(&server), blobs + 1);
+    assert_eq!(staged_blob_count(&server), 0);
+
+    // Stored: the next download comes from storage, complete and with its ETag.
+    let third = get(&server, path, &token);
+    assert!(third.headers().contains_key("etag"));
+    assert_eq!(third.bytes().expect("bytes").as_ref(), tarball.as_slice());
+    assert_eq!(fake.hits(path), 1);
+}
+
+#[test]
+fn a_streamed_tarball_that_fails_its_integrity_check_is_cut_short_and_not_stored() {
+    let fake = FakeUpstream::start();
+    let declared = large_package_tarball("tampered", "1.0.0", 400 * 1024);
+    let mut served = declared.clone();
+    let middle = served.len() / 2;
+    served[middle] ^= 0xff;
+    fake.publish_bytes("tampered", "1.0.0", &declared, &served);
+    let gate = fake.pause_tarballs_after(200 * 1024);
+    let server = proxy(&fake, "");
+    let token = server.admin_token();
+    let blobs = blob_count(&server);
+    let path = "tampered/-/tampered-1.0.0.tgz";
+
+    let mut download = get(&server, path, &token);
+    assert_eq!(download.status(), 200);
+    assert_eq!(download.content_length(), Some(served.len() as u64));
+    read_some(&mut download, 100 * 1024);
+    gate.open();
+    let mut rest = Vec::new();
+    let error = download.read_to_end(&mut rest).expect_err("the body must not complete");
+    assert!(
+        100 * 1024 + rest.len() < served.len(),
+        "the client never gets the whole tampered tarball ({error})"
+    );
+    assert!(eventually(Duration::from_secs(5), || staged_blob_count(&server) == 0));
+    assert_eq!(blob_count(&server), blobs, "nothing stored");
+    let doc: Value = get(&server, "tampered", &token).json().expect("json");
+    assert_eq!(
+        doc["versions"]["1.0.0"]["dist"]["integrity"],
+        sri_sha512(&declared),
+        "still offered as the upstream declares it, never as what it served"
+    );
+    let log = server.log();
+    assert!(
+        log.contains("pull failed") && log.contains("integrity mismatch"),
+        "the log says why: {log}"
+    );
+    // Failures are not remembered as success: a retry asks again (and is refused again).
+    let retry = get(&server, path, &token);
+    assert!(retry.bytes().is_err());
+    assert_eq!(fake.hits(path), 2);
+    assert_eq!(blob_count(&server), blobs);
+}
+
+#[test]
+fn an_upstream_that_drops_a_tarball_mid_way_stores_nothing_and_a_retry_succeeds() {
+    let fake = FakeUpstream::start();
+    let tarball = large_package_tarball("flaky", "1.0.0", 400 * 1024);
+    fake.publish_bytes("flaky", "1.0.0", &tarball, &tarball);
+    let gate = fake.pause_tarballs_after(100 * 1024);
+    fake.cut_tarballs_after(Some(150 * 1024));
+    let server = proxy(&fake, "breaker_failures = 1000\n");
+    let token = server.admin_token();
+    let blobs = blob_count(&server);
+    let path = "flaky/-/flaky-1.0.0.tgz";
+
+    let mut download = get(&server, path, &token);
+    assert_eq!(download.status(), 200);
+    assert_eq!(read_some(&mut download, 80 * 1024), tarball[..80 * 1024]);
+    gate.open();
+    let mut rest = Vec::new();
+    download
+        .read_to_end(&mut rest)
+        .expect_err("a cut upstream body must not complete the download");
+    assert!(eventually(Duration::from_secs(5), || staged_blob_count(&server) == 0));
+    assert_eq!(blob_count(&server), blobs, "nothing stored");
+
+    fake.cut_tarballs_after(None);
+    let retry = get(&server, path, &token);
+    assert_eq!(retry.status(), 200);
+    assert_eq!(retry.bytes().expect("bytes").as_ref(), tarball.as_slice());
+    assert_eq!(fake.hits(path), 2);
+    assert_eq!(blob_count(&server), blobs + 1);
 }
 
 #[test]

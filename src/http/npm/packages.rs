@@ -12,7 +12,7 @@ use crate::http::error::{ApiError, ApiResult};
 use crate::npm::name::PackageName;
 use crate::packument_cache::Representation;
 use crate::store::blobs::BlobKey;
-use crate::upstream::pull::{self, PullError};
+use crate::upstream::pull::{self, Download, PullError};
 
 const ABBREVIATED_TYPE: &str = "application/vnd.npm.install-v1+json";
 
@@ -120,22 +120,24 @@ pub async fn tarball(ctx: &Ctx, name: &PackageName, file: &str, head: bool) -> A
         .and_then(|rest| rest.strip_prefix('-'))
         .and_then(|rest| rest.strip_suffix(".tgz"))
         .ok_or_else(ApiError::not_found)?;
-    let blob_ref = match prepared.tarballs.get(version) {
-        Some(blob) => blob.clone(),
-        None if prepared.remote.contains_key(version) => pull::ensure_local(&ctx.app, &ctx.registry, name, version)
-            .await
-            .map_err(|e| match e {
+    let download = match prepared.tarballs.get(version) {
+        Some(blob) => Download::Held(blob.clone()),
+        None if prepared.remote.contains_key(version) => {
+            let pulled = if head {
+                pull::ensure_local(&ctx.app, &ctx.registry, name, version)
+                    .await
+                    .map(Download::Held)
+            } else {
+                pull::download(&ctx.app, &ctx.registry, name, version).await
+            };
+            pulled.map_err(|e| match e {
                 PullError::NotFound => ApiError::not_found(),
                 PullError::Internal(why) => ApiError::internal(why),
                 other => ApiError::BadGateway(other.to_string()),
-            })?,
+            })?
+        }
         None => return Err(ApiError::not_found()),
     };
-    let key = BlobKey::parse_hex(&blob_ref.sha512_hex)?;
-    let blob =
-        ctx.app.blobs.open(&key).await?.ok_or_else(|| {
-            ApiError::internal(format!("blob {} of {name}@{version} is missing", blob_ref.sha512_hex))
-        })?;
     let cache_control = if ctx.registry.public_read {
         "public, max-age=31536000, immutable"
     } else {
@@ -143,18 +145,38 @@ pub async fn tarball(ctx: &Ctx, name: &PackageName, file: &str, head: bool) -> A
     };
     let builder = Response::builder()
         .header(header::CONTENT_TYPE, "application/octet-stream")
-        .header(header::CONTENT_LENGTH, blob.len)
-        .header(header::CACHE_CONTROL, cache_control)
-        .header(
-            header::ETAG,
-            HeaderValue::try_from(format!("\"{}\"", &blob_ref.sha512_hex[..32])).map_err(ApiError::internal)?,
-        );
-    let body = if head {
-        Body::empty()
-    } else {
-        Body::from_stream(ReaderStream::with_capacity(blob.file, 64 * 1024))
-    };
-    builder.body(body).map_err(ApiError::internal)
+        .header(header::CACHE_CONTROL, cache_control);
+    match download {
+        Download::Held(blob_ref) => {
+            let key = BlobKey::parse_hex(&blob_ref.sha512_hex)?;
+            let blob = ctx.app.blobs.open(&key).await?.ok_or_else(|| {
+                ApiError::internal(format!("blob {} of {name}@{version} is missing", blob_ref.sha512_hex))
+            })?;
+            let etag =
+                HeaderValue::try_from(format!("\"{}\"", &blob_ref.sha512_hex[..32])).map_err(ApiError::internal)?;
+            let body = if head {
+                Body::empty()
+            } else {
+                Body::from_stream(ReaderStream::with_capacity(blob.file, 64 * 1024))
+            };
+            builder
+                .header(header::CONTENT_LENGTH, blob.len)
+                .header(header::ETAG, etag)
+                .body(body)
+                .map_err(ApiError::internal)
+        }
+        // Being pulled: the bytes go out as they arrive. Should the pull fail, the body
+        // is cut short, which every client treats as a failed download.
+        Download::Streaming(follower) => {
+            let builder = match follower.len {
+                Some(len) => builder.header(header::CONTENT_LENGTH, len),
+                None => builder,
+            };
+            builder
+                .body(Body::from_stream(follower.into_stream()))
+                .map_err(ApiError::internal)
+        }
+    }
 }
 
 pub async fn collaborators(ctx: &Ctx, name: &PackageName) -> ApiResult<Response> {

@@ -53,6 +53,7 @@ async fn publish_version(ctx: &Ctx, publish: Publish) -> ApiResult<Response> {
             version: publish.version,
             manifest: publish.manifest,
             tarball: publish.tarball,
+            staged: None,
             digests: publish.digests,
             tags: publish.tags,
             publisher: Some(&principal.user),

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -32,9 +32,32 @@ struct State {
     /// Packuments served verbatim (malformed, huge…).
     raw_packuments: HashMap<String, Vec<u8>>,
     tarballs: HashMap<String, Vec<u8>>,
+    /// Tarball bodies stop after this many bytes until the gate opens.
+    tarball_pause: Option<(usize, Gate)>,
+    /// Tarball bodies end (connection closed) after this many bytes.
+    tarball_cut: Option<usize>,
     hits: HashMap<String, usize>,
     not_modified: usize,
     delay: Duration,
+}
+
+/// Holds tarball bodies mid-way until opened (also when dropped, so no thread waits forever).
+#[derive(Clone, Default)]
+pub struct Gate(Arc<(Mutex<bool>, Condvar)>);
+
+impl Gate {
+    pub fn open(&self) {
+        *self.0.0.lock().expect("gate") = true;
+        self.0.1.notify_all();
+    }
+
+    fn wait(&self) {
+        let (open, opened) = &*self.0;
+        let guard = open.lock().expect("gate");
+        let _open = opened
+            .wait_timeout_while(guard, Duration::from_secs(60), |open| !*open)
+            .expect("gate");
+    }
 }
 
 pub struct FakeUpstream {
@@ -121,6 +144,18 @@ impl FakeUpstream {
         *self.mode.lock().expect("mode") = mode;
     }
 
+    /// Tarball bodies stop after `bytes` until the returned gate is opened.
+    pub fn pause_tarballs_after(&self, bytes: usize) -> Gate {
+        let gate = Gate::default();
+        self.state.lock().expect("state").tarball_pause = Some((bytes, gate.clone()));
+        gate
+    }
+
+    /// Tarball bodies end after `bytes` (the connection closes mid-body); `None` heals.
+    pub fn cut_tarballs_after(&self, bytes: Option<usize>) {
+        self.state.lock().expect("state").tarball_cut = bytes;
+    }
+
     pub fn set_delay(&self, delay: Duration) {
         self.state.lock().expect("state").delay = delay;
     }
@@ -195,8 +230,9 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>, mode: &Mutex<Mode>) {
     let s = state.lock().expect("state");
     if let Some(bytes) = s.tarballs.get(&decoded) {
         let bytes = bytes.clone();
+        let (pause, cut) = (s.tarball_pause.clone(), s.tarball_cut);
         drop(s);
-        return respond(&mut stream, 200, "application/octet-stream", &bytes, None);
+        return respond_tarball(&mut stream, &bytes, pause, cut);
     }
     if let Some(raw) = s.raw_packuments.get(&decoded) {
         let raw = raw.clone();
@@ -215,6 +251,25 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>, mode: &Mutex<Mode>) {
     }
     drop(s);
     respond(&mut stream, 404, "application/json", b"{\"error\":\"Not found\"}", None);
+}
+
+/// A tarball answer, optionally paused or cut off part-way through the body.
+fn respond_tarball(stream: &mut TcpStream, body: &[u8], pause: Option<(usize, Gate)>, cut: Option<usize>) {
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes());
+    let end = cut.unwrap_or(body.len()).min(body.len());
+    let mut sent = 0;
+    if let Some((at, gate)) = pause {
+        let at = at.min(end);
+        let _ = stream.write_all(&body[..at]);
+        let _ = stream.flush();
+        gate.wait();
+        sent = at;
+    }
+    let _ = stream.write_all(&body[sent..end]);
 }
 
 fn respond(stream: &mut TcpStream, status: u16, content_type: &str, body: &[u8], etag: Option<&str>) {

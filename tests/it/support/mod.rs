@@ -272,6 +272,24 @@ pub fn package_tarball(name: &str, version: &str) -> Vec<u8> {
     ])
 }
 
+/// The tarball of a package with `size` bytes of incompressible data, so that its body
+/// crosses the network in many pieces.
+pub fn large_package_tarball(name: &str, version: &str, size: usize) -> Vec<u8> {
+    let mut data = Vec::with_capacity(size + 64);
+    let mut block = Sha512::digest(format!("{name}@{version}").as_bytes());
+    while data.len() < size {
+        data.extend_from_slice(&block);
+        block = Sha512::digest(block);
+    }
+    data.truncate(size);
+    let manifest = json!({ "name": name, "version": version, "main": "index.js" });
+    tarball(&[
+        ("package/package.json", manifest.to_string().as_bytes()),
+        ("package/index.js", b"module.exports = 1;\n"),
+        ("package/data.bin", &data),
+    ])
+}
+
 pub fn sri_sha512(bytes: &[u8]) -> String {
     format!(
         "sha512-{}",
@@ -363,6 +381,11 @@ pub fn blob_count(server: &TestServer) -> usize {
             .unwrap_or(0)
     }
     walk(&server.data_dir.join("blobs/sha512"))
+}
+
+/// Files in the blob store's staging area (tarballs being written).
+pub fn staged_blob_count(server: &TestServer) -> usize {
+    std::fs::read_dir(server.data_dir.join("blobs/tmp")).map_or(0, Iterator::count)
 }
 
 /// Waits until `f` is true or the deadline passes.
