@@ -8,7 +8,26 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Index of `purge_delay` in mimalloc v3's `mi_option_e` (libmimalloc-sys names only
+/// v2's options); the test below fails if an upgrade moves it.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// By default mimalloc keeps freed pages for a second, so an idle server holds on to
+/// whatever its last burst used (argon2's 19 MiB for a login, a large packument).
+/// Returning them at once, and committing arena memory only as it is used
+/// (`.cargo/config.toml`), keeps an idle server near 15 MiB instead of ~40
+/// (bench/RESULTS.md). `MIMALLOC_PURGE_DELAY` in the environment still wins.
+#[allow(unsafe_code)]
+fn tune_allocator() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: `mi_option_set` stores an integer in mimalloc's option table. It has
+        // no memory-safety preconditions, and no other thread exists yet.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+    }
+}
+
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = gatehouse::cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("GATEHOUSE_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
@@ -27,5 +46,24 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[allow(unsafe_code)]
+    fn allocator_option_indices_match_the_linked_mimalloc() {
+        // SAFETY: reading an option has no preconditions.
+        let purge_delay = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
+        assert_eq!(purge_delay, 1000, "mimalloc v3's default purge delay");
+        // Arena index 4 is `arena_eager_commit`, set to 0 at build time.
+        let eager_commit = unsafe { libmimalloc_sys::mi_option_get(4) };
+        assert_eq!(
+            eager_commit, 0,
+            "built with MI_DEFAULT_ARENA_EAGER_COMMIT=0 (.cargo/config.toml)"
+        );
     }
 }
