@@ -26,8 +26,8 @@ pub struct Config {
     /// (dependency-confusion guard).
     pub internal_by_default: bool,
     pub limits: Limits,
-    /// Bytes of prepared packuments kept in memory (and as much again for parsed
-    /// upstream documents).
+    /// Bytes of prepared (gzipped) packuments kept in memory; also bounds the parsed
+    /// upstream documents held for a few seconds while they are merged.
     pub packument_cache_bytes: u64,
     /// Registries to create (if missing) and their settings, applied at start.
     pub registries: BTreeMap<RegistryName, RegistrySettings>,

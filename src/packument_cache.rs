@@ -4,18 +4,21 @@
 //! `Bytes` handles. Writes invalidate entries; entries built from upstream data
 //! expire when that data needs revalidation. Concurrent misses share one build.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use flate2::Compression;
+use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use moka::Expiry;
 use moka::future::Cache;
-use serde_json::Value;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::config::{PublicUrl, UpstreamSettings};
@@ -26,9 +29,11 @@ use crate::store::{BlobRef, Meta, PackageRecord, Registry, RegistryId, StoreErro
 use crate::upstream::fetch::UpstreamDoc;
 use crate::upstream::{Source, Upstreams};
 
-/// One serialized representation of a packument.
+/// One serialized representation of a packument, kept gzipped only: every client
+/// that installs asks for gzip (npm, pnpm, yarn and bun do), so the JSON text is
+/// inflated on demand for the rare one that doesn't. This keeps a prepared entry at
+/// about a tenth of its JSON size.
 pub struct Representation {
-    pub body: Bytes,
     pub gzip: Bytes,
     pub etag: String,
 }
@@ -36,20 +41,28 @@ pub struct Representation {
 impl Representation {
     fn of(value: &Value, kind: &str) -> Result<Self, CacheError> {
         let body = serde_json::to_vec(value).map_err(|e| CacheError::Build(e.to_string()))?;
-        let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::new(5));
+        let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 8), Compression::new(5));
         encoder.write_all(&body).map_err(|e| CacheError::Build(e.to_string()))?;
         let gzip = encoder.finish().map_err(|e| CacheError::Build(e.to_string()))?;
         // Hash of the exact bytes served; the kind keeps full and abbreviated ETags apart.
         let digest = Sha256::new().chain_update(kind).chain_update(&body).finalize();
         Ok(Representation {
             etag: format!("\"{}\"", hex::encode(&digest[..16])),
-            body: Bytes::from(body),
             gzip: Bytes::from(gzip),
         })
     }
 
+    /// The JSON text (inflated; CPU work proportional to the document's size).
+    pub fn json(&self) -> Result<Vec<u8>, CacheError> {
+        let mut json = Vec::with_capacity(self.gzip.len() * 8);
+        GzDecoder::new(self.gzip.as_ref())
+            .read_to_end(&mut json)
+            .map_err(|e| CacheError::Build(e.to_string()))?;
+        Ok(json)
+    }
+
     fn weight(&self) -> usize {
-        self.body.len() + self.gzip.len()
+        self.gzip.len() + self.etag.len()
     }
 }
 
@@ -60,7 +73,8 @@ pub struct Documents {
 
 /// A version an upstream offers that this registry does not hold yet.
 pub struct RemoteTarball {
-    pub source: Source,
+    /// Shared by every version the upstream offers.
+    pub source: Arc<Source>,
     pub version: RemoteVersion,
 }
 
@@ -81,6 +95,47 @@ pub struct Prepared {
     pub stale: bool,
     /// When upstream data must be revalidated; `None` for purely local packages.
     ttl: Option<Duration>,
+}
+
+impl Prepared {
+    /// Roughly the bytes this entry holds, for the cache's bound.
+    fn weight(&self) -> usize {
+        let documents = self
+            .documents
+            .as_ref()
+            .map_or(0, |d| d.full.weight() + d.abbreviated.weight());
+        documents + self.remote.len() * 192 + self.tarballs.len() * 224 + 1024
+    }
+
+    /// One version's manifest as the full document serves it, found without building
+    /// the rest of the document (it can be megabytes). Blocking: call it off the runtime.
+    pub fn version_manifest(&self, version: &str) -> Result<Option<Map<String, Value>>, CacheError> {
+        #[derive(serde::Deserialize)]
+        struct Versions<'a> {
+            #[serde(borrow, default)]
+            versions: HashMap<Cow<'a, str>, &'a RawValue>,
+        }
+        let Some(documents) = &self.documents else {
+            return Ok(None);
+        };
+        let json = documents.full.json()?;
+        let doc: Versions = serde_json::from_slice(&json).map_err(|e| CacheError::Build(e.to_string()))?;
+        doc.versions
+            .get(version)
+            .map(|raw| serde_json::from_str(raw.get()))
+            .transpose()
+            .map_err(|e| CacheError::Build(e.to_string()))
+    }
+}
+
+/// [`Prepared::version_manifest`] on the blocking pool.
+pub async fn version_manifest(
+    prepared: Arc<Prepared>,
+    version: String,
+) -> Result<Option<Map<String, Value>>, CacheError> {
+    tokio::task::spawn_blocking(move || prepared.version_manifest(&version))
+        .await
+        .map_err(|e| CacheError::Build(e.to_string()))?
 }
 
 #[derive(Debug, thiserror::Error, Clone)]
@@ -142,13 +197,7 @@ impl PackumentCache {
     ) -> Self {
         let entries = Cache::builder()
             .max_capacity(max_bytes)
-            .weigher(|_: &Key, p: &Arc<Prepared>| {
-                let docs = p
-                    .documents
-                    .as_ref()
-                    .map_or(0, |d| d.full.weight() + d.abbreviated.weight());
-                u32::try_from(docs + 1024).unwrap_or(u32::MAX)
-            })
+            .weigher(|_: &Key, p: &Arc<Prepared>| u32::try_from(p.weight()).unwrap_or(u32::MAX))
             .expire_after(PreparedExpiry)
             .support_invalidation_closures()
             .build();
@@ -281,7 +330,7 @@ impl PackumentCache {
                             } else {
                                 self.settings.max_age_secs
                             }));
-                            gathered.docs.push((source.clone(), doc.clone()));
+                            gathered.docs.push((Arc::new(source.clone()), doc.clone()));
                         }
                         UpstreamDoc::NotFound => {
                             gathered.shorten(Duration::from_secs(self.settings.not_found_ttl_secs));
@@ -315,9 +364,10 @@ impl PackumentCache {
                             gathered.shorten(Duration::from_secs(self.settings.max_age_secs));
                         }
                         if let Some(docs) = &prepared.documents
-                            && let Ok(doc) = serde_json::from_slice::<Value>(&docs.full.body)
+                            && let Ok(json) = docs.full.json()
+                            && let Ok(doc) = serde_json::from_slice::<Value>(&json)
                         {
-                            gathered.docs.push((source.clone(), Arc::new(doc)));
+                            gathered.docs.push((Arc::new(source.clone()), Arc::new(doc)));
                         }
                     }
                     Err(CacheError::Absent) => gathered.shorten(Duration::from_secs(self.settings.not_found_ttl_secs)),
@@ -334,7 +384,7 @@ impl PackumentCache {
 /// What the upstreams said while loading one package.
 #[derive(Default)]
 struct Gathered {
-    docs: Vec<(Source, Arc<Value>)>,
+    docs: Vec<(Arc<Source>, Arc<Value>)>,
     stale: bool,
     ttl: Option<Duration>,
     error: Option<String>,

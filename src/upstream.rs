@@ -44,7 +44,7 @@ pub struct Upstreams {
 }
 
 impl Upstreams {
-    /// `cache_bytes` bounds the parsed upstream documents kept in memory.
+    /// `cache_bytes` bounds the parsed upstream documents held in memory (briefly).
     pub fn new(meta: Meta, settings: &UpstreamSettings, cache_bytes: u64) -> Result<Self, reqwest::Error> {
         let client = UpstreamClient::new(settings)?;
         let npmjs_url = if settings.npmjs_url.ends_with('/') {

@@ -26,10 +26,9 @@ use super::packument::{semver_key, tarball_url};
 pub struct RemoteVersion {
     /// Index into the upstream list the merge was given.
     pub source: usize,
-    /// Where the upstream said the tarball is.
+    /// Where the upstream said the tarball is. (The manifest itself is in the merged
+    /// document, as served; it is not kept twice.)
     pub tarball: Option<String>,
-    /// The manifest as the upstream sent it.
-    pub manifest: Map<String, Value>,
     /// `time[version]` as the upstream sent it.
     pub published: Option<String>,
 }
@@ -87,7 +86,6 @@ pub fn merge(
                 RemoteVersion {
                     source: index,
                     tarball: original,
-                    manifest: manifest.clone(),
                     published: doc
                         .get("time")
                         .and_then(|t| t.get(version))

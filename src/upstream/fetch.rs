@@ -53,6 +53,12 @@ impl Expiry<(UpstreamId, PackageName), Arc<Entry>> for EntryExpiry {
 /// While stale copies are served because of a failure, try the upstream again this often.
 const STALE_RETRY: Duration = Duration::from_secs(10);
 
+/// A parsed document is kept in memory only this long: enough for the concurrent
+/// builds that share one fetch. The stored copy in the database is the cache (it
+/// says when to revalidate); the prepared packuments are what requests read. Parsed
+/// JSON is many times its text, so keeping it longer is what filled memory.
+const HOLD_PARSED: Duration = Duration::from_secs(5);
+
 pub struct PackumentFetcher {
     meta: Meta,
     client: UpstreamClient,
@@ -259,7 +265,7 @@ async fn found(copy: &StoredPackument, stale: bool, ttl: Duration) -> Result<Arc
             doc: Arc::new(doc),
             stale,
         }),
-        ttl,
+        ttl: ttl.min(HOLD_PARSED),
         // Parsed JSON takes a few times its text; close enough for a memory bound.
         weight: u32::try_from(copy.body.len().saturating_mul(3)).unwrap_or(u32::MAX),
     }))

@@ -27,7 +27,7 @@ use crate::app::App;
 use crate::npm::integrity::{self, DigestWriter};
 use crate::npm::name::PackageName;
 use crate::npm::version::Version;
-use crate::packument_cache::{CacheError, Prepared};
+use crate::packument_cache::{self, CacheError, Prepared};
 use crate::store::blobs::BlobKey;
 use crate::store::{BlobRef, Registry, RegistryId};
 
@@ -329,6 +329,11 @@ impl Job {
         let Some(offered) = self.prepared.remote.get(&self.version) else {
             return Err(PullError::NotFound);
         };
+        // The manifest is looked up in the (possibly huge) document meanwhile.
+        let manifest = tokio::spawn(packument_cache::version_manifest(
+            self.prepared.clone(),
+            self.version.clone(),
+        ));
         let (mut feed, len) = self.open(&offered.source).await?;
         transfer.announce(len);
         let mut staged = self.app.blobs.stage().await.map_err(internal)?;
@@ -355,7 +360,7 @@ impl Job {
             Ok::<_, PullError>(())
         }
         .await;
-        if let Source::Remote { remote, .. } = &offered.source {
+        if let Source::Remote { remote, .. } = offered.source.as_ref() {
             let fetcher = &self.app.upstreams.fetcher;
             match &received {
                 Ok(()) => fetcher.note_success(remote.id),
@@ -366,7 +371,11 @@ impl Job {
         received?;
         let digests = digests.finish();
         let label = offered.source.label();
-        let manifest = &offered.version.manifest;
+        let mut manifest = manifest
+            .await
+            .map_err(internal)?
+            .map_err(internal)?
+            .ok_or(PullError::NotFound)?;
         let dist = manifest.get("dist").and_then(Value::as_object);
         integrity::verify_declared(
             &digests,
@@ -380,7 +389,6 @@ impl Job {
             ))
         })?;
         let version = Version::parse(&self.version).map_err(|e| PullError::Refused(e.to_string()))?;
-        let mut manifest = manifest.clone();
         if let Some(Value::Object(dist)) = manifest.get_mut("dist") {
             dist.remove("tarball");
         }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::Source;
 use super::client::UpstreamError;
@@ -18,6 +18,7 @@ use crate::app::App;
 use crate::npm::integrity::Digests;
 use crate::npm::name::PackageName;
 use crate::npm::version::Version;
+use crate::packument_cache;
 use crate::store::blobs::BlobKey;
 use crate::store::{AuditEntry, Registry};
 
@@ -62,18 +63,9 @@ pub async fn push(
         .get(from, name)
         .await
         .map_err(|e| PushError::Internal(e.to_string()))?;
-    let full: Value = prepared
-        .documents
-        .as_ref()
-        .map(|d| serde_json::from_slice(&d.full.body))
-        .transpose()
+    let mut manifest = packument_cache::version_manifest(prepared.clone(), version.to_string())
+        .await
         .map_err(|e| PushError::Internal(e.to_string()))?
-        .ok_or_else(|| PushError::NotFound(format!("{name} has no visible versions in {}", from.name)))?;
-    let mut manifest: Map<String, Value> = full
-        .get("versions")
-        .and_then(|v| v.get(version.as_str()))
-        .and_then(Value::as_object)
-        .cloned()
         .ok_or_else(|| PushError::NotFound(format!("{name}@{version} is not in {}", from.name)))?;
     if let Some(Value::Object(dist)) = manifest.get_mut("dist") {
         dist.remove("tarball");

@@ -4,13 +4,14 @@
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio_util::io::ReaderStream;
 
 use super::Ctx;
 use crate::http::error::{ApiError, ApiResult};
 use crate::npm::name::PackageName;
-use crate::packument_cache::Representation;
+use crate::packument_cache::{self, CacheError, Representation};
 use crate::store::blobs::BlobKey;
 use crate::upstream::pull::{self, Download, PullError};
 
@@ -90,7 +91,20 @@ pub async fn packument(ctx: &Ctx, name: &PackageName, headers: &HeaderMap, head:
         builder = builder.header(header::CONTENT_ENCODING, "gzip");
         repr.gzip.clone()
     } else {
-        repr.body.clone()
+        // Held gzipped only; inflating can take a while for big documents.
+        let gzipped = prepared.clone();
+        tokio::task::spawn_blocking(move || {
+            let documents = gzipped.documents.as_ref().ok_or(CacheError::Absent)?;
+            let repr = if abbreviated {
+                &documents.abbreviated
+            } else {
+                &documents.full
+            };
+            repr.json().map(Bytes::from)
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?
     };
     builder = builder.header(header::CONTENT_LENGTH, body.len());
     let body = if head { Body::empty() } else { Body::from(body) };
@@ -101,13 +115,10 @@ pub async fn packument(ctx: &Ctx, name: &PackageName, headers: &HeaderMap, head:
 pub async fn version(ctx: &Ctx, name: &PackageName, spec: &str) -> ApiResult<Response> {
     ctx.require_read()?;
     let prepared = ctx.package(name).await?;
-    let documents = prepared.documents.as_ref().ok_or_else(ApiError::not_found)?;
-    let version = prepared.dist_tags.get(spec).map_or(spec, String::as_str);
-    let mut full: Value = serde_json::from_slice(&documents.full.body).map_err(ApiError::internal)?;
-    let manifest = full
-        .get_mut("versions")
-        .and_then(|v| v.get_mut(version))
-        .map(Value::take)
+    let version = prepared.dist_tags.get(spec).map_or(spec, String::as_str).to_owned();
+    let manifest = packument_cache::version_manifest(prepared, version)
+        .await
+        .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::NotFound(format!("version not found: {name}@{spec}")))?;
     Ok(axum::Json(manifest).into_response())
 }
