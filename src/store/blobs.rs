@@ -110,47 +110,49 @@ impl FsBlobStore {
 }
 
 /// Makes a fully written temporary file the blob `final_path`: fsync the file, rename
-/// it into place, fsync the directory. On failure the temporary file is removed.
-async fn install(mut file: tokio::fs::File, tmp_path: &Path, final_path: &Path) -> Result<(), BlobError> {
-    let result = async {
-        file.flush().await?;
-        file.sync_all().await?;
+/// it into place, fsync the directory. Blocking (one trip to the blocking pool for all
+/// of it). On failure the temporary file is removed.
+fn install(file: std::fs::File, tmp_path: &Path, final_path: &Path) -> Result<(), BlobError> {
+    let result = (|| {
+        file.sync_all()?;
         drop(file);
         let dir = final_path
             .parent()
             .ok_or_else(|| std::io::Error::other("blob path has no parent"))?;
-        tokio::fs::create_dir_all(dir).await?;
-        tokio::fs::rename(tmp_path, final_path).await?;
-        tokio::fs::File::open(dir).await?.sync_all().await
-    }
-    .await;
+        std::fs::create_dir_all(dir)?;
+        std::fs::rename(tmp_path, final_path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
     if result.is_err() {
-        let _ = tokio::fs::remove_file(tmp_path).await;
+        let _ = std::fs::remove_file(tmp_path);
     }
     Ok(result?)
+}
+
+fn blocking_failed(e: tokio::task::JoinError) -> BlobError {
+    BlobError::Io(std::io::Error::other(e.to_string()))
 }
 
 #[async_trait]
 impl BlobStore for FsBlobStore {
     async fn put(&self, key: &BlobKey, bytes: Bytes) -> Result<(), BlobError> {
-        let final_path = self.path_of(key);
-        if tokio::fs::try_exists(&final_path).await? {
-            return Ok(());
-        }
-        let check = bytes.clone();
-        let digest = tokio::task::spawn_blocking(move || Sha512::digest(&check))
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        if digest.as_slice() != key.0 {
-            return Err(BlobError::DigestMismatch);
-        }
-        let tmp_path = self.tmp_path();
-        let mut file = tokio::fs::File::create(&tmp_path).await?;
-        if let Err(e) = file.write_all(&bytes).await {
-            let _ = tokio::fs::remove_file(&tmp_path).await;
-            return Err(e.into());
-        }
-        install(file, &tmp_path, &final_path).await
+        let (key, final_path, tmp_path) = (key.clone(), self.path_of(key), self.tmp_path());
+        tokio::task::spawn_blocking(move || {
+            if final_path.try_exists()? {
+                return Ok(());
+            }
+            if Sha512::digest(&bytes).as_slice() != key.0 {
+                return Err(BlobError::DigestMismatch);
+            }
+            let mut file = std::fs::File::create(&tmp_path)?;
+            if let Err(e) = std::io::Write::write_all(&mut file, &bytes) {
+                let _ = std::fs::remove_file(&tmp_path);
+                return Err(e.into());
+            }
+            install(file, &tmp_path, &final_path)
+        })
+        .await
+        .map_err(blocking_failed)?
     }
 
     async fn stage(&self) -> Result<Box<dyn StagedBlob>, BlobError> {
@@ -207,12 +209,19 @@ impl StagedBlob for FsStagedBlob {
             return Err(std::io::Error::other("blob already committed").into());
         };
         let final_path = self.root.join(key.relative_path());
-        if tokio::fs::try_exists(&final_path).await? {
-            drop(file);
-            let _ = tokio::fs::remove_file(&tmp_path).await;
-            return Ok(());
-        }
-        install(file, &tmp_path, &final_path).await
+        let mut file = file;
+        file.flush().await?;
+        let file = file.into_std().await;
+        tokio::task::spawn_blocking(move || {
+            if final_path.try_exists()? {
+                drop(file);
+                let _ = std::fs::remove_file(&tmp_path);
+                return Ok(());
+            }
+            install(file, &tmp_path, &final_path)
+        })
+        .await
+        .map_err(blocking_failed)?
     }
 }
 
