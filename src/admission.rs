@@ -155,6 +155,19 @@ pub async fn admit(app: &App, candidate: Candidate<'_>) -> Result<Admitted, Admi
             Origin::Publish | Origin::Promotion { .. } => None,
         },
         claim_latest: !pulled,
+        audit: AuditEntry {
+            actor: publisher.map(|u| u.name.clone()),
+            action: match origin {
+                Origin::Publish => "version.publish",
+                Origin::Upstream { .. } => "version.pull",
+                Origin::Promotion { .. } => "version.promote",
+            },
+            registry: Some(registry.name.to_string()),
+            package: Some(name.to_string()),
+            version: Some(version.to_string()),
+            detail: Some(format!("source={} sha512={}", origin.describe(), key.to_hex())),
+            client_addr,
+        },
     };
     let inserted = app.meta.insert_version(&new).await.map_err(|e| match e {
         StoreError::Conflict("version exists") => AdmissionError::VersionExists(version.to_string()),
@@ -162,20 +175,6 @@ pub async fn admit(app: &App, candidate: Candidate<'_>) -> Result<Admitted, Admi
         other => AdmissionError::Store(other),
     })?;
     app.packuments.invalidate(registry.id, &name).await;
-    app.audit(AuditEntry {
-        actor: publisher.map(|u| u.name.clone()),
-        action: match origin {
-            Origin::Publish => "version.publish",
-            Origin::Upstream { .. } => "version.pull",
-            Origin::Promotion { .. } => "version.promote",
-        },
-        registry: Some(registry.name.to_string()),
-        package: Some(name.to_string()),
-        version: Some(version.to_string()),
-        detail: Some(format!("source={} sha512={}", origin.describe(), key.to_hex())),
-        client_addr,
-    })
-    .await;
     tracing::info!(registry.name = %registry.name, pkg.name = %name, pkg.version = %version, "version admitted");
     Ok(Admitted {
         created_package: inserted.created_package,

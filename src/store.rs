@@ -201,6 +201,8 @@ pub struct NewVersion {
     /// Point `latest` at this version when the package has no `latest` (publishes do,
     /// pulls don't: their tags come from the upstream).
     pub claim_latest: bool,
+    /// Committed with the version: no version without its audit entry, and one commit.
+    pub audit: AuditEntry,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

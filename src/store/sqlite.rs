@@ -1,8 +1,10 @@
 //! The embedded metadata store: SQLite in WAL mode through sqlx.
 //!
-//! Writes run in `BEGIN IMMEDIATE` transactions so concurrent writers queue on the
-//! database lock (busy timeout) instead of failing on a stale read snapshot.
-//! `synchronous = FULL` makes every acknowledged commit survive a crash.
+//! Reads use a pool of connections; every write goes through one writer connection,
+//! so this process's writers queue in order for it instead of polling SQLite's lock
+//! (the busy timeout, which sleeps, is left for other processes such as the CLI).
+//! Transactions are `BEGIN IMMEDIATE`, so a writer never fails on a stale read
+//! snapshot. `synchronous = FULL` makes every acknowledged commit survive a crash.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -28,7 +30,10 @@ mod users;
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 pub struct SqliteStore {
+    /// Readers (WAL: they never wait for the writer).
     pool: SqlitePool,
+    /// The one connection that writes.
+    writer: SqlitePool,
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -57,17 +62,22 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(30));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        MIGRATOR.run(&writer).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .min_connections(1)
             .connect_with(options)
             .await?;
-        MIGRATOR.run(&pool).await?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore { pool, writer })
     }
 
     async fn write_tx(&self) -> StoreResult<sqlx::Transaction<'_, sqlx::Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 }
 

@@ -35,7 +35,7 @@ impl ChangeLog for SqliteStore {
     async fn prune_changes(&self, before: Millis) -> StoreResult<()> {
         sqlx::query("DELETE FROM changes WHERE at < $1")
             .bind(before)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }

@@ -225,6 +225,7 @@ impl PackageStore for SqliteStore {
         }
         bump_rev(&mut tx, package_id, None).await?;
         refresh_search_fields(&mut tx, package_id).await?;
+        super::audit::insert_audit(&mut *tx, &new.audit).await?;
         tx.commit().await?;
         Ok(Inserted {
             package_id,

@@ -26,7 +26,7 @@ impl RegistryStore for SqliteStore {
         .bind(name.as_str())
         .bind(public_read)
         .bind(now_millis())
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await
         .map_err(|e| match StoreError::from(e) {
             StoreError::Conflict(_) => StoreError::Conflict("a registry with that name exists"),
@@ -58,18 +58,18 @@ impl RegistryStore for SqliteStore {
         sqlx::query("UPDATE registries SET public_read = $1 WHERE id = $2")
             .bind(public_read)
             .bind(id.0)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
-        log_change(&self.pool, "registry", Some(id)).await
+        log_change(&self.writer, "registry", Some(id)).await
     }
 
     async fn set_default_role(&self, id: RegistryId, role: Option<Role>) -> StoreResult<()> {
         sqlx::query("UPDATE registries SET default_role = $1 WHERE id = $2")
             .bind(role.map_or("none", Role::as_str))
             .bind(id.0)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
-        log_change(&self.pool, "registry", Some(id)).await
+        log_change(&self.writer, "registry", Some(id)).await
     }
 
     async fn member_role(&self, id: RegistryId, user: UserId) -> StoreResult<Option<Role>> {
@@ -95,17 +95,17 @@ impl RegistryStore for SqliteStore {
                 .bind(id.0)
                 .bind(user.0)
                 .bind(role.as_str())
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
             }
             None => {
                 sqlx::query("DELETE FROM registry_members WHERE registry_id = $1 AND user_id = $2")
                     .bind(id.0)
                     .bind(user.0)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?;
             }
         }
-        log_change(&self.pool, "registry", Some(id)).await
+        log_change(&self.writer, "registry", Some(id)).await
     }
 }

@@ -44,7 +44,7 @@ impl TokenStore for SqliteStore {
         .bind(json_list_text(&token.packages)?)
         .bind(now_millis())
         .bind(token.expires_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -63,7 +63,7 @@ impl TokenStore for SqliteStore {
         sqlx::query("UPDATE tokens SET last_used_at = $1 WHERE secret_hash = $2")
             .bind(at)
             .bind(secret_hash)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -99,12 +99,12 @@ impl TokenStore for SqliteStore {
         .bind(at)
         .bind(user.map(|u| u.0))
         .bind(key_or_hash)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         if done.rows_affected() == 0 {
             return Ok(false);
         }
-        log_change(&self.pool, "credentials", None).await?;
+        log_change(&self.writer, "credentials", None).await?;
         Ok(true)
     }
 }

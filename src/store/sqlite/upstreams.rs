@@ -123,7 +123,7 @@ impl UpstreamStore for SqliteStore {
         .bind(&doc.etag)
         .bind(&doc.last_modified)
         .bind(doc.fetched_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -133,7 +133,7 @@ impl UpstreamStore for SqliteStore {
             .bind(fetched_at)
             .bind(upstream.0)
             .bind(name.as_str())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -142,7 +142,7 @@ impl UpstreamStore for SqliteStore {
         sqlx::query("DELETE FROM upstream_packuments WHERE upstream_id = $1 AND name = $2")
             .bind(upstream.0)
             .bind(name.as_str())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }

@@ -21,7 +21,7 @@ impl UserStore for SqliteStore {
         .bind(password_hash)
         .bind(is_admin)
         .bind(now_millis())
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await
         .map_err(|e| match StoreError::from(e) {
             StoreError::Conflict(_) => StoreError::Conflict("a user with that name exists"),
