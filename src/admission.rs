@@ -174,7 +174,14 @@ pub async fn admit(app: &App, candidate: Candidate<'_>) -> Result<Admitted, Admi
         StoreError::Conflict(_) => AdmissionError::NameTaken(name.to_string()),
         other => AdmissionError::Store(other),
     })?;
-    app.packuments.invalidate(registry.id, &name).await;
+    if pulled {
+        if let Err(e) = app.packuments.record_pull(registry.id, &name).await {
+            tracing::warn!(error = %e, pkg.name = %name, "cannot update the prepared packument after a pull; dropping it");
+            app.packuments.invalidate(registry.id, &name).await;
+        }
+    } else {
+        app.packuments.invalidate(registry.id, &name).await;
+    }
     tracing::info!(registry.name = %registry.name, pkg.name = %name, pkg.version = %version, "version admitted");
     Ok(Admitted {
         created_package: inserted.created_package,

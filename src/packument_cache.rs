@@ -33,6 +33,7 @@ use crate::upstream::{Source, Upstreams};
 /// that installs asks for gzip (npm, pnpm, yarn and bun do), so the JSON text is
 /// inflated on demand for the rare one that doesn't. This keeps a prepared entry at
 /// about a tenth of its JSON size.
+#[derive(Clone)]
 pub struct Representation {
     pub gzip: Bytes,
     pub etag: String,
@@ -66,12 +67,14 @@ impl Representation {
     }
 }
 
+#[derive(Clone)]
 pub struct Documents {
     pub full: Representation,
     pub abbreviated: Representation,
 }
 
 /// A version an upstream offers that this registry does not hold yet.
+#[derive(Clone)]
 pub struct RemoteTarball {
     /// Shared by every version the upstream offers.
     pub source: Arc<Source>,
@@ -95,6 +98,7 @@ pub struct Prepared {
     pub stale: bool,
     /// When upstream data must be revalidated; `None` for purely local packages.
     ttl: Option<Duration>,
+    built_at: Instant,
 }
 
 impl Prepared {
@@ -166,7 +170,8 @@ struct PreparedExpiry;
 
 impl Expiry<Key, Arc<Prepared>> for PreparedExpiry {
     fn expire_after_create(&self, _: &Key, value: &Arc<Prepared>, _: Instant) -> Option<Duration> {
-        value.ttl
+        // From when the data was read, also for entries updated after a pull.
+        value.ttl.map(|ttl| ttl.saturating_sub(value.built_at.elapsed()))
     }
 }
 
@@ -260,6 +265,48 @@ impl PackumentCache {
             .await;
         self.entries.invalidate(&key).await;
         self.invalidate_everywhere(name);
+    }
+
+    /// A version of `name` was pulled into `registry`. What clients see doesn't change
+    /// (the version was listed already, as the upstream's), only where its tarball
+    /// comes from: so the entry is updated in place. Dropping it would re-merge the
+    /// upstream documents once per pulled tarball, and the generation change would
+    /// discard every build in flight meanwhile (a cold install pulls hundreds).
+    pub async fn record_pull(&self, registry: RegistryId, name: &PackageName) -> Result<(), CacheError> {
+        let key = (registry, name.clone());
+        // A build in flight may have read the store before the pull: join it first.
+        let _ = self
+            .entries
+            .try_get_with(key.clone(), async { Err(CacheError::Retry) })
+            .await;
+        let Some(current) = self.entries.get(&key).await else {
+            return Ok(());
+        };
+        let local = self.meta.package(registry, name).await?;
+        let tarballs: HashMap<String, BlobRef> = local
+            .iter()
+            .flat_map(|r| r.live_versions())
+            .map(|v| (v.version.clone(), v.blob.clone()))
+            .collect();
+        let remote = current
+            .remote
+            .iter()
+            .filter(|(version, _)| !tarballs.contains_key(*version))
+            .map(|(version, offered)| (version.clone(), offered.clone()))
+            .collect();
+        let updated = Prepared {
+            local,
+            documents: current.documents.clone(),
+            dist_tags: current.dist_tags.clone(),
+            modified_at: current.modified_at,
+            tarballs,
+            remote,
+            stale: current.stale,
+            ttl: current.ttl,
+            built_at: current.built_at,
+        };
+        self.entries.insert(key, Arc::new(updated)).await;
+        Ok(())
     }
 
     /// Drops a package's entries in every registry (changes made by other processes).
@@ -495,5 +542,6 @@ fn prepare(
         remote,
         stale: gathered.stale,
         ttl,
+        built_at: Instant::now(),
     })
 }
