@@ -125,6 +125,9 @@ impl App {
                         for change in changes {
                             seen = seen.max(change.seq);
                             match change.kind {
+                                // Applied to the caches when this process made it (and a
+                                // pull updates its entry rather than dropping it).
+                                ChangeKind::Package(_) if change.own => {}
                                 ChangeKind::Package(name) => app.packuments.invalidate_everywhere(&name),
                                 ChangeKind::Registry => {
                                     app.packuments.invalidate_all();

@@ -314,6 +314,8 @@ pub trait PackageStore: Send + Sync {
 pub struct Change {
     pub seq: i64,
     pub kind: ChangeKind,
+    /// Written by this store (this process).
+    pub own: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

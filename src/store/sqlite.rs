@@ -34,6 +34,9 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// The one connection that writes.
     writer: SqlitePool,
+    /// Marks the change-log rows this store writes (in `temp.writer_identity` of the
+    /// writer connection, so every insert into `changes` can read it).
+    writer_id: String,
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -62,9 +65,27 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(30));
+        let writer_id = format!("{:016x}", rand::random::<u64>());
+        let identity = writer_id.clone();
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
+            .after_connect(move |conn, _| {
+                let identity = identity.clone();
+                Box::pin(async move {
+                    sqlx::query("CREATE TEMP TABLE IF NOT EXISTS writer_identity (id TEXT NOT NULL)")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("DELETE FROM temp.writer_identity")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("INSERT INTO temp.writer_identity (id) VALUES ($1)")
+                        .bind(identity)
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })
+            })
             .connect_with(options.clone())
             .await?;
         MIGRATOR.run(&writer).await?;
@@ -73,7 +94,11 @@ impl SqliteStore {
             .min_connections(1)
             .connect_with(options)
             .await?;
-        Ok(SqliteStore { pool, writer })
+        Ok(SqliteStore {
+            pool,
+            writer,
+            writer_id,
+        })
     }
 
     async fn write_tx(&self) -> StoreResult<sqlx::Transaction<'_, sqlx::Sqlite>> {
@@ -132,11 +157,14 @@ async fn log_change<'e, E: sqlx::Executor<'e, Database = sqlx::Sqlite>>(
     kind: &str,
     registry: Option<RegistryId>,
 ) -> StoreResult<()> {
-    sqlx::query("INSERT INTO changes (kind, registry_id, name, at) VALUES ($1, $2, NULL, $3)")
-        .bind(kind)
-        .bind(registry.map(|r| r.0))
-        .bind(now_millis())
-        .execute(executor)
-        .await?;
+    sqlx::query(
+        "INSERT INTO changes (kind, registry_id, name, at, writer)
+         VALUES ($1, $2, NULL, $3, (SELECT id FROM temp.writer_identity))",
+    )
+    .bind(kind)
+    .bind(registry.map(|r| r.0))
+    .bind(now_millis())
+    .execute(executor)
+    .await?;
     Ok(())
 }

@@ -11,8 +11,9 @@ impl ChangeLog for SqliteStore {
     }
 
     async fn changes_since(&self, seq: i64) -> StoreResult<Vec<Change>> {
-        sqlx::query("SELECT seq, kind, name FROM changes WHERE seq > $1 ORDER BY seq LIMIT 10000")
+        sqlx::query("SELECT seq, kind, name, writer IS $2 AS own FROM changes WHERE seq > $1 ORDER BY seq LIMIT 10000")
             .bind(seq)
+            .bind(&self.writer_id)
             .fetch_all(&self.pool)
             .await?
             .iter()
@@ -27,6 +28,7 @@ impl ChangeLog for SqliteStore {
                 Ok(Change {
                     seq: r.try_get("seq")?,
                     kind,
+                    own: r.try_get("own")?,
                 })
             })
             .collect()

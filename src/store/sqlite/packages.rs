@@ -21,12 +21,13 @@ async fn bump_rev(
     }
     // Other processes (the CLI, replicas) learn of the change from this log.
     sqlx::query(
-        "INSERT INTO changes (kind, registry_id, name, at) SELECT 'package', registry_id, name, $1 FROM packages WHERE id = $2",
+        "INSERT INTO changes (kind, registry_id, name, at, writer)
+         SELECT 'package', registry_id, name, $1, (SELECT id FROM temp.writer_identity) FROM packages WHERE id = $2",
     )
-        .bind(now_millis())
-        .bind(package.0)
-        .execute(&mut **tx)
-        .await?;
+    .bind(now_millis())
+    .bind(package.0)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
