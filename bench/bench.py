@@ -519,16 +519,25 @@ class Run:
         self.log(f"W4 publish: {n} sequential, then {n} with {w} concurrent clients")
         self.note_load("before publish")
         raw: dict = {"sequential": {}, "concurrent": {}}
+        # Gatehouse again with `durability = "process"` (no fsync, as Verdaccio writes):
+        # shows what durability costs. Its rows have no target; the default's do.
+        relaxed = self.start(Gatehouse("gatehouse-process", self.work, self.gatehouse_bin, 'durability = "process"\n'))
         for phase, workers, prefix in (("sequential", 1, "bench-pub-seq"), ("concurrent", w, "bench-pub-conc")):
-            for s in pair:
+            for s in [*pair, relaxed]:
+                key = "gatehouse_process" if s is relaxed else s.kind
                 r = workloads.publish_throughput(s, prefix, n, workers, self.deadline)
-                raw[phase][s.kind] = {k: v for k, v in r.items() if k != "errors"} | {"errors": r["errors"][:10]}
+                raw[phase][key] = {k: v for k, v in r.items() if k != "errors"} | {"errors": r["errors"][:10]}
                 self.log(f"  {phase:10s} {s.label:9s} {r['per_second'] or 0:7.1f}/s ({r['published']}/{r['attempted']} ok)")
             label = f"W4 publish, {n} new versions, " + ("one after another" if workers == 1 else f"{workers} clients at once")
             err = lambda k: f"{len(raw[phase][k]['errors'])} failed" if raw[phase][k]["errors"] else ""  # noqa: E731
             self.metric(Metric(f"publish_{phase}", label, "/s", True, raw[phase]["verdaccio"]["per_second"],
                                raw[phase]["gatehouse"]["per_second"], verdaccio_note=err("verdaccio"),
                                gatehouse_note=err("gatehouse"), target_ratio=5))
+            self.metric(Metric(f"publish_{phase}_process", label + ', Gatehouse with `durability = "process"`',
+                               "/s", True, raw[phase]["verdaccio"]["per_second"],
+                               raw[phase]["gatehouse_process"]["per_second"], verdaccio_note=err("verdaccio"),
+                               gatehouse_note=err("gatehouse_process")))
+        self.stop(relaxed)
         return raw
 
     # --- output --------------------------------------------------------------------------------

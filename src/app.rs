@@ -61,7 +61,7 @@ pub async fn open_meta(config: &Config) -> Result<Meta, StartError> {
             path: dir.display().to_string(),
             source,
         })?;
-    let store = SqliteStore::open(&config.database_path()).await?;
+    let store = SqliteStore::open(&config.database_path(), config.durability).await?;
     Ok(Arc::new(store))
 }
 
@@ -74,7 +74,7 @@ impl App {
         admin_password: Option<String>,
     ) -> Result<Arc<App>, StartError> {
         let meta = open_meta(&config).await?;
-        let blobs: Blobs = Arc::new(FsBlobStore::open(&config.blob_dir()).await?);
+        let blobs: Blobs = Arc::new(FsBlobStore::open(&config.blob_dir(), config.durability).await?);
         ensure_registries(&meta, &config).await?;
         if let Some(password) = admin_password {
             ensure_admin(&meta, password).await?;

@@ -25,6 +25,7 @@ pub struct Config {
     /// Flag a package internal when its name is first published into a registry
     /// (dependency-confusion guard).
     pub internal_by_default: bool,
+    pub durability: Durability,
     pub limits: Limits,
     /// Bytes of prepared (gzipped) packuments kept in memory; also bounds the parsed
     /// upstream documents held for a few seconds while they are merged.
@@ -158,6 +159,19 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// What an acknowledged write survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Durability {
+    /// Flushed to disk (fsync) before it is acknowledged: survives power loss.
+    #[default]
+    Full,
+    /// Written through to the OS, which flushes it soon after: survives the server
+    /// crashing, not the machine losing power (the last writes may then be lost,
+    /// never half-written). Publishes about twice as fast; Verdaccio never fsyncs.
+    Process,
+}
+
 /// The config file's shape. Every key is optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -167,6 +181,7 @@ struct FileConfig {
     public_url: Option<String>,
     allow_registration: Option<bool>,
     internal_by_default: Option<bool>,
+    durability: Option<Durability>,
     packument_cache_bytes: Option<u64>,
     limits: Option<Limits>,
     registries: BTreeMap<String, RegistrySettings>,
@@ -232,6 +247,7 @@ impl Config {
             public_url,
             allow_registration: file.allow_registration.unwrap_or(false),
             internal_by_default: file.internal_by_default.unwrap_or(true),
+            durability: file.durability.unwrap_or_default(),
             limits,
             packument_cache_bytes: file.packument_cache_bytes.unwrap_or(64 * 1024 * 1024),
             registries,
@@ -256,9 +272,21 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
         path: path.to_owned(),
         source,
     })?;
-    toml::from_str(&text).map_err(|e| ConfigError::Parse {
-        path: path.to_owned(),
-        message: e.message().to_owned(),
+    toml::from_str(&text).map_err(|e| {
+        // Say where: the message alone ("unknown variant …") doesn't name the key.
+        let location = e
+            .span()
+            .and_then(|span| text.get(..span.start))
+            .map(|before| {
+                let line = before.matches('\n').count() + 1;
+                let source = text.lines().nth(line - 1).unwrap_or_default().trim();
+                format!(" (line {line}: {source})")
+            })
+            .unwrap_or_default();
+        ConfigError::Parse {
+            path: path.to_owned(),
+            message: format!("{}{location}", e.message()),
+        }
     })
 }
 

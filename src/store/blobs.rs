@@ -9,6 +9,8 @@ use bytes::Bytes;
 use sha2::{Digest as _, Sha512};
 use tokio::io::AsyncWriteExt;
 
+use crate::config::Durability;
+
 /// The sha512 of a blob; the only way to address one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BlobKey([u8; 64]);
@@ -83,13 +85,16 @@ pub trait StagedBlob: Send {
 }
 
 /// Blobs as files under one directory: write to `tmp/`, fsync, rename into place,
-/// fsync the directory. A crash leaves at worst an orphan in `tmp/`.
+/// fsync the directory (the fsyncs only with `Durability::Full`). A crash leaves at
+/// worst an orphan in `tmp/`.
 pub struct FsBlobStore {
     root: PathBuf,
+    /// fsync blobs and their directories (`Durability::Full`).
+    sync: bool,
 }
 
 impl FsBlobStore {
-    pub async fn open(root: &Path) -> Result<Self, BlobError> {
+    pub async fn open(root: &Path, durability: Durability) -> Result<Self, BlobError> {
         let tmp = root.join("tmp");
         tokio::fs::create_dir_all(&tmp).await?;
         // Leftovers of writes cut short by a crash: never referenced, safe to drop.
@@ -97,7 +102,10 @@ impl FsBlobStore {
         while let Some(entry) = entries.next_entry().await? {
             let _ = tokio::fs::remove_file(entry.path()).await;
         }
-        Ok(FsBlobStore { root: root.to_owned() })
+        Ok(FsBlobStore {
+            root: root.to_owned(),
+            sync: durability == Durability::Full,
+        })
     }
 
     fn path_of(&self, key: &BlobKey) -> PathBuf {
@@ -109,19 +117,24 @@ impl FsBlobStore {
     }
 }
 
-/// Makes a fully written temporary file the blob `final_path`: fsync the file, rename
-/// it into place, fsync the directory. Blocking (one trip to the blocking pool for all
-/// of it). On failure the temporary file is removed.
-fn install(file: std::fs::File, tmp_path: &Path, final_path: &Path) -> Result<(), BlobError> {
-    let result = (|| {
-        file.sync_all()?;
+/// Makes a fully written temporary file the blob `final_path`: fsync the file (if
+/// `sync`), rename it into place, fsync the directory (if `sync`). Blocking (one trip
+/// to the blocking pool for all of it). On failure the temporary file is removed.
+fn install(file: std::fs::File, tmp_path: &Path, final_path: &Path, sync: bool) -> Result<(), BlobError> {
+    let result = (|| -> std::io::Result<()> {
+        if sync {
+            file.sync_all()?;
+        }
         drop(file);
         let dir = final_path
             .parent()
             .ok_or_else(|| std::io::Error::other("blob path has no parent"))?;
         std::fs::create_dir_all(dir)?;
         std::fs::rename(tmp_path, final_path)?;
-        std::fs::File::open(dir)?.sync_all()
+        if sync {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(tmp_path);
@@ -136,7 +149,7 @@ fn blocking_failed(e: tokio::task::JoinError) -> BlobError {
 #[async_trait]
 impl BlobStore for FsBlobStore {
     async fn put(&self, key: &BlobKey, bytes: Bytes) -> Result<(), BlobError> {
-        let (key, final_path, tmp_path) = (key.clone(), self.path_of(key), self.tmp_path());
+        let (key, final_path, tmp_path, sync) = (key.clone(), self.path_of(key), self.tmp_path(), self.sync);
         tokio::task::spawn_blocking(move || {
             if final_path.try_exists()? {
                 return Ok(());
@@ -149,7 +162,7 @@ impl BlobStore for FsBlobStore {
                 let _ = std::fs::remove_file(&tmp_path);
                 return Err(e.into());
             }
-            install(file, &tmp_path, &final_path)
+            install(file, &tmp_path, &final_path, sync)
         })
         .await
         .map_err(blocking_failed)?
@@ -160,6 +173,7 @@ impl BlobStore for FsBlobStore {
         let file = tokio::fs::File::create(&tmp_path).await?;
         Ok(Box::new(FsStagedBlob {
             root: self.root.clone(),
+            sync: self.sync,
             tmp_path: Some(tmp_path),
             file: Some(file),
             digest: Sha512::new(),
@@ -184,6 +198,7 @@ impl BlobStore for FsBlobStore {
 
 struct FsStagedBlob {
     root: PathBuf,
+    sync: bool,
     /// `None` once committed: nothing left to clean up.
     tmp_path: Option<PathBuf>,
     file: Option<tokio::fs::File>,
@@ -209,6 +224,7 @@ impl StagedBlob for FsStagedBlob {
             return Err(std::io::Error::other("blob already committed").into());
         };
         let final_path = self.root.join(key.relative_path());
+        let sync = self.sync;
         let mut file = file;
         file.flush().await?;
         let file = file.into_std().await;
@@ -218,7 +234,7 @@ impl StagedBlob for FsStagedBlob {
                 let _ = std::fs::remove_file(&tmp_path);
                 return Ok(());
             }
-            install(file, &tmp_path, &final_path)
+            install(file, &tmp_path, &final_path, sync)
         })
         .await
         .map_err(blocking_failed)?
@@ -249,7 +265,7 @@ mod tests {
     #[tokio::test]
     async fn stores_by_digest_and_refuses_mismatched_bytes() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = FsBlobStore::open(dir.path()).await.expect("open");
+        let store = FsBlobStore::open(dir.path(), Durability::Full).await.expect("open");
         let key = key_of(b"hello");
         store.put(&key, Bytes::from_static(b"hello")).await.expect("put");
         let blob = store.open(&key).await.expect("open").expect("present");
@@ -269,7 +285,7 @@ mod tests {
     #[tokio::test]
     async fn staged_blobs_are_stored_on_commit_and_vanish_when_dropped() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = FsBlobStore::open(dir.path()).await.expect("open");
+        let store = FsBlobStore::open(dir.path(), Durability::Full).await.expect("open");
         let key = key_of(b"hello world");
         let mut staged = store.stage().await.expect("stage");
         staged.write(b"hello ").await.expect("write");

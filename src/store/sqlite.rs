@@ -4,7 +4,8 @@
 //! so this process's writers queue in order for it instead of polling SQLite's lock
 //! (the busy timeout, which sleeps, is left for other processes such as the CLI).
 //! Transactions are `BEGIN IMMEDIATE`, so a writer never fails on a stale read
-//! snapshot. `synchronous = FULL` makes every acknowledged commit survive a crash.
+//! snapshot. `synchronous = FULL` (the default `durability`) makes every acknowledged
+//! commit survive a power loss.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,6 +17,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use super::*;
+use crate::config::Durability;
 use crate::npm::name::PackageName;
 use crate::registry::Role;
 
@@ -56,13 +58,19 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file and applies migrations.
-    pub async fn open(path: &Path) -> StoreResult<Self> {
+    pub async fn open(path: &Path, durability: Durability) -> StoreResult<Self> {
+        // In WAL mode, FULL syncs the log at every commit; NORMAL only at checkpoints
+        // (a crash of the process loses nothing; of the machine, the last commits).
+        let synchronous = match durability {
+            Durability::Full => SqliteSynchronous::Full,
+            Durability::Process => SqliteSynchronous::Normal,
+        };
         let options = SqliteConnectOptions::from_str("sqlite://")
             .map_err(StoreError::from)?
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(synchronous)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(30));
         let writer_id = format!("{:016x}", rand::random::<u64>());

@@ -74,6 +74,15 @@ fn bad_flags_and_unusable_data_dirs_fail_clearly() {
     let out = gatehouse(&["serve", "--config", config.to_str().expect("utf8")], dir.path());
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.toml"));
+
+    std::fs::write(&config, "durability = \"sometimes\"\n").expect("write");
+    let out = gatehouse(&["serve", "--config", config.to_str().expect("utf8")], dir.path());
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("durability") && stderr.contains("`full`") && stderr.contains("`process`"),
+        "{stderr}"
+    );
 }
 
 #[test]

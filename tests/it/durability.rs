@@ -179,9 +179,18 @@ struct Acked {
 
 #[test]
 fn kill_9_during_publishes_loses_no_acknowledged_version() {
+    kill_9_during_publishes(TestServer::start());
+}
+
+/// Without fsync, a crash of the process still loses nothing: the OS has the writes.
+#[test]
+fn kill_9_loses_nothing_with_process_durability_either() {
+    kill_9_during_publishes(TestServer::start_with_config("durability = \"process\"\n"));
+}
+
+fn kill_9_during_publishes(mut server: TestServer) {
     const THREADS: usize = 4;
     const WANTED_ACKS: usize = 24;
-    let mut server = TestServer::start();
     let token = server.admin_token();
     let acked: Arc<Mutex<Vec<Acked>>> = Arc::default();
     let base = server.registry_url("default");
