@@ -111,7 +111,7 @@ pub async fn admit(app: &App, candidate: Candidate<'_>) -> Result<Admitted, Admi
     };
     let inspected = {
         let bytes = tarball.clone();
-        tokio::task::spawn_blocking(move || tarball::inspect(&bytes, &limits))
+        crate::offload::cpu(bytes.len(), move || tarball::inspect(&bytes, &limits))
             .await
             .map_err(|e| AdmissionError::Rejected(format!("tarball inspection failed: {e}")))?
             .map_err(|e| AdmissionError::Rejected(e.to_string()))?

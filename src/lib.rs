@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod npm;
+pub mod offload;
 pub mod packument_cache;
 pub mod registry;
 pub mod store;

@@ -18,7 +18,7 @@ use crate::npm::publish::{self, Document, PackageWrite, Publish};
 pub async fn put_package(ctx: &Ctx, name: &PackageName, rev: Option<&str>, body: Bytes) -> ApiResult<Response> {
     ctx.require_writer()?;
     let url_name = name.clone();
-    let write = tokio::task::spawn_blocking(move || publish::parse(&url_name, &body))
+    let write = crate::offload::cpu(body.len(), move || publish::parse(&url_name, &body))
         .await
         .map_err(ApiError::internal)??;
     match write {
