@@ -110,16 +110,30 @@ impl PackageStore for SqliteStore {
     }
 
     async fn maintainers(&self, registry: RegistryId, name: &PackageName) -> StoreResult<Option<Vec<Maintainer>>> {
-        let mut conn = self.pool.acquire().await?;
-        let id: Option<i64> = sqlx::query_scalar("SELECT id FROM packages WHERE registry_id = $1 AND name = $2")
-            .bind(registry.0)
-            .bind(name.as_str())
-            .fetch_optional(&mut *conn)
-            .await?;
-        let Some(id) = id else {
+        // One query: a package row with no maintainer still yields one row (NULL user).
+        let rows = sqlx::query(
+            "SELECT users.name, users.email FROM packages
+             LEFT JOIN maintainers ON maintainers.package_id = packages.id
+             LEFT JOIN users ON users.id = maintainers.user_id
+             WHERE packages.registry_id = $1 AND packages.name = $2
+             ORDER BY users.name",
+        )
+        .bind(registry.0)
+        .bind(name.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        if rows.is_empty() {
             return Ok(None);
-        };
-        let maintainers = maintainers_of(&mut conn, PackageId(id)).await?;
+        }
+        let mut maintainers = Vec::new();
+        for row in &rows {
+            if let Some(name) = row.try_get::<Option<String>, _>("name")? {
+                maintainers.push(Maintainer {
+                    name,
+                    email: row.try_get("email")?,
+                });
+            }
+        }
         Ok(Some(maintainers))
     }
 
@@ -212,17 +226,19 @@ impl PackageStore for SqliteStore {
             StoreError::Conflict(_) => StoreError::Conflict("version exists"),
             other => other,
         })?;
-        let has_latest: Option<String> =
-            sqlx::query_scalar("SELECT version FROM dist_tags WHERE package_id = $1 AND tag = 'latest'")
-                .bind(package_id.0)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let mut tags: Vec<&str> = new.tags.iter().map(String::as_str).collect();
-        if new.claim_latest && has_latest.is_none() && !tags.contains(&"latest") {
-            tags.push("latest");
-        }
-        for tag in tags {
+        for tag in &new.tags {
             point_tag(&mut tx, package_id, tag, &new.version).await?;
+        }
+        if new.claim_latest && !new.tags.iter().any(|t| t == "latest") {
+            // `latest` only if the package has none yet.
+            sqlx::query(
+                "INSERT INTO dist_tags (package_id, tag, version) VALUES ($1, 'latest', $2)
+                 ON CONFLICT (package_id, tag) DO NOTHING",
+            )
+            .bind(package_id.0)
+            .bind(&new.version)
+            .execute(&mut *tx)
+            .await?;
         }
         bump_rev(&mut tx, package_id, None).await?;
         refresh_search_fields(&mut tx, package_id).await?;
