@@ -59,7 +59,7 @@ mod tests {
         // SAFETY: reading an option has no preconditions.
         let purge_delay = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
         assert_eq!(purge_delay, 1000, "mimalloc v3's default purge delay");
-        // Arena index 4 is `arena_eager_commit`, set to 0 at build time.
+        // Option index 4 is `arena_eager_commit`, set to 0 at build time.
         let eager_commit = unsafe { libmimalloc_sys::mi_option_get(4) };
         assert_eq!(
             eager_commit, 0,
