@@ -1,7 +1,8 @@
-//! CPU-bound work on request paths (parsing publish bodies, inspecting tarballs). A
-//! trip to the blocking pool and back costs two thread hand-offs, more than the work
-//! itself for small inputs: those run in place. Large inputs go to the blocking pool,
-//! so a runtime worker is never busy for long.
+//! CPU-bound work on request paths whose cost grows with its input (parsing publish
+//! bodies: JSON, base64, digests). A trip to the blocking pool and back costs two
+//! thread hand-offs, more than the work itself for small inputs: those run in place.
+//! Large inputs go to the blocking pool, so a runtime worker is never busy for long.
+//! (Not for inflating: its cost is bounded by the limits, not by the input.)
 
 use tokio::task::JoinError;
 
