@@ -12,7 +12,7 @@ use crate::app::App;
 use crate::npm::dist_tag::DistTag;
 use crate::npm::integrity::Digests;
 use crate::npm::name::PackageName;
-use crate::npm::tarball::{self, TarballInfo, TarballLimits};
+use crate::npm::tarball::{self, TarballError, TarballInfo, TarballLimits};
 use crate::npm::version::Version;
 use crate::store::blobs::{BlobError, BlobKey, StagedBlob};
 use crate::store::{AuditEntry, BlobRef, NewVersion, Registry, StoreError, User};
@@ -109,15 +109,9 @@ pub async fn admit(app: &App, candidate: Candidate<'_>) -> Result<Admitted, Admi
         max_entries: app.config.limits.max_tarball_entries,
         ..TarballLimits::default()
     };
-    let inspected = {
-        let bytes = tarball.clone();
-        // Always off the runtime: inflating is bounded by the limits, not by the input's
-        // size (a 32 KiB gzip bomb is tens of MB of work).
-        tokio::task::spawn_blocking(move || tarball::inspect(&bytes, &limits))
-            .await
-            .map_err(|e| AdmissionError::Rejected(format!("tarball inspection failed: {e}")))?
-            .map_err(|e| AdmissionError::Rejected(e.to_string()))?
-    };
+    let inspected = inspect(&tarball, limits)
+        .await
+        .map_err(|e| AdmissionError::Rejected(e.to_string()))?;
     check_manifest_matches_tarball(&name, &version, &manifest, &inspected)?;
     let manifest = match origin {
         Origin::Publish => served_manifest(manifest, &name, &version, &inspected, &digests, publisher),
@@ -188,6 +182,38 @@ pub async fn admit(app: &App, candidate: Candidate<'_>) -> Result<Admitted, Admi
     Ok(Admitted {
         created_package: inserted.created_package,
     })
+}
+
+/// What a tarball may unpack to when it is inspected in place, on the request's task.
+const IN_PLACE_LIMITS: TarballLimits = TarballLimits {
+    max_unpacked_bytes: 1024 * 1024,
+    max_entries: 2_000,
+    max_package_json_bytes: 1024 * 1024,
+};
+
+/// Inspects a tarball. Most are small, and a trip to the blocking pool and back costs
+/// more than inspecting them; but inflating is bounded by the limits, not by the
+/// input's size (a 32 KiB gzip bomb is tens of MB of work). So a small tarball is
+/// first inspected in place within tight limits (a millisecond at most), and only one
+/// that outgrows them is inspected again, with the real limits, on the blocking pool.
+async fn inspect(bytes: &Bytes, limits: TarballLimits) -> Result<TarballInfo, TarballError> {
+    let tight = TarballLimits {
+        max_unpacked_bytes: limits.max_unpacked_bytes.min(IN_PLACE_LIMITS.max_unpacked_bytes),
+        max_entries: limits.max_entries.min(IN_PLACE_LIMITS.max_entries),
+        max_package_json_bytes: limits
+            .max_package_json_bytes
+            .min(IN_PLACE_LIMITS.max_package_json_bytes),
+    };
+    if bytes.len() <= crate::offload::IN_PLACE_BYTES {
+        match tarball::inspect(bytes, &tight) {
+            Err(TarballError::TooLarge { .. } | TarballError::TooManyEntries { .. }) if tight != limits => {}
+            done => return done,
+        }
+    }
+    let bytes = bytes.clone();
+    tokio::task::spawn_blocking(move || tarball::inspect(&bytes, &limits))
+        .await
+        .map_err(|e| TarballError::Corrupt(format!("inspection failed: {e}")))?
 }
 
 /// Manifest-confusion guard: what `npm view` shows must be what installs. The
