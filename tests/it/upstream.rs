@@ -175,6 +175,55 @@ fn tarballs_stream_to_clients_while_they_are_pulled() {
 }
 
 #[test]
+fn a_tarball_streams_through_a_chain_of_registries() {
+    let fake = FakeUpstream::start();
+    let tarball = large_package_tarball("deep", "1.0.0", 600 * 1024);
+    fake.publish_bytes("deep", "1.0.0", &tarball, &tarball);
+    let gate = fake.pause_tarballs_after(300 * 1024);
+    let server = TestServer::start_with_config(&format!(
+        "[upstream]\nnpmjs_url = \"{}\"\n[registries.default]\nupstreams = [\"npmjs\"]\n[registries.team]\nupstreams = [\"registry:default\"]\n",
+        fake.url
+    ));
+    let team = server.login("team", "admin", ADMIN_PASSWORD);
+    let blobs = blob_count(&server);
+    let path = "deep/-/deep-1.0.0.tgz";
+
+    // `team` follows `default`'s pull, which follows the paused upstream.
+    let mut download = http()
+        .get(format!("{}{path}", server.registry_url("team")))
+        .bearer_auth(&team)
+        .send()
+        .expect("get");
+    assert_eq!(download.status(), 200);
+    assert_eq!(read_some(&mut download, 100 * 1024), tarball[..100 * 1024]);
+    assert_eq!(
+        blob_count(&server),
+        blobs,
+        "nothing stored while the upstream is paused"
+    );
+
+    gate.open();
+    let mut rest = Vec::new();
+    download.read_to_end(&mut rest).expect("rest of the download");
+    assert_eq!(rest, tarball[100 * 1024..]);
+    assert_eq!(fake.hits(path), 1);
+    // Both registries hold it now (one blob: the same bytes), and serve it with the upstream gone.
+    assert_eq!(blob_count(&server), blobs + 1);
+    fake.go_down();
+    let default = server.admin_token();
+    assert_eq!(
+        get(&server, path, &default).bytes().expect("bytes").as_ref(),
+        tarball.as_slice()
+    );
+    let again = http()
+        .get(format!("{}{path}", server.registry_url("team")))
+        .bearer_auth(&team)
+        .send()
+        .expect("get");
+    assert_eq!(again.bytes().expect("bytes").as_ref(), tarball.as_slice());
+}
+
+#[test]
 fn a_streamed_tarball_that_fails_its_integrity_check_is_cut_short_and_not_stored() {
     let fake = FakeUpstream::start();
     let declared = large_package_tarball("tampered", "1.0.0", 400 * 1024);
