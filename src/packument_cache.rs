@@ -283,11 +283,7 @@ impl PackumentCache {
             return Ok(());
         };
         let local = self.meta.package(registry, name).await?;
-        let tarballs: HashMap<String, BlobRef> = local
-            .iter()
-            .flat_map(|r| r.live_versions())
-            .map(|v| (v.version.clone(), v.blob.clone()))
-            .collect();
+        let tarballs = held_tarballs(local.as_ref());
         let remote = current
             .remote
             .iter()
@@ -443,6 +439,15 @@ impl Gathered {
     }
 }
 
+/// The versions a package holds here → their tarball blobs.
+fn held_tarballs(local: Option<&PackageRecord>) -> HashMap<String, BlobRef> {
+    local
+        .into_iter()
+        .flat_map(PackageRecord::live_versions)
+        .map(|v| (v.version.clone(), v.blob.clone()))
+        .collect()
+}
+
 fn prepare(
     local: Option<PackageRecord>,
     gathered: Gathered,
@@ -453,11 +458,7 @@ fn prepare(
         Some(record) => packument::build(record, registry_base).map_err(|e| CacheError::Build(e.to_string()))?,
         None => None,
     };
-    let tarballs = local
-        .iter()
-        .flat_map(|r| r.live_versions())
-        .map(|v| (v.version.clone(), v.blob.clone()))
-        .collect();
+    let tarballs = held_tarballs(local.as_ref());
     let local_modified = local.as_ref().map_or(0, |r| r.modified_at);
     let rev = local.as_ref().map_or(0, |r| r.rev);
 
