@@ -119,9 +119,14 @@ impl FsBlobStore {
 
 /// Makes a fully written temporary file the blob `final_path`: fsync the file (if
 /// `sync`), rename it into place, fsync the directory (if `sync`). Blocking (one trip
-/// to the blocking pool for all of it). On failure the temporary file is removed.
+/// to the blocking pool for all of it). If the blob is already there (same bytes, by
+/// its name), or on failure, the temporary file is removed.
 fn install(file: std::fs::File, tmp_path: &Path, final_path: &Path, sync: bool) -> Result<(), BlobError> {
     let result = (|| -> std::io::Result<()> {
+        if final_path.try_exists()? {
+            drop(file);
+            return std::fs::remove_file(tmp_path);
+        }
         if sync {
             file.sync_all()?;
         }
@@ -151,6 +156,7 @@ impl BlobStore for FsBlobStore {
     async fn put(&self, key: &BlobKey, bytes: Bytes) -> Result<(), BlobError> {
         let (key, final_path, tmp_path, sync) = (key.clone(), self.path_of(key), self.tmp_path(), self.sync);
         tokio::task::spawn_blocking(move || {
+            // Already stored: skip the hashing and the write.
             if final_path.try_exists()? {
                 return Ok(());
             }
@@ -228,16 +234,9 @@ impl StagedBlob for FsStagedBlob {
         let mut file = file;
         file.flush().await?;
         let file = file.into_std().await;
-        tokio::task::spawn_blocking(move || {
-            if final_path.try_exists()? {
-                drop(file);
-                let _ = std::fs::remove_file(&tmp_path);
-                return Ok(());
-            }
-            install(file, &tmp_path, &final_path, sync)
-        })
-        .await
-        .map_err(blocking_failed)?
+        tokio::task::spawn_blocking(move || install(file, &tmp_path, &final_path, sync))
+            .await
+            .map_err(blocking_failed)?
     }
 }
 
