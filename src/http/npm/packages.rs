@@ -11,7 +11,7 @@ use tokio_util::io::ReaderStream;
 use super::Ctx;
 use crate::http::error::{ApiError, ApiResult};
 use crate::npm::name::PackageName;
-use crate::packument_cache::{self, CacheError, Representation};
+use crate::packument_cache::{self, Representation};
 use crate::store::blobs::BlobKey;
 use crate::upstream::pull::{self, Download, PullError};
 
@@ -92,19 +92,11 @@ pub async fn packument(ctx: &Ctx, name: &PackageName, headers: &HeaderMap, head:
         repr.gzip.clone()
     } else {
         // Held gzipped only; inflating can take a while for big documents.
-        let gzipped = prepared.clone();
-        tokio::task::spawn_blocking(move || {
-            let documents = gzipped.documents.as_ref().ok_or(CacheError::Absent)?;
-            let repr = if abbreviated {
-                &documents.abbreviated
-            } else {
-                &documents.full
-            };
-            repr.json().map(Bytes::from)
-        })
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?
+        let repr = repr.clone();
+        tokio::task::spawn_blocking(move || repr.json().map(Bytes::from))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?
     };
     builder = builder.header(header::CONTENT_LENGTH, body.len());
     let body = if head { Body::empty() } else { Body::from(body) };
