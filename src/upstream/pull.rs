@@ -27,7 +27,7 @@ use crate::app::App;
 use crate::npm::integrity::{self, DigestWriter};
 use crate::npm::name::PackageName;
 use crate::npm::version::Version;
-use crate::packument_cache::{self, CacheError, Prepared};
+use crate::packument_cache::{self, CacheError, Prepared, RemoteTarball};
 use crate::store::blobs::BlobKey;
 use crate::store::{BlobRef, Registry, RegistryId};
 
@@ -159,6 +159,13 @@ struct Progress {
     outcome: Option<Result<BlobRef, PullError>>,
 }
 
+impl Progress {
+    fn release(&mut self, piece: Bytes) {
+        self.released_bytes += piece.len();
+        self.released.push(piece);
+    }
+}
+
 struct Transfer {
     progress: watch::Sender<Progress>,
 }
@@ -175,16 +182,13 @@ impl Transfer {
     }
 
     fn release(&self, piece: Bytes) {
-        self.progress.send_modify(|p| {
-            p.released_bytes += piece.len();
-            p.released.push(piece);
-        });
+        self.progress.send_modify(|p| p.release(piece));
     }
 
     fn finish(&self, held_back: Option<Bytes>, outcome: Result<BlobRef, PullError>) {
         self.progress.send_modify(|p| {
             if let (Some(piece), Ok(_)) = (held_back, &outcome) {
-                p.released.push(piece);
+                p.release(piece);
             }
             p.outcome = Some(outcome);
         });
@@ -212,7 +216,7 @@ impl Follower {
             let ready = progress
                 .wait_for(|p| p.released_bytes >= STREAM_FROM || p.outcome.is_some())
                 .await
-                .map_err(|_| PullError::Internal("pull ended without an outcome".into()))?;
+                .map_err(|_| ended())?;
             match &ready.outcome {
                 Some(Ok(blob)) => return Ok(Download::Held(blob.clone())),
                 // Nothing sent to this client yet: it can still get a status and a reason.
@@ -244,10 +248,7 @@ impl Follower {
                     None => {}
                 }
             }
-            self.progress
-                .changed()
-                .await
-                .map_err(|_| PullError::Internal("pull ended without an outcome".into()))?;
+            self.progress.changed().await.map_err(|_| ended())?;
         }
     }
 
@@ -268,12 +269,14 @@ impl Follower {
             .progress
             .wait_for(|p| p.outcome.is_some())
             .await
-            .map_err(|_| PullError::Internal("pull ended without an outcome".into()))?;
-        match &done.outcome {
-            Some(outcome) => outcome.clone(),
-            None => Err(PullError::Internal("pull ended without an outcome".into())),
-        }
+            .map_err(|_| ended())?;
+        done.outcome.clone().unwrap_or_else(|| Err(ended()))
     }
+}
+
+/// A transfer dropped before it reported an outcome (it never should).
+fn ended() -> PullError {
+    PullError::Internal("pull ended without an outcome".into())
 }
 
 /// Where a pull reads from.
@@ -334,7 +337,7 @@ impl Job {
             self.prepared.clone(),
             self.version.clone(),
         ));
-        let (mut feed, len) = self.open(&offered.source).await?;
+        let (mut feed, len) = self.open(offered).await?;
         transfer.announce(len);
         let mut staged = self.app.blobs.stage().await.map_err(internal)?;
         let mut digests = DigestWriter::new();
@@ -430,17 +433,16 @@ impl Job {
         }
     }
 
-    /// Opens the source's body: an upstream's HTTP response, or another registry's blob
-    /// or pull. Returns the announced length with it.
-    async fn open(&self, source: &Source) -> Result<(Feed, Option<u64>), PullError> {
+    /// Opens the body of the version offered: an upstream's HTTP response, or another
+    /// registry's blob or pull. Returns the announced length with it.
+    async fn open(&self, offered: &RemoteTarball) -> Result<(Feed, Option<u64>), PullError> {
         let (name, version) = (&self.name, &self.version);
-        match source {
+        match offered.source.as_ref() {
             Source::Remote { remote, label, .. } => {
                 let fetcher = &self.app.upstreams.fetcher;
                 if fetcher.is_suspended(remote.id) {
                     return Err(UpstreamError::CircuitOpen(label.clone()).into());
                 }
-                let offered = self.prepared.remote.get(version).ok_or(PullError::NotFound)?;
                 let url = match offered.version.tarball.as_deref() {
                     Some(url) => url.to_owned(),
                     None => format!("{}{name}/-/{}-{version}.tgz", remote.base, name.basename()),
