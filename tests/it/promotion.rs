@@ -107,11 +107,7 @@ fn promotion_copies_the_same_bytes_to_the_upstream_registry() {
     );
     assert_eq!(promoted["versions"]["1.0.0"]["_npmUser"]["name"], "admin");
     assert_eq!(promoted["dist-tags"]["latest"], "1.0.0");
-    let tarball = http()
-        .get(format!("{}@acme/app/-/app-1.0.0.tgz", server.registry_url("prod")))
-        .bearer_auth(&prod)
-        .send()
-        .expect("get");
+    let tarball = get_from(&server, "prod", "@acme/app/-/app-1.0.0.tgz", &prod);
     assert_eq!(tarball.bytes().expect("bytes").as_ref(), bytes.as_slice());
 
     let again = fails(server.cli(&["push", "dev", "@acme/app@1.0.0", "--to", "registry:prod"], ""));

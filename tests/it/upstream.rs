@@ -19,11 +19,7 @@ fn proxy(fake: &FakeUpstream, upstream_settings: &str) -> TestServer {
 }
 
 fn get(server: &TestServer, path: &str, token: &str) -> reqwest::blocking::Response {
-    http()
-        .get(format!("{}{path}", server.registry_url("default")))
-        .bearer_auth(token)
-        .send()
-        .expect("get")
+    get_from(server, "default", path, token)
 }
 
 #[test]
@@ -189,11 +185,7 @@ fn a_tarball_streams_through_a_chain_of_registries() {
     let path = "deep/-/deep-1.0.0.tgz";
 
     // `team` follows `default`'s pull, which follows the paused upstream.
-    let mut download = http()
-        .get(format!("{}{path}", server.registry_url("team")))
-        .bearer_auth(&team)
-        .send()
-        .expect("get");
+    let mut download = get_from(&server, "team", path, &team);
     assert_eq!(download.status(), 200);
     assert_eq!(read_some(&mut download, 100 * 1024), tarball[..100 * 1024]);
     assert_eq!(
@@ -215,11 +207,7 @@ fn a_tarball_streams_through_a_chain_of_registries() {
         get(&server, path, &default).bytes().expect("bytes").as_ref(),
         tarball.as_slice()
     );
-    let again = http()
-        .get(format!("{}{path}", server.registry_url("team")))
-        .bearer_auth(&team)
-        .send()
-        .expect("get");
+    let again = get_from(&server, "team", path, &team);
     assert_eq!(again.bytes().expect("bytes").as_ref(), tarball.as_slice());
 }
 
@@ -435,35 +423,19 @@ fn chained_registries_pull_through_each_other() {
     let default = server.admin_token();
     publish_ok(&server, "default", &default, "@corp/shared", "1.0.0");
 
-    let doc: Value = http()
-        .get(format!("{}chained", server.registry_url("team")))
-        .bearer_auth(&team)
-        .send()
-        .expect("get")
-        .json()
-        .expect("json");
+    let doc: Value = get_from(&server, "team", "chained", &team).json().expect("json");
     assert_eq!(
         doc["versions"]["1.0.0"]["dist"]["tarball"],
         format!("{}chained/-/chained-1.0.0.tgz", server.registry_url("team"))
     );
-    let tarball = http()
-        .get(format!("{}chained/-/chained-1.0.0.tgz", server.registry_url("team")))
-        .bearer_auth(&team)
-        .send()
-        .expect("get");
+    let tarball = get_from(&server, "team", "chained/-/chained-1.0.0.tgz", &team);
     assert_eq!(tarball.bytes().expect("bytes").as_ref(), bytes.as_slice());
     // default pulled it on the way: it serves the version locally now.
     fake.go_down();
     assert_eq!(get(&server, "chained/-/chained-1.0.0.tgz", &default).status(), 200);
 
     // An internal package of `default` flows to `team`, which trusts it.
-    let shared: Value = http()
-        .get(format!("{}@corp%2fshared", server.registry_url("team")))
-        .bearer_auth(&team)
-        .send()
-        .expect("get")
-        .json()
-        .expect("json");
+    let shared: Value = get_from(&server, "team", "@corp%2fshared", &team).json().expect("json");
     assert_eq!(shared["dist-tags"]["latest"], "1.0.0");
 }
 

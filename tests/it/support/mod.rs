@@ -333,6 +333,15 @@ pub fn publish_body(name: &str, version: &str) -> Value {
 }
 
 /// `PUT /r/{registry}/{escaped name}`.
+/// `GET {registry}/{path}` with `token`.
+pub fn get_from(server: &TestServer, registry: &str, path: &str, token: &str) -> reqwest::blocking::Response {
+    http()
+        .get(format!("{}{path}", server.registry_url(registry)))
+        .bearer_auth(token)
+        .send()
+        .expect("get")
+}
+
 pub fn publish(server: &TestServer, registry: &str, token: &str, body: &Value) -> reqwest::blocking::Response {
     let name = body["name"].as_str().expect("name").replace('/', "%2f");
     http()
