@@ -23,6 +23,7 @@ use crate::registry::Role;
 
 mod audit;
 mod changes;
+mod journal;
 mod packages;
 mod registries;
 mod tokens;
@@ -75,9 +76,12 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(30));
         let writer_id = format!("{:016x}", rand::random::<u64>());
         let identity = writer_id.clone();
+        // An embedded connection cannot go stale, so the pools skip their ping before
+        // each use: a trip to the connection's thread (a tenth of a publish).
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
+            .test_before_acquire(false)
             .after_connect(move |conn, _| {
                 let identity = identity.clone();
                 Box::pin(async move {
@@ -100,6 +104,7 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .min_connections(1)
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         Ok(SqliteStore {
