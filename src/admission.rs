@@ -9,17 +9,20 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use crate::app::App;
+use crate::blob_journal;
 use crate::npm::dist_tag::DistTag;
 use crate::npm::integrity::Digests;
 use crate::npm::name::PackageName;
 use crate::npm::tarball::{self, TarballError, TarballInfo, TarballLimits};
 use crate::npm::version::Version;
-use crate::store::blobs::{BlobError, BlobKey, StagedBlob};
-use crate::store::{AuditEntry, BlobRef, NewVersion, Registry, StoreError, User};
+use crate::store::blobs::{BlobError, BlobKey, StagedBlob, Written};
+use crate::store::{AuditEntry, BlobRef, NewVersion, PackageId, Registry, StoreError, User};
 
 /// A version asking to enter a registry.
 pub struct Candidate<'a> {
     pub registry: &'a Registry,
+    /// The package's id when the caller has looked it up (it exists).
+    pub package: Option<PackageId>,
     pub name: PackageName,
     pub version: Version,
     pub manifest: Map<String, Value>,
@@ -82,6 +85,7 @@ pub struct Admitted {
 pub async fn admit(app: &App, candidate: Candidate<'_>) -> Result<Admitted, AdmissionError> {
     let Candidate {
         registry,
+        package,
         name,
         version,
         manifest,
@@ -121,10 +125,24 @@ pub async fn admit(app: &App, candidate: Candidate<'_>) -> Result<Admitted, Admi
     let deprecated = manifest.get("deprecated").and_then(Value::as_str).map(str::to_owned);
 
     let key = BlobKey::from_bytes(digests.sha512);
-    match staged {
-        Some(staged) => staged.commit(&key).await?,
-        None => app.blobs.put(&key, tarball.clone()).await?,
-    }
+    // Small tarballs ride in the metadata commit instead of waiting for the disk.
+    let journal = match staged {
+        Some(staged) => {
+            staged.commit(&key).await?;
+            None
+        }
+        None if tarball.len() <= blob_journal::MAX_BYTES => {
+            match app.blobs.put_unsynced(&key, tarball.clone()).await? {
+                Written::Durable => None,
+                Written::NeedsSync => Some(tarball.clone()),
+            }
+        }
+        None => {
+            app.blobs.put(&key, tarball.clone()).await?;
+            None
+        }
+    };
+    let journaled = journal.is_some();
 
     let new = NewVersion {
         registry_id: registry.id,
@@ -164,12 +182,17 @@ pub async fn admit(app: &App, candidate: Candidate<'_>) -> Result<Admitted, Admi
             detail: Some(format!("source={} sha512={}", origin.describe(), key.to_hex())),
             client_addr,
         },
+        known_package: package,
+        journal,
     };
     let inserted = app.meta.insert_version(&new).await.map_err(|e| match e {
         StoreError::Conflict("version exists") => AdmissionError::VersionExists(version.to_string()),
         StoreError::Conflict(_) => AdmissionError::NameTaken(name.to_string()),
         other => AdmissionError::Store(other),
     })?;
+    if journaled {
+        app.journal.committed();
+    }
     if pulled {
         if let Err(e) = app.packuments.record_pull(registry.id, &name).await {
             tracing::warn!(error = %e, pkg.name = %name, "cannot update the prepared packument after a pull; dropping it");

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::auth::web_login::WebLogins;
 use crate::auth::{Authenticator, password};
+use crate::blob_journal::{self, BlobJournal, JournalError};
 use crate::config::{Config, PublicUrl};
 use crate::packument_cache::PackumentCache;
 use crate::registry::RegistryName;
@@ -28,6 +29,8 @@ pub struct App {
     pub access: AccessCache,
     /// Tarball pulls in flight, so concurrent downloads of a version share one.
     pub pulls: Pulls,
+    /// Makes journaled blobs durable in the background.
+    pub journal: BlobJournal,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +41,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("blob store: {0}")]
     Blobs(#[from] crate::store::blobs::BlobError),
+    #[error("blob journal: {0}")]
+    Journal(#[from] JournalError),
     #[error("GATEHOUSE_ADMIN_PASSWORD: {0}")]
     AdminPassword(#[from] password::PasswordError),
     #[error("registry {registry}: {message}")]
@@ -75,6 +80,9 @@ impl App {
     ) -> Result<Arc<App>, StartError> {
         let meta = open_meta(&config).await?;
         let blobs: Blobs = Arc::new(FsBlobStore::open(&config.blob_dir(), config.durability).await?);
+        // Before anything is served: a blob a crash lost must be back first.
+        blob_journal::recover(&meta, &blobs).await?;
+        let journal = BlobJournal::start(meta.clone(), blobs.clone());
         ensure_registries(&meta, &config).await?;
         if let Some(password) = admin_password {
             ensure_admin(&meta, password).await?;
@@ -96,6 +104,7 @@ impl App {
             access: AccessCache::new(meta.clone()),
             upstreams,
             pulls: Pulls::default(),
+            journal,
             config,
             public_url,
             meta,

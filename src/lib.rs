@@ -4,6 +4,7 @@
 pub mod admission;
 pub mod app;
 pub mod auth;
+pub mod blob_journal;
 pub mod cli;
 pub mod config;
 pub mod http;

@@ -203,6 +203,12 @@ pub struct NewVersion {
     pub claim_latest: bool,
     /// Committed with the version: no version without its audit entry, and one commit.
     pub audit: AuditEntry,
+    /// The package's id when the caller knows it exists (packages are never deleted):
+    /// the store need not look it up.
+    pub known_package: Option<PackageId>,
+    /// The tarball's bytes when its blob file is not durable yet: committed to the
+    /// blob journal with the version (see `blob_journal`).
+    pub journal: Option<bytes::Bytes>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -279,8 +285,13 @@ pub trait TokenStore: Send + Sync {
 #[async_trait]
 pub trait PackageStore: Send + Sync {
     async fn package(&self, registry: RegistryId, name: &PackageName) -> StoreResult<Option<PackageRecord>>;
-    /// Who maintains a package (without loading its versions); `None` when absent.
-    async fn maintainers(&self, registry: RegistryId, name: &PackageName) -> StoreResult<Option<Vec<Maintainer>>>;
+    /// A package's id and who maintains it (without loading its versions); `None`
+    /// when absent.
+    async fn maintainers(
+        &self,
+        registry: RegistryId,
+        name: &PackageName,
+    ) -> StoreResult<Option<(PackageId, Vec<Maintainer>)>>;
     /// Whether the package holds (or held: unpublished ones count) this release.
     async fn release_taken(&self, registry: RegistryId, name: &PackageName, release_key: &str) -> StoreResult<bool>;
     /// A package whose name equals `name` ignoring case (for the new-name rule).
@@ -353,6 +364,24 @@ pub trait UpstreamStore: Send + Sync {
     async fn delete_packument(&self, upstream: UpstreamId, name: &PackageName) -> StoreResult<()>;
 }
 
+/// A row of the blob journal: a blob whose bytes are in the database because its file
+/// may not be durable yet.
+#[derive(Debug, Clone)]
+pub struct JournaledBlob {
+    pub id: i64,
+    pub sha512_hex: String,
+}
+
+/// The blob journal (see `blob_journal`). Rows are added by `insert_version`.
+#[async_trait]
+pub trait BlobJournalStore: Send + Sync {
+    /// Every row, oldest first.
+    async fn journaled_blobs(&self) -> StoreResult<Vec<JournaledBlob>>;
+    async fn journaled_bytes(&self, id: i64) -> StoreResult<Option<Vec<u8>>>;
+    /// Deletes the rows up to `id`, whose files are durable now.
+    async fn forget_journaled(&self, up_to: i64) -> StoreResult<()>;
+}
+
 #[async_trait]
 pub trait AuditLog: Send + Sync {
     async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<()>;
@@ -373,9 +402,12 @@ pub struct AuditEntryOwned {
 
 /// The whole metadata store, as the rest of the server sees it.
 pub trait MetaStore:
-    RegistryStore + UserStore + TokenStore + PackageStore + UpstreamStore + ChangeLog + AuditLog
+    RegistryStore + UserStore + TokenStore + PackageStore + UpstreamStore + ChangeLog + AuditLog + BlobJournalStore
 {
 }
-impl<T: RegistryStore + UserStore + TokenStore + PackageStore + UpstreamStore + ChangeLog + AuditLog> MetaStore for T {}
+impl<T: RegistryStore + UserStore + TokenStore + PackageStore + UpstreamStore + ChangeLog + AuditLog + BlobJournalStore>
+    MetaStore for T
+{
+}
 
 pub type Meta = Arc<dyn MetaStore>;

@@ -47,6 +47,15 @@ pub enum BlobError {
     Io(#[from] std::io::Error),
 }
 
+/// Whether a blob written by [`BlobStore::put_unsynced`] still needs [`BlobStore::sync`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// As durable as the store makes anything (an object store; `durability = "process"`).
+    Durable,
+    /// In place and readable, but not on disk yet.
+    NeedsSync,
+}
+
 /// An open blob, ready to stream.
 pub struct BlobReader {
     pub len: u64,
@@ -57,6 +66,15 @@ pub struct BlobReader {
 pub trait BlobStore: Send + Sync {
     /// Stores `bytes` under `key` after checking they hash to it. Durable on return.
     async fn put(&self, key: &BlobKey, bytes: Bytes) -> Result<(), BlobError>;
+    /// Like `put`, but without waiting for the disk: the caller keeps the bytes durable
+    /// elsewhere (the blob journal) until `sync` has returned for `key`.
+    async fn put_unsynced(&self, key: &BlobKey, bytes: Bytes) -> Result<Written, BlobError> {
+        self.put(key, bytes).await.map(|()| Written::Durable)
+    }
+    /// Makes blobs written by `put_unsynced` durable.
+    async fn sync(&self, _keys: &[BlobKey]) -> Result<(), BlobError> {
+        Ok(())
+    }
     /// Starts a blob written piece by piece (a tarball streaming in from an upstream),
     /// whose key is known only at the end. Dropped without `commit`, it leaves nothing.
     async fn stage(&self) -> Result<Box<dyn StagedBlob>, BlobError>;
@@ -117,23 +135,54 @@ impl FsBlobStore {
     }
 }
 
+/// Whether the blob file at `path` exists and holds the bytes of `key`. Only then is an
+/// existing file kept: a crash can leave a file whose write never reached the disk.
+fn holds(path: &Path, key: &BlobKey) -> std::io::Result<bool> {
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let mut digest = Sha512::new();
+    std::io::copy(&mut file, &mut digest)?;
+    Ok(digest.finalize().as_slice() == key.0)
+}
+
+/// fsyncs a blob file and its directory, so both its bytes and its name survive a
+/// power loss.
+fn sync_blob_file(path: &Path) -> std::io::Result<()> {
+    std::fs::File::open(path)?.sync_all()?;
+    std::fs::File::open(parent_of(path)?)?.sync_all()
+}
+
+fn parent_of(path: &Path) -> std::io::Result<&Path> {
+    path.parent()
+        .ok_or_else(|| std::io::Error::other("blob path has no parent"))
+}
+
 /// Makes a fully written temporary file the blob `final_path`: fsync the file (if
 /// `sync`), rename it into place, fsync the directory (if `sync`). Blocking (one trip
-/// to the blocking pool for all of it). If the blob is already there (same bytes, by
-/// its name), or on failure, the temporary file is removed.
-fn install(file: std::fs::File, tmp_path: &Path, final_path: &Path, sync: bool) -> Result<(), BlobError> {
+/// to the blocking pool for all of it). If the blob is already there, the temporary
+/// file is removed (and the blob synced, if `sync`: it may have been written without);
+/// likewise on failure.
+fn install(
+    file: std::fs::File,
+    tmp_path: &Path,
+    final_path: &Path,
+    key: &BlobKey,
+    sync: bool,
+) -> Result<(), BlobError> {
     let result = (|| -> std::io::Result<()> {
-        if final_path.try_exists()? {
+        if holds(final_path, key)? {
             drop(file);
-            return std::fs::remove_file(tmp_path);
+            std::fs::remove_file(tmp_path)?;
+            return if sync { sync_blob_file(final_path) } else { Ok(()) };
         }
         if sync {
             file.sync_all()?;
         }
         drop(file);
-        let dir = final_path
-            .parent()
-            .ok_or_else(|| std::io::Error::other("blob path has no parent"))?;
+        let dir = parent_of(final_path)?;
         std::fs::create_dir_all(dir)?;
         std::fs::rename(tmp_path, final_path)?;
         if sync {
@@ -147,6 +196,20 @@ fn install(file: std::fs::File, tmp_path: &Path, final_path: &Path, sync: bool) 
     Ok(result?)
 }
 
+/// Writes `bytes` (checked against `key`) to the blob `final_path` through a temporary
+/// file; blocking. `sync` as for `install`.
+fn write_blob(key: &BlobKey, bytes: &[u8], tmp_path: &Path, final_path: &Path, sync: bool) -> Result<(), BlobError> {
+    if Sha512::digest(bytes).as_slice() != key.0 {
+        return Err(BlobError::DigestMismatch);
+    }
+    let mut file = std::fs::File::create(tmp_path)?;
+    if let Err(e) = std::io::Write::write_all(&mut file, bytes) {
+        let _ = std::fs::remove_file(tmp_path);
+        return Err(e.into());
+    }
+    install(file, tmp_path, final_path, key, sync)
+}
+
 fn blocking_failed(e: tokio::task::JoinError) -> BlobError {
     BlobError::Io(std::io::Error::other(e.to_string()))
 }
@@ -155,23 +218,42 @@ fn blocking_failed(e: tokio::task::JoinError) -> BlobError {
 impl BlobStore for FsBlobStore {
     async fn put(&self, key: &BlobKey, bytes: Bytes) -> Result<(), BlobError> {
         let (key, final_path, tmp_path, sync) = (key.clone(), self.path_of(key), self.tmp_path(), self.sync);
-        tokio::task::spawn_blocking(move || {
-            // Already stored: skip the hashing and the write.
-            if final_path.try_exists()? {
-                return Ok(());
+        tokio::task::spawn_blocking(move || write_blob(&key, &bytes, &tmp_path, &final_path, sync))
+            .await
+            .map_err(blocking_failed)?
+    }
+
+    async fn put_unsynced(&self, key: &BlobKey, bytes: Bytes) -> Result<Written, BlobError> {
+        if !self.sync {
+            return self.put(key, bytes).await.map(|()| Written::Durable);
+        }
+        let (key, final_path, tmp_path) = (key.clone(), self.path_of(key), self.tmp_path());
+        tokio::task::spawn_blocking(move || write_blob(&key, &bytes, &tmp_path, &final_path, false))
+            .await
+            .map_err(blocking_failed)??;
+        // Even a blob that was already in place may not be on disk yet.
+        Ok(Written::NeedsSync)
+    }
+
+    async fn sync(&self, keys: &[BlobKey]) -> Result<(), BlobError> {
+        if !self.sync {
+            return Ok(());
+        }
+        let paths: Vec<PathBuf> = keys.iter().map(|key| self.path_of(key)).collect();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            for path in &paths {
+                std::fs::File::open(path)?.sync_all()?;
             }
-            if Sha512::digest(&bytes).as_slice() != key.0 {
-                return Err(BlobError::DigestMismatch);
+            // Many blobs share a directory; each is synced once.
+            let dirs: std::collections::BTreeSet<&Path> = paths.iter().filter_map(|p| p.parent()).collect();
+            for dir in dirs {
+                std::fs::File::open(dir)?.sync_all()?;
             }
-            let mut file = std::fs::File::create(&tmp_path)?;
-            if let Err(e) = std::io::Write::write_all(&mut file, &bytes) {
-                let _ = std::fs::remove_file(&tmp_path);
-                return Err(e.into());
-            }
-            install(file, &tmp_path, &final_path, sync)
+            Ok(())
         })
         .await
-        .map_err(blocking_failed)?
+        .map_err(blocking_failed)??;
+        Ok(())
     }
 
     async fn stage(&self) -> Result<Box<dyn StagedBlob>, BlobError> {
@@ -230,11 +312,11 @@ impl StagedBlob for FsStagedBlob {
             return Err(std::io::Error::other("blob already committed").into());
         };
         let final_path = self.root.join(key.relative_path());
-        let sync = self.sync;
+        let (key, sync) = (key.clone(), self.sync);
         let mut file = file;
         file.flush().await?;
         let file = file.into_std().await;
-        tokio::task::spawn_blocking(move || install(file, &tmp_path, &final_path, sync))
+        tokio::task::spawn_blocking(move || install(file, &tmp_path, &final_path, &key, sync))
             .await
             .map_err(blocking_failed)?
     }
@@ -315,6 +397,25 @@ mod tests {
             std::fs::read_dir(&tmp).expect("tmp").count(),
             0,
             "partial files are removed"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_file_that_does_not_hold_its_blob_is_replaced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FsBlobStore::open(dir.path(), Durability::Full).await.expect("open");
+        let key = key_of(b"the real bytes");
+        // What a crash can leave of a write that never reached the disk.
+        let path = store.path_of(&key);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("dirs");
+        std::fs::write(&path, b"the real").expect("partial file");
+        store
+            .put(&key, Bytes::from_static(b"the real bytes"))
+            .await
+            .expect("put");
+        assert_eq!(
+            store.read(&key).await.expect("read").as_deref(),
+            Some(&b"the real bytes"[..])
         );
     }
 

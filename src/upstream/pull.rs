@@ -409,6 +409,7 @@ impl Job {
             &self.app,
             Candidate {
                 registry: &self.registry,
+                package: None,
                 name: self.name.clone(),
                 version,
                 manifest,

@@ -34,21 +34,26 @@ async fn publish_version(ctx: &Ctx, publish: Publish) -> ApiResult<Response> {
     // Only this registry's own record counts: a first publish must not ask the
     // upstreams about a (possibly internal) name.
     ctx.check_token_package(&publish.name)?;
-    match ctx.app.meta.maintainers(ctx.registry.id, &publish.name).await? {
-        Some(maintainers) => {
+    let package = match ctx.app.meta.maintainers(ctx.registry.id, &publish.name).await? {
+        Some((package, maintainers)) => {
             ctx.require_maintainer_of(&publish.name, &maintainers)?;
+            Some(package)
         }
-        None => publish
-            .name
-            .check_new()
-            .map_err(|e| ApiError::BadRequest(e.to_string()))?,
-    }
+        None => {
+            publish
+                .name
+                .check_new()
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            None
+        }
+    };
     let name = publish.name.clone();
     let version = publish.version.to_string();
     admission::admit(
         &ctx.app,
         Candidate {
             registry: &ctx.registry,
+            package,
             name: publish.name,
             version: publish.version,
             manifest: publish.manifest,
