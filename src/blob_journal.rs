@@ -26,7 +26,7 @@ pub const MAX_BYTES: usize = 1024 * 1024;
 
 /// How long the task gathers commits before a sync: each sync costs fsyncs and a
 /// commit of its own, which a busy registry's publishes then share.
-const GATHER: std::time::Duration = std::time::Duration::from_millis(100);
+const GATHER: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// How long the task waits before trying again after a failure.
 const RETRY: std::time::Duration = std::time::Duration::from_secs(1);
@@ -126,11 +126,11 @@ mod tests {
 
     use super::*;
     use crate::config::Durability;
-    use crate::npm::name::PackageName;
     use crate::registry::RegistryName;
     use crate::store::blobs::{FsBlobStore, Written};
     use crate::store::sqlite::SqliteStore;
-    use crate::store::{AuditEntry, BlobRef, NewVersion, PackageId, RegistryId, StoreError};
+    use crate::store::test_support::journaled_version;
+    use crate::store::{PackageId, RegistryId, StoreError};
 
     async fn stores(dir: &Path) -> (Meta, Blobs, RegistryId) {
         let meta: Meta = Arc::new(
@@ -160,35 +160,8 @@ mod tests {
         let key = BlobKey::from_bytes(Sha512::digest(&tarball).into());
         let written = blobs.put_unsynced(&key, tarball.clone()).await.expect("blob written");
         assert_eq!(written, Written::NeedsSync);
-        let inserted = meta
-            .insert_version(&NewVersion {
-                registry_id: registry,
-                name: PackageName::parse("journaled").expect("name"),
-                version: version.into(),
-                release_key: version.into(),
-                manifest: format!(r#"{{"name":"journaled","version":"{version}"}}"#),
-                blob: BlobRef {
-                    sha512_hex: key.to_hex(),
-                    size: tarball.len() as u64,
-                },
-                publisher: None,
-                publisher_name: None,
-                deprecated: None,
-                source: "publish".into(),
-                tags: vec!["latest".into()],
-                description: None,
-                keywords: None,
-                internal_if_new: false,
-                published_at: None,
-                claim_latest: true,
-                audit: AuditEntry {
-                    action: "version.publish",
-                    ..AuditEntry::default()
-                },
-                known_package,
-                journal: Some(tarball.clone()),
-            })
-            .await?;
+        let new = journaled_version(registry, "journaled", version, &tarball, known_package);
+        let inserted = meta.insert_version(&new).await?;
         Ok((key, tarball, inserted.package_id))
     }
 
@@ -210,7 +183,10 @@ mod tests {
 
         // A refused version leaves no row behind, and the writer connection still works.
         let refused = publish(&meta, &blobs, registry, Some(package), "1.0.1").await;
-        assert!(matches!(refused, Err(StoreError::Conflict("version exists"))), "{refused:?}");
+        assert!(
+            matches!(refused, Err(StoreError::Conflict("version exists"))),
+            "{refused:?}"
+        );
         assert_eq!(meta.journaled_blobs().await.expect("rows").len(), 2);
 
         // What a power loss can leave of files written without fsync: nothing, or an

@@ -3,6 +3,8 @@
 
 pub mod blobs;
 pub mod sqlite;
+#[cfg(test)]
+pub mod test_support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -21,6 +21,22 @@ use crate::config::Durability;
 use crate::npm::name::PackageName;
 use crate::registry::Role;
 
+/// The `SET` list that copies the search fields of the version `latest` points at onto
+/// the package row. A macro so `record_version!` can `concat!` it.
+macro_rules! search_fields_from_latest {
+    () => {
+        "description = (SELECT json_extract(v.manifest, '$.description') FROM versions v
+                        JOIN dist_tags t ON t.package_id = v.package_id AND t.version = v.version
+                        WHERE t.package_id = packages.id AND t.tag = 'latest'),
+         keywords = (SELECT json_extract(v.manifest, '$.keywords') FROM versions v
+                     JOIN dist_tags t ON t.package_id = v.package_id AND t.version = v.version
+                     WHERE t.package_id = packages.id AND t.tag = 'latest')"
+    };
+}
+
+// First: its `record_version!` is used by `packages`.
+#[macro_use]
+mod versions;
 mod audit;
 mod changes;
 mod journal;
@@ -37,6 +53,8 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// The one connection that writes.
     writer: SqlitePool,
+    /// Writes new versions of existing packages, with group commit.
+    versions: versions::VersionWriter,
     /// Marks the change-log rows this store writes (in `temp.writer_identity` of the
     /// writer connection, so every insert into `changes` can read it).
     writer_id: String,
@@ -109,6 +127,7 @@ impl SqliteStore {
             .await?;
         Ok(SqliteStore {
             pool,
+            versions: versions::VersionWriter::start(writer.clone()),
             writer,
             writer_id,
         })

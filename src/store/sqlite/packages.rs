@@ -31,19 +31,6 @@ async fn bump_rev(
     Ok(())
 }
 
-/// The `SET` list that copies the search fields of the version `latest` points at onto
-/// the package row. A macro so the version script below can `concat!` it.
-macro_rules! search_fields_from_latest {
-    () => {
-        "description = (SELECT json_extract(v.manifest, '$.description') FROM versions v
-                        JOIN dist_tags t ON t.package_id = v.package_id AND t.version = v.version
-                        WHERE t.package_id = packages.id AND t.tag = 'latest'),
-         keywords = (SELECT json_extract(v.manifest, '$.keywords') FROM versions v
-                     JOIN dist_tags t ON t.package_id = v.package_id AND t.version = v.version
-                     WHERE t.package_id = packages.id AND t.tag = 'latest')"
-    };
-}
-
 /// Copies the search fields of the version `latest` points at onto the package.
 async fn refresh_search_fields(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, package: PackageId) -> StoreResult<()> {
     sqlx::query(concat!(
@@ -55,100 +42,6 @@ async fn refresh_search_fields(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, pac
     .execute(&mut **tx)
     .await?;
     Ok(())
-}
-
-/// Everything a new version writes once its package row exists, as one batch of
-/// statements: one trip to the connection's thread instead of seven (those trips were
-/// most of a publish's time in the store). A macro so it can be `concat!`ed into
-/// the one-trip transaction below. Parameters: $1 package id, $2 version,
-/// $3 release key, $4 manifest, $5 blob sha512, $6 blob size, $7 published at,
-/// $8 publisher, $9 deprecated, $10 source, $11 dist-tags (a JSON array),
-/// $12 claim `latest` if the package has none, $13 now; the audit row: $14 actor,
-/// $15 action, $16 registry, $17 package, $18 version, $19 detail, $20 client
-/// address; $21 the tarball for the blob journal, or NULL.
-macro_rules! record_version {
-    () => {
-        concat!(
-            "INSERT INTO versions (package_id, version, release_key, manifest, blob_sha512, blob_size,
-                                   published_at, publisher, deprecated, source)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10);
-             INSERT INTO dist_tags (package_id, tag, version) SELECT $1, value, $2 FROM json_each($11) WHERE true
-             ON CONFLICT (package_id, tag) DO UPDATE SET version = excluded.version;
-             INSERT INTO dist_tags (package_id, tag, version) SELECT $1, 'latest', $2 WHERE $12
-             ON CONFLICT (package_id, tag) DO NOTHING;
-             UPDATE packages SET rev = rev + 1, modified_at = $13, ",
-            search_fields_from_latest!(),
-            " WHERE id = $1;
-             INSERT INTO changes (kind, registry_id, name, at, writer)
-             SELECT 'package', registry_id, name, $13, (SELECT id FROM temp.writer_identity)
-             FROM packages WHERE id = $1;
-             INSERT INTO audit_log (at, actor, action, registry, package, version, detail, client_addr)
-             VALUES ($13, $14, $15, $16, $17, $18, $19, $20);
-             INSERT INTO blob_journal (sha512, bytes) SELECT $5, $21 WHERE $21 IS NOT NULL;"
-        )
-    };
-}
-
-/// A new version of a package that exists, in one trip: its own transaction.
-const RECORD_VERSION_TRANSACTION: &str = concat!("BEGIN IMMEDIATE; ", record_version!(), " COMMIT;");
-
-type Query = sqlx::query::Query<'static, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'static>>;
-
-/// Binds `record_version!`'s parameters (owned, so the query can run in a task of its own).
-fn bind_version(query: Query, package: PackageId, new: &NewVersion, now: Millis) -> StoreResult<Query> {
-    let tags = serde_json::to_string(&new.tags).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let size = i64::try_from(new.blob.size).map_err(|_| StoreError::Corrupt("blob too large".into()))?;
-    let audit = &new.audit;
-    Ok(query
-        .bind(package.0)
-        .bind(new.version.clone())
-        .bind(new.release_key.clone())
-        .bind(new.manifest.clone())
-        .bind(new.blob.sha512_hex.clone())
-        .bind(size)
-        .bind(new.published_at.unwrap_or(now))
-        .bind(new.publisher_name.clone())
-        .bind(new.deprecated.clone())
-        .bind(new.source.clone())
-        .bind(tags)
-        .bind(new.claim_latest)
-        .bind(now)
-        .bind(audit.actor.clone())
-        .bind(audit.action)
-        .bind(audit.registry.clone())
-        .bind(audit.package.clone())
-        .bind(audit.version.clone())
-        .bind(audit.detail.clone())
-        .bind(audit.client_addr.clone())
-        .bind(new.journal.as_ref().map(|bytes| bytes.to_vec())))
-}
-
-/// The only unique key the version batch can hit is the version's (tags are upserts).
-fn version_conflict(err: sqlx::Error) -> StoreError {
-    match StoreError::from(err) {
-        StoreError::Conflict(_) => StoreError::Conflict("version exists"),
-        other => other,
-    }
-}
-
-impl SqliteStore {
-    /// `RECORD_VERSION_TRANSACTION` on the writer connection. It runs in a task of its
-    /// own, so a caller that goes away cannot leave the connection inside a transaction;
-    /// a batch that stops part-way is rolled back.
-    async fn record_version_in_one_trip(&self, package: PackageId, new: &NewVersion) -> StoreResult<()> {
-        let query = bind_version(sqlx::query(RECORD_VERSION_TRANSACTION), package, new, now_millis())?;
-        let mut conn = self.writer.acquire().await?;
-        tokio::spawn(async move {
-            let result = query.execute(&mut *conn).await;
-            if result.is_err() {
-                // Fails harmlessly when the batch stopped at BEGIN.
-                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-            }
-            result.map(drop).map_err(version_conflict)
-        })
-        .await
-        .map_err(|e| StoreError::Database(format!("version insert task failed: {e}")))?
-    }
 }
 
 #[async_trait]
@@ -272,7 +165,7 @@ impl PackageStore for SqliteStore {
 
     async fn insert_version(&self, new: &NewVersion) -> StoreResult<Inserted> {
         if let Some(package_id) = new.known_package {
-            self.record_version_in_one_trip(package_id, new).await?;
+            self.versions.record(package_id, new).await?;
             return Ok(Inserted {
                 package_id,
                 created_package: false,
@@ -318,10 +211,10 @@ impl PackageStore for SqliteStore {
                 (PackageId(id), true)
             }
         };
-        bind_version(sqlx::query(record_version!()), package_id, new, now)?
+        versions::bind(sqlx::query(record_version!()), package_id, new, now)?
             .execute(&mut *tx)
             .await
-            .map_err(version_conflict)?;
+            .map_err(versions::conflict)?;
         tx.commit().await?;
         Ok(Inserted {
             package_id,
