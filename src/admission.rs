@@ -2,8 +2,10 @@
 //! upstream and promotions will too, so every check added here (policy, manifest
 //! consistency) guards all of them.
 //!
-//! Order matters for crash safety: the blob is durable before the metadata commit
-//! that refers to it, so a crash leaves at worst an unreferenced blob.
+//! Order matters for crash safety: the blob is written before the metadata commit
+//! that refers to it, and is durable by the time that commit is (fsynced in place, or
+//! its bytes journaled in the commit itself: see `blob_journal`). A crash leaves at
+//! worst an unreferenced blob.
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
@@ -16,13 +18,13 @@ use crate::npm::name::PackageName;
 use crate::npm::tarball::{self, TarballError, TarballInfo, TarballLimits};
 use crate::npm::version::Version;
 use crate::store::blobs::{BlobError, BlobKey, StagedBlob, Written};
-use crate::store::{AuditEntry, BlobRef, NewVersion, PackageId, Registry, StoreError, User};
+use crate::store::{AuditEntry, BlobRef, NewVersion, PublishTarget, Registry, StoreError, User};
 
 /// A version asking to enter a registry.
 pub struct Candidate<'a> {
     pub registry: &'a Registry,
-    /// The package's id when the caller has looked it up (it exists).
-    pub package: Option<PackageId>,
+    /// The package as the caller read it, when it exists and was read (publishes).
+    pub target: Option<&'a PublishTarget>,
     pub name: PackageName,
     pub version: Version,
     pub manifest: Map<String, Value>,
@@ -85,7 +87,7 @@ pub struct Admitted {
 pub async fn admit(app: &App, candidate: Candidate<'_>) -> Result<Admitted, AdmissionError> {
     let Candidate {
         registry,
-        package,
+        target,
         name,
         version,
         manifest,
@@ -100,11 +102,15 @@ pub async fn admit(app: &App, candidate: Candidate<'_>) -> Result<Admitted, Admi
 
     // Cheap early refusal, before any bytes are written; the store's unique
     // constraint still decides races between concurrent publishes.
-    if app
-        .meta
-        .release_taken(registry.id, &name, release_key(version.as_str()))
-        .await?
-    {
+    let taken = match target {
+        Some(target) => target.release_taken,
+        None => {
+            app.meta
+                .release_taken(registry.id, &name, version.release_key())
+                .await?
+        }
+    };
+    if taken {
         return Err(AdmissionError::VersionExists(version.to_string()));
     }
 
@@ -148,7 +154,7 @@ pub async fn admit(app: &App, candidate: Candidate<'_>) -> Result<Admitted, Admi
         registry_id: registry.id,
         name: name.clone(),
         version: version.as_str().to_owned(),
-        release_key: release_key(version.as_str()).to_owned(),
+        release_key: version.release_key().to_owned(),
         description: manifest.get("description").and_then(Value::as_str).map(str::to_owned),
         keywords: manifest.get("keywords").filter(|k| k.is_array()).map(Value::to_string),
         manifest: Value::Object(manifest).to_string(),
@@ -182,7 +188,7 @@ pub async fn admit(app: &App, candidate: Candidate<'_>) -> Result<Admitted, Admi
             detail: Some(format!("source={} sha512={}", origin.describe(), key.to_hex())),
             client_addr,
         },
-        known_package: package,
+        known_package: target.map(|t| t.package),
         journal,
     };
     let inserted = app.meta.insert_version(&new).await.map_err(|e| match e {
@@ -282,11 +288,6 @@ fn check_manifest_matches_tarball(
         }
     }
     Ok(())
-}
-
-/// A version without its build metadata: npm treats `1.0.0+a` and `1.0.0+b` as one.
-fn release_key(version: &str) -> &str {
-    version.split_once('+').map_or(version, |(release, _)| release)
 }
 
 fn non_empty_object(value: Option<&Value>) -> Option<&Map<String, Value>> {

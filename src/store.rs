@@ -141,6 +141,15 @@ pub struct Maintainer {
     pub email: Option<String>,
 }
 
+/// A package about to get a new version, as a publish checks it (one query).
+#[derive(Debug, Clone)]
+pub struct PublishTarget {
+    pub package: PackageId,
+    pub maintainers: Vec<Maintainer>,
+    /// Whether the package holds (or held) the release being published.
+    pub release_taken: bool,
+}
+
 /// One package of one registry, with everything a packument is built from.
 #[derive(Debug, Clone)]
 pub struct PackageRecord {
@@ -287,13 +296,14 @@ pub trait TokenStore: Send + Sync {
 #[async_trait]
 pub trait PackageStore: Send + Sync {
     async fn package(&self, registry: RegistryId, name: &PackageName) -> StoreResult<Option<PackageRecord>>;
-    /// A package's id and who maintains it (without loading its versions); `None`
-    /// when absent.
-    async fn maintainers(
+    /// What a publish checks before it writes (without loading the versions); `None`
+    /// when the package is absent.
+    async fn publish_target(
         &self,
         registry: RegistryId,
         name: &PackageName,
-    ) -> StoreResult<Option<(PackageId, Vec<Maintainer>)>>;
+        release_key: &str,
+    ) -> StoreResult<Option<PublishTarget>>;
     /// Whether the package holds (or held: unpublished ones count) this release.
     async fn release_taken(&self, registry: RegistryId, name: &PackageName, release_key: &str) -> StoreResult<bool>;
     /// A package whose name equals `name` ignoring case (for the new-name rule).

@@ -85,6 +85,12 @@ impl Version {
         &self.parsed
     }
 
+    /// The version without its build metadata: npm treats `1.0.0+a` and `1.0.0+b` as
+    /// one release.
+    pub fn release_key(&self) -> &str {
+        self.raw.split_once('+').map_or(&self.raw, |(release, _)| release)
+    }
+
     pub fn is_prerelease(&self) -> bool {
         !self.parsed.pre.is_empty()
     }
@@ -285,6 +291,8 @@ mod tests {
         assert_ne!(a.cmp(&b), Ordering::Equal);
         assert!(!v("1.0.0-rc.1").same_release(&v("1.0.0")));
         assert!(!v("1.0.0").same_release(&v("1.0.1")));
+        assert_eq!(a.release_key(), "1.0.0");
+        assert_eq!(v("1.0.0-rc.1+build.5").release_key(), "1.0.0-rc.1");
     }
 
     #[test]

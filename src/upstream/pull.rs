@@ -409,7 +409,7 @@ impl Job {
             &self.app,
             Candidate {
                 registry: &self.registry,
-                package: None,
+                target: None,
                 name: self.name.clone(),
                 version,
                 manifest,

@@ -88,7 +88,7 @@ pub async fn push(
                 app,
                 Candidate {
                     registry: &target,
-                    package: None,
+                    target: None,
                     name: name.clone(),
                     version: version.clone(),
                     manifest,

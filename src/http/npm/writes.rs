@@ -34,26 +34,27 @@ async fn publish_version(ctx: &Ctx, publish: Publish) -> ApiResult<Response> {
     // Only this registry's own record counts: a first publish must not ask the
     // upstreams about a (possibly internal) name.
     ctx.check_token_package(&publish.name)?;
-    let package = match ctx.app.meta.maintainers(ctx.registry.id, &publish.name).await? {
-        Some((package, maintainers)) => {
-            ctx.require_maintainer_of(&publish.name, &maintainers)?;
-            Some(package)
+    let target = ctx
+        .app
+        .meta
+        .publish_target(ctx.registry.id, &publish.name, publish.version.release_key())
+        .await?;
+    match &target {
+        Some(target) => {
+            ctx.require_maintainer_of(&publish.name, &target.maintainers)?;
         }
-        None => {
-            publish
-                .name
-                .check_new()
-                .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-            None
-        }
-    };
+        None => publish
+            .name
+            .check_new()
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?,
+    }
     let name = publish.name.clone();
     let version = publish.version.to_string();
     admission::admit(
         &ctx.app,
         Candidate {
             registry: &ctx.registry,
-            package,
+            target: target.as_ref(),
             name: publish.name,
             version: publish.version,
             manifest: publish.manifest,

@@ -104,14 +104,18 @@ impl PackageStore for SqliteStore {
         }))
     }
 
-    async fn maintainers(
+    async fn publish_target(
         &self,
         registry: RegistryId,
         name: &PackageName,
-    ) -> StoreResult<Option<(PackageId, Vec<Maintainer>)>> {
+        release_key: &str,
+    ) -> StoreResult<Option<PublishTarget>> {
         // One query: a package row with no maintainer still yields one row (NULL user).
         let rows = sqlx::query(
-            "SELECT packages.id, users.name, users.email FROM packages
+            "SELECT packages.id, users.name, users.email,
+                    EXISTS (SELECT 1 FROM versions v
+                            WHERE v.package_id = packages.id AND v.release_key = $3) AS release_taken
+             FROM packages
              LEFT JOIN maintainers ON maintainers.package_id = packages.id
              LEFT JOIN users ON users.id = maintainers.user_id
              WHERE packages.registry_id = $1 AND packages.name = $2
@@ -119,12 +123,12 @@ impl PackageStore for SqliteStore {
         )
         .bind(registry.0)
         .bind(name.as_str())
+        .bind(release_key)
         .fetch_all(&self.pool)
         .await?;
         let Some(first) = rows.first() else {
             return Ok(None);
         };
-        let id = PackageId(first.try_get("id")?);
         let mut maintainers = Vec::new();
         for row in &rows {
             if let Some(name) = row.try_get::<Option<String>, _>("name")? {
@@ -134,8 +138,13 @@ impl PackageStore for SqliteStore {
                 });
             }
         }
-        Ok(Some((id, maintainers)))
+        Ok(Some(PublishTarget {
+            package: PackageId(first.try_get("id")?),
+            maintainers,
+            release_taken: first.try_get("release_taken")?,
+        }))
     }
+
     async fn release_taken(&self, registry: RegistryId, name: &PackageName, release_key: &str) -> StoreResult<bool> {
         let taken: Option<i64> = sqlx::query_scalar(
             "SELECT 1 FROM versions v JOIN packages p ON p.id = v.package_id
