@@ -10,7 +10,8 @@
 //!
 //! The invariant: a committed blob is always durable in its file or in the journal. A
 //! file is in place before the commit that journals it, and rows are deleted only up
-//! to the newest row read before the sync began.
+//! to the newest row read before the sync began. The task syncs every row, whichever
+//! process wrote it: rows a CLI command leaves behind go with the server's next sync.
 
 use std::sync::Arc;
 
