@@ -525,6 +525,10 @@ class Run:
         for phase, workers, prefix in (("sequential", 1, "bench-pub-seq"), ("concurrent", w, "bench-pub-conc")):
             for s in [*pair, relaxed]:
                 key = "gatehouse_process" if s is relaxed else s.kind
+                # As for the load tests: what the previous run queued (Verdaccio's
+                # writes and collections) must not run during this one.
+                for other in [*pair, relaxed]:
+                    other.settle()
                 r = workloads.publish_throughput(s, prefix, n, workers, self.deadline)
                 raw[phase][key] = {k: v for k, v in r.items() if k != "errors"} | {"errors": r["errors"][:10]}
                 self.log(f"  {phase:10s} {s.label:9s} {r['per_second'] or 0:7.1f}/s ({r['published']}/{r['attempted']} ok)")
