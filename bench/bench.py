@@ -34,7 +34,7 @@ MODES = {
                   fleet_workers=16, wrk_seconds=2, wrk_rounds=1, wrk_connections=64, publish_n=20,
                   publish_workers=8, big_versions=40, seed_workers=4, budget_min=8),
     "full": dict(ci_cold=True, ci_warm_runs=2, ci_upstream_runs=2, ci_seeded=True, fleet_passes=5,
-                 fleet_workers=16, wrk_seconds=8, wrk_rounds=2, wrk_connections=64, publish_n=100,
+                 fleet_workers=16, wrk_seconds=8, wrk_rounds=2, wrk_connections=64, publish_n=300,
                  publish_workers=8, big_versions=250, seed_workers=4, budget_min=25),
 }
 
