@@ -4,9 +4,9 @@
 //! metadata commit that refers to it takes a third. For tarballs up to `MAX_BYTES`,
 //! admission writes the blob file without an fsync and commits the tarball's bytes to
 //! the blob journal (a table) together with the version, so the commit's one fsync
-//! makes both durable. A background task then fsyncs the journaled files, many at a
-//! time, and deletes their rows; at start-up, `recover` rewrites the files of rows that
-//! a crash left behind.
+//! makes both durable. A background task then makes the journaled files durable, many
+//! at a time (`BlobStore::sync`), and deletes their rows; at start-up, `recover` makes
+//! the blobs of rows left behind durable, rewriting the files a crash lost.
 //!
 //! The invariant: a committed blob is always durable in its file or in the journal. A
 //! file is in place before the commit that journals it, and rows are deleted only up
@@ -73,7 +73,7 @@ impl BlobJournal {
     }
 }
 
-/// fsyncs the files of every journaled blob and deletes their rows.
+/// Makes the files of every journaled blob durable and deletes their rows.
 async fn sync_journaled(meta: &Meta, blobs: &Blobs) -> Result<(), JournalError> {
     let rows = meta.journaled_blobs().await?;
     let Some(last) = rows.last() else {
@@ -91,8 +91,9 @@ async fn sync_journaled(meta: &Meta, blobs: &Blobs) -> Result<(), JournalError> 
     Ok(())
 }
 
-/// Start-up: makes the blobs of rows left by a crash durable, rewriting their files
-/// from the journal where the crash lost them. Returns how many rows there were.
+/// Start-up: makes the blobs of rows left behind (by a crash, or a stop before the
+/// task's next sync) durable, rewriting the files a crash lost from the journal.
+/// Returns how many rows there were.
 pub async fn recover(meta: &Meta, blobs: &Blobs) -> Result<usize, JournalError> {
     let rows = meta.journaled_blobs().await?;
     let Some(last) = rows.last() else {
@@ -100,7 +101,7 @@ pub async fn recover(meta: &Meta, blobs: &Blobs) -> Result<usize, JournalError> 
     };
     restore(meta, blobs, &rows).await?;
     meta.forget_journaled(last.id).await?;
-    tracing::info!(blobs = rows.len(), "made journaled blobs durable after an unclean stop");
+    tracing::info!(blobs = rows.len(), "made the blobs left in the journal durable");
     Ok(rows.len())
 }
 
