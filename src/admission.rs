@@ -155,8 +155,6 @@ pub async fn admit(app: &App, candidate: Candidate<'_>) -> Result<Admitted, Admi
         name: name.clone(),
         version: version.as_str().to_owned(),
         release_key: version.release_key().to_owned(),
-        description: manifest.get("description").and_then(Value::as_str).map(str::to_owned),
-        keywords: manifest.get("keywords").filter(|k| k.is_array()).map(Value::to_string),
         manifest: Value::Object(manifest).to_string(),
         blob: BlobRef {
             sha512_hex: key.to_hex(),

@@ -202,9 +202,6 @@ pub struct NewVersion {
     pub source: String,
     /// Dist-tags to point at this version; `latest` is added when the package has none.
     pub tags: Vec<String>,
-    /// Search fields, used when this version becomes `latest`.
-    pub description: Option<String>,
-    pub keywords: Option<String>,
     /// Whether a package created by this insert is flagged internal.
     pub internal_if_new: bool,
     /// When the version was first published (upstream time for pulled versions); now if `None`.

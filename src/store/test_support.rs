@@ -31,8 +31,6 @@ pub fn journaled_version(
         deprecated: None,
         source: "publish".into(),
         tags: vec!["latest".into()],
-        description: None,
-        keywords: None,
         internal_if_new: false,
         published_at: None,
         claim_latest: true,
