@@ -2,32 +2,24 @@
 
 use super::*;
 
-/// Appends an entry, on its own or inside a caller's transaction.
-pub(super) async fn insert_audit<'e, E: sqlx::Executor<'e, Database = sqlx::Sqlite>>(
-    executor: E,
-    entry: &AuditEntry,
-) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO audit_log (at, actor, action, registry, package, version, detail, client_addr)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(now_millis())
-    .bind(&entry.actor)
-    .bind(entry.action)
-    .bind(&entry.registry)
-    .bind(&entry.package)
-    .bind(&entry.version)
-    .bind(&entry.detail)
-    .bind(&entry.client_addr)
-    .execute(executor)
-    .await?;
-    Ok(())
-}
-
 #[async_trait]
 impl AuditLog for SqliteStore {
     async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<()> {
-        insert_audit(&self.writer, entry).await
+        sqlx::query(
+            "INSERT INTO audit_log (at, actor, action, registry, package, version, detail, client_addr)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(now_millis())
+        .bind(&entry.actor)
+        .bind(entry.action)
+        .bind(&entry.registry)
+        .bind(&entry.package)
+        .bind(&entry.version)
+        .bind(&entry.detail)
+        .bind(&entry.client_addr)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
     }
 
     async fn recent_audit(&self, limit: u32) -> StoreResult<Vec<(Millis, AuditEntryOwned)>> {
