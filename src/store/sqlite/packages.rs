@@ -220,7 +220,8 @@ impl PackageStore for SqliteStore {
                 (PackageId(id), true)
             }
         };
-        versions::bind(sqlx::query(record_version!()), package_id, new, now)?
+        versions::VersionParams::new(package_id, new)?
+            .bind(sqlx::query(record_version!()), now)
             .execute(&mut *tx)
             .await
             .map_err(versions::conflict)?;

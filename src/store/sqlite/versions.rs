@@ -1,11 +1,17 @@
 //! Writing new versions of packages that exist, with group commit.
 //!
-//! A version is one batch of statements (`record_version!`): one trip to the
-//! connection's thread. Alone, it is its own transaction, so a publish costs one trip
-//! and one commit. Versions that arrive while a commit is under way wait for the next
-//! one and share it, each in a savepoint so that a refused one (the version exists)
-//! does not undo the others: with many publishers, one fsync serves many publishes.
+//! A version is one batch of statements (`record_version!`). Each trip to the
+//! connection's thread costs thread hand-offs, so the writer task sends a whole group
+//! in as few trips as it can: `BEGIN`, up to `PER_TRIP` versions and `COMMIT` in one.
+//! Versions that arrive while a commit is under way wait for the next one and share
+//! it, so one fsync serves many publishes. Each version sits in a savepoint: a refused
+//! one (the version exists) is undone alone, found by where its trip stopped, and the
+//! rest of the group goes on in the same transaction.
 
+use std::sync::LazyLock;
+
+use futures_util::StreamExt;
+use sqlx::{Executor, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use super::*;
@@ -39,43 +45,109 @@ macro_rules! record_version {
     };
 }
 
-/// A version alone: its own transaction, in one trip.
-const ALONE: &str = concat!("BEGIN IMMEDIATE; ", record_version!(), " COMMIT;");
-/// A version sharing a commit.
+/// A version inside a group's transaction: a refused one is undone alone.
 const IN_GROUP: &str = concat!("SAVEPOINT version; ", record_version!(), " RELEASE version;");
+/// `IN_GROUP`'s statements and parameters: a trip holds several versions, renumbered,
+/// and where it stopped tells whose statement failed.
+const STATEMENTS_PER_VERSION: usize = 9;
+const PARAMS_PER_VERSION: usize = 21;
 
 /// At most this many versions share a commit.
 const MAX_GROUP: usize = 64;
+/// At most this many versions go in one trip: every trip shape is a prepared
+/// statement the connection keeps, so the shapes are few.
+const PER_TRIP: usize = 8;
+
+/// The statements of one trip: `versions` times `IN_GROUP`, opening the transaction
+/// and committing it when asked.
+fn trip_sql(opens: bool, versions: usize, commits: bool) -> &'static str {
+    static SHAPES: LazyLock<Vec<String>> = LazyLock::new(|| {
+        let mut shapes = Vec::with_capacity(4 * PER_TRIP);
+        for opens in [false, true] {
+            for commits in [false, true] {
+                for versions in 1..=PER_TRIP {
+                    let mut sql = String::from(if opens { "BEGIN IMMEDIATE; " } else { "" });
+                    for i in 0..versions {
+                        sql.push_str(&renumbered(IN_GROUP, i * PARAMS_PER_VERSION));
+                        sql.push(' ');
+                    }
+                    if commits {
+                        sql.push_str("COMMIT;");
+                    }
+                    shapes.push(sql);
+                }
+            }
+        }
+        shapes
+    });
+    let shape = (usize::from(opens) * 2 + usize::from(commits)) * PER_TRIP + versions.clamp(1, PER_TRIP) - 1;
+    &SHAPES[shape]
+}
+
+/// `sql` with every parameter `$n` turned into `$(n + shift)`.
+fn renumbered(sql: &str, shift: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + sql.len() / 16);
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        match rest[..digits].parse::<usize>() {
+            Ok(n) => out.push_str(&(n + shift).to_string()),
+            Err(_) => out.push_str(&rest[..digits]), // `$` in a JSON path
+        }
+        rest = &rest[digits..];
+    }
+    out.push_str(rest);
+    out
+}
 
 pub(super) type Query = sqlx::query::Query<'static, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'static>>;
 
-/// Binds `record_version!`'s parameters (owned: the query runs in the writer task).
-pub(super) fn bind(query: Query, package: PackageId, new: &NewVersion, now: Millis) -> StoreResult<Query> {
-    let tags = serde_json::to_string(&new.tags).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let size = i64::try_from(new.blob.size).map_err(|_| StoreError::Corrupt("blob too large".into()))?;
-    let audit = &new.audit;
-    Ok(query
-        .bind(package.0)
-        .bind(new.version.clone())
-        .bind(new.release_key.clone())
-        .bind(new.manifest.clone())
-        .bind(new.blob.sha512_hex.clone())
-        .bind(size)
-        .bind(new.published_at.unwrap_or(now))
-        .bind(new.publisher_name.clone())
-        .bind(new.deprecated.clone())
-        .bind(new.source.clone())
-        .bind(tags)
-        .bind(new.claim_latest)
-        .bind(now)
-        .bind(audit.actor.clone())
-        .bind(audit.action)
-        .bind(audit.registry.clone())
-        .bind(audit.package.clone())
-        .bind(audit.version.clone())
-        .bind(audit.detail.clone())
-        .bind(audit.client_addr.clone())
-        .bind(new.journal.as_ref().map(|bytes| bytes.to_vec())))
+/// `record_version!`'s parameters for one version, checked before any is bound.
+pub(super) struct VersionParams<'a> {
+    package: PackageId,
+    new: &'a NewVersion,
+    tags: String,
+    size: i64,
+}
+
+impl<'a> VersionParams<'a> {
+    pub(super) fn new(package: PackageId, new: &'a NewVersion) -> StoreResult<Self> {
+        Ok(VersionParams {
+            package,
+            new,
+            tags: serde_json::to_string(&new.tags).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            size: i64::try_from(new.blob.size).map_err(|_| StoreError::Corrupt("blob too large".into()))?,
+        })
+    }
+
+    /// Binds the parameters, owned: the query runs in the writer task.
+    pub(super) fn bind(&self, query: Query, now: Millis) -> Query {
+        let (new, audit) = (self.new, &self.new.audit);
+        query
+            .bind(self.package.0)
+            .bind(new.version.clone())
+            .bind(new.release_key.clone())
+            .bind(new.manifest.clone())
+            .bind(new.blob.sha512_hex.clone())
+            .bind(self.size)
+            .bind(new.published_at.unwrap_or(now))
+            .bind(new.publisher_name.clone())
+            .bind(new.deprecated.clone())
+            .bind(new.source.clone())
+            .bind(self.tags.clone())
+            .bind(new.claim_latest)
+            .bind(now)
+            .bind(audit.actor.clone())
+            .bind(audit.action)
+            .bind(audit.registry.clone())
+            .bind(audit.package.clone())
+            .bind(audit.version.clone())
+            .bind(audit.detail.clone())
+            .bind(audit.client_addr.clone())
+            .bind(new.journal.as_ref().map(|bytes| bytes.to_vec()))
+    }
 }
 
 /// The only unique key `record_version!` can hit is the version's (tags are upserts).
@@ -105,10 +177,7 @@ impl VersionWriter {
         tokio::spawn(async move {
             let mut group = Vec::with_capacity(MAX_GROUP);
             while arrivals.recv_many(&mut group, MAX_GROUP).await > 0 {
-                let outcomes = match group.len() {
-                    1 => vec![write_alone(&writer, &group[0]).await],
-                    _ => write_group(&writer, &group).await,
-                };
+                let outcomes = write_group(&writer, &group).await;
                 for (pending, outcome) in group.drain(..).zip(outcomes) {
                     // The caller may have gone; the version is written either way.
                     let _ = pending.done.send(outcome);
@@ -132,64 +201,103 @@ impl VersionWriter {
     }
 }
 
-async fn write_alone(writer: &SqlitePool, pending: &Pending) -> StoreResult<()> {
-    let query = bind(sqlx::query(ALONE), pending.package, &pending.new, now_millis())?;
-    let mut conn = writer.acquire().await?;
-    let result = query.execute(&mut *conn).await;
-    if result.is_err() {
-        // The batch stopped part-way (fails harmlessly if it stopped at BEGIN).
-        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-    }
-    result.map(drop).map_err(conflict)
+/// One transaction for the group, in as few trips as `PER_TRIP` allows (one for up to
+/// eight versions); one outcome per version, in order.
+async fn write_group(writer: &SqlitePool, group: &[Pending]) -> Vec<StoreResult<()>> {
+    let params: Vec<_> = group.iter().map(|p| VersionParams::new(p.package, &p.new)).collect();
+    // Versions that cannot be bound are refused alone; the rest are written.
+    let writable: Vec<usize> = (0..group.len()).filter(|&i| params[i].is_ok()).collect();
+    let written = if writable.is_empty() {
+        Ok(Vec::new())
+    } else {
+        match writer.acquire().await {
+            Ok(mut conn) => write_versions(&mut conn, &writable, &params).await,
+            Err(e) => Err(e.into()),
+        }
+    };
+    let mut written = match written {
+        Ok(outcomes) => outcomes.into_iter(),
+        Err(e) => return group.iter().map(|_| Err(StoreError::Database(e.to_string()))).collect(),
+    };
+    params
+        .into_iter()
+        .map(|p| match p {
+            Ok(_) => written.next().unwrap_or(Err(StoreError::Database("no outcome".into()))),
+            Err(e) => Err(e),
+        })
+        .collect()
 }
 
-/// One transaction for the group; one outcome per version, in order.
-async fn write_group(writer: &SqlitePool, group: &[Pending]) -> Vec<StoreResult<()>> {
-    let failed_all = |e: &StoreError| group.iter().map(|_| Err(StoreError::Database(e.to_string()))).collect();
-    let mut conn = match writer.acquire().await {
-        Ok(conn) => conn,
-        Err(e) => return failed_all(&e.into()),
-    };
-    if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
-        return failed_all(&e.into());
-    }
+/// Writes `params[i]` for each `i` in `which`, in one transaction. `Err` when the
+/// transaction failed (rolled back: nothing was written); otherwise each version's
+/// outcome, a refusal undone alone.
+async fn write_versions(
+    conn: &mut SqliteConnection,
+    which: &[usize],
+    params: &[StoreResult<VersionParams<'_>>],
+) -> StoreResult<Vec<StoreResult<()>>> {
     let now = now_millis();
-    let mut outcomes = Vec::with_capacity(group.len());
-    for pending in group {
-        let query = match bind(sqlx::query(IN_GROUP), pending.package, &pending.new, now) {
-            Ok(query) => query,
-            Err(e) => {
-                outcomes.push(Err(e));
-                continue;
+    let mut outcomes = Vec::with_capacity(which.len());
+    let mut open = false;
+    while outcomes.len() < which.len() {
+        let next = outcomes.len();
+        let take = (which.len() - next).min(PER_TRIP);
+        let commits = next + take == which.len();
+        let mut query = sqlx::query(trip_sql(!open, take, commits));
+        for p in which[next..next + take].iter().filter_map(|&i| params[i].as_ref().ok()) {
+            query = p.bind(query, now);
+        }
+        let opened = usize::from(!open);
+        match run_trip(conn, query).await {
+            Ok(()) => {
+                outcomes.extend((0..take).map(|_| Ok(())));
+                open = true;
             }
-        };
-        match query.execute(&mut *conn).await.map_err(conflict) {
-            Ok(_) => outcomes.push(Ok(())),
-            Err(StoreError::Conflict(what)) => {
-                // A constraint undoes only its own statement; undo the rest of this version.
-                if let Err(e) = sqlx::query("ROLLBACK TO version; RELEASE version")
-                    .execute(&mut *conn)
-                    .await
-                {
-                    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                    return failed_all(&e.into());
+            Err((done, e)) => {
+                let failed_at = done.saturating_sub(opened) / STATEMENTS_PER_VERSION;
+                let refused = open || done > 0; // else BEGIN itself failed
+                match conflict(e) {
+                    StoreError::Conflict(what) if refused && failed_at < take => {
+                        outcomes.extend((0..failed_at).map(|_| Ok(())));
+                        outcomes.push(Err(StoreError::Conflict(what)));
+                        open = true;
+                        // A constraint undoes only its own statement; undo the rest of this version.
+                        let undo = if outcomes.len() == which.len() {
+                            "ROLLBACK TO version; RELEASE version; COMMIT"
+                        } else {
+                            "ROLLBACK TO version; RELEASE version"
+                        };
+                        if let Err(e) = sqlx::query(undo).execute(&mut *conn).await {
+                            return Err(roll_back(conn, e.into()).await);
+                        }
+                    }
+                    // Other errors (I/O, a full disk) may have ended the transaction: give up the group.
+                    other => return Err(roll_back(conn, other).await),
                 }
-                outcomes.push(Err(StoreError::Conflict(what)));
-            }
-            // Other errors (I/O, a full disk) may have ended the transaction: give up the group.
-            Err(e) => {
-                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                return failed_all(&e);
             }
         }
     }
-    match sqlx::query("COMMIT").execute(&mut *conn).await {
-        Ok(_) => outcomes,
-        Err(e) => {
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-            failed_all(&e.into())
+    Ok(outcomes)
+}
+
+/// Runs a trip's statements; on failure, also says how many of them had completed.
+async fn run_trip(conn: &mut SqliteConnection, query: Query) -> Result<(), (usize, sqlx::Error)> {
+    let mut results = conn.fetch_many(query);
+    let mut done = 0;
+    while let Some(result) = results.next().await {
+        match result {
+            Ok(sqlx::Either::Left(_)) => done += 1,
+            Ok(sqlx::Either::Right(_)) => {}
+            Err(e) => return Err((done, e)),
         }
     }
+    Ok(())
+}
+
+/// Ends a failed transaction (harmlessly fails if it had not begun) and returns `cause`.
+async fn roll_back(conn: &mut SqliteConnection, cause: StoreError) -> StoreError {
+    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+    cause
 }
 
 #[cfg(test)]
@@ -201,6 +309,84 @@ mod tests {
     use super::*;
     use crate::registry::RegistryName;
     use crate::store::test_support::journaled_version;
+
+    #[test]
+    fn each_version_in_a_trip_has_its_own_statements_and_parameters() {
+        assert_eq!(IN_GROUP.matches(';').count(), STATEMENTS_PER_VERSION);
+        assert_eq!(renumbered(IN_GROUP, 0), IN_GROUP);
+        let params = |sql: &str| -> std::collections::BTreeSet<usize> {
+            sql.split('$')
+                .skip(1)
+                .filter_map(|rest| rest[..rest.bytes().take_while(u8::is_ascii_digit).count()].parse().ok())
+                .collect()
+        };
+        assert_eq!(params(IN_GROUP), (1..=PARAMS_PER_VERSION).collect());
+        let second = renumbered(IN_GROUP, PARAMS_PER_VERSION);
+        assert_eq!(params(&second), (22..=42).collect());
+        assert!(second.contains("'$.description'"), "JSON paths are left alone");
+        let trip = trip_sql(true, 3, true);
+        assert!(trip.starts_with("BEGIN IMMEDIATE;") && trip.ends_with("COMMIT;"));
+        assert_eq!(params(trip), (1..=3 * PARAMS_PER_VERSION).collect());
+        assert!(!trip_sql(false, PER_TRIP, false).contains("BEGIN"));
+    }
+
+    /// Refused versions, last in the first trip of a group and in the next, and alone
+    /// at its end, are undone alone: every other version is written, and told so.
+    #[tokio::test]
+    async fn refused_versions_in_a_group_are_undone_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("db.sqlite"), Durability::Full)
+            .await
+            .expect("store");
+        let registry = store
+            .create_registry(&RegistryName::parse("test").expect("name"), false)
+            .await
+            .expect("registry");
+        let version = |v: &str, package, attempt: &str| {
+            let tarball = Bytes::from(format!("{v}, {attempt} attempt"));
+            journaled_version(registry.id, "grouped", v, &tarball, package)
+        };
+        let package = store
+            .insert_version(&version("1.0.0", None, "first"))
+            .await
+            .expect("first version")
+            .package_id;
+        let taken = ["1.0.8", "1.0.16", "1.0.17"];
+        for v in taken {
+            store
+                .insert_version(&version(v, Some(package), "first"))
+                .await
+                .expect("taken");
+        }
+
+        // 17 versions in one transaction: trips of 8, 8 and 1 (each after a refusal).
+        let group: Vec<Pending> = (1..=17)
+            .map(|i| Pending {
+                package,
+                new: version(&format!("1.0.{i}"), Some(package), "second"),
+                done: oneshot::channel().0,
+            })
+            .collect();
+        let outcomes = write_group(&store.writer, &group).await;
+        for (pending, outcome) in group.iter().zip(&outcomes) {
+            match (taken.contains(&pending.new.version.as_str()), outcome) {
+                (true, Err(StoreError::Conflict("version exists"))) | (false, Ok(())) => {}
+                (_, other) => panic!("{}: {other:?}", pending.new.version),
+            }
+        }
+
+        let record = store
+            .package(registry.id, &PackageName::parse("grouped").expect("name"))
+            .await
+            .expect("read")
+            .expect("package");
+        assert_eq!(record.versions.len(), 18, "1.0.0 to 1.0.17, each once");
+        assert_eq!(record.rev, 18, "one rev per written version");
+        assert_eq!(store.journaled_blobs().await.expect("journal").len(), 18);
+        // The refused versions kept their first bytes.
+        let kept = record.versions.iter().find(|v| v.version == "1.0.8").expect("1.0.8");
+        assert_eq!(kept.blob.sha512_hex, version("1.0.8", None, "first").blob.sha512_hex);
+    }
 
     /// Many versions at once share commits; a refused one leaves the others written.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
