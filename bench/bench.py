@@ -529,8 +529,10 @@ class Run:
                 # writes and collections) must not run during this one.
                 for other in [*pair, relaxed]:
                     other.settle()
+                flush_s = flush_dirty_pages()
                 r = workloads.publish_throughput(s, prefix, n, workers, self.deadline)
-                raw[phase][key] = {k: v for k, v in r.items() if k != "errors"} | {"errors": r["errors"][:10]}
+                raw[phase][key] = {k: v for k, v in r.items() if k != "errors"} | {"errors": r["errors"][:10],
+                                                                                  "flush_before_s": flush_s}
                 self.log(f"  {phase:10s} {s.label:9s} {r['per_second'] or 0:7.1f}/s ({r['published']}/{r['attempted']} ok)")
             label = f"W4 publish, {n} new versions, " + ("one after another" if workers == 1 else f"{workers} clients at once")
             err = lambda k: f"{len(raw[phase][k]['errors'])} failed" if raw[phase][k]["errors"] else ""  # noqa: E731
@@ -587,6 +589,18 @@ def display_path(path: Path) -> str:
 def npm_config(key: str, default: str) -> str:
     out = subprocess.run(["npm", "config", "get", key], capture_output=True, text=True, timeout=60)
     return out.stdout.strip() or default
+
+
+def flush_dirty_pages() -> float:
+    """Writes back the page cache's dirty data (`sync`) and returns the seconds it took.
+    Before a publish run: earlier phases leave hundreds of MB unwritten (npm ci's
+    node_modules, the other registry's files), and the kernel writes them back when
+    it chooses. A registry that fsyncs each publish (Gatehouse's default) then waits
+    behind that writeback, one that does not (Verdaccio) never notices: the run would
+    measure the harness's leftovers, not the registry."""
+    started = time.monotonic()
+    os.sync()
+    return time.monotonic() - started
 
 
 def other_compilers() -> int:
