@@ -206,14 +206,11 @@ impl VersionWriter {
 async fn write_group(writer: &SqlitePool, group: &[Pending]) -> Vec<StoreResult<()>> {
     let params: Vec<_> = group.iter().map(|p| VersionParams::new(p.package, &p.new)).collect();
     // Versions that cannot be bound are refused alone; the rest are written.
-    let writable: Vec<usize> = (0..group.len()).filter(|&i| params[i].is_ok()).collect();
-    let written = if writable.is_empty() {
-        Ok(Vec::new())
-    } else {
-        match writer.acquire().await {
-            Ok(mut conn) => write_versions(&mut conn, &writable, &params).await,
-            Err(e) => Err(e.into()),
-        }
+    let writable: Vec<&VersionParams> = params.iter().filter_map(|p| p.as_ref().ok()).collect();
+    let written = match writer.acquire().await {
+        Ok(_) if writable.is_empty() => Ok(Vec::new()),
+        Ok(mut conn) => write_versions(&mut conn, &writable).await,
+        Err(e) => Err(e.into()),
     };
     let mut written = match written {
         Ok(outcomes) => outcomes.into_iter(),
@@ -228,53 +225,47 @@ async fn write_group(writer: &SqlitePool, group: &[Pending]) -> Vec<StoreResult<
         .collect()
 }
 
-/// Writes `params[i]` for each `i` in `which`, in one transaction. `Err` when the
-/// transaction failed (rolled back: nothing was written); otherwise each version's
-/// outcome, a refusal undone alone.
+/// Writes the versions in one transaction. `Err` when the transaction failed (rolled
+/// back: nothing was written); otherwise each version's outcome, a refusal undone alone.
 async fn write_versions(
     conn: &mut SqliteConnection,
-    which: &[usize],
-    params: &[StoreResult<VersionParams<'_>>],
+    versions: &[&VersionParams<'_>],
 ) -> StoreResult<Vec<StoreResult<()>>> {
     let now = now_millis();
-    let mut outcomes = Vec::with_capacity(which.len());
+    let mut outcomes = Vec::with_capacity(versions.len());
     let mut open = false;
-    while outcomes.len() < which.len() {
-        let next = outcomes.len();
-        let take = (which.len() - next).min(PER_TRIP);
-        let commits = next + take == which.len();
-        let mut query = sqlx::query(trip_sql(!open, take, commits));
-        for p in which[next..next + take].iter().filter_map(|&i| params[i].as_ref().ok()) {
-            query = p.bind(query, now);
-        }
+    while outcomes.len() < versions.len() {
+        let trip = &versions[outcomes.len()..versions.len().min(outcomes.len() + PER_TRIP)];
+        let commits = outcomes.len() + trip.len() == versions.len();
+        let query = trip
+            .iter()
+            .fold(sqlx::query(trip_sql(!open, trip.len(), commits)), |query, version| {
+                version.bind(query, now)
+            });
         let opened = usize::from(!open);
-        match run_trip(conn, query).await {
-            Ok(()) => {
-                outcomes.extend((0..take).map(|_| Ok(())));
-                open = true;
-            }
-            Err((done, e)) => {
-                let failed_at = done.saturating_sub(opened) / STATEMENTS_PER_VERSION;
-                let refused = open || done > 0; // else BEGIN itself failed
-                match conflict(e) {
-                    StoreError::Conflict(what) if refused && failed_at < take => {
-                        outcomes.extend((0..failed_at).map(|_| Ok(())));
-                        outcomes.push(Err(StoreError::Conflict(what)));
-                        open = true;
-                        // A constraint undoes only its own statement; undo the rest of this version.
-                        let undo = if outcomes.len() == which.len() {
-                            "ROLLBACK TO version; RELEASE version; COMMIT"
-                        } else {
-                            "ROLLBACK TO version; RELEASE version"
-                        };
-                        if let Err(e) = sqlx::query(undo).execute(&mut *conn).await {
-                            return Err(roll_back(conn, e.into()).await);
-                        }
-                    }
-                    // Other errors (I/O, a full disk) may have ended the transaction: give up the group.
-                    other => return Err(roll_back(conn, other).await),
+        open = true;
+        let Err((done, e)) = run_trip(conn, query).await else {
+            outcomes.extend(trip.iter().map(|_| Ok(())));
+            continue;
+        };
+        let failed_at = done.saturating_sub(opened) / STATEMENTS_PER_VERSION;
+        match conflict(e) {
+            StoreError::Conflict(what) if failed_at < trip.len() => {
+                outcomes.extend((0..failed_at).map(|_| Ok(())));
+                outcomes.push(Err(StoreError::Conflict(what)));
+                // A constraint undoes only its own statement; undo the rest of this version.
+                let undo = if outcomes.len() == versions.len() {
+                    "ROLLBACK TO version; RELEASE version; COMMIT"
+                } else {
+                    "ROLLBACK TO version; RELEASE version"
+                };
+                if let Err(e) = sqlx::query(undo).execute(&mut *conn).await {
+                    return Err(roll_back(conn, e.into()).await);
                 }
             }
+            // Other errors (BEGIN, I/O, a full disk, COMMIT) may have ended the
+            // transaction: give up the group.
+            other => return Err(roll_back(conn, other).await),
         }
     }
     Ok(outcomes)
