@@ -2,10 +2,10 @@
 //! upstream and promotions will too, so every check added here (policy, manifest
 //! consistency) guards all of them.
 //!
-//! Order matters for crash safety: the blob is written before the metadata commit
-//! that refers to it, and is durable by the time that commit is (fsynced in place, or
-//! its bytes journaled in the commit itself: see `blob_journal`). A crash leaves at
-//! worst an unreferenced blob.
+//! Order matters for crash safety: a blob is durable by the time the metadata commit
+//! that refers to it is. Either its file is written (and fsynced) first, or, for a
+//! small tarball, its bytes are journaled in that very commit and its file written
+//! after it (see `blob_journal`). A crash leaves at worst an unreferenced blob.
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
@@ -17,7 +17,7 @@ use crate::npm::integrity::Digests;
 use crate::npm::name::PackageName;
 use crate::npm::tarball::{self, TarballError, TarballInfo, TarballLimits};
 use crate::npm::version::Version;
-use crate::store::blobs::{BlobError, BlobKey, StagedBlob, Written};
+use crate::store::blobs::{BlobError, BlobKey, StagedBlob};
 use crate::store::{AuditEntry, BlobRef, NewVersion, PublishTarget, Registry, StoreError, User};
 
 /// A version asking to enter a registry.
@@ -131,18 +131,14 @@ pub async fn admit(app: &App, candidate: Candidate<'_>) -> Result<Admitted, Admi
     let deprecated = manifest.get("deprecated").and_then(Value::as_str).map(str::to_owned);
 
     let key = BlobKey::from_bytes(digests.sha512);
-    // Small tarballs ride in the metadata commit instead of waiting for the disk.
+    // Small tarballs ride in the metadata commit instead of waiting for the disk; the
+    // journal's task writes their files after it.
     let journal = match staged {
         Some(staged) => {
             staged.commit(&key).await?;
             None
         }
-        None if tarball.len() <= blob_journal::MAX_BYTES => {
-            match app.blobs.put_unsynced(&key, tarball.clone()).await? {
-                Written::Durable => None,
-                Written::NeedsSync => Some(tarball.clone()),
-            }
-        }
+        None if tarball.len() <= blob_journal::MAX_BYTES && app.blobs.syncs() => Some(tarball.clone()),
         None => {
             app.blobs.put(&key, tarball.clone()).await?;
             None

@@ -1,36 +1,47 @@
-//! Durable publishes with one fsync instead of three.
+//! Durable publishes with one fsync instead of three, and no file write on the way.
 //!
 //! Writing a blob durably takes two fsyncs (the file, then its directory) before the
 //! metadata commit that refers to it takes a third. For tarballs up to `MAX_BYTES`,
-//! admission writes the blob file without an fsync and commits the tarball's bytes to
-//! the blob journal (a table) together with the version, so the commit's one fsync
-//! makes both durable. A background task then makes the journaled files durable, many
-//! at a time (`BlobStore::sync`), and deletes their rows; at start-up, `recover` makes
-//! the blobs of rows left behind durable, rewriting the files a crash lost.
+//! admission writes no file at all: it commits the tarball's bytes to the blob journal
+//! (a table) together with the version, so the commit's one fsync makes both durable.
+//! A background task then writes the journaled files, many at a time, makes them
+//! durable (`BlobStore::sync`) and deletes their rows; until it has, reads of those
+//! blobs are served from the journal. At start-up, `recover` does the same for rows
+//! left behind.
 //!
-//! The invariant: a committed blob is always durable in its file or in the journal. A
-//! file is in place before the commit that journals it, and rows are deleted only up
-//! to the newest row read before the sync began. The task syncs every row, whichever
-//! process wrote it: rows a CLI command leaves behind go with the server's next sync.
+//! The invariant: a committed blob is always durable in its file or in the journal,
+//! and readable from one of them. Rows are deleted only once their files are durable,
+//! and readers look at the file, then the journal, then the file again (the task may
+//! have written it and deleted the row in between). The task writes every row,
+//! whichever process committed it: rows a CLI command leaves behind are picked up
+//! within `IDLE_CHECK`, and served from the journal until then.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-use crate::store::blobs::{BlobError, BlobKey, Blobs};
-use crate::store::{JournaledBlob, Meta, StoreError};
+use crate::store::blobs::{BlobError, BlobKey, BlobReader, Blobs};
+use crate::store::{Meta, StoreError};
 
 /// Larger tarballs are written durably in place: for them the fsyncs are a small share
 /// of the work, and their bytes would swell the database's log.
 pub const MAX_BYTES: usize = 1024 * 1024;
 
-/// How long the task gathers commits before a sync: each sync costs fsyncs and a
-/// commit of its own, which a busy registry's publishes then share.
-const GATHER: std::time::Duration = std::time::Duration::from_millis(500);
+/// How long the task gathers commits before writing their files: each round costs a
+/// sync and a commit of its own, which a busy registry's publishes then share.
+const GATHER: Duration = Duration::from_millis(500);
+
+/// How often the task looks for rows nobody told it about (another process's).
+const IDLE_CHECK: Duration = Duration::from_secs(60);
 
 /// How long the task waits before trying again after a failure.
-const RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+const RETRY: Duration = Duration::from_secs(1);
+
+/// Rows read at a time (at most `MAX_BYTES` each), and in one round.
+const PAGE_ROWS: u32 = 16;
+const ROUND_ROWS: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -38,98 +49,157 @@ pub enum JournalError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Blob(#[from] BlobError),
-    #[error("journal row {0} has no bytes")]
-    Missing(i64),
 }
 
-/// The handle admission uses to tell the sync task that rows were committed.
+/// A blob to send: its file, or, for a blob committed moments ago whose file is not
+/// written yet, its bytes from the journal.
+pub enum BlobBody {
+    File(BlobReader),
+    Journaled(Bytes),
+}
+
+impl BlobBody {
+    pub fn size(&self) -> u64 {
+        match self {
+            BlobBody::File(file) => file.len,
+            BlobBody::Journaled(bytes) => bytes.len() as u64,
+        }
+    }
+}
+
+/// Reads blobs wherever they are, and wakes the task that writes journaled ones.
 pub struct BlobJournal {
+    meta: Meta,
+    blobs: Blobs,
     wake: Arc<Notify>,
 }
 
 impl BlobJournal {
-    /// Starts the task that syncs journaled blobs. Runs until the process ends.
+    /// Starts the task that writes journaled blobs. Runs until the process ends.
     pub fn start(meta: Meta, blobs: Blobs) -> Self {
         let wake = Arc::new(Notify::new());
-        let woken = Arc::clone(&wake);
+        let (woken, task_meta, task_blobs) = (Arc::clone(&wake), meta.clone(), blobs.clone());
         tokio::spawn(async move {
             loop {
-                // A wake-up during a sync is kept, so commits made meanwhile form the next batch.
-                woken.notified().await;
+                // A wake-up during a round is kept, so commits made meanwhile form the next one.
+                let _ = tokio::time::timeout(IDLE_CHECK, woken.notified()).await;
                 tokio::time::sleep(GATHER).await;
-                if let Err(e) = sync_journaled(&meta, &blobs).await {
-                    tracing::error!(error = %e, "cannot make journaled blobs durable; trying again");
-                    tokio::time::sleep(RETRY).await;
-                    woken.notify_one();
+                match write_journaled(&task_meta, &task_blobs).await {
+                    Ok(Round::More(_)) => woken.notify_one(),
+                    Ok(Round::Done(_)) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot write journaled blobs; trying again");
+                        tokio::time::sleep(RETRY).await;
+                        woken.notify_one();
+                    }
                 }
             }
         });
-        BlobJournal { wake }
+        BlobJournal { meta, blobs, wake }
     }
 
     /// A version whose blob is journaled was committed.
     pub fn committed(&self) {
         self.wake.notify_one();
     }
-}
 
-/// Makes the files of every journaled blob durable and deletes their rows.
-async fn sync_journaled(meta: &Meta, blobs: &Blobs) -> Result<(), JournalError> {
-    let rows = meta.journaled_blobs().await?;
-    let Some(last) = rows.last() else {
-        return Ok(());
-    };
-    let keys = rows
-        .iter()
-        .map(|row| BlobKey::parse_hex(&row.sha512_hex))
-        .collect::<Result<Vec<_>, _>>()?;
-    if let Err(e) = blobs.sync(&keys).await {
-        tracing::warn!(error = %e, "cannot sync journaled blobs; rewriting them from the journal");
-        restore(meta, blobs, &rows).await?;
+    /// A blob, to stream.
+    pub async fn open(&self, key: &BlobKey) -> Result<Option<BlobBody>, JournalError> {
+        if let Some(file) = self.blobs.open(key).await? {
+            return Ok(Some(BlobBody::File(file)));
+        }
+        if let Some(bytes) = self.meta.journaled_bytes(&key.to_hex()).await? {
+            return Ok(Some(BlobBody::Journaled(Bytes::from(bytes))));
+        }
+        // The task may have written the file, and deleted the row, in between.
+        Ok(self.blobs.open(key).await?.map(BlobBody::File))
     }
-    meta.forget_journaled(last.id).await?;
-    Ok(())
+
+    /// A whole blob in memory (promotion); downloads stream instead.
+    pub async fn read(&self, key: &BlobKey) -> Result<Option<Bytes>, JournalError> {
+        match self.open(key).await? {
+            Some(BlobBody::File(mut file)) => {
+                let mut bytes = Vec::with_capacity(usize::try_from(file.len).unwrap_or(0));
+                tokio::io::AsyncReadExt::read_to_end(&mut file.file, &mut bytes)
+                    .await
+                    .map_err(BlobError::from)?;
+                Ok(Some(Bytes::from(bytes)))
+            }
+            Some(BlobBody::Journaled(bytes)) => Ok(Some(bytes)),
+            None => Ok(None),
+        }
+    }
 }
 
-/// Start-up: makes the blobs of rows left behind (by a crash, or a stop before the
-/// task's next sync) durable, rewriting the files a crash lost from the journal.
-/// Returns how many rows there were.
+/// What a round of the task did.
+#[derive(Debug, PartialEq, Eq)]
+enum Round {
+    /// Wrote (and deleted) this many rows: every row there was.
+    Done(usize),
+    /// Wrote this many rows, as many as a round takes; there may be more.
+    More(usize),
+}
+
+/// Writes the files of journaled blobs (keeping those already in place), makes them
+/// durable and deletes their rows.
+async fn write_journaled(meta: &Meta, blobs: &Blobs) -> Result<Round, JournalError> {
+    let (mut keys, mut newest) = (Vec::new(), 0);
+    loop {
+        let rows = meta.journaled_blobs(newest, PAGE_ROWS).await?;
+        let Some(last) = rows.last() else { break };
+        newest = last.id;
+        let page = rows
+            .into_iter()
+            .map(|row| Ok((BlobKey::parse_hex(&row.sha512_hex)?, Bytes::from(row.bytes))))
+            .collect::<Result<Vec<_>, BlobError>>()?;
+        keys.extend(page.iter().map(|(key, _)| key.clone()));
+        blobs.put_unsynced(page).await?;
+        if keys.len() >= ROUND_ROWS {
+            break;
+        }
+    }
+    if keys.is_empty() {
+        return Ok(Round::Done(0));
+    }
+    blobs.sync(&keys).await?;
+    meta.forget_journaled(newest).await?;
+    Ok(if keys.len() >= ROUND_ROWS {
+        Round::More(keys.len())
+    } else {
+        Round::Done(keys.len())
+    })
+}
+
+/// Start-up: writes and syncs the files of rows left behind (by a crash, or a stop
+/// before the task's next round), rewriting those a crash lost or cut short. Returns
+/// how many rows there were.
 pub async fn recover(meta: &Meta, blobs: &Blobs) -> Result<usize, JournalError> {
-    let rows = meta.journaled_blobs().await?;
-    let Some(last) = rows.last() else {
-        return Ok(0);
-    };
-    restore(meta, blobs, &rows).await?;
-    meta.forget_journaled(last.id).await?;
-    tracing::info!(blobs = rows.len(), "made the blobs left in the journal durable");
-    Ok(rows.len())
-}
-
-/// Stores each row's bytes durably: `put` keeps a file that holds them (and syncs
-/// it) and rewrites one that does not.
-async fn restore(meta: &Meta, blobs: &Blobs, rows: &[JournaledBlob]) -> Result<(), JournalError> {
-    for row in rows {
-        let key = BlobKey::parse_hex(&row.sha512_hex)?;
-        let bytes = meta
-            .journaled_bytes(row.id)
-            .await?
-            .ok_or(JournalError::Missing(row.id))?;
-        blobs.put(&key, Bytes::from(bytes)).await?;
+    let mut total = 0;
+    loop {
+        match write_journaled(meta, blobs).await? {
+            Round::More(rows) => total += rows,
+            Round::Done(rows) => {
+                total += rows;
+                break;
+            }
+        }
     }
-    Ok(())
+    if total > 0 {
+        tracing::info!(blobs = total, "wrote the blobs left in the journal");
+    }
+    Ok(total)
 }
 
 #[cfg(test)]
 mod tests {
     use std::path::Path;
-    use std::time::Duration;
 
     use sha2::{Digest as _, Sha512};
 
     use super::*;
     use crate::config::Durability;
     use crate::registry::RegistryName;
-    use crate::store::blobs::{FsBlobStore, Written};
+    use crate::store::blobs::FsBlobStore;
     use crate::store::sqlite::SqliteStore;
     use crate::store::test_support::journaled_version;
     use crate::store::{PackageId, RegistryId, StoreError};
@@ -145,23 +215,21 @@ mod tests {
                 .await
                 .expect("blob store"),
         );
+        assert!(blobs.syncs(), "admission journals small blobs of this store");
         let name = RegistryName::parse("test").expect("registry name");
         let registry = meta.create_registry(&name, false).await.expect("registry");
         (meta, blobs, registry.id)
     }
 
-    /// Writes the blob the way admission does and commits a version that journals it.
+    /// Commits a version whose blob is journaled, as admission does: no file written.
     async fn publish(
         meta: &Meta,
-        blobs: &Blobs,
         registry: RegistryId,
         known_package: Option<PackageId>,
         version: &str,
     ) -> Result<(BlobKey, Bytes, PackageId), StoreError> {
         let tarball = Bytes::from(format!("the tarball of {version}"));
         let key = BlobKey::from_bytes(Sha512::digest(&tarball).into());
-        let written = blobs.put_unsynced(&key, tarball.clone()).await.expect("blob written");
-        assert_eq!(written, Written::NeedsSync);
         let new = journaled_version(registry, "journaled", version, &tarball, known_package);
         let inserted = meta.insert_version(&new).await?;
         Ok((key, tarball, inserted.package_id))
@@ -172,49 +240,96 @@ mod tests {
         dir.join("blobs/sha512").join(&hex[0..2]).join(&hex[2..4]).join(hex)
     }
 
+    async fn journal_rows(meta: &Meta) -> usize {
+        meta.journaled_blobs(0, 1000).await.expect("rows").len()
+    }
+
     #[tokio::test]
-    async fn start_up_rewrites_the_blobs_a_power_loss_took() {
+    async fn a_blob_is_read_from_the_journal_until_its_file_is_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (meta, blobs, registry) = stores(dir.path()).await;
+        let journal = BlobJournal {
+            meta: meta.clone(),
+            blobs: blobs.clone(),
+            wake: Arc::new(Notify::new()),
+        };
+        let (key, bytes, _) = publish(&meta, registry, None, "1.0.0").await.expect("publish");
+        assert!(!blob_path(dir.path(), &key).exists(), "no file written on the way");
+        assert!(matches!(journal.open(&key).await, Ok(Some(BlobBody::Journaled(b))) if b == bytes));
+        assert_eq!(journal.read(&key).await.expect("read"), Some(bytes.clone()));
+
+        assert_eq!(write_journaled(&meta, &blobs).await.expect("round"), Round::Done(1));
+        assert_eq!(std::fs::read(blob_path(dir.path(), &key)).expect("file"), bytes);
+        assert_eq!(journal_rows(&meta).await, 0);
+        assert!(matches!(journal.open(&key).await, Ok(Some(BlobBody::File(f))) if f.len == bytes.len() as u64));
+        assert_eq!(journal.read(&key).await.expect("read"), Some(bytes));
+
+        let unknown = BlobKey::from_bytes(Sha512::digest(b"never published").into());
+        assert!(matches!(journal.open(&unknown).await, Ok(None)));
+    }
+
+    #[tokio::test]
+    async fn start_up_writes_the_blobs_left_in_the_journal() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (meta, blobs, registry) = stores(dir.path()).await;
         // The first version creates the package; the second takes the one-trip path.
-        let (first, first_bytes, package) = publish(&meta, &blobs, registry, None, "1.0.0").await.expect("first");
-        let (second, second_bytes, _) = publish(&meta, &blobs, registry, Some(package), "1.0.1")
-            .await
-            .expect("second");
-        assert_eq!(meta.journaled_blobs().await.expect("rows").len(), 2);
+        let (first, first_bytes, package) = publish(&meta, registry, None, "1.0.0").await.expect("first");
+        let (second, second_bytes, _) = publish(&meta, registry, Some(package), "1.0.1").await.expect("second");
+        assert_eq!(journal_rows(&meta).await, 2);
 
         // A refused version leaves no row behind, and the writer connection still works.
-        let refused = publish(&meta, &blobs, registry, Some(package), "1.0.1").await;
+        let refused = publish(&meta, registry, Some(package), "1.0.1").await;
         assert!(
             matches!(refused, Err(StoreError::Conflict("version exists"))),
             "{refused:?}"
         );
-        assert_eq!(meta.journaled_blobs().await.expect("rows").len(), 2);
+        assert_eq!(journal_rows(&meta).await, 2);
 
-        // What a power loss can leave of files written without fsync: nothing, or an
-        // empty file under the right name.
-        std::fs::File::create(blob_path(dir.path(), &first)).expect("truncate");
-        std::fs::remove_file(blob_path(dir.path(), &second)).expect("remove");
+        // What a power loss during a round can leave of a file: an empty one under the
+        // right name. It is rewritten, not trusted.
+        let first_path = blob_path(dir.path(), &first);
+        std::fs::create_dir_all(first_path.parent().expect("parent")).expect("dirs");
+        std::fs::File::create(&first_path).expect("empty file");
 
         assert_eq!(recover(&meta, &blobs).await.expect("recover"), 2);
         assert_eq!(blobs.read(&first).await.expect("read"), Some(first_bytes));
         assert_eq!(blobs.read(&second).await.expect("read"), Some(second_bytes));
-        assert!(meta.journaled_blobs().await.expect("rows").is_empty());
+        assert_eq!(journal_rows(&meta).await, 0);
         assert_eq!(recover(&meta, &blobs).await.expect("recover again"), 0);
     }
 
     #[tokio::test]
-    async fn the_sync_task_empties_the_journal() {
+    async fn the_task_writes_the_files_and_empties_the_journal() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (meta, blobs, registry) = stores(dir.path()).await;
         let journal = BlobJournal::start(meta.clone(), blobs.clone());
-        let (key, bytes, _) = publish(&meta, &blobs, registry, None, "2.0.0").await.expect("publish");
+        let (key, bytes, _) = publish(&meta, registry, None, "2.0.0").await.expect("publish");
         journal.committed();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while !meta.journaled_blobs().await.expect("rows").is_empty() {
+        while journal_rows(&meta).await > 0 {
             assert!(tokio::time::Instant::now() < deadline, "the journal was not emptied");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert_eq!(blobs.read(&key).await.expect("read"), Some(bytes));
+    }
+
+    /// More rows than a round takes: the rounds go on until every one is written.
+    #[tokio::test]
+    async fn rounds_continue_until_every_row_is_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (meta, blobs, registry) = stores(dir.path()).await;
+        let (_, _, package) = publish(&meta, registry, None, "0.0.0").await.expect("first");
+        for i in 0..ROUND_ROWS {
+            publish(&meta, registry, Some(package), &format!("1.0.{i}"))
+                .await
+                .expect("publish");
+        }
+        assert_eq!(
+            write_journaled(&meta, &blobs).await.expect("round"),
+            Round::More(ROUND_ROWS)
+        );
+        assert_eq!(journal_rows(&meta).await, 1);
+        assert_eq!(recover(&meta, &blobs).await.expect("recover"), 1);
+        assert_eq!(journal_rows(&meta).await, 0);
     }
 }

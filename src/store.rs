@@ -374,19 +374,21 @@ pub trait UpstreamStore: Send + Sync {
 }
 
 /// A row of the blob journal: a blob whose bytes are in the database because its file
-/// may not be durable yet.
+/// may not be written, or not durable, yet.
 #[derive(Debug, Clone)]
 pub struct JournaledBlob {
     pub id: i64,
     pub sha512_hex: String,
+    pub bytes: Vec<u8>,
 }
 
 /// The blob journal (see `blob_journal`). Rows are added by `insert_version`.
 #[async_trait]
 pub trait BlobJournalStore: Send + Sync {
-    /// Every row, oldest first.
-    async fn journaled_blobs(&self) -> StoreResult<Vec<JournaledBlob>>;
-    async fn journaled_bytes(&self, id: i64) -> StoreResult<Option<Vec<u8>>>;
+    /// Up to `limit` rows after the row `after` (0: from the first), oldest first.
+    async fn journaled_blobs(&self, after: i64, limit: u32) -> StoreResult<Vec<JournaledBlob>>;
+    /// The bytes of a blob whose file may not be written yet.
+    async fn journaled_bytes(&self, sha512_hex: &str) -> StoreResult<Option<Vec<u8>>>;
     /// Deletes the rows up to `id`, whose files are durable now.
     async fn forget_journaled(&self, up_to: i64) -> StoreResult<()>;
 }

@@ -47,15 +47,6 @@ pub enum BlobError {
     Io(#[from] std::io::Error),
 }
 
-/// Whether a blob written by [`BlobStore::put_unsynced`] still needs [`BlobStore::sync`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Written {
-    /// As durable as the store makes anything (an object store; `durability = "process"`).
-    Durable,
-    /// In place and readable, but not on disk yet.
-    NeedsSync,
-}
-
 /// An open blob, ready to stream.
 pub struct BlobReader {
     pub len: u64,
@@ -66,10 +57,18 @@ pub struct BlobReader {
 pub trait BlobStore: Send + Sync {
     /// Stores `bytes` under `key` after checking they hash to it. Durable on return.
     async fn put(&self, key: &BlobKey, bytes: Bytes) -> Result<(), BlobError>;
-    /// Like `put`, but without waiting for the disk: the caller keeps the bytes durable
-    /// elsewhere (the blob journal) until `sync` has returned for `key`.
-    async fn put_unsynced(&self, key: &BlobKey, bytes: Bytes) -> Result<Written, BlobError> {
-        self.put(key, bytes).await.map(|()| Written::Durable)
+    /// Whether `put` waits for the disk (fsync). Only then is it worth keeping small
+    /// blobs in the blob journal instead, and writing them with `put_unsynced`.
+    fn syncs(&self) -> bool {
+        false
+    }
+    /// Like `put` for many blobs, without waiting for the disk: the caller keeps the
+    /// bytes durable elsewhere (the blob journal) until `sync` has returned for them.
+    async fn put_unsynced(&self, blobs: Vec<(BlobKey, Bytes)>) -> Result<(), BlobError> {
+        for (key, bytes) in blobs {
+            self.put(&key, bytes).await?;
+        }
+        Ok(())
     }
     /// Makes blobs written by `put_unsynced` durable.
     async fn sync(&self, _keys: &[BlobKey]) -> Result<(), BlobError> {
@@ -252,16 +251,23 @@ impl BlobStore for FsBlobStore {
             .map_err(blocking_failed)?
     }
 
-    async fn put_unsynced(&self, key: &BlobKey, bytes: Bytes) -> Result<Written, BlobError> {
-        if !self.sync {
-            return self.put(key, bytes).await.map(|()| Written::Durable);
-        }
-        let (key, final_path, tmp_path) = (key.clone(), self.path_of(key), self.tmp_path());
-        tokio::task::spawn_blocking(move || write_blob(&key, &bytes, &tmp_path, &final_path, false))
-            .await
-            .map_err(blocking_failed)??;
-        // Even a blob that was already in place may not be on disk yet.
-        Ok(Written::NeedsSync)
+    fn syncs(&self) -> bool {
+        self.sync
+    }
+
+    async fn put_unsynced(&self, blobs: Vec<(BlobKey, Bytes)>) -> Result<(), BlobError> {
+        let files: Vec<_> = blobs
+            .into_iter()
+            .map(|(key, bytes)| (self.path_of(&key), self.tmp_path(), key, bytes))
+            .collect();
+        // One trip to the blocking pool for all of them.
+        tokio::task::spawn_blocking(move || {
+            files
+                .iter()
+                .try_for_each(|(path, tmp_path, key, bytes)| write_blob(key, bytes, tmp_path, path, false))
+        })
+        .await
+        .map_err(blocking_failed)?
     }
 
     async fn sync(&self, keys: &[BlobKey]) -> Result<(), BlobError> {

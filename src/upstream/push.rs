@@ -164,7 +164,7 @@ pub async fn push(
 
 async fn read_blob(app: &App, sha512_hex: &str) -> Result<Bytes, PushError> {
     let key = BlobKey::parse_hex(sha512_hex).map_err(|e| PushError::Internal(e.to_string()))?;
-    app.blobs
+    app.journal
         .read(&key)
         .await
         .map_err(|e| PushError::Internal(e.to_string()))?

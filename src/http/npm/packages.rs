@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use tokio_util::io::ReaderStream;
 
 use super::Ctx;
+use crate::blob_journal::BlobBody;
 use crate::http::error::{ApiError, ApiResult};
 use crate::npm::name::PackageName;
 use crate::packument_cache::{self, Representation};
@@ -152,18 +153,25 @@ pub async fn tarball(ctx: &Ctx, name: &PackageName, file: &str, head: bool) -> A
     match download {
         Download::Held(blob_ref) => {
             let key = BlobKey::parse_hex(&blob_ref.sha512_hex)?;
-            let blob = ctx.app.blobs.open(&key).await?.ok_or_else(|| {
-                ApiError::internal(format!("blob {} of {name}@{version} is missing", blob_ref.sha512_hex))
-            })?;
+            let blob = ctx
+                .app
+                .journal
+                .open(&key)
+                .await
+                .map_err(ApiError::internal)?
+                .ok_or_else(|| {
+                    ApiError::internal(format!("blob {} of {name}@{version} is missing", blob_ref.sha512_hex))
+                })?;
             let etag =
                 HeaderValue::try_from(format!("\"{}\"", &blob_ref.sha512_hex[..32])).map_err(ApiError::internal)?;
-            let body = if head {
-                Body::empty()
-            } else {
-                Body::from_stream(ReaderStream::with_capacity(blob.file, 64 * 1024))
+            let len = blob.size();
+            let body = match blob {
+                _ if head => Body::empty(),
+                BlobBody::File(file) => Body::from_stream(ReaderStream::with_capacity(file.file, 64 * 1024)),
+                BlobBody::Journaled(bytes) => Body::from(bytes),
             };
             builder
-                .header(header::CONTENT_LENGTH, blob.len)
+                .header(header::CONTENT_LENGTH, len)
                 .header(header::ETAG, etag)
                 .body(body)
                 .map_err(ApiError::internal)

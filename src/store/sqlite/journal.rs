@@ -4,8 +4,10 @@ use super::*;
 
 #[async_trait]
 impl BlobJournalStore for SqliteStore {
-    async fn journaled_blobs(&self) -> StoreResult<Vec<JournaledBlob>> {
-        sqlx::query("SELECT id, sha512 FROM blob_journal ORDER BY id")
+    async fn journaled_blobs(&self, after: i64, limit: u32) -> StoreResult<Vec<JournaledBlob>> {
+        sqlx::query("SELECT id, sha512, bytes FROM blob_journal WHERE id > $1 ORDER BY id LIMIT $2")
+            .bind(after)
+            .bind(limit)
             .fetch_all(&self.pool)
             .await?
             .iter()
@@ -13,16 +15,20 @@ impl BlobJournalStore for SqliteStore {
                 Ok(JournaledBlob {
                     id: row.try_get("id")?,
                     sha512_hex: row.try_get("sha512")?,
+                    bytes: row.try_get("bytes")?,
                 })
             })
             .collect()
     }
 
-    async fn journaled_bytes(&self, id: i64) -> StoreResult<Option<Vec<u8>>> {
-        Ok(sqlx::query_scalar("SELECT bytes FROM blob_journal WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?)
+    async fn journaled_bytes(&self, sha512_hex: &str) -> StoreResult<Option<Vec<u8>>> {
+        // No index: the table holds the last half second's publishes at most.
+        Ok(
+            sqlx::query_scalar("SELECT bytes FROM blob_journal WHERE sha512 = $1 LIMIT 1")
+                .bind(sha512_hex)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     async fn forget_journaled(&self, up_to: i64) -> StoreResult<()> {

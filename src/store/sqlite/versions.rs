@@ -373,7 +373,7 @@ mod tests {
             .expect("package");
         assert_eq!(record.versions.len(), 18, "1.0.0 to 1.0.17, each once");
         assert_eq!(record.rev, 18, "one rev per written version");
-        assert_eq!(store.journaled_blobs().await.expect("journal").len(), 18);
+        assert_eq!(store.journaled_blobs(0, 1000).await.expect("journal").len(), 18);
         // The refused versions kept their first bytes.
         let kept = record.versions.iter().find(|v| v.version == "1.0.8").expect("1.0.8");
         assert_eq!(kept.blob.sha512_hex, version("1.0.8", None, "first").blob.sha512_hex);
@@ -430,6 +430,6 @@ mod tests {
             .expect("package");
         assert_eq!(record.versions.len(), 21);
         assert_eq!(record.rev, 21, "one rev per written version");
-        assert_eq!(store.journaled_blobs().await.expect("journal").len(), 21);
+        assert_eq!(store.journaled_blobs(0, 1000).await.expect("journal").len(), 21);
     }
 }

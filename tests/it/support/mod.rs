@@ -6,6 +6,7 @@
 pub mod clients;
 pub mod fake_upstream;
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -377,19 +378,42 @@ pub fn packument(server: &TestServer, registry: &str, token: &str, name: &str) -
     }
 }
 
-/// Files under the blob store: the count must not move when a request is refused.
+/// Blobs the server holds: the files under the blob store, and the blobs in the blob
+/// journal (small tarballs are committed there and their files written moments
+/// later). The count must not move when a request is refused.
 pub fn blob_count(server: &TestServer) -> usize {
-    fn walk(dir: &Path) -> usize {
-        std::fs::read_dir(dir)
-            .map(|entries| {
-                entries
-                    .filter_map(Result::ok)
-                    .map(|e| if e.path().is_dir() { walk(&e.path()) } else { 1 })
-                    .sum()
-            })
-            .unwrap_or(0)
+    fn walk(dir: &Path, names: &mut BTreeSet<String>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().filter_map(Result::ok) {
+            if entry.path().is_dir() {
+                walk(&entry.path(), names);
+            } else {
+                names.insert(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
     }
-    walk(&server.data_dir.join("blobs/sha512"))
+    // The journal first: a blob leaves it only once its file is written.
+    let mut names = journaled_blobs(&server.data_dir);
+    walk(&server.data_dir.join("blobs/sha512"), &mut names);
+    names.len()
+}
+
+/// The sha512 of every blob in the blob journal.
+fn journaled_blobs(data_dir: &Path) -> BTreeSet<String> {
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(data_dir.join("gatehouse.db"));
+    let rows: Vec<String> = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(async {
+            let mut db = sqlx::ConnectOptions::connect(&options)
+                .await
+                .expect("open the database");
+            sqlx::query_scalar("SELECT sha512 FROM blob_journal")
+                .fetch_all(&mut db)
+                .await
+                .expect("read the blob journal")
+        });
+    rows.into_iter().collect()
 }
 
 /// Files in the blob store's staging area (tarballs being written).
