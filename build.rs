@@ -1,0 +1,5 @@
+// `sqlx::migrate!` embeds the migrations at compile time; without this, adding one
+// does not rebuild the crate and the new binary silently lacks it.
+fn main() {
+    println!("cargo:rerun-if-changed=migrations");
+}
