@@ -379,6 +379,30 @@ mod tests {
         assert_eq!(kept.blob.sha512_hex, version("1.0.8", None, "first").blob.sha512_hex);
     }
 
+    /// Every publish reads the `latest` version's manifest for the search fields: it is
+    /// found by its number, not by scanning the package's versions.
+    #[tokio::test]
+    async fn the_latest_version_is_found_without_a_scan() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("db.sqlite"), Durability::Full)
+            .await
+            .expect("store");
+        let plan: Vec<String> = sqlx::query(concat!(
+            "EXPLAIN QUERY PLAN UPDATE packages SET ",
+            search_fields_from_latest!(),
+            " WHERE id = 1"
+        ))
+        .fetch_all(&store.pool)
+        .await
+        .expect("plan")
+        .iter()
+        .map(|row| row.try_get("detail").expect("detail"))
+        .collect();
+        let versions: Vec<_> = plan.iter().filter(|step| step.starts_with("SEARCH v ")).collect();
+        assert!(!versions.is_empty(), "{plan:?}");
+        assert!(versions.iter().all(|step| step.contains("version=?")), "{plan:?}");
+    }
+
     /// Many versions at once share commits; a refused one leaves the others written.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn versions_sharing_a_commit_each_get_their_own_outcome() {
