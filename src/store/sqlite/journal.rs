@@ -8,7 +8,9 @@ impl BlobJournalStore for SqliteStore {
         sqlx::query("SELECT id, sha512, bytes FROM blob_journal WHERE id > $1 ORDER BY id LIMIT $2")
             .bind(after)
             .bind(limit)
-            .fetch_all(&self.pool)
+            // The writer wrote these rows moments ago: its cache holds their pages, and
+            // reading them there keeps the blobs out of the readers' caches.
+            .fetch_all(&self.writer)
             .await?
             .iter()
             .map(|row| {
