@@ -24,7 +24,8 @@ impl BlobJournalStore for SqliteStore {
     }
 
     async fn journaled_bytes(&self, sha512_hex: &str) -> StoreResult<Option<Vec<u8>>> {
-        // No index: the table holds the last half second's publishes at most.
+        // No index: the table holds the publishes since the task's last round (normally
+        // under a second's worth), and this runs only until their files are written.
         Ok(
             sqlx::query_scalar("SELECT bytes FROM blob_journal WHERE sha512 = $1 LIMIT 1")
                 .bind(sha512_hex)
