@@ -29,7 +29,8 @@ pub struct App {
     pub access: AccessCache,
     /// Tarball pulls in flight, so concurrent downloads of a version share one.
     pub pulls: Pulls,
-    /// Makes journaled blobs durable in the background.
+    /// Reads blobs from their files or, until those are written, from the blob
+    /// journal; writes the journaled ones in the background.
     pub journal: BlobJournal,
 }
 

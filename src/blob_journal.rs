@@ -118,13 +118,7 @@ impl BlobJournal {
     /// A whole blob in memory (promotion); downloads stream instead.
     pub async fn read(&self, key: &BlobKey) -> Result<Option<Bytes>, JournalError> {
         match self.open(key).await? {
-            Some(BlobBody::File(mut file)) => {
-                let mut bytes = Vec::with_capacity(usize::try_from(file.len).unwrap_or(0));
-                tokio::io::AsyncReadExt::read_to_end(&mut file.file, &mut bytes)
-                    .await
-                    .map_err(BlobError::from)?;
-                Ok(Some(Bytes::from(bytes)))
-            }
+            Some(BlobBody::File(file)) => Ok(Some(file.into_bytes().await?)),
             Some(BlobBody::Journaled(bytes)) => Ok(Some(bytes)),
             None => Ok(None),
         }

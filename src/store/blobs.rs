@@ -53,6 +53,15 @@ pub struct BlobReader {
     pub file: tokio::fs::File,
 }
 
+impl BlobReader {
+    /// Reads the whole blob into memory.
+    pub async fn into_bytes(mut self) -> Result<Bytes, BlobError> {
+        let mut bytes = Vec::with_capacity(usize::try_from(self.len).unwrap_or(0));
+        tokio::io::AsyncReadExt::read_to_end(&mut self.file, &mut bytes).await?;
+        Ok(Bytes::from(bytes))
+    }
+}
+
 #[async_trait]
 pub trait BlobStore: Send + Sync {
     /// Stores `bytes` under `key` after checking they hash to it. Durable on return.
@@ -82,12 +91,10 @@ pub trait BlobStore: Send + Sync {
 
     /// The whole blob in memory (promotion, re-admission); downloads stream instead.
     async fn read(&self, key: &BlobKey) -> Result<Option<Bytes>, BlobError> {
-        let Some(mut blob) = self.open(key).await? else {
-            return Ok(None);
-        };
-        let mut bytes = Vec::with_capacity(usize::try_from(blob.len).unwrap_or(0));
-        tokio::io::AsyncReadExt::read_to_end(&mut blob.file, &mut bytes).await?;
-        Ok(Some(Bytes::from(bytes)))
+        match self.open(key).await? {
+            Some(blob) => Ok(Some(blob.into_bytes().await?)),
+            None => Ok(None),
+        }
     }
 }
 
