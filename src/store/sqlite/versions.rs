@@ -301,6 +301,19 @@ mod tests {
     use crate::registry::RegistryName;
     use crate::store::test_support::journaled_version;
 
+    /// A store in a fresh directory (kept alive by the caller), with one registry.
+    async fn store_with_registry() -> (tempfile::TempDir, SqliteStore, Registry) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("db.sqlite"), Durability::Full)
+            .await
+            .expect("store");
+        let registry = store
+            .create_registry(&RegistryName::parse("test").expect("name"), false)
+            .await
+            .expect("registry");
+        (dir, store, registry)
+    }
+
     #[test]
     fn each_version_in_a_trip_has_its_own_statements_and_parameters() {
         assert_eq!(IN_GROUP.matches(';').count(), STATEMENTS_PER_VERSION);
@@ -325,14 +338,7 @@ mod tests {
     /// at its end, are undone alone: every other version is written, and told so.
     #[tokio::test]
     async fn refused_versions_in_a_group_are_undone_alone() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqliteStore::open(&dir.path().join("db.sqlite"), Durability::Full)
-            .await
-            .expect("store");
-        let registry = store
-            .create_registry(&RegistryName::parse("test").expect("name"), false)
-            .await
-            .expect("registry");
+        let (_dir, store, registry) = store_with_registry().await;
         let version = |v: &str, package, attempt: &str| {
             let tarball = Bytes::from(format!("{v}, {attempt} attempt"));
             journaled_version(registry.id, "grouped", v, &tarball, package)
@@ -406,16 +412,8 @@ mod tests {
     /// Many versions at once share commits; a refused one leaves the others written.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn versions_sharing_a_commit_each_get_their_own_outcome() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(
-            SqliteStore::open(&dir.path().join("db.sqlite"), Durability::Full)
-                .await
-                .expect("store"),
-        );
-        let registry = store
-            .create_registry(&RegistryName::parse("test").expect("name"), false)
-            .await
-            .expect("registry");
+        let (_dir, store, registry) = store_with_registry().await;
+        let store = Arc::new(store);
         let first = Bytes::from_static(b"1.0.0");
         let package = store
             .insert_version(&journaled_version(registry.id, "grouped", "1.0.0", &first, None))
