@@ -1,4 +1,4 @@
-//! The npm registry protocol, without IO: names, versions, tags, tarball inspection,
+//! The npm registry protocol, pure (no IO, no async runtime, no HTTP server, no SQL): names, versions, tags, tarball inspection,
 //! publish bodies, packument building and request paths.
 
 pub mod dist_tag;

@@ -1,10 +1,44 @@
 //! Builds the full and abbreviated packuments of a package from its stored rows.
 //! Done once per change (see `packument_cache`), never per request.
 
+use std::collections::BTreeMap;
+
 use serde_json::{Map, Value, json};
 
 use super::name::PackageName;
-use crate::store::{Millis, PackageRecord};
+
+/// Milliseconds since the Unix epoch.
+pub type Millis = i64;
+
+/// A maintainer as packuments list them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Maintainer {
+    pub name: String,
+    pub email: Option<String>,
+}
+
+/// What a packument is built from: one package as a registry holds it, whoever stores it.
+pub struct PackageView<'a> {
+    pub name: &'a PackageName,
+    pub rev: i64,
+    pub created_at: Millis,
+    pub modified_at: Millis,
+    pub dist_tags: &'a BTreeMap<String, String>,
+    pub maintainers: &'a [Maintainer],
+    /// Every version ever published, unpublished ones included (for `time`).
+    pub versions: Vec<VersionView<'a>>,
+}
+
+/// One version of a [`PackageView`].
+pub struct VersionView<'a> {
+    pub version: &'a str,
+    /// The manifest as stored: JSON object text.
+    pub manifest: &'a str,
+    pub published_at: Millis,
+    pub deprecated: Option<&'a str>,
+    /// Unpublished versions keep their `time` entry and nothing else.
+    pub unpublished: bool,
+}
 
 /// Fields of a version manifest kept in the abbreviated ("corgi") document: npm's
 /// registry-side list plus what pnpm, yarn and bun read (protocol notes §1.4).
@@ -78,10 +112,12 @@ pub struct Packuments {
 }
 
 /// Builds both documents. `None` when no version is live (fully unpublished).
-pub fn build(record: &PackageRecord, registry_base: &str) -> Result<Option<Packuments>, serde_json::Error> {
-    let mut live: Vec<(semver_key::Key, &crate::store::VersionRecord)> = record
-        .live_versions()
-        .map(|v| (semver_key::Key::of(&v.version), v))
+pub fn build(record: &PackageView<'_>, registry_base: &str) -> Result<Option<Packuments>, serde_json::Error> {
+    let mut live: Vec<(semver_key::Key, &VersionView<'_>)> = record
+        .versions
+        .iter()
+        .filter(|v| !v.unpublished)
+        .map(|v| (semver_key::Key::of(v.version), v))
         .collect();
     if live.is_empty() {
         return Ok(None);
@@ -92,23 +128,23 @@ pub fn build(record: &PackageRecord, registry_base: &str) -> Result<Option<Packu
     let mut latest_readme: Option<(Value, Option<Value>)> = None;
     let latest = record.dist_tags.get("latest");
     for (_, stored) in &live {
-        let mut manifest: Map<String, Value> = serde_json::from_str(&stored.manifest)?;
+        let mut manifest: Map<String, Value> = serde_json::from_str(stored.manifest)?;
         let readme = manifest.remove("readme");
         let readme_file = manifest.remove("readmeFilename");
-        if latest == Some(&stored.version) {
+        if latest.is_some_and(|l| l == stored.version) {
             latest_readme = readme.map(|r| (r, readme_file));
         }
-        if let Some(message) = &stored.deprecated {
-            manifest.insert("deprecated".into(), Value::String(message.clone()));
+        if let Some(message) = stored.deprecated {
+            manifest.insert("deprecated".into(), Value::String(message.to_owned()));
         }
         let dist = manifest.entry("dist").or_insert_with(|| Value::Object(Map::new()));
         if let Value::Object(dist) = dist {
             dist.insert(
                 "tarball".into(),
-                Value::String(tarball_url(registry_base, &record.name, &stored.version)),
+                Value::String(tarball_url(registry_base, record.name, stored.version)),
             );
         }
-        versions.insert(stored.version.clone(), Value::Object(manifest));
+        versions.insert(stored.version.to_owned(), Value::Object(manifest));
     }
 
     let mut time = Map::new();
@@ -116,7 +152,7 @@ pub fn build(record: &PackageRecord, registry_base: &str) -> Result<Option<Packu
     time.insert("modified".into(), Value::String(iso_time(record.modified_at)));
     // Unpublished versions keep their `time` entry, as on the public registry.
     for stored in &record.versions {
-        time.insert(stored.version.clone(), Value::String(iso_time(stored.published_at)));
+        time.insert(stored.version.to_owned(), Value::String(iso_time(stored.published_at)));
     }
     let maintainers: Vec<Value> = record
         .maintainers
@@ -210,55 +246,68 @@ pub mod semver_key {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
-    use crate::store::{BlobRef, Maintainer, PackageId, VersionRecord};
 
-    fn version(v: &str, deprecated: Option<&str>, unpublished: bool) -> VersionRecord {
-        VersionRecord {
-            version: v.into(),
-            manifest: json!({
-                "name": "@acme/lib", "version": v, "description": format!("desc {v}"),
-                "readme": format!("readme {v}"), "scripts": {"test": "x"},
-                "dependencies": {"a": "^1"}, "dist": {"integrity": "sha512-x", "shasum": "y"}
-            })
-            .to_string(),
-            blob: BlobRef {
-                sha512_hex: "00".into(),
-                size: 1,
-            },
-            published_at: 1_700_000_000_000,
-            publisher: Some("alice".into()),
-            deprecated: deprecated.map(str::to_owned),
-            unpublished_at: unpublished.then_some(1_700_000_000_001),
+    /// The rows a test package is built from; `view` borrows them.
+    struct Rows {
+        name: PackageName,
+        dist_tags: BTreeMap<String, String>,
+        maintainers: Vec<Maintainer>,
+        versions: Vec<(&'static str, String, Option<&'static str>, bool)>,
+    }
+
+    impl Rows {
+        fn view(&self) -> PackageView<'_> {
+            PackageView {
+                name: &self.name,
+                rev: 3,
+                created_at: 1_600_000_000_000,
+                modified_at: 1_700_000_000_000,
+                dist_tags: &self.dist_tags,
+                maintainers: &self.maintainers,
+                versions: self
+                    .versions
+                    .iter()
+                    .map(|(version, manifest, deprecated, unpublished)| VersionView {
+                        version,
+                        manifest,
+                        published_at: 1_700_000_000_000,
+                        deprecated: *deprecated,
+                        unpublished: *unpublished,
+                    })
+                    .collect(),
+            }
         }
     }
 
-    fn record() -> PackageRecord {
-        PackageRecord {
-            id: PackageId(1),
+    fn manifest(v: &str) -> String {
+        json!({
+            "name": "@acme/lib", "version": v, "description": format!("desc {v}"),
+            "readme": format!("readme {v}"), "scripts": {"test": "x"},
+            "dependencies": {"a": "^1"}, "dist": {"integrity": "sha512-x", "shasum": "y"}
+        })
+        .to_string()
+    }
+
+    fn record() -> Rows {
+        Rows {
             name: PackageName::parse("@acme/lib").expect("valid"),
-            rev: 3,
-            created_at: 1_600_000_000_000,
-            modified_at: 1_700_000_000_000,
-            internal: true,
             dist_tags: BTreeMap::from([("latest".to_owned(), "1.10.0".to_owned())]),
             maintainers: vec![Maintainer {
                 name: "alice".into(),
                 email: None,
             }],
             versions: vec![
-                version("1.10.0", None, false),
-                version("1.2.0", Some("use 1.10"), false),
-                version("0.1.0", None, true),
+                ("1.10.0", manifest("1.10.0"), None, false),
+                ("1.2.0", manifest("1.2.0"), Some("use 1.10"), false),
+                ("0.1.0", manifest("0.1.0"), None, true),
             ],
         }
     }
 
     #[test]
     fn full_document_has_sorted_versions_rewritten_tarballs_and_complete_time() {
-        let docs = build(&record(), "http://h/r/x").expect("builds").expect("live");
+        let docs = build(&record().view(), "http://h/r/x").expect("builds").expect("live");
         let full = &docs.full;
         let keys: Vec<&String> = full["versions"].as_object().expect("obj").keys().collect();
         assert_eq!(keys, ["1.2.0", "1.10.0"]);
@@ -276,7 +325,7 @@ mod tests {
 
     #[test]
     fn abbreviated_document_keeps_install_fields_only() {
-        let docs = build(&record(), "http://h/r/x").expect("builds").expect("live");
+        let docs = build(&record().view(), "http://h/r/x").expect("builds").expect("live");
         let v = &docs.abbreviated["versions"]["1.10.0"];
         assert_eq!(v["dependencies"]["a"], "^1");
         assert!(v.get("scripts").is_none());
@@ -294,8 +343,8 @@ mod tests {
     fn fully_unpublished_package_has_no_document() {
         let mut r = record();
         for v in &mut r.versions {
-            v.unpublished_at = Some(1);
+            v.3 = true;
         }
-        assert!(build(&r, "http://h/r/x").expect("builds").is_none());
+        assert!(build(&r.view(), "http://h/r/x").expect("builds").is_none());
     }
 }

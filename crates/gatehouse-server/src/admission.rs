@@ -1,24 +1,26 @@
-//! The one way a version enters a registry. Publish calls it today; pulls from an
-//! upstream and promotions will too, so every check added here (policy, manifest
-//! consistency) guards all of them.
+//! The one way a version enters a registry: publishes, pulls from an upstream and
+//! promotions all call [`Admission::admit`], so every check here (tarball inspection,
+//! manifest consistency, and the firewall's policy next) guards all of them.
 //!
 //! Order matters for crash safety: a blob is durable by the time the metadata commit
 //! that refers to it is. Either its file is written (and fsynced) first, or, for a
 //! small tarball, its bytes are journaled in that very commit and its file written
-//! after it (see `blob_journal`). A crash leaves at worst an unreferenced blob.
+//! after it (see `gatehouse_store::blobs::journal`). A crash leaves at worst an
+//! unreferenced blob.
 
 use bytes::Bytes;
+use gatehouse_npm::dist_tag::DistTag;
+use gatehouse_npm::integrity::Digests;
+use gatehouse_npm::name::PackageName;
+use gatehouse_npm::tarball::{self, TarballError, TarballInfo, TarballLimits};
+use gatehouse_npm::version::Version;
+use gatehouse_store::blobs::{BlobError, BlobKey, Blobs, StagedBlob};
+use gatehouse_store::{
+    AuditAction, AuditEntry, BlobRef, Conflict, Meta, NewVersion, PublishTarget, Registry, StoreError, User,
+};
 use serde_json::{Map, Value};
 
-use crate::app::App;
-use crate::blob_journal;
-use crate::npm::dist_tag::DistTag;
-use crate::npm::integrity::Digests;
-use crate::npm::name::PackageName;
-use crate::npm::tarball::{self, TarballError, TarballInfo, TarballLimits};
-use crate::npm::version::Version;
-use crate::store::blobs::{BlobError, BlobKey, StagedBlob};
-use crate::store::{AuditEntry, BlobRef, NewVersion, PublishTarget, Registry, StoreError, User};
+use crate::packument_cache::PackumentCache;
 
 /// A version asking to enter a registry.
 pub struct Candidate<'a> {
@@ -63,148 +65,196 @@ impl Origin {
             Origin::Promotion { from } => format!("promotion:{from}"),
         }
     }
+
+    fn audit_action(&self) -> AuditAction {
+        match self {
+            Origin::Publish => AuditAction::VersionPublish,
+            Origin::Upstream { .. } => AuditAction::VersionPull,
+            Origin::Promotion { .. } => AuditAction::VersionPromote,
+        }
+    }
+}
+
+/// Why a version may not enter: what the person publishing (or the upstream) must fix.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Refusal {
+    #[error(transparent)]
+    Tarball(#[from] TarballError),
+    #[error(transparent)]
+    Manifest(#[from] ManifestMismatch),
+}
+
+/// The manifest says something the tarball's `package.json` does not (manifest confusion).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ManifestMismatch {
+    #[error("the tarball's package.json names {packed:?}, but the publish is for \"{name}\"")]
+    Name { packed: String, name: PackageName },
+    #[error("the tarball's package.json has version \"{packed}\", but the publish is for {version}")]
+    Version { packed: String, version: Version },
+    #[error("manifest {field} differ from the tarball's package.json; publish the package.json you packed")]
+    Dependencies { field: &'static str },
+    #[error("manifest scripts.{script} differs from the tarball's package.json")]
+    Script { script: &'static str },
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdmissionError {
-    /// The tarball or manifest is unacceptable; the message says why.
-    #[error("{0}")]
-    Rejected(String),
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     #[error("You cannot publish over the previously published versions: {0}.")]
-    VersionExists(String),
+    VersionExists(Version),
     #[error("package name \"{0}\" differs only in case from an existing package; names are unique ignoring case")]
-    NameTaken(String),
-    #[error(transparent)]
+    NameTaken(PackageName),
+    #[error("metadata store")]
     Store(#[from] StoreError),
-    #[error(transparent)]
+    #[error("blob store")]
     Blob(#[from] BlobError),
 }
 
+#[derive(Debug)]
 pub struct Admitted {
     pub created_package: bool,
 }
 
-pub async fn admit(app: &App, candidate: Candidate<'_>) -> Result<Admitted, AdmissionError> {
-    let Candidate {
-        registry,
-        target,
-        name,
-        version,
-        manifest,
-        tarball,
-        staged,
-        digests,
-        tags,
-        publisher,
-        origin,
-        client_addr,
-    } = candidate;
+/// Admits versions into registries. Holds exactly what admission touches.
+pub struct Admission {
+    meta: Meta,
+    blobs: Blobs,
+    packuments: PackumentCache,
+    limits: TarballLimits,
+    /// Flag a name internal when it is first published here.
+    internal_by_default: bool,
+}
 
-    // Cheap early refusal, before any bytes are written; the store's unique
-    // constraint still decides races between concurrent publishes.
-    let taken = match target {
-        Some(target) => target.release_taken,
-        None => {
-            app.meta
-                .release_taken(registry.id, &name, version.release_key())
-                .await?
+impl Admission {
+    pub fn new(
+        meta: Meta,
+        blobs: Blobs,
+        packuments: PackumentCache,
+        limits: TarballLimits,
+        internal_by_default: bool,
+    ) -> Self {
+        Admission {
+            meta,
+            blobs,
+            packuments,
+            limits,
+            internal_by_default,
         }
-    };
-    if taken {
-        return Err(AdmissionError::VersionExists(version.to_string()));
     }
 
-    let limits = TarballLimits {
-        max_unpacked_bytes: app.config.limits.max_unpacked_bytes,
-        max_entries: app.config.limits.max_tarball_entries,
-        ..TarballLimits::default()
-    };
-    let inspected = inspect(&tarball, limits)
-        .await
-        .map_err(|e| AdmissionError::Rejected(e.to_string()))?;
-    check_manifest_matches_tarball(&name, &version, &manifest, &inspected)?;
-    let manifest = match origin {
-        Origin::Publish => served_manifest(manifest, &name, &version, &inspected, &digests, publisher),
-        Origin::Upstream { .. } | Origin::Promotion { .. } => manifest,
-    };
-    let pulled = matches!(origin, Origin::Upstream { .. });
-    let deprecated = manifest.get("deprecated").and_then(Value::as_str).map(str::to_owned);
-
-    let key = BlobKey::from_bytes(digests.sha512);
-    // Small tarballs ride in the metadata commit instead of waiting for the disk; the
-    // journal's task writes their files after it.
-    let journal = match staged {
-        Some(staged) => {
-            staged.commit(&key).await?;
-            None
-        }
-        None if tarball.len() <= blob_journal::MAX_BYTES && app.blobs.syncs() => Some(tarball.clone()),
-        None => {
-            app.blobs.put(&key, tarball.clone()).await?;
-            None
-        }
-    };
-    let journaled = journal.is_some();
-
-    let new = NewVersion {
-        registry_id: registry.id,
-        name: name.clone(),
-        version: version.as_str().to_owned(),
-        release_key: version.release_key().to_owned(),
-        manifest: Value::Object(manifest).to_string(),
-        blob: BlobRef {
-            sha512_hex: key.to_hex(),
-            size: tarball.len() as u64,
-        },
-        publisher: publisher.map(|u| u.id),
-        publisher_name: publisher.map(|u| u.name.clone()),
-        deprecated,
-        source: origin.describe(),
-        tags: tags.iter().map(|t| t.as_str().to_owned()).collect(),
-        // Names first published here are internal (dependency-confusion guard);
-        // names that arrive from an upstream are not.
-        internal_if_new: !pulled && app.config.internal_by_default,
-        published_at: match origin {
-            Origin::Upstream { published_at, .. } => published_at,
-            Origin::Publish | Origin::Promotion { .. } => None,
-        },
-        claim_latest: !pulled,
-        audit: AuditEntry {
-            actor: publisher.map(|u| u.name.clone()),
-            action: match origin {
-                Origin::Publish => "version.publish",
-                Origin::Upstream { .. } => "version.pull",
-                Origin::Promotion { .. } => "version.promote",
-            },
-            registry: Some(registry.name.to_string()),
-            package: Some(name.to_string()),
-            version: Some(version.to_string()),
-            detail: Some(format!("source={} sha512={}", origin.describe(), key.to_hex())),
+    pub async fn admit(&self, candidate: Candidate<'_>) -> Result<Admitted, AdmissionError> {
+        let Candidate {
+            registry,
+            target,
+            name,
+            version,
+            manifest,
+            tarball,
+            staged,
+            digests,
+            tags,
+            publisher,
+            origin,
             client_addr,
-        },
-        known_package: target.map(|t| t.package),
-        journal,
-    };
-    let inserted = app.meta.insert_version(&new).await.map_err(|e| match e {
-        StoreError::Conflict("version exists") => AdmissionError::VersionExists(version.to_string()),
-        StoreError::Conflict(_) => AdmissionError::NameTaken(name.to_string()),
-        other => AdmissionError::Store(other),
-    })?;
-    if journaled {
-        app.journal.committed();
-    }
-    if pulled {
-        if let Err(e) = app.packuments.record_pull(registry.id, &name).await {
-            tracing::warn!(error = %e, pkg.name = %name, "cannot update the prepared packument after a pull; dropping it");
-            app.packuments.invalidate(registry.id, &name).await;
+        } = candidate;
+
+        // Cheap early refusal, before any bytes are written; the store's unique
+        // constraint still decides races between concurrent publishes.
+        let taken = match target {
+            Some(target) => target.release_taken,
+            None => {
+                self.meta
+                    .release_taken(registry.id, &name, version.release_key())
+                    .await?
+            }
+        };
+        if taken {
+            return Err(AdmissionError::VersionExists(version));
         }
-    } else {
-        app.packuments.invalidate(registry.id, &name).await;
+
+        let inspected = inspect(&tarball, self.limits).await.map_err(Refusal::from)?;
+        check_manifest_matches_tarball(&name, &version, &manifest, &inspected).map_err(Refusal::from)?;
+        let manifest = match origin {
+            Origin::Publish => served_manifest(manifest, &name, &version, &inspected, &digests, publisher),
+            Origin::Upstream { .. } | Origin::Promotion { .. } => manifest,
+        };
+        let pulled = matches!(origin, Origin::Upstream { .. });
+        let deprecated = manifest.get("deprecated").and_then(Value::as_str).map(str::to_owned);
+
+        let key = BlobKey::from_bytes(digests.sha512);
+        // Small tarballs ride in the metadata commit instead of waiting for the disk; the
+        // journal's task writes their files after it.
+        let journal = match staged {
+            Some(staged) => {
+                staged.commit(&key).await?;
+                None
+            }
+            None if self.blobs.journals(tarball.len()) => Some(tarball.clone()),
+            None => {
+                self.blobs.put(&key, tarball.clone()).await?;
+                None
+            }
+        };
+        let journaled = journal.is_some();
+
+        let new = NewVersion {
+            registry_id: registry.id,
+            name: name.clone(),
+            version: version.as_str().to_owned(),
+            release_key: version.release_key().to_owned(),
+            manifest: Value::Object(manifest).to_string(),
+            blob: BlobRef {
+                sha512_hex: key.to_hex(),
+                size: tarball.len() as u64,
+            },
+            publisher: publisher.map(|u| u.id),
+            publisher_name: publisher.map(|u| u.name.clone()),
+            deprecated,
+            source: origin.describe(),
+            tags: tags.iter().map(|t| t.as_str().to_owned()).collect(),
+            // Names first published here are internal (dependency-confusion guard);
+            // names that arrive from an upstream are not.
+            internal_if_new: !pulled && self.internal_by_default,
+            published_at: match origin {
+                Origin::Upstream { published_at, .. } => published_at,
+                Origin::Publish | Origin::Promotion { .. } => None,
+            },
+            claim_latest: !pulled,
+            audit: AuditEntry {
+                actor: publisher.map(|u| u.name.clone()),
+                action: origin.audit_action(),
+                registry: Some(registry.name.to_string()),
+                package: Some(name.to_string()),
+                version: Some(version.to_string()),
+                detail: Some(format!("source={} sha512={}", origin.describe(), key.to_hex())),
+                client_addr,
+            },
+            known_package: target.map(|t| t.package),
+            journal,
+        };
+        let inserted = match self.meta.insert_version(&new).await {
+            Ok(inserted) => inserted,
+            Err(StoreError::Conflict(Conflict::VersionExists)) => return Err(AdmissionError::VersionExists(version)),
+            Err(StoreError::Conflict(Conflict::NameTakenIgnoringCase)) => return Err(AdmissionError::NameTaken(name)),
+            Err(e) => return Err(e.into()),
+        };
+        if journaled {
+            self.blobs.committed();
+        }
+        if pulled {
+            if let Err(e) = self.packuments.record_pull(registry.id, &name).await {
+                tracing::warn!(error = %e, pkg.name = %name, "cannot update the prepared packument after a pull; dropping it");
+                self.packuments.invalidate(registry.id, &name).await;
+            }
+        } else {
+            self.packuments.invalidate(registry.id, &name).await;
+        }
+        tracing::info!(registry.name = %registry.name, pkg.name = %name, pkg.version = %version, "version admitted");
+        Ok(Admitted {
+            created_package: inserted.created_package,
+        })
     }
-    tracing::info!(registry.name = %registry.name, pkg.name = %name, pkg.version = %version, "version admitted");
-    Ok(Admitted {
-        created_package: inserted.created_package,
-    })
 }
 
 /// What a tarball may unpack to when it is inspected in place, on the request's task.
@@ -246,28 +296,31 @@ fn check_manifest_matches_tarball(
     version: &Version,
     manifest: &Map<String, Value>,
     tarball: &TarballInfo,
-) -> Result<(), AdmissionError> {
+) -> Result<(), ManifestMismatch> {
     let packed = &tarball.manifest;
     if packed.get("name").and_then(Value::as_str) != Some(name.as_str()) {
-        return Err(AdmissionError::Rejected(format!(
-            "the tarball's package.json names {:?}, but the publish is for \"{name}\"",
-            packed.get("name").and_then(Value::as_str).unwrap_or("nothing")
-        )));
+        return Err(ManifestMismatch::Name {
+            packed: packed
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("nothing")
+                .to_owned(),
+            name: name.clone(),
+        });
     }
     let packed_version = packed.get("version").and_then(Value::as_str).unwrap_or("nothing");
     if Version::parse(packed_version)
         .map(|v| v.as_str() != version.as_str())
         .unwrap_or(true)
     {
-        return Err(AdmissionError::Rejected(format!(
-            "the tarball's package.json has version \"{packed_version}\", but the publish is for {version}"
-        )));
+        return Err(ManifestMismatch::Version {
+            packed: packed_version.to_owned(),
+            version: version.clone(),
+        });
     }
     for field in ["dependencies", "optionalDependencies", "peerDependencies"] {
         if non_empty_object(manifest.get(field)) != non_empty_object(packed.get(field)) {
-            return Err(AdmissionError::Rejected(format!(
-                "manifest {field} differ from the tarball's package.json; publish the package.json you packed"
-            )));
+            return Err(ManifestMismatch::Dependencies { field });
         }
     }
     for script in ["preinstall", "install", "postinstall"] {
@@ -276,9 +329,7 @@ fn check_manifest_matches_tarball(
         // npm adds `install: node-gyp rebuild` to the manifest when binding.gyp exists.
         let implied = script == "install" && tarball.has_binding_gyp && packed_script.is_none();
         if declared != packed_script && !implied {
-            return Err(AdmissionError::Rejected(format!(
-                "manifest scripts.{script} differs from the tarball's package.json"
-            )));
+            return Err(ManifestMismatch::Script { script });
         }
     }
     Ok(())
@@ -333,4 +384,210 @@ fn served_manifest(
     dist.insert("unpackedSize".into(), Value::from(tarball.unpacked_size));
     manifest.insert("dist".into(), Value::Object(dist));
     manifest
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use gatehouse_npm::integrity::Digests;
+    use gatehouse_store::blobs::memory::MemoryBlobStore;
+    use gatehouse_store::registry::RegistryName;
+    use gatehouse_store::sqlite::SqliteStore;
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::{PublicUrl, UpstreamSettings};
+    use crate::upstream::Upstreams;
+
+    /// Admission over an in-memory database and blob store, and a registry in it.
+    struct Fixture {
+        admission: Admission,
+        meta: Meta,
+        blobs: Blobs,
+        registry: Registry,
+    }
+
+    async fn fixture() -> Fixture {
+        let meta: Meta = Arc::new(SqliteStore::open_in_memory().await.expect("in-memory store"));
+        let blobs = Blobs::idle(Arc::new(MemoryBlobStore::default()), meta.clone());
+        let settings = UpstreamSettings::default();
+        let upstreams = Arc::new(Upstreams::new(meta.clone(), &settings, 1 << 20).expect("upstreams"));
+        let public_url = PublicUrl::parse("http://registry.test").expect("url");
+        let packuments = PackumentCache::new(meta.clone(), upstreams, public_url, settings, 1 << 20);
+        let admission = Admission::new(
+            meta.clone(),
+            blobs.clone(),
+            packuments,
+            TarballLimits::default(),
+            true,
+        );
+        let name = RegistryName::parse("test").expect("name");
+        let registry = meta.create_registry(&name, false).await.expect("registry");
+        Fixture {
+            admission,
+            meta,
+            blobs,
+            registry,
+        }
+    }
+
+    fn tarball(package_json: &serde_json::Value) -> Bytes {
+        let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+        for (path, data) in [
+            ("package/package.json", package_json.to_string().into_bytes()),
+            ("package/index.js", b"module.exports = 1;\n".to_vec()),
+        ] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            builder.append_data(&mut header, path, data.as_slice()).expect("append");
+        }
+        Bytes::from(builder.into_inner().expect("tar").finish().expect("gzip"))
+    }
+
+    impl Fixture {
+        /// Publishes `name@version` with `manifest` as the publish body's and `packed` as
+        /// the tarball's package.json.
+        async fn publish(
+            &self,
+            name: &str,
+            version: &str,
+            manifest: serde_json::Value,
+            packed: serde_json::Value,
+        ) -> Result<Admitted, AdmissionError> {
+            let tarball = tarball(&packed);
+            let serde_json::Value::Object(manifest) = manifest else {
+                panic!("a manifest is an object")
+            };
+            self.admission
+                .admit(Candidate {
+                    registry: &self.registry,
+                    target: None,
+                    name: PackageName::parse(name).expect("name"),
+                    version: Version::parse(version).expect("version"),
+                    manifest,
+                    digests: Digests::of(&tarball),
+                    tarball,
+                    staged: None,
+                    tags: vec![DistTag::parse("latest").expect("tag")],
+                    publisher: None,
+                    origin: Origin::Publish,
+                    client_addr: None,
+                })
+                .await
+        }
+
+        async fn versions(&self, name: &str) -> Vec<String> {
+            let name = PackageName::parse(name).expect("name");
+            let record = self.meta.package(self.registry.id, &name).await.expect("read");
+            record
+                .map(|r| r.versions.into_iter().map(|v| v.version).collect())
+                .unwrap_or_default()
+        }
+
+        async fn blob_count(&self) -> usize {
+            self.blobs.count().await.expect("count")
+        }
+    }
+
+    fn manifest(name: &str, version: &str) -> serde_json::Value {
+        json!({ "name": name, "version": version, "dependencies": { "dep": "^1.0.0" } })
+    }
+
+    #[tokio::test]
+    async fn an_admitted_version_is_stored_with_its_blob_and_audit_entry() {
+        let f = fixture().await;
+        let admitted = f
+            .publish("lib", "1.0.0", manifest("lib", "1.0.0"), manifest("lib", "1.0.0"))
+            .await
+            .expect("admitted");
+        assert!(admitted.created_package);
+        assert_eq!(f.versions("lib").await, ["1.0.0"]);
+        assert_eq!(f.blob_count().await, 1);
+        let audit = f.meta.recent_audit(10).await.expect("audit");
+        assert_eq!(audit[0].1.action, "version.publish");
+        assert_eq!(audit[0].1.version.as_deref(), Some("1.0.0"));
+    }
+
+    #[tokio::test]
+    async fn a_republished_version_is_refused_and_nothing_is_stored() {
+        let f = fixture().await;
+        f.publish("lib", "1.0.0", manifest("lib", "1.0.0"), manifest("lib", "1.0.0"))
+            .await
+            .expect("first");
+        // Other bytes under the same version: refused before they are written.
+        let mut packed = manifest("lib", "1.0.0");
+        packed["description"] = json!("different bytes");
+        let refused = f.publish("lib", "1.0.0", manifest("lib", "1.0.0"), packed).await;
+        assert!(matches!(&refused, Err(AdmissionError::VersionExists(v)) if v.as_str() == "1.0.0"), "{refused:?}");
+        assert_eq!(f.blob_count().await, 1);
+        assert_eq!(f.versions("lib").await, ["1.0.0"]);
+    }
+
+    #[tokio::test]
+    async fn a_manifest_that_differs_from_the_tarball_is_refused_with_the_field() {
+        let f = fixture().await;
+        let mut packed = manifest("lib", "1.0.0");
+        packed["dependencies"] = json!({ "evil": "*" });
+        let refused = f.publish("lib", "1.0.0", manifest("lib", "1.0.0"), packed).await;
+        assert!(
+            matches!(
+                &refused,
+                Err(AdmissionError::Refused(Refusal::Manifest(ManifestMismatch::Dependencies {
+                    field: "dependencies"
+                })))
+            ),
+            "{refused:?}"
+        );
+        let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("publish the package.json you packed"), "{message}");
+        assert!(f.versions("lib").await.is_empty());
+        assert_eq!(f.blob_count().await, 0);
+    }
+
+    #[tokio::test]
+    async fn a_tarball_that_is_not_gzip_is_refused_with_the_tarball_error() {
+        let f = fixture().await;
+        let bytes = Bytes::from_static(b"not a tarball at all");
+        let serde_json::Value::Object(manifest) = manifest("lib", "1.0.0") else {
+            unreachable!()
+        };
+        let refused = f
+            .admission
+            .admit(Candidate {
+                registry: &f.registry,
+                target: None,
+                name: PackageName::parse("lib").expect("name"),
+                version: Version::parse("1.0.0").expect("version"),
+                manifest,
+                digests: Digests::of(&bytes),
+                tarball: bytes,
+                staged: None,
+                tags: Vec::new(),
+                publisher: None,
+                origin: Origin::Publish,
+                client_addr: None,
+            })
+            .await;
+        assert!(
+            matches!(&refused, Err(AdmissionError::Refused(Refusal::Tarball(TarballError::NotGzip)))),
+            "{refused:?}"
+        );
+        assert_eq!(f.blob_count().await, 0);
+    }
+
+    #[tokio::test]
+    async fn a_name_that_differs_only_in_case_is_taken() {
+        let f = fixture().await;
+        f.publish("lib", "1.0.0", manifest("lib", "1.0.0"), manifest("lib", "1.0.0"))
+            .await
+            .expect("first");
+        let refused = f
+            .publish("Lib", "1.0.0", manifest("Lib", "1.0.0"), manifest("Lib", "1.0.0"))
+            .await;
+        assert!(matches!(&refused, Err(AdmissionError::NameTaken(n)) if n.as_str() == "Lib"), "{refused:?}");
+        assert!(f.versions("Lib").await.is_empty());
+    }
 }

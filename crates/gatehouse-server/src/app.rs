@@ -1,55 +1,60 @@
-//! The application: configuration plus the long-lived parts every request uses.
+//! The application: configuration plus the long-lived parts, composed. Only the HTTP
+//! layer and the CLI see it; every part below takes exactly what it uses.
 
 use std::sync::Arc;
 
+use gatehouse_npm::tarball::TarballLimits;
+use gatehouse_store::blobs::Blobs;
+use gatehouse_store::registry::RegistryName;
+use gatehouse_store::storage::{self, JournalTask, OpenError, Storage};
+use gatehouse_store::{ChangeKind, Meta, Registry, StoreError};
+
+use crate::access::AccessCache;
+use crate::admission::Admission;
+use crate::auth::Authenticator;
 use crate::auth::web_login::WebLogins;
-use crate::auth::{Authenticator, password};
-use crate::blob_journal::{self, BlobJournal, JournalError};
 use crate::config::{Config, PublicUrl};
 use crate::packument_cache::PackumentCache;
-use crate::registry::RegistryName;
-use crate::store::blobs::{Blobs, FsBlobStore};
-use crate::store::sqlite::SqliteStore;
-use crate::store::{AuditEntry, ChangeKind, Meta, NewUpstream, Registry, RegistryId, StoreError, UserId};
+use crate::services::{Actor, Caches, Creation, NewUser, ServiceError, Services, UpstreamRequest};
 use crate::upstream::Upstreams;
 use crate::upstream::pull::Pulls;
+use crate::upstream::push::Promotion;
 use crate::upstream::spec::UpstreamSpec;
-use moka::future::Cache;
 
 pub struct App {
     pub config: Config,
     pub public_url: PublicUrl,
     pub meta: Meta,
+    /// The one way anything reads or writes a tarball.
     pub blobs: Blobs,
     pub packuments: PackumentCache,
-    pub auth: Authenticator,
+    pub auth: Arc<Authenticator>,
     pub web_logins: WebLogins,
     pub upstreams: Arc<Upstreams>,
     /// Registries and roles, read on every request.
-    pub access: AccessCache,
-    /// Tarball pulls in flight, so concurrent downloads of a version share one.
-    pub pulls: Pulls,
-    /// Reads blobs from their files or, until those are written, from the blob
-    /// journal; writes the journaled ones in the background.
-    pub journal: BlobJournal,
+    pub access: Arc<AccessCache>,
+    pub admission: Arc<Admission>,
+    /// Tarball pulls, so concurrent downloads of a version share one.
+    pub pulls: Arc<Pulls>,
+    pub promotion: Promotion,
+    pub services: Services,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("data directory {path} is not usable: {source}")]
-    DataDir { path: String, source: std::io::Error },
-    #[error("metadata store: {0}")]
+    #[error("data directory {path} is not usable: {cause}")]
+    DataDir { path: std::path::PathBuf, cause: std::io::Error },
+    #[error(transparent)]
+    Storage(#[from] OpenError),
+    // Printed with their sources (`{:#}`), so the messages don't repeat them.
+    #[error("metadata store")]
     Store(#[from] StoreError),
-    #[error("blob store: {0}")]
-    Blobs(#[from] crate::store::blobs::BlobError),
-    #[error("blob journal: {0}")]
-    Journal(#[from] JournalError),
     #[error("GATEHOUSE_ADMIN_PASSWORD: {0}")]
-    AdminPassword(#[from] password::PasswordError),
-    #[error("registry {registry}: {message}")]
-    Registry { registry: String, message: String },
-    #[error("cannot set up the upstream HTTP client: {0}")]
-    Http(String),
+    AdminPassword(ServiceError),
+    #[error("registry {registry}: {cause}")]
+    Registry { registry: RegistryName, cause: ServiceError },
+    #[error("cannot set up the upstream HTTP client")]
+    Http(#[from] reqwest::Error),
 }
 
 /// How often the change log is read.
@@ -58,17 +63,21 @@ const CHANGE_POLL: std::time::Duration = std::time::Duration::from_millis(500);
 /// The registry every fresh installation starts with.
 pub const DEFAULT_REGISTRY: &str = "default";
 
-/// Opens the metadata store in the data dir (creating both if needed).
-pub async fn open_meta(config: &Config) -> Result<Meta, StartError> {
-    let dir = &config.data_dir;
-    tokio::fs::create_dir_all(dir)
-        .await
-        .map_err(|source| StartError::DataDir {
-            path: dir.display().to_string(),
-            source,
-        })?;
-    let store = SqliteStore::open(&config.database_path(), config.durability).await?;
-    Ok(Arc::new(store))
+/// Opens the stores the configuration names, for a command that works on them
+/// without serving (the CLI): the server writes journaled blobs, not the command.
+pub async fn open_storage(config: &Config) -> Result<Storage, OpenError> {
+    storage::open(
+        &config.database,
+        &config.blobs,
+        config.durability,
+        JournalTask::LeaveToServer,
+    )
+    .await
+}
+
+/// The write services as a command without caches uses them.
+pub fn cli_services(meta: &Meta) -> Services {
+    Services::new(meta.clone(), Caches::default())
 }
 
 impl App {
@@ -79,19 +88,21 @@ impl App {
         public_url: PublicUrl,
         admin_password: Option<String>,
     ) -> Result<Arc<App>, StartError> {
-        let meta = open_meta(&config).await?;
-        let blobs: Blobs = Arc::new(FsBlobStore::open(&config.blob_dir(), config.durability).await?);
-        // Before anything is served: a blob a crash lost must be back first.
-        blob_journal::recover(&meta, &blobs).await?;
-        let journal = BlobJournal::start(meta.clone(), blobs.clone());
-        ensure_registries(&meta, &config).await?;
-        if let Some(password) = admin_password {
-            ensure_admin(&meta, password).await?;
-        }
-        let upstreams = Arc::new(
-            Upstreams::new(meta.clone(), &config.upstream, config.packument_cache_bytes)
-                .map_err(|e| StartError::Http(e.to_string()))?,
-        );
+        // The data directory holds the embedded stores by default, and is created on
+        // first start.
+        tokio::fs::create_dir_all(&config.data_dir)
+            .await
+            .map_err(|cause| StartError::DataDir {
+                path: config.data_dir.clone(),
+                cause,
+            })?;
+        let Storage { meta, blobs } =
+            storage::open(&config.database, &config.blobs, config.durability, JournalTask::Run).await?;
+        let upstreams = Arc::new(Upstreams::new(
+            meta.clone(),
+            &config.upstream,
+            config.packument_cache_bytes,
+        )?);
         let packuments = PackumentCache::new(
             meta.clone(),
             upstreams.clone(),
@@ -99,13 +110,56 @@ impl App {
             config.upstream.clone(),
             config.packument_cache_bytes,
         );
+        let limits = TarballLimits {
+            max_unpacked_bytes: config.limits.max_unpacked_bytes,
+            max_entries: config.limits.max_tarball_entries,
+            ..TarballLimits::default()
+        };
+        let admission = Arc::new(Admission::new(
+            meta.clone(),
+            blobs.clone(),
+            packuments.clone(),
+            limits,
+            config.internal_by_default,
+        ));
+        let pulls = Pulls::new(
+            meta.clone(),
+            blobs.clone(),
+            packuments.clone(),
+            upstreams.clone(),
+            admission.clone(),
+        );
+        let promotion = Promotion::new(
+            meta.clone(),
+            blobs.clone(),
+            packuments.clone(),
+            upstreams.clone(),
+            pulls.clone(),
+            admission.clone(),
+        );
+        let auth = Arc::new(Authenticator::new(meta.clone()));
+        let access = AccessCache::new(meta.clone());
+        let services = Services::new(
+            meta.clone(),
+            Caches {
+                packuments: Some(packuments.clone()),
+                access: Some(access.clone()),
+                auth: Some(auth.clone()),
+            },
+        );
+        ensure_registries(&meta, &services, &config).await?;
+        if let Some(password) = admin_password {
+            ensure_admin(&meta, &services, password).await?;
+        }
         Ok(Arc::new(App {
-            auth: Authenticator::new(meta.clone()),
+            auth,
             web_logins: WebLogins::default(),
-            access: AccessCache::new(meta.clone()),
+            access,
             upstreams,
-            pulls: Pulls::default(),
-            journal,
+            admission,
+            pulls,
+            promotion,
+            services,
             config,
             public_url,
             meta,
@@ -120,8 +174,8 @@ impl App {
     }
 
     /// Follows the database's change log so that changes made by other processes
-    /// (the CLI, other replicas) reach this process's prepared packuments within
-    /// `CHANGE_POLL`. Runs until the process ends.
+    /// (the CLI, other replicas) reach this process's caches within `CHANGE_POLL`.
+    /// Runs until the process ends.
     pub fn watch_changes(self: &Arc<Self>) {
         let app = Arc::clone(self);
         tokio::spawn(async move {
@@ -149,8 +203,8 @@ impl App {
                     }
                     Err(e) => tracing::warn!(error = %e, "cannot read the change log"),
                 }
-                if ticks % 1200 == 0 {
-                    let hour_ago = crate::store::now_millis() - 3_600_000;
+                if ticks.is_multiple_of(1200) {
+                    let hour_ago = gatehouse_store::now_millis() - 3_600_000;
                     if let Err(e) = app.meta.prune_changes(hour_ago).await {
                         tracing::warn!(error = %e, "cannot prune the change log");
                     }
@@ -158,129 +212,115 @@ impl App {
             }
         });
     }
-
-    /// Best-effort audit: a failure to log is itself logged, never fails the request.
-    pub async fn audit(&self, entry: AuditEntry) {
-        if let Err(e) = self.meta.append_audit(&entry).await {
-            tracing::error!(error = %e, action = entry.action, "could not write audit log entry");
-        }
-    }
 }
 
-async fn ensure_registries(meta: &Meta, config: &Config) -> Result<(), StartError> {
+/// The `default` registry on a fresh install, and the registries of the config file.
+/// Everything is checked before anything is written: a bad entry changes nothing.
+async fn ensure_registries(meta: &Meta, services: &Services, config: &Config) -> Result<(), StartError> {
+    let registry_error = |registry: &RegistryName| {
+        let registry = registry.clone();
+        move |cause| StartError::Registry { registry, cause }
+    };
     let default = RegistryName::parse(DEFAULT_REGISTRY).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let first_start = meta.registries().await?.is_empty();
-    if first_start && !config.registries.contains_key(&default) {
-        // A fresh install proxies the public registry out of the box.
-        let registry = meta.create_registry(&default, false).await?;
-        meta.add_upstream(
-            registry.id,
-            &NewUpstream {
-                spec: UpstreamSpec::Npmjs.to_string(),
-                ..NewUpstream::default()
-            },
-        )
-        .await?;
-        tracing::info!(registry = %default, "created registry with the public npm registry as upstream");
-    }
+    let existing = meta.registries().await?;
+    let mut wanted = Vec::with_capacity(config.registries.len());
     for (name, settings) in &config.registries {
-        let registry = match meta.registry(name).await? {
-            Some(existing) => {
-                if existing.public_read != settings.public {
-                    meta.set_registry_public(existing.id, settings.public).await?;
+        let upstreams = match &settings.upstreams {
+            None => None,
+            Some(specs) => {
+                let mut upstreams = Vec::with_capacity(specs.len());
+                for raw in specs {
+                    let spec = UpstreamSpec::parse(raw).map_err(|e| StartError::Registry {
+                        registry: name.clone(),
+                        cause: ServiceError::Invalid(e.to_string()),
+                    })?;
+                    if let UpstreamSpec::Registry(other) = &spec
+                        && !config.registries.contains_key(other)
+                        && !existing.iter().any(|r| &r.name == other)
+                    {
+                        return Err(StartError::Registry {
+                            registry: name.clone(),
+                            cause: ServiceError::NotFound(format!("upstream {spec}: no registry named \"{other}\"")),
+                        });
+                    }
+                    upstreams.push(UpstreamRequest::plain(spec));
                 }
-                existing
-            }
-            None => {
-                tracing::info!(registry = %name, public = settings.public, "created registry");
-                meta.create_registry(name, settings.public).await?
+                Some(upstreams)
             }
         };
-        if let Some(specs) = &settings.upstreams {
-            let mut upstreams = Vec::with_capacity(specs.len());
-            for raw in specs {
-                let spec = UpstreamSpec::parse(raw).map_err(|e| StartError::Registry {
-                    registry: name.to_string(),
-                    message: e.to_string(),
-                })?;
-                upstreams.push(NewUpstream {
-                    spec: spec.to_string(),
-                    ..NewUpstream::default()
-                });
+        wanted.push((name, settings.public, upstreams));
+    }
+    if existing.is_empty() && !config.registries.contains_key(&default) {
+        // A fresh install proxies the public registry out of the box.
+        let created = services
+            .create_registry(
+                &Actor::system(),
+                &default,
+                false,
+                &[UpstreamRequest::plain(UpstreamSpec::Npmjs)],
+            )
+            .await;
+        match created {
+            Ok(_) => tracing::info!(registry = %default, "created registry with the public npm registry as upstream"),
+            // Another process starting at the same moment created it.
+            Err(ServiceError::Conflict(_)) => {}
+            Err(e) => return Err(registry_error(&default)(e)),
+        }
+    }
+    // Every registry first, then the upstream lists (which may name each other).
+    let mut registries = Vec::with_capacity(wanted.len());
+    for (name, public, upstreams) in wanted {
+        let registry = match existing.iter().find(|r| &r.name == name) {
+            Some(registry) if registry.public_read != public => {
+                services
+                    .set_registry_public(&Actor::system(), registry, public)
+                    .await
+                    .map_err(registry_error(name))?;
+                registry.clone()
             }
-            meta.set_upstreams(registry.id, &upstreams).await?;
+            Some(registry) => registry.clone(),
+            None => match services.create_registry(&Actor::system(), name, public, &[]).await {
+                Ok(created) => {
+                    tracing::info!(registry = %name, public, "created registry");
+                    created
+                }
+                // Another process starting at the same moment created it.
+                Err(ServiceError::Conflict(_)) => services.registry(name).await.map_err(registry_error(name))?,
+                Err(e) => return Err(registry_error(name)(e)),
+            },
+        };
+        registries.push((registry, upstreams));
+    }
+    for (registry, upstreams) in registries {
+        if let Some(upstreams) = upstreams {
+            services
+                .set_upstreams(&registry, &upstreams)
+                .await
+                .map_err(registry_error(&registry.name))?;
         }
     }
     Ok(())
 }
 
-async fn ensure_admin(meta: &Meta, password: String) -> Result<(), StartError> {
+/// The `admin` user from `GATEHOUSE_ADMIN_PASSWORD`, unless it exists.
+async fn ensure_admin(meta: &Meta, services: &Services, password: String) -> Result<(), StartError> {
     if meta.user("admin").await?.is_some() {
         return Ok(());
     }
-    let hash = password::hash(password).await?;
-    match meta.create_user("admin", None, &hash, true).await {
-        Ok(_) | Err(StoreError::Conflict(_)) => {}
-        Err(e) => return Err(e.into()),
+    let new = NewUser {
+        name: "admin",
+        email: None,
+        password,
+        admin: true,
+    };
+    match services
+        .create_user(&Actor::system(), new, Creation::ByAdministrator)
+        .await
+    {
+        // Another process created it meanwhile.
+        Ok(_) | Err(ServiceError::Conflict(_)) => {}
+        Err(e) => return Err(StartError::AdminPassword(e)),
     }
-    meta.append_audit(&AuditEntry {
-        actor: Some("system".into()),
-        action: "user.create",
-        detail: Some("admin created from GATEHOUSE_ADMIN_PASSWORD".into()),
-        ..AuditEntry::default()
-    })
-    .await?;
     tracing::info!("created user admin from GATEHOUSE_ADMIN_PASSWORD");
     Ok(())
-}
-
-/// Registries by name and users' roles in them, as every request needs them. Kept
-/// until the change log says a registry changed (at most `CHANGE_POLL` for changes
-/// made by other processes).
-pub struct AccessCache {
-    meta: Meta,
-    registries: Cache<RegistryName, Registry>,
-    roles: Cache<(RegistryId, UserId), Option<crate::registry::Role>>,
-}
-
-impl AccessCache {
-    fn new(meta: Meta) -> Self {
-        AccessCache {
-            meta,
-            registries: Cache::builder().max_capacity(10_000).build(),
-            roles: Cache::builder().max_capacity(100_000).build(),
-        }
-    }
-
-    /// The registry named `name`; unknown names are not remembered (a new registry is
-    /// served at once).
-    pub async fn registry(&self, name: &RegistryName) -> Result<Option<Registry>, StoreError> {
-        if let Some(registry) = self.registries.get(name).await {
-            return Ok(Some(registry));
-        }
-        let found = self.meta.registry(name).await?;
-        if let Some(registry) = &found {
-            self.registries.insert(name.clone(), registry.clone()).await;
-        }
-        Ok(found)
-    }
-
-    /// The role granted to `user` on `registry` (not counting defaults).
-    pub async fn member_role(
-        &self,
-        registry: RegistryId,
-        user: UserId,
-    ) -> Result<Option<crate::registry::Role>, StoreError> {
-        if let Some(role) = self.roles.get(&(registry, user)).await {
-            return Ok(role);
-        }
-        let role = self.meta.member_role(registry, user).await?;
-        self.roles.insert((registry, user), role).await;
-        Ok(role)
-    }
-
-    pub fn invalidate_all(&self) {
-        self.registries.invalidate_all();
-        self.roles.invalidate_all();
-    }
 }

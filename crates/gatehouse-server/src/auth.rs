@@ -17,7 +17,7 @@ use base64::Engine as _;
 use moka::future::Cache;
 use sha2::{Digest, Sha256};
 
-use crate::store::{Meta, StoreError, Token, User, now_millis};
+use gatehouse_store::{Meta, StoreError, Token, User, now_millis};
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]

@@ -7,8 +7,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use gatehouse_store::Durability;
+use gatehouse_store::registry::RegistryName;
+use gatehouse_store::storage::{BlobUrl, DatabaseUrl};
+
 use crate::auth::cidr::Cidr;
-use crate::registry::RegistryName;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4880";
 pub const DEFAULT_DATA_DIR: &str = "gatehouse-data";
@@ -17,6 +20,10 @@ pub const DEFAULT_DATA_DIR: &str = "gatehouse-data";
 #[derive(Debug, Clone)]
 pub struct Config {
     pub data_dir: PathBuf,
+    /// Where the metadata lives; the data dir's `gatehouse.db` unless set.
+    pub database: DatabaseUrl,
+    /// Where the tarballs live; the data dir's `blobs/` unless set.
+    pub blobs: BlobUrl,
     pub listen: SocketAddr,
     /// Base URL clients reach us at; tarball URLs are built from it. `None` means
     /// "derive from the address we bound".
@@ -159,26 +166,13 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-/// What an acknowledged write survives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Durability {
-    /// Flushed to disk (fsync) before it is acknowledged: survives power loss.
-    #[default]
-    Full,
-    /// Written through to the OS, which flushes it soon after: survives the server
-    /// crashing, not the machine losing power (the last writes may then be lost,
-    /// never half-written). Verdaccio never fsyncs. Small publishes gain little (a
-    /// durable one waits on one fsync and writes no file on the way); large tarballs
-    /// and other writes gain where fsync is slow (network volumes).
-    Process,
-}
-
 /// The config file's shape. Every key is optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct FileConfig {
     data_dir: Option<PathBuf>,
+    database: Option<UrlSection>,
+    blobs: Option<UrlSection>,
     listen: Option<String>,
     public_url: Option<String>,
     allow_registration: Option<bool>,
@@ -192,11 +186,22 @@ struct FileConfig {
     root_registry: Option<String>,
 }
 
+/// `[database]` and `[blobs]`: where a store lives, as a URL.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UrlSection {
+    url: Option<String>,
+}
+
 /// Values from flags or the environment; `None` when neither was given.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
     pub config_file: Option<PathBuf>,
     pub data_dir: Option<PathBuf>,
+    /// `GATEHOUSE_DATABASE_URL`
+    pub database_url: Option<String>,
+    /// `GATEHOUSE_BLOB_URL`
+    pub blob_url: Option<String>,
     pub listen: Option<String>,
     pub public_url: Option<String>,
 }
@@ -243,7 +248,18 @@ impl Config {
         if limits.max_body_bytes == 0 || limits.max_unpacked_bytes == 0 || limits.max_tarball_entries == 0 {
             return Err(ConfigError::Invalid("limits must be greater than zero".into()));
         }
+        let url_error = |e: gatehouse_store::storage::UrlError| ConfigError::Invalid(e.to_string());
+        let database = match overrides.database_url.clone().or(file.database.and_then(|d| d.url)) {
+            Some(url) => DatabaseUrl::parse(&url).map_err(url_error)?,
+            None => DatabaseUrl::Sqlite(data_dir.join("gatehouse.db")),
+        };
+        let blobs = match overrides.blob_url.clone().or(file.blobs.and_then(|b| b.url)) {
+            Some(url) => BlobUrl::parse(&url).map_err(url_error)?,
+            None => BlobUrl::File(data_dir.join("blobs")),
+        };
         Ok(Config {
+            database,
+            blobs,
             data_dir,
             listen,
             public_url,
@@ -258,14 +274,6 @@ impl Config {
             root_registry: RegistryName::parse(file.root_registry.as_deref().unwrap_or("default"))
                 .map_err(|e| ConfigError::Invalid(format!("root_registry: {e}")))?,
         })
-    }
-
-    pub fn database_path(&self) -> PathBuf {
-        self.data_dir.join("gatehouse.db")
-    }
-
-    pub fn blob_dir(&self) -> PathBuf {
-        self.data_dir.join("blobs")
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod error;
+pub mod extract;
 pub mod npm;
 
 use std::net::SocketAddr;
@@ -61,7 +62,7 @@ async fn ping() -> impl IntoResponse {
 }
 
 async fn ready(axum::extract::State(app): axum::extract::State<Arc<App>>) -> Response {
-    match app.meta.registries().await {
+    match app.meta.last_change().await {
         Ok(_) => axum::Json(json!({"status": "ready"})).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "readiness check failed");

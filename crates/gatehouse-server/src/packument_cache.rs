@@ -22,12 +22,12 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::config::{PublicUrl, UpstreamSettings};
-use crate::npm::merge::{self, RemoteVersion};
-use crate::npm::name::PackageName;
-use crate::npm::packument::{self, rev_string};
-use crate::store::{BlobRef, Meta, PackageRecord, Registry, RegistryId, StoreError};
 use crate::upstream::fetch::UpstreamDoc;
 use crate::upstream::{Source, Upstreams};
+use gatehouse_npm::merge::{self, RemoteVersion};
+use gatehouse_npm::name::PackageName;
+use gatehouse_npm::packument::{self, rev_string};
+use gatehouse_store::{BlobRef, Meta, PackageRecord, Registry, RegistryId, StoreError};
 
 /// One serialized representation of a packument, kept gzipped only: every client
 /// that installs asks for gzip (npm, pnpm, yarn and bun do), so the JSON text is
@@ -455,7 +455,9 @@ fn prepare(
     ttl: Option<Duration>,
 ) -> Result<Prepared, CacheError> {
     let local_docs = match &local {
-        Some(record) => packument::build(record, registry_base).map_err(|e| CacheError::Build(e.to_string()))?,
+        Some(record) => {
+            packument::build(&record.view(), registry_base).map_err(|e| CacheError::Build(e.to_string()))?
+        }
         None => None,
     };
     let tarballs = held_tarballs(local.as_ref());

@@ -9,10 +9,10 @@ pub mod push;
 pub mod spec;
 
 use crate::config::UpstreamSettings;
-use crate::registry::RegistryName;
-use crate::store::{Meta, UpstreamRow};
 use client::{UpstreamAuth, UpstreamClient};
 use fetch::{PackumentFetcher, Remote};
+use gatehouse_store::registry::RegistryName;
+use gatehouse_store::{Meta, UpstreamRow};
 use spec::{SpecError, UpstreamSpec};
 
 /// An upstream ready to be asked.

@@ -2,7 +2,9 @@
 //! implement it) and tarball bytes (`blobs`, content-addressed). Knows nothing of HTTP.
 
 pub mod blobs;
+pub mod registry;
 pub mod sqlite;
+pub mod storage;
 #[cfg(test)]
 pub mod test_support;
 
@@ -11,29 +13,64 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::npm::name::PackageName;
 use crate::registry::{RegistryName, Role};
+use gatehouse_npm::name::PackageName;
+pub use gatehouse_npm::packument::Maintainer;
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// A unique constraint said no (name taken, version exists, …).
-    #[error("conflict: {0}")]
-    Conflict(&'static str),
+    /// A unique constraint said no.
+    #[error(transparent)]
+    Conflict(#[from] Conflict),
     /// The row changed since the caller read it (optimistic lock on `rev`).
     #[error("the package changed since it was read")]
     Stale,
     #[error("not found")]
     NotFound,
+    /// The database failed (unreachable, I/O, a bug); the cause is kept for the log.
     #[error("database error: {0}")]
-    Database(String),
+    Database(Box<dyn std::error::Error + Send + Sync>),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
 }
 
+/// What already exists, when a write would duplicate it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Conflict {
+    #[error("the version exists")]
+    VersionExists,
+    #[error("a package whose name differs only in case exists")]
+    NameTakenIgnoringCase,
+    #[error("a registry with that name exists")]
+    RegistryExists,
+    #[error("a user with that name exists")]
+    UserExists,
+    #[error("the registry already has that upstream")]
+    UpstreamExists,
+    /// Any other unique constraint (a bug, or a race the caller did not expect).
+    #[error("it exists already")]
+    Exists,
+}
+
+/// What an acknowledged write survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Durability {
+    /// Flushed to disk (fsync) before it is acknowledged: survives power loss.
+    #[default]
+    Full,
+    /// Written through to the OS, which flushes it soon after: survives the server
+    /// crashing, not the machine losing power (the last writes may then be lost,
+    /// never half-written). Verdaccio never fsyncs. Small publishes gain little (a
+    /// durable one waits on one fsync and writes no file on the way); large tarballs
+    /// and other writes gain where fsync is slow (network volumes).
+    Process,
+}
+
 /// Milliseconds since the Unix epoch: the one time type in both backends.
-pub type Millis = i64;
+pub use gatehouse_npm::packument::Millis;
 
 pub fn now_millis() -> Millis {
     chrono::Utc::now().timestamp_millis()
@@ -135,12 +172,6 @@ pub struct BlobRef {
     pub size: u64,
 }
 
-#[derive(Debug, Clone)]
-pub struct Maintainer {
-    pub name: String,
-    pub email: Option<String>,
-}
-
 /// A package about to get a new version, as a publish checks it (one query).
 #[derive(Debug, Clone)]
 pub struct PublishTarget {
@@ -172,6 +203,29 @@ impl PackageRecord {
 
     pub fn is_fully_unpublished(&self) -> bool {
         self.live_versions().next().is_none()
+    }
+
+    /// What the packument is built from.
+    pub fn view(&self) -> gatehouse_npm::packument::PackageView<'_> {
+        gatehouse_npm::packument::PackageView {
+            name: &self.name,
+            rev: self.rev,
+            created_at: self.created_at,
+            modified_at: self.modified_at,
+            dist_tags: &self.dist_tags,
+            maintainers: &self.maintainers,
+            versions: self
+                .versions
+                .iter()
+                .map(|v| gatehouse_npm::packument::VersionView {
+                    version: &v.version,
+                    manifest: &v.manifest,
+                    published_at: v.published_at,
+                    deprecated: v.deprecated.as_deref(),
+                    unpublished: v.unpublished_at.is_some(),
+                })
+                .collect(),
+        }
     }
 }
 
@@ -242,10 +296,115 @@ pub struct SearchHit {
     pub modified_at: Millis,
 }
 
+/// What an audit entry records. Stored as its dotted name (`as_str`), which is stable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuditAction {
+    #[default]
+    VersionPublish,
+    VersionPull,
+    VersionPromote,
+    VersionPush,
+    VersionUnpublish,
+    VersionDeprecate,
+    VersionUndeprecate,
+    PackageUnpublish,
+    PackageOwners,
+    PackageInternal,
+    DistTagSet,
+    DistTagRemove,
+    RegistryCreate,
+    RegistryVisibility,
+    RegistryGrant,
+    RegistryRevoke,
+    RegistryDefaultRole,
+    RegistryUpstreamAdd,
+    RegistryUpstreamRemove,
+    UserCreate,
+    UserRegister,
+    TokenCreate,
+    TokenRevoke,
+    AuthLogin,
+    AuthLoginFailed,
+    /// Credentials sent with a request were refused.
+    AuthFailed,
+}
+
+impl AuditAction {
+    pub const ALL: &[AuditAction] = &[
+        AuditAction::VersionPublish,
+        AuditAction::VersionPull,
+        AuditAction::VersionPromote,
+        AuditAction::VersionPush,
+        AuditAction::VersionUnpublish,
+        AuditAction::VersionDeprecate,
+        AuditAction::VersionUndeprecate,
+        AuditAction::PackageUnpublish,
+        AuditAction::PackageOwners,
+        AuditAction::PackageInternal,
+        AuditAction::DistTagSet,
+        AuditAction::DistTagRemove,
+        AuditAction::RegistryCreate,
+        AuditAction::RegistryVisibility,
+        AuditAction::RegistryGrant,
+        AuditAction::RegistryRevoke,
+        AuditAction::RegistryDefaultRole,
+        AuditAction::RegistryUpstreamAdd,
+        AuditAction::RegistryUpstreamRemove,
+        AuditAction::UserCreate,
+        AuditAction::UserRegister,
+        AuditAction::TokenCreate,
+        AuditAction::TokenRevoke,
+        AuditAction::AuthLogin,
+        AuditAction::AuthLoginFailed,
+        AuditAction::AuthFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::VersionPublish => "version.publish",
+            AuditAction::VersionPull => "version.pull",
+            AuditAction::VersionPromote => "version.promote",
+            AuditAction::VersionPush => "version.push",
+            AuditAction::VersionUnpublish => "version.unpublish",
+            AuditAction::VersionDeprecate => "version.deprecate",
+            AuditAction::VersionUndeprecate => "version.undeprecate",
+            AuditAction::PackageUnpublish => "package.unpublish",
+            AuditAction::PackageOwners => "package.owners",
+            AuditAction::PackageInternal => "package.internal",
+            AuditAction::DistTagSet => "dist-tag.set",
+            AuditAction::DistTagRemove => "dist-tag.remove",
+            AuditAction::RegistryCreate => "registry.create",
+            AuditAction::RegistryVisibility => "registry.visibility",
+            AuditAction::RegistryGrant => "registry.grant",
+            AuditAction::RegistryRevoke => "registry.revoke",
+            AuditAction::RegistryDefaultRole => "registry.default_role",
+            AuditAction::RegistryUpstreamAdd => "registry.upstream_add",
+            AuditAction::RegistryUpstreamRemove => "registry.upstream_remove",
+            AuditAction::UserCreate => "user.create",
+            AuditAction::UserRegister => "user.register",
+            AuditAction::TokenCreate => "token.create",
+            AuditAction::TokenRevoke => "token.revoke",
+            AuditAction::AuthLogin => "auth.login",
+            AuditAction::AuthLoginFailed => "auth.login_failed",
+            AuditAction::AuthFailed => "auth.failed",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<AuditAction> {
+        AuditAction::ALL.iter().copied().find(|a| a.as_str() == raw)
+    }
+}
+
+impl std::fmt::Display for AuditAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct AuditEntry {
     pub actor: Option<String>,
-    pub action: &'static str,
+    pub action: AuditAction,
     pub registry: Option<String>,
     pub package: Option<String>,
     pub version: Option<String>,

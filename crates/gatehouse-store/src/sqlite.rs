@@ -17,9 +17,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use super::*;
-use crate::config::Durability;
-use crate::npm::name::PackageName;
+use crate::Durability;
 use crate::registry::Role;
+use gatehouse_npm::name::PackageName;
 
 /// The `SET` list that copies the search fields of the version `latest` points at onto
 /// the package row. A macro so `record_version!` can `concat!` it.
@@ -63,15 +63,15 @@ pub struct SqliteStore {
 impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
         match &err {
-            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict("already exists"),
-            _ => StoreError::Database(err.to_string()),
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(Conflict::Exists),
+            _ => StoreError::Database(Box::new(err)),
         }
     }
 }
 
 impl From<sqlx::migrate::MigrateError> for StoreError {
     fn from(err: sqlx::migrate::MigrateError) -> Self {
-        StoreError::Database(format!("migration failed: {err}"))
+        StoreError::Database(Box::new(err))
     }
 }
 
@@ -92,6 +92,22 @@ impl SqliteStore {
             .synchronous(synchronous)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(30));
+        Self::connect(options).await
+    }
+
+    /// A fresh database in memory, gone when the store is dropped: for the tests of
+    /// the parts above the store. Its connections share one in-memory database.
+    #[cfg(any(test, feature = "test-support"))]
+    pub async fn open_in_memory() -> StoreResult<Self> {
+        // Each parse names a new database; clones of the options share it.
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")
+            .map_err(StoreError::from)?
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(30));
+        Self::connect(options).await
+    }
+
+    async fn connect(options: SqliteConnectOptions) -> StoreResult<Self> {
         let writer_id = format!("{:016x}", rand::random::<u64>());
         let identity = writer_id.clone();
         // An embedded connection cannot go stale, so the pools skip their ping before

@@ -5,7 +5,7 @@ use sha2::{Digest as _, Sha512};
 
 use super::blobs::BlobKey;
 use super::{AuditEntry, BlobRef, NewVersion, PackageId, RegistryId};
-use crate::npm::name::PackageName;
+use gatehouse_npm::name::PackageName;
 
 /// `version` of `name` as a publish would record it, its blob journaled.
 pub fn journaled_version(
@@ -35,7 +35,7 @@ pub fn journaled_version(
         published_at: None,
         claim_latest: true,
         audit: AuditEntry {
-            action: "version.publish",
+            action: crate::AuditAction::VersionPublish,
             ..AuditEntry::default()
         },
         known_package,

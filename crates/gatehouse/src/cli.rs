@@ -1,5 +1,6 @@
-//! The `gatehouse` command line. Admin commands work directly on the data dir, so
-//! they also work while the server runs (SQLite serialises the writers).
+//! The `gatehouse` command line. Admin commands work directly on the stores, through
+//! the same services as the server's HTTP routes, so they also work while the server
+//! runs (SQLite serialises the writers; servers follow the change log).
 
 use std::io::{BufRead as _, Write as _};
 use std::path::PathBuf;
@@ -8,17 +9,17 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 
-use crate::app::{self, App};
-use crate::auth::cidr::Cidr;
-use crate::auth::token::{self, TokenSpec};
-use crate::auth::{password, valid_user_name};
-use crate::config::{Config, Overrides, PublicUrl};
-use crate::npm::name::PackageName;
-use crate::npm::packument::iso_time;
-use crate::npm::version::Version;
-use crate::registry::{RegistryName, Role};
-use crate::store::{AuditEntry, Meta, NewUpstream, Registry, StoreError, User, now_millis};
-use crate::upstream::spec::UpstreamSpec;
+use gatehouse_npm::name::PackageName;
+use gatehouse_npm::packument::iso_time;
+use gatehouse_npm::version::Version;
+use gatehouse_server::app::{self, App};
+use gatehouse_server::auth::cidr::Cidr;
+use gatehouse_server::auth::token::TokenSpec;
+use gatehouse_server::config::{Config, Overrides, PublicUrl};
+use gatehouse_server::services::{Actor, Services};
+use gatehouse_server::upstream::spec::UpstreamSpec;
+use gatehouse_store::Meta;
+use gatehouse_store::registry::{RegistryName, Role};
 
 mod audit;
 mod packages;
@@ -112,6 +113,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             .clone()
             .or_else(|| std::env::var("GATEHOUSE_PUBLIC_URL").ok());
     }
+    overrides.database_url = std::env::var("GATEHOUSE_DATABASE_URL").ok().filter(|v| !v.is_empty());
+    overrides.blob_url = std::env::var("GATEHOUSE_BLOB_URL").ok().filter(|v| !v.is_empty());
     let config = Config::load(&overrides)?;
     match command {
         Command::Serve(_) => serve(config).await,
@@ -150,7 +153,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     out.flush()?;
     drop(out);
-    crate::http::serve(app, listener, shutdown_signal()).await?;
+    gatehouse_server::http::serve(app, listener, shutdown_signal()).await?;
     Ok(())
 }
 
@@ -176,32 +179,13 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-async fn find_registry(meta: &Meta, name: &str) -> anyhow::Result<Registry> {
-    let name = RegistryName::parse(name)?;
-    meta.registry(&name)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("no registry named \"{name}\""))
+/// The stores the configuration names and the services over them, for a command.
+async fn open(config: &Config) -> anyhow::Result<(Meta, Services)> {
+    let storage = app::open_storage(config).await?;
+    let services = app::cli_services(&storage.meta);
+    Ok((storage.meta, services))
 }
 
-async fn find_user(meta: &Meta, name: &str) -> anyhow::Result<User> {
-    meta.user(name)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("no user named {name:?}"))
-}
-
-async fn audit_cli(
-    meta: &Meta,
-    action: &'static str,
-    registry: Option<&Registry>,
-    detail: String,
-) -> anyhow::Result<()> {
-    meta.append_audit(&AuditEntry {
-        actor: Some("cli".into()),
-        action,
-        registry: registry.map(|r| r.name.to_string()),
-        detail: Some(detail),
-        ..AuditEntry::default()
-    })
-    .await?;
-    Ok(())
+async fn find_registry(services: &Services, name: &str) -> anyhow::Result<gatehouse_store::Registry> {
+    Ok(services.registry(&RegistryName::parse(name)?).await?)
 }

@@ -3,7 +3,7 @@
 
 use rand::Rng;
 
-use crate::store::{Meta, NewToken, StoreResult, UserId};
+use gatehouse_store::{Meta, NewToken, StoreResult, UserId};
 use rand::distributions::Alphanumeric;
 use sha2::{Digest, Sha256};
 

@@ -10,7 +10,7 @@ use moka::future::Cache;
 use rand::Rng;
 use rand::distributions::Alphanumeric;
 
-use crate::registry::RegistryName;
+use gatehouse_store::registry::RegistryName;
 
 pub const SESSION_TTL: Duration = Duration::from_secs(600);
 

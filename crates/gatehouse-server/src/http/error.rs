@@ -6,12 +6,18 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use gatehouse_npm::publish::PublishError;
+use gatehouse_npm::route::RouteError;
+use gatehouse_store::StoreError;
+use gatehouse_store::blobs::BlobError;
+
+use crate::access::AccessError;
 use crate::admission::AdmissionError;
 use crate::auth::AuthError;
-use crate::npm::publish::PublishError;
-use crate::npm::route::RouteError;
-use crate::store::StoreError;
-use crate::store::blobs::BlobError;
+use crate::packument_cache::CacheError;
+use crate::services::ServiceError;
+use crate::upstream::pull::PullError;
+use crate::upstream::push::PushError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -42,7 +48,7 @@ pub enum ApiError {
     BadGateway(String),
     /// Something broke on our side; the cause is logged, the client sees a generic message.
     #[error("internal error")]
-    Internal(String),
+    Internal(Box<dyn std::error::Error + Send + Sync>),
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -52,8 +58,8 @@ impl ApiError {
         ApiError::NotFound("Not found".into())
     }
 
-    pub fn internal(cause: impl std::fmt::Display) -> Self {
-        ApiError::Internal(cause.to_string())
+    pub fn internal(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        ApiError::Internal(cause.into())
     }
 
     fn status(&self) -> StatusCode {
@@ -75,7 +81,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let ApiError::Internal(cause) = &self {
-            tracing::error!(error = %cause, "request failed");
+            tracing::error!(error = %Chain(cause.as_ref()), "request failed");
         }
         let message = self.to_string();
         let mut response = (
@@ -105,6 +111,21 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// An error and its sources, for the log: `a: b: c`.
+struct Chain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
@@ -112,7 +133,7 @@ impl From<StoreError> for ApiError {
             StoreError::Stale => {
                 ApiError::Conflict("the package changed since you read it; fetch it again and retry".into())
             }
-            StoreError::Conflict(what) => ApiError::Conflict(what.into()),
+            StoreError::Conflict(what) => ApiError::Conflict(what.to_string()),
             other => ApiError::internal(other),
         }
     }
@@ -124,14 +145,46 @@ impl From<BlobError> for ApiError {
     }
 }
 
-impl From<AuthError> for ApiError {
-    fn from(e: AuthError) -> Self {
+impl From<&AuthError> for ApiError {
+    fn from(e: &AuthError) -> Self {
         match e {
-            AuthError::Store(e) => e.into(),
+            AuthError::Store(store) => ApiError::internal(store.to_string()),
             AuthError::AddressRefused(_) => ApiError::Forbidden(e.to_string()),
             AuthError::RateLimited => ApiError::TooManyRequests(e.to_string()),
             AuthError::BadPassword => ApiError::WrongPassword(e.to_string()),
             other => ApiError::Unauthorized(other.to_string()),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Store(e) => e.into(),
+            other => ApiError::from(&other),
+        }
+    }
+}
+
+impl From<AccessError> for ApiError {
+    fn from(e: AccessError) -> Self {
+        match e {
+            AccessError::LoginRequired { .. } | AccessError::AdminLoginRequired => {
+                ApiError::Unauthorized(e.to_string())
+            }
+            _ => ApiError::Forbidden(e.to_string()),
+        }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Invalid(message) => ApiError::BadRequest(message),
+            ServiceError::NotFound(message) => ApiError::NotFound(message),
+            ServiceError::Conflict(message) => ApiError::Conflict(message),
+            ServiceError::Password(e) => ApiError::BadRequest(e.to_string()),
+            ServiceError::Store(e) => e.into(),
         }
     }
 }
@@ -154,12 +207,43 @@ impl From<PublishError> for ApiError {
 impl From<AdmissionError> for ApiError {
     fn from(e: AdmissionError) -> Self {
         match e {
-            AdmissionError::Rejected(msg) => ApiError::BadRequest(msg),
+            AdmissionError::Refused(refusal) => ApiError::BadRequest(refusal.to_string()),
             // npm's own wording and status (403) for a republish.
-            AdmissionError::VersionExists(_) => ApiError::Forbidden(e.to_string()),
-            AdmissionError::NameTaken(_) => ApiError::Forbidden(e.to_string()),
+            AdmissionError::VersionExists(_) | AdmissionError::NameTaken(_) => ApiError::Forbidden(e.to_string()),
             AdmissionError::Store(e) => e.into(),
             AdmissionError::Blob(e) => e.into(),
+        }
+    }
+}
+
+impl From<CacheError> for ApiError {
+    fn from(e: CacheError) -> Self {
+        match e {
+            CacheError::Absent => ApiError::not_found(),
+            CacheError::Upstream(why) => ApiError::BadGateway(why),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<PullError> for ApiError {
+    fn from(e: PullError) -> Self {
+        match e {
+            PullError::NotFound => ApiError::not_found(),
+            PullError::Internal(cause) => ApiError::internal(cause.to_string()),
+            other => ApiError::BadGateway(other.to_string()),
+        }
+    }
+}
+
+impl From<PushError> for ApiError {
+    fn from(e: PushError) -> Self {
+        match e {
+            PushError::NotFound(m) => ApiError::NotFound(m),
+            PushError::Invalid(m) => ApiError::BadRequest(m),
+            PushError::Refused(_) => ApiError::Conflict(e.to_string()),
+            PushError::Upstream(u) => ApiError::BadGateway(u.to_string()),
+            PushError::Internal(m) => ApiError::internal(m),
         }
     }
 }

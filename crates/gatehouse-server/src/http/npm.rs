@@ -9,24 +9,26 @@ mod users;
 mod web_login;
 mod writes;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
+use gatehouse_npm::name::PackageName;
+use gatehouse_npm::route::{self, Route};
+use gatehouse_store::registry::{RegistryName, Role};
+use gatehouse_store::{AuditAction, Maintainer, PackageRecord, Registry};
 use serde_json::json;
 
 use super::error::{ApiError, ApiResult};
+use super::extract::Caller;
+use crate::access::{self, Access};
 use crate::app::App;
 use crate::auth::Principal;
-use crate::auth::cidr::Cidr;
-use crate::npm::name::PackageName;
-use crate::npm::route::{self, Route};
-use crate::packument_cache::{CacheError, Prepared};
-use crate::registry::{RegistryName, Role};
-use crate::store::{AuditEntry, Maintainer, PackageRecord, Registry};
+use crate::packument_cache::Prepared;
+use crate::services::Actor;
 
 /// Everything a handler knows about the request it serves.
 pub struct Ctx {
@@ -41,56 +43,45 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// Private registries answer 401 to anonymous callers, so clients ask for credentials.
-    pub fn require_read(&self) -> ApiResult<()> {
-        match (&self.principal, self.role) {
-            _ if self.registry.public_read => Ok(()),
-            (None, _) => Err(login_required(&self.base)),
-            (Some(_), Some(_)) => Ok(()),
-            (Some(p), None) => Err(ApiError::Forbidden(format!(
-                "user \"{}\" has no access to registry \"{}\"; ask an administrator for a role",
-                p.user.name, self.registry.name
-            ))),
+    /// The caller's standing here, which every access check reads.
+    pub fn access(&self) -> Access<'_> {
+        Access {
+            registry: &self.registry,
+            principal: self.principal.as_ref(),
+            role: self.role,
+            registry_url: &self.base,
         }
+    }
+
+    pub fn require_read(&self) -> ApiResult<()> {
+        Ok(self.access().require_read()?)
     }
 
     pub fn require_user(&self) -> ApiResult<&Principal> {
-        self.principal.as_ref().ok_or_else(|| login_required(&self.base))
+        Ok(self.access().require_user()?)
     }
 
-    /// A caller allowed to change things: logged in with publish rights, and not
-    /// through a read-only token.
     pub fn require_writer(&self) -> ApiResult<&Principal> {
-        let principal = self.require_user()?;
-        if principal.is_readonly() {
-            return Err(ApiError::Forbidden(
-                "this token is read-only; use a token with publish scope to change packages".into(),
-            ));
-        }
-        if self.role < Some(Role::Publish) {
-            return Err(ApiError::Forbidden(format!(
-                "user \"{}\" may not publish to registry \"{}\"; ask an administrator for the publish role",
-                principal.user.name, self.registry.name
-            )));
-        }
-        Ok(principal)
+        Ok(self.access().require_writer()?)
     }
 
-    /// A writer who maintains the package, or administers the registry.
     pub fn require_maintainer(&self, record: &PackageRecord) -> ApiResult<&Principal> {
         self.require_maintainer_of(&record.name, &record.maintainers)
     }
 
-    /// Like `require_maintainer`, from the maintainer list alone.
     pub fn require_maintainer_of(&self, package: &PackageName, maintainers: &[Maintainer]) -> ApiResult<&Principal> {
-        let principal = self.require_writer()?;
-        let name = &principal.user.name;
-        if self.role == Some(Role::Admin) || maintainers.iter().any(|m| &m.name == name) {
-            Ok(principal)
-        } else {
-            Err(ApiError::Forbidden(format!(
-                "You do not have permission to change \"{package}\". Are you logged in as the correct user?"
-            )))
+        Ok(self.access().require_maintainer(package, maintainers)?)
+    }
+
+    pub fn check_token_package(&self, name: &PackageName) -> ApiResult<()> {
+        Ok(self.access().check_token_package(name)?)
+    }
+
+    /// The caller, for the audit log.
+    pub fn actor(&self) -> Actor {
+        Actor {
+            name: self.principal.as_ref().map(|p| p.user.name.clone()),
+            client_addr: Some(self.client_ip),
         }
     }
 
@@ -98,12 +89,7 @@ impl Ctx {
     /// other packages is refused whether or not the package exists.
     pub async fn package(&self, name: &PackageName) -> ApiResult<Arc<Prepared>> {
         self.check_token_package(name)?;
-        match self.app.packuments.get(&self.registry, name).await {
-            Ok(p) => Ok(p),
-            Err(CacheError::Absent) => Err(ApiError::not_found()),
-            Err(CacheError::Upstream(why)) => Err(ApiError::BadGateway(why)),
-            Err(e) => Err(ApiError::internal(e)),
-        }
+        Ok(self.app.packuments.get(&self.registry, name).await?)
     }
 
     /// The package as stored in this registry; 404 for packages only an upstream has
@@ -119,50 +105,18 @@ impl Ctx {
         Ok(prepared)
     }
 
-    /// A token limited to other packages is refused, whether or not the package exists.
-    pub fn check_token_package(&self, name: &PackageName) -> ApiResult<()> {
-        match &self.principal {
-            Some(principal) if !principal.may_use_package(name.as_str()) => Err(ApiError::Forbidden(format!(
-                "this token is limited to other packages and may not be used for \"{name}\""
-            ))),
-            _ => Ok(()),
-        }
-    }
-
     /// Audits a login event; its actor is the user named in the attempt.
-    pub async fn audit_login(&self, user: &str, action: &'static str, detail: Option<String>) {
-        if action == "auth.login_failed" {
+    pub async fn audit_login(&self, user: &str, action: AuditAction, detail: Option<String>) {
+        if action == AuditAction::AuthLoginFailed {
             tracing::warn!(user, client = %self.client_ip, "login failed");
         }
+        let actor = Actor {
+            name: Some(user.to_owned()),
+            client_addr: Some(self.client_ip),
+        };
         self.app
-            .audit(AuditEntry {
-                actor: Some(user.to_owned()),
-                action,
-                registry: Some(self.registry.name.to_string()),
-                detail,
-                client_addr: Some(self.client_ip.to_string()),
-                ..AuditEntry::default()
-            })
-            .await;
-    }
-
-    pub async fn audit(
-        &self,
-        action: &'static str,
-        package: Option<&PackageName>,
-        version: Option<&str>,
-        detail: Option<String>,
-    ) {
-        self.app
-            .audit(AuditEntry {
-                actor: self.principal.as_ref().map(|p| p.user.name.clone()),
-                action,
-                registry: Some(self.registry.name.to_string()),
-                package: package.map(ToString::to_string),
-                version: version.map(str::to_owned),
-                detail,
-                client_addr: Some(self.client_ip.to_string()),
-            })
+            .services
+            .audit(&actor, action, Some(&self.registry), detail)
             .await;
     }
 }
@@ -172,16 +126,10 @@ fn held(prepared: &Prepared) -> ApiResult<&PackageRecord> {
     prepared.local.as_ref().ok_or_else(ApiError::not_found)
 }
 
-fn login_required(base: &str) -> ApiError {
-    ApiError::Unauthorized(format!(
-        "authentication required: log in with `npm login --registry {base}/` or configure a token for this registry"
-    ))
-}
-
 /// `ANY /r/{*rest}`.
 pub async fn entry(
     State(app): State<Arc<App>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    caller: Caller,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -190,7 +138,7 @@ pub async fn entry(
     let path = uri.path().strip_prefix("/r/").unwrap_or_default().to_owned();
     let (registry_raw, rest) = path.split_at(path.find('/').unwrap_or(path.len()));
     let incoming = Incoming {
-        peer,
+        caller,
         method,
         uri: &uri,
         headers,
@@ -209,7 +157,7 @@ pub async fn entry(
 /// access checks.
 pub async fn root_tarball(
     State(app): State<Arc<App>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    caller: Caller,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -219,18 +167,17 @@ pub async fn root_tarball(
     if !is_tarball || !(method == Method::GET || method == Method::HEAD) {
         return ApiError::not_found().into_response();
     }
-    let client = client_ip(&app.config.trusted_proxies, peer.ip(), &headers);
-    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let token_registry = match app.auth.authenticate(authorization, client).await {
+    let token_registry = match &caller.credentials {
         Ok(Some(principal)) => principal
             .token
+            .as_ref()
             .filter(|t| t.registries.len() == 1)
-            .and_then(|t| t.registries.into_iter().next()),
+            .and_then(|t| t.registries.first().cloned()),
         _ => None,
     };
     let registry = token_registry.unwrap_or_else(|| app.config.root_registry.to_string());
     let incoming = Incoming {
-        peer,
+        caller,
         method,
         uri: &uri,
         headers,
@@ -244,7 +191,7 @@ pub async fn root_tarball(
 
 /// A request as it arrived.
 struct Incoming<'a> {
-    peer: SocketAddr,
+    caller: Caller,
     method: Method,
     uri: &'a Uri,
     headers: HeaderMap,
@@ -253,7 +200,7 @@ struct Incoming<'a> {
 
 async fn dispatch(app: Arc<App>, incoming: Incoming<'_>, registry_raw: &str, rest: &str) -> ApiResult<Response> {
     let Incoming {
-        peer,
+        caller,
         method,
         uri,
         headers,
@@ -267,36 +214,27 @@ async fn dispatch(app: Arc<App>, incoming: Incoming<'_>, registry_raw: &str, res
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no registry named \"{registry_name}\"")))?;
     let route = route::parse(rest)?;
-    let client_ip = client_ip(&app.config.trusted_proxies, peer.ip(), &headers);
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .map(|v| v.to_str().unwrap_or("\u{0}"));
-    let principal = match (&route, app.auth.authenticate(authorization, client_ip).await) {
+    let client_ip = caller.ip;
+    let principal = match (&route, caller.credentials) {
         // A login carries its credentials in the body; a stale header must not block it.
         (Route::User { .. } | Route::WebLoginPage { .. } | Route::WebLoginDone { .. }, Err(_)) => None,
         (_, Ok(principal)) => principal,
         (_, Err(e)) => {
-            app.audit(AuditEntry {
-                action: "auth.failed",
-                registry: Some(registry.name.to_string()),
-                detail: Some(e.to_string()),
-                client_addr: Some(client_ip.to_string()),
-                ..AuditEntry::default()
-            })
-            .await;
+            let actor = Actor {
+                name: None,
+                client_addr: Some(client_ip),
+            };
+            app.services
+                .audit(&actor, AuditAction::AuthFailed, Some(&registry), Some(e.to_string()))
+                .await;
             return Err(e.into());
         }
     };
-    if let Some(p) = &principal
-        && !p.may_use_registry(registry.name.as_str())
-    {
-        return Err(ApiError::Forbidden(format!(
-            "this token is not valid for registry \"{}\"; use a token created for it",
-            registry.name
-        )));
+    if let Some(p) = &principal {
+        access::check_token_registry(p, &registry.name)?;
     }
     let role = match &principal {
-        Some(p) => effective_role(&app, &registry, p).await?,
+        Some(p) => app.access.effective_role(&registry, p).await?,
         None => None,
     };
     let ctx = Ctx {
@@ -313,49 +251,6 @@ async fn dispatch(app: Arc<App>, incoming: Incoming<'_>, registry_raw: &str, res
         Bytes::new()
     };
     route_request(&ctx, &method, route, &headers, uri, body).await
-}
-
-/// Global admins administer everything; otherwise an explicit grant, else the
-/// registry's default for logged-in users. A read-only token caps the role at read.
-async fn effective_role(app: &App, registry: &Registry, principal: &Principal) -> ApiResult<Option<Role>> {
-    let role = if principal.user.is_admin {
-        Some(Role::Admin)
-    } else {
-        app.access
-            .member_role(registry.id, principal.user.id)
-            .await?
-            .or(registry.default_role)
-    };
-    Ok(if principal.is_readonly() {
-        role.map(|r| r.min(Role::Read))
-    } else {
-        role
-    })
-}
-
-/// The client's address: the peer, unless the peer is a trusted proxy, in which case
-/// the right-most address in `X-Forwarded-For` that is not itself a trusted proxy.
-fn client_ip(trusted: &[Cidr], peer: IpAddr, headers: &HeaderMap) -> IpAddr {
-    let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
-    if !is_trusted(peer) {
-        return peer;
-    }
-    let forwarded = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .collect::<Vec<_>>();
-    for hop in forwarded.iter().rev() {
-        match hop.parse::<IpAddr>() {
-            Ok(ip) if is_trusted(ip) => continue,
-            Ok(ip) => return ip,
-            // Garbage in the chain: don't trust anything left of it.
-            Err(_) => return peer,
-        }
-    }
-    peer
 }
 
 async fn route_request(

@@ -13,8 +13,8 @@ use serde_json::Value;
 
 use super::client::{Fetched, UpstreamAuth, UpstreamClient, UpstreamError};
 use crate::config::UpstreamSettings;
-use crate::npm::name::PackageName;
-use crate::store::{Meta, StoredPackument, UpstreamId, now_millis};
+use gatehouse_npm::name::PackageName;
+use gatehouse_store::{Meta, StoredPackument, UpstreamId, now_millis};
 
 /// A remote registry as the fetcher needs it.
 #[derive(Debug, Clone)]

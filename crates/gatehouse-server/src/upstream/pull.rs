@@ -14,41 +14,49 @@ use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::future::BoxFuture;
-use futures_util::{FutureExt as _, Stream};
+use futures_util::stream::BoxStream;
+use futures_util::{FutureExt as _, Stream, StreamExt as _};
+use gatehouse_npm::integrity::{self, DigestWriter};
+use gatehouse_npm::name::PackageName;
+use gatehouse_npm::version::Version;
+use gatehouse_store::blobs::{BlobKey, Blobs};
+use gatehouse_store::{BlobRef, Meta, Registry, RegistryId};
 use serde_json::Value;
 use tokio::sync::watch;
-use tokio_util::io::ReaderStream;
 
-use super::Source;
 use super::client::{self, UpstreamError};
 use super::spec::origin;
-use crate::admission::{self, AdmissionError, Candidate, Origin};
-use crate::app::App;
-use crate::npm::integrity::{self, DigestWriter};
-use crate::npm::name::PackageName;
-use crate::npm::version::Version;
-use crate::packument_cache::{self, CacheError, Prepared, RemoteTarball};
-use crate::store::blobs::BlobKey;
-use crate::store::{BlobRef, Registry, RegistryId};
+use super::{Source, Upstreams};
+use crate::admission::{Admission, AdmissionError, Candidate, Origin, Refusal};
+use crate::packument_cache::{self, CacheError, PackumentCache, Prepared, RemoteTarball};
 
+/// A failed pull. Cloned to every download that follows it.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PullError {
     #[error("version not found")]
     NotFound,
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
-    /// The upstream's bytes or metadata are unacceptable; nothing was stored.
+    /// The upstream served something other than what it declared; nothing was stored.
     #[error("{0}")]
-    Refused(String),
-    #[error("{0}")]
-    Internal(String),
+    BadUpstream(String),
+    /// Admission refused the version; nothing was stored.
+    #[error("upstream version {name}@{version} refused: {refusal}")]
+    Refused {
+        name: PackageName,
+        version: String,
+        refusal: Box<Refusal>,
+    },
+    /// Storage failed; the cause is kept for the log.
+    #[error("the pull failed: {0}")]
+    Internal(Arc<dyn std::error::Error + Send + Sync>),
 }
 
 impl From<CacheError> for PullError {
     fn from(e: CacheError) -> Self {
         match e {
             CacheError::Absent => PullError::NotFound,
-            other => PullError::Internal(other.to_string()),
+            other => internal(other),
         }
     }
 }
@@ -61,16 +69,104 @@ const STREAM_FROM: usize = 64 * 1024;
 
 type PullKey = (RegistryId, PackageName, String);
 
-/// The pulls in flight, so concurrent downloads of one version share one.
-#[derive(Default)]
+/// Pulls tarballs into registries; keeps the pulls in flight, so concurrent downloads
+/// of one version share one.
 pub struct Pulls {
     running: Mutex<HashMap<PullKey, Arc<Transfer>>>,
+    meta: Meta,
+    blobs: Blobs,
+    packuments: PackumentCache,
+    upstreams: Arc<Upstreams>,
+    admission: Arc<Admission>,
 }
 
 impl Pulls {
+    pub fn new(
+        meta: Meta,
+        blobs: Blobs,
+        packuments: PackumentCache,
+        upstreams: Arc<Upstreams>,
+        admission: Arc<Admission>,
+    ) -> Arc<Self> {
+        Arc::new(Pulls {
+            running: Mutex::default(),
+            meta,
+            blobs,
+            packuments,
+            upstreams,
+            admission,
+        })
+    }
+
     fn running(&self) -> std::sync::MutexGuard<'_, HashMap<PullKey, Arc<Transfer>>> {
         // A poisoned map only means a panic elsewhere mid-insert; the map itself is fine.
         self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The blob of `name@version` in `registry`, pulling it from an upstream if needed
+    /// and waiting until it is stored (promotion, `HEAD`).
+    pub async fn ensure_local(
+        self: &Arc<Self>,
+        registry: &Registry,
+        name: &PackageName,
+        version: &str,
+    ) -> Result<BlobRef, PullError> {
+        match self.download(registry, name, version).await? {
+            Download::Held(blob) => Ok(blob),
+            Download::Streaming(follower) => follower.finished().await,
+        }
+    }
+
+    /// Starts (or joins) the download of `name@version` from `registry`. Returns once
+    /// the first bytes are ready to send, or with the error if the pull failed before that.
+    pub async fn download(
+        self: &Arc<Self>,
+        registry: &Registry,
+        name: &PackageName,
+        version: &str,
+    ) -> Result<Download, PullError> {
+        self.download_at_depth(registry, name, version, 0).await
+    }
+
+    // Boxed: a pull through a registry upstream downloads from that registry in turn.
+    fn download_at_depth<'a>(
+        self: &'a Arc<Self>,
+        registry: &'a Registry,
+        name: &'a PackageName,
+        version: &'a str,
+        depth: u8,
+    ) -> BoxFuture<'a, Result<Download, PullError>> {
+        Box::pin(async move {
+            let prepared = self.packuments.get(registry, name).await?;
+            if let Some(blob) = prepared.tarballs.get(version) {
+                return Ok(Download::Held(blob.clone()));
+            }
+            if !prepared.remote.contains_key(version) {
+                return Err(PullError::NotFound);
+            }
+            let key = (registry.id, name.clone(), version.to_owned());
+            let transfer = {
+                let mut running = self.running();
+                match running.get(&key) {
+                    Some(transfer) => transfer.clone(),
+                    None => {
+                        let transfer = Arc::new(Transfer::new());
+                        running.insert(key.clone(), transfer.clone());
+                        let job = Job {
+                            pulls: self.clone(),
+                            registry: registry.clone(),
+                            name: name.clone(),
+                            version: version.to_owned(),
+                            prepared,
+                            depth,
+                        };
+                        tokio::spawn(job.run(key, transfer.clone()));
+                        transfer
+                    }
+                }
+            };
+            Follower::join(transfer).await
+        })
     }
 }
 
@@ -80,72 +176,6 @@ pub enum Download {
     Held(BlobRef),
     /// It is being pulled: follow the transfer.
     Streaming(Follower),
-}
-
-/// The blob of `name@version` in `registry`, pulling it from an upstream if needed and
-/// waiting until it is stored (promotion, `HEAD`).
-pub async fn ensure_local(
-    app: &Arc<App>,
-    registry: &Registry,
-    name: &PackageName,
-    version: &str,
-) -> Result<BlobRef, PullError> {
-    match download(app, registry, name, version).await? {
-        Download::Held(blob) => Ok(blob),
-        Download::Streaming(follower) => follower.finished().await,
-    }
-}
-
-/// Starts (or joins) the download of `name@version` from `registry`. Returns once the
-/// first bytes are ready to send, or with the error if the pull failed before that.
-pub async fn download(
-    app: &Arc<App>,
-    registry: &Registry,
-    name: &PackageName,
-    version: &str,
-) -> Result<Download, PullError> {
-    download_at_depth(app, registry, name, version, 0).await
-}
-
-// Boxed: a pull through a registry upstream downloads from that registry in turn.
-fn download_at_depth<'a>(
-    app: &'a Arc<App>,
-    registry: &'a Registry,
-    name: &'a PackageName,
-    version: &'a str,
-    depth: u8,
-) -> BoxFuture<'a, Result<Download, PullError>> {
-    Box::pin(async move {
-        let prepared = app.packuments.get(registry, name).await?;
-        if let Some(blob) = prepared.tarballs.get(version) {
-            return Ok(Download::Held(blob.clone()));
-        }
-        if !prepared.remote.contains_key(version) {
-            return Err(PullError::NotFound);
-        }
-        let key = (registry.id, name.clone(), version.to_owned());
-        let transfer = {
-            let mut running = app.pulls.running();
-            match running.get(&key) {
-                Some(transfer) => transfer.clone(),
-                None => {
-                    let transfer = Arc::new(Transfer::new());
-                    running.insert(key.clone(), transfer.clone());
-                    let job = Job {
-                        app: app.clone(),
-                        registry: registry.clone(),
-                        name: name.clone(),
-                        version: version.to_owned(),
-                        prepared,
-                        depth,
-                    };
-                    tokio::spawn(job.run(key, transfer.clone()));
-                    transfer
-                }
-            }
-        };
-        Follower::join(transfer).await
-    })
 }
 
 /// What a pull has done so far, shared by every download following it.
@@ -276,14 +306,14 @@ impl Follower {
 
 /// A transfer dropped before it reported an outcome (it never should).
 fn ended() -> PullError {
-    PullError::Internal("pull ended without an outcome".into())
+    internal_message("pull ended without an outcome")
 }
 
 /// Where a pull reads from.
 enum Feed {
     Upstream(client::Body),
     /// Another registry of this server holds the blob.
-    Blob(ReaderStream<tokio::fs::File>),
+    Blob(BoxStream<'static, std::io::Result<Bytes>>),
     /// Another registry of this server is pulling it right now.
     Follow(Follower),
 }
@@ -292,10 +322,7 @@ impl Feed {
     async fn next(&mut self) -> Result<Option<Bytes>, PullError> {
         match self {
             Feed::Upstream(body) => Ok(body.chunk().await?),
-            Feed::Blob(reader) => futures_util::StreamExt::next(reader)
-                .await
-                .transpose()
-                .map_err(|e| PullError::Internal(e.to_string())),
+            Feed::Blob(body) => body.next().await.transpose().map_err(internal),
             Feed::Follow(follower) => follower.next().await,
         }
     }
@@ -304,7 +331,7 @@ impl Feed {
 /// One pull, run in the background so that it completes (and is stored) even when the
 /// client that started it goes away.
 struct Job {
-    app: Arc<App>,
+    pulls: Arc<Pulls>,
     registry: Registry,
     name: PackageName,
     version: String,
@@ -318,12 +345,12 @@ impl Job {
         let outcome = AssertUnwindSafe(self.pull(&transfer, &mut held_back))
             .catch_unwind()
             .await
-            .unwrap_or_else(|_| Err(PullError::Internal("the pull failed unexpectedly".into())));
+            .unwrap_or_else(|_| Err(internal_message("the pull failed unexpectedly")));
         if let Err(e) = &outcome {
             tracing::warn!(registry.name = %self.registry.name, pkg.name = %self.name, pkg.version = %self.version, error = %e, "pull failed");
         }
         transfer.finish(held_back, outcome);
-        self.app.pulls.running().remove(&key);
+        self.pulls.running().remove(&key);
     }
 
     /// Streams the tarball through to followers and storage, then admits it. The last
@@ -339,7 +366,7 @@ impl Job {
         ));
         let (mut feed, len) = self.open(offered).await?;
         transfer.announce(len);
-        let mut staged = self.app.blobs.stage().await.map_err(internal)?;
+        let mut staged = self.pulls.blobs.stage().await.map_err(internal)?;
         let mut digests = DigestWriter::new();
         let mut whole = BytesMut::with_capacity(len.map_or(0, |len| len as usize));
         let received = async {
@@ -364,7 +391,7 @@ impl Job {
         }
         .await;
         if let Source::Remote { remote, .. } = offered.source.as_ref() {
-            let fetcher = &self.app.upstreams.fetcher;
+            let fetcher = &self.pulls.upstreams.fetcher;
             match &received {
                 Ok(()) => fetcher.note_success(remote.id),
                 Err(PullError::Upstream(e)) => fetcher.note_failure(remote.id, e),
@@ -386,12 +413,12 @@ impl Job {
             dist.and_then(|d| d.get("shasum")).and_then(Value::as_str),
         )
         .map_err(|e| {
-            PullError::Refused(format!(
+            PullError::BadUpstream(format!(
                 "upstream {label} served a bad tarball for {}@{}: {e}",
                 self.name, self.version
             ))
         })?;
-        let version = Version::parse(&self.version).map_err(|e| PullError::Refused(e.to_string()))?;
+        let version = Version::parse(&self.version).map_err(|e| PullError::BadUpstream(e.to_string()))?;
         if let Some(Value::Object(dist)) = manifest.get_mut("dist") {
             dist.remove("tarball");
         }
@@ -405,9 +432,10 @@ impl Job {
             sha512_hex: digests.sha512_hex(),
             size: whole.len() as u64,
         };
-        let admitted = admission::admit(
-            &self.app,
-            Candidate {
+        let admitted = self
+            .pulls
+            .admission
+            .admit(Candidate {
                 registry: &self.registry,
                 target: None,
                 name: self.name.clone(),
@@ -420,17 +448,17 @@ impl Job {
                 publisher: None,
                 origin: Origin::Upstream { label, published_at },
                 client_addr: None,
-            },
-        )
-        .await;
+            })
+            .await;
         match admitted {
             // Someone else pulled (or published) it meanwhile: same version, fine.
             Ok(_) | Err(AdmissionError::VersionExists(_)) => Ok(blob),
-            Err(AdmissionError::Rejected(why)) => Err(PullError::Refused(format!(
-                "upstream version {}@{} refused: {why}",
-                self.name, self.version
-            ))),
-            Err(e) => Err(PullError::Internal(e.to_string())),
+            Err(AdmissionError::Refused(refusal)) => Err(PullError::Refused {
+                name: self.name.clone(),
+                version: self.version.clone(),
+                refusal: Box::new(refusal),
+            }),
+            Err(e) => Err(internal(e)),
         }
     }
 
@@ -440,7 +468,7 @@ impl Job {
         let (name, version) = (&self.name, &self.version);
         match offered.source.as_ref() {
             Source::Remote { remote, label, .. } => {
-                let fetcher = &self.app.upstreams.fetcher;
+                let fetcher = &self.pulls.upstreams.fetcher;
                 if fetcher.is_suspended(remote.id) {
                     return Err(UpstreamError::CircuitOpen(label.clone()).into());
                 }
@@ -451,12 +479,12 @@ impl Job {
                 // Only fetch from the upstream's own origin: a packument must not be able
                 // to send us to another host (or an internal address).
                 if origin(&url) != origin(&remote.base) {
-                    return Err(PullError::Refused(format!(
+                    return Err(PullError::BadUpstream(format!(
                         "upstream {label} lists a tarball on another host ({url}); refused"
                     )));
                 }
                 let body = self
-                    .app
+                    .pulls
                     .upstreams
                     .client
                     .tarball(&url, &remote.auth)
@@ -467,29 +495,32 @@ impl Job {
             }
             Source::Registry(other) => {
                 if self.depth >= MAX_CHAIN {
-                    return Err(PullError::Refused("registry upstream chain too deep".into()));
+                    return Err(PullError::BadUpstream("registry upstream chain too deep".into()));
                 }
                 let other = self
-                    .app
+                    .pulls
                     .meta
                     .registry(other)
                     .await
                     .map_err(internal)?
                     .ok_or(PullError::NotFound)?;
-                match download_at_depth(&self.app, &other, name, version, self.depth + 1).await? {
+                match self
+                    .pulls
+                    .download_at_depth(&other, name, version, self.depth + 1)
+                    .await?
+                {
+                    // Read as every download reads it: a version published moments ago
+                    // is in the blob journal until its file is written.
                     Download::Held(blob) => {
                         let key = BlobKey::parse_hex(&blob.sha512_hex).map_err(internal)?;
-                        let reader = self
-                            .app
+                        let stream = self
+                            .pulls
                             .blobs
                             .open(&key)
                             .await
                             .map_err(internal)?
-                            .ok_or_else(|| PullError::Internal(format!("blob {} is missing", blob.sha512_hex)))?;
-                        Ok((
-                            Feed::Blob(ReaderStream::with_capacity(reader.file, 64 * 1024)),
-                            Some(reader.len),
-                        ))
+                            .ok_or_else(|| internal_message(format!("blob {} is missing", blob.sha512_hex)))?;
+                        Ok((Feed::Blob(stream.body), Some(stream.len)))
                     }
                     Download::Streaming(follower) => {
                         let len = follower.len;
@@ -501,6 +532,12 @@ impl Job {
     }
 }
 
-fn internal(e: impl std::fmt::Display) -> PullError {
-    PullError::Internal(e.to_string())
+fn internal(e: impl std::error::Error + Send + Sync + 'static) -> PullError {
+    PullError::Internal(Arc::new(e))
+}
+
+fn internal_message(message: impl Into<String>) -> PullError {
+    PullError::Internal(Arc::from(Box::<dyn std::error::Error + Send + Sync>::from(
+        message.into(),
+    )))
 }

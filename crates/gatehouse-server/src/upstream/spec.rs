@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::registry::RegistryName;
+use gatehouse_store::registry::RegistryName;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpstreamSpec {

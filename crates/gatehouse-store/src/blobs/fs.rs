@@ -1,111 +1,28 @@
-//! Content-addressed tarball storage. A blob's only name is the sha512 of its bytes:
-//! no path or key is ever built from a package name, version or file name.
+//! Blobs as files: `sha512/ab/cd/<128 hex>` under one directory.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures_util::StreamExt as _;
 use sha2::{Digest as _, Sha512};
 use tokio::io::AsyncWriteExt;
+use tokio_util::io::ReaderStream;
 
-use crate::config::Durability;
+use super::{BlobError, BlobKey, BlobStore, BlobStream, StagedBlob};
+use crate::Durability;
 
-/// The sha512 of a blob; the only way to address one.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct BlobKey([u8; 64]);
+/// A staged file untouched this long was abandoned by a crash (transfers time out
+/// long before).
+const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
 
-impl BlobKey {
-    pub fn from_bytes(digest: [u8; 64]) -> Self {
-        BlobKey(digest)
-    }
+/// Downloads read blob files in pieces this large.
+const READ_BYTES: usize = 64 * 1024;
 
-    pub fn parse_hex(hex_digest: &str) -> Result<Self, BlobError> {
-        let mut out = [0u8; 64];
-        hex::decode_to_slice(hex_digest, &mut out).map_err(|_| BlobError::BadKey)?;
-        Ok(BlobKey(out))
-    }
-
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
-    }
-
-    /// `sha512/ab/cd/<128 hex>`: fans out so no directory grows huge.
-    fn relative_path(&self) -> PathBuf {
-        let hex = self.to_hex();
-        PathBuf::from("sha512").join(&hex[0..2]).join(&hex[2..4]).join(hex)
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum BlobError {
-    #[error("blob key is not a sha512 hex digest")]
-    BadKey,
-    #[error("blob bytes do not match their digest")]
-    DigestMismatch,
-    #[error("blob storage I/O failed: {0}")]
-    Io(#[from] std::io::Error),
-}
-
-/// An open blob, ready to stream.
-pub struct BlobReader {
-    pub len: u64,
-    pub file: tokio::fs::File,
-}
-
-impl BlobReader {
-    /// Reads the whole blob into memory.
-    pub async fn into_bytes(mut self) -> Result<Bytes, BlobError> {
-        let mut bytes = Vec::with_capacity(usize::try_from(self.len).unwrap_or(0));
-        tokio::io::AsyncReadExt::read_to_end(&mut self.file, &mut bytes).await?;
-        Ok(Bytes::from(bytes))
-    }
-}
-
-#[async_trait]
-pub trait BlobStore: Send + Sync {
-    /// Stores `bytes` under `key` after checking they hash to it. Durable on return.
-    async fn put(&self, key: &BlobKey, bytes: Bytes) -> Result<(), BlobError>;
-    /// Whether `put` waits for the disk (fsync). Only then is it worth keeping small
-    /// blobs in the blob journal instead, and writing them with `put_unsynced`.
-    fn syncs(&self) -> bool {
-        false
-    }
-    /// Like `put` for many blobs, without waiting for the disk: the caller keeps the
-    /// bytes durable elsewhere (the blob journal) until `sync` has returned for them.
-    async fn put_unsynced(&self, blobs: Vec<(BlobKey, Bytes)>) -> Result<(), BlobError> {
-        for (key, bytes) in blobs {
-            self.put(&key, bytes).await?;
-        }
-        Ok(())
-    }
-    /// Makes blobs written by `put_unsynced` durable.
-    async fn sync(&self, _keys: &[BlobKey]) -> Result<(), BlobError> {
-        Ok(())
-    }
-    /// Starts a blob written piece by piece (a tarball streaming in from an upstream),
-    /// whose key is known only at the end. Dropped without `commit`, it leaves nothing.
-    async fn stage(&self) -> Result<Box<dyn StagedBlob>, BlobError>;
-    async fn open(&self, key: &BlobKey) -> Result<Option<BlobReader>, BlobError>;
-    async fn contains(&self, key: &BlobKey) -> Result<bool, BlobError>;
-
-    /// The whole blob in memory (promotion, re-admission); downloads stream instead.
-    async fn read(&self, key: &BlobKey) -> Result<Option<Bytes>, BlobError> {
-        match self.open(key).await? {
-            Some(blob) => Ok(Some(blob.into_bytes().await?)),
-            None => Ok(None),
-        }
-    }
-}
-
-pub type Blobs = Arc<dyn BlobStore>;
-
-/// A blob being written; see [`BlobStore::stage`].
-#[async_trait]
-pub trait StagedBlob: Send {
-    async fn write(&mut self, chunk: &[u8]) -> Result<(), BlobError>;
-    /// Makes what was written durable under `key`, which must be its sha512.
-    async fn commit(self: Box<Self>, key: &BlobKey) -> Result<(), BlobError>;
+/// `sha512/ab/cd/<128 hex>`: fans out so no directory grows huge.
+fn relative_path(key: &BlobKey) -> PathBuf {
+    let hex = key.to_hex();
+    PathBuf::from("sha512").join(&hex[0..2]).join(&hex[2..4]).join(hex)
 }
 
 /// Blobs as files under one directory: write to `tmp/`, fsync, rename into place,
@@ -121,10 +38,20 @@ impl FsBlobStore {
     pub async fn open(root: &Path, durability: Durability) -> Result<Self, BlobError> {
         let tmp = root.join("tmp");
         tokio::fs::create_dir_all(&tmp).await?;
-        // Leftovers of writes cut short by a crash: never referenced, safe to drop.
+        // Leftovers of writes cut short by a crash are never referenced and safe to
+        // drop, but another process on the same folder (a server, while this is a CLI
+        // command) may be writing the young ones: only old files go.
         let mut entries = tokio::fs::read_dir(&tmp).await?;
         while let Some(entry) = entries.next_entry().await? {
-            let _ = tokio::fs::remove_file(entry.path()).await;
+            let age = entry
+                .metadata()
+                .await
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|modified| modified.elapsed().ok());
+            if age.is_some_and(|age| age > ABANDONED_AFTER) {
+                let _ = tokio::fs::remove_file(entry.path()).await;
+            }
         }
         Ok(FsBlobStore {
             root: root.to_owned(),
@@ -133,7 +60,7 @@ impl FsBlobStore {
     }
 
     fn path_of(&self, key: &BlobKey) -> PathBuf {
-        self.root.join(key.relative_path())
+        self.root.join(relative_path(key))
     }
 
     fn tmp_path(&self) -> PathBuf {
@@ -151,7 +78,7 @@ fn holds(path: &Path, key: &BlobKey) -> std::io::Result<bool> {
     };
     let mut digest = Sha512::new();
     std::io::copy(&mut file, &mut digest)?;
-    Ok(digest.finalize().as_slice() == key.0)
+    Ok(digest.finalize().as_slice() == key.as_bytes())
 }
 
 /// fsyncs a blob file and its directory, so both its bytes and its name survive a
@@ -205,7 +132,7 @@ fn install(
 /// Writes `bytes` (checked against `key`) to the blob `final_path` through a temporary
 /// file, unless the blob is there already; blocking. `sync` as for `install`.
 fn write_blob(key: &BlobKey, bytes: &[u8], tmp_path: &Path, final_path: &Path, sync: bool) -> Result<(), BlobError> {
-    if Sha512::digest(bytes).as_slice() != key.0 {
+    if Sha512::digest(bytes).as_slice() != key.as_bytes() {
         return Err(BlobError::DigestMismatch);
     }
     if holds(final_path, key)? {
@@ -301,12 +228,13 @@ impl BlobStore for FsBlobStore {
         }))
     }
 
-    async fn open(&self, key: &BlobKey) -> Result<Option<BlobReader>, BlobError> {
+    async fn open(&self, key: &BlobKey) -> Result<Option<BlobStream>, BlobError> {
         match tokio::fs::File::open(self.path_of(key)).await {
-            Ok(file) => {
-                let len = file.metadata().await?.len();
-                Ok(Some(BlobReader { len, file }))
-            }
+            Ok(file) => Ok(Some(BlobStream {
+                len: file.metadata().await?.len(),
+                etag: key.etag(),
+                body: ReaderStream::with_capacity(file, READ_BYTES).boxed(),
+            })),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
         }
@@ -315,6 +243,44 @@ impl BlobStore for FsBlobStore {
     async fn contains(&self, key: &BlobKey) -> Result<bool, BlobError> {
         Ok(tokio::fs::try_exists(self.path_of(key)).await?)
     }
+
+    async fn list(&self) -> Result<Vec<BlobKey>, BlobError> {
+        let root = self.root.join("sha512");
+        tokio::task::spawn_blocking(move || list_files(&root))
+            .await
+            .map_err(blocking_failed)?
+    }
+
+    async fn staged(&self) -> Result<usize, BlobError> {
+        let mut entries = tokio::fs::read_dir(self.root.join("tmp")).await?;
+        let mut count = 0;
+        while entries.next_entry().await?.is_some() {
+            count += 1;
+        }
+        Ok(count)
+    }
+}
+
+/// The keys of the blob files under `root` (`ab/cd/<hex>`); other files are ignored.
+fn list_files(root: &Path) -> Result<Vec<BlobKey>, BlobError> {
+    let mut keys = Vec::new();
+    let mut dirs = vec![root.to_owned()];
+    while let Some(dir) = dirs.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e.into()),
+        };
+        for entry in entries {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                dirs.push(entry.path());
+            } else if let Ok(key) = BlobKey::parse_hex(&entry.file_name().to_string_lossy()) {
+                keys.push(key);
+            }
+        }
+    }
+    Ok(keys)
 }
 
 struct FsStagedBlob {
@@ -338,13 +304,13 @@ impl StagedBlob for FsStagedBlob {
     }
 
     async fn commit(mut self: Box<Self>, key: &BlobKey) -> Result<(), BlobError> {
-        if self.digest.finalize_reset().as_slice() != key.0 {
+        if self.digest.finalize_reset().as_slice() != key.as_bytes() {
             return Err(BlobError::DigestMismatch);
         }
         let (Some(tmp_path), Some(file)) = (self.tmp_path.take(), self.file.take()) else {
             return Err(std::io::Error::other("blob already committed").into());
         };
-        let final_path = self.root.join(key.relative_path());
+        let final_path = self.root.join(relative_path(key));
         let (key, sync) = (key.clone(), self.sync);
         let mut file = file;
         file.flush().await?;
@@ -371,6 +337,13 @@ impl Drop for FsStagedBlob {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn read(store: &FsBlobStore, key: &BlobKey) -> Option<Bytes> {
+        match store.open(key).await.expect("open") {
+            Some(stream) => Some(stream.into_bytes().await.expect("read")),
+            None => None,
+        }
+    }
 
     fn key_of(bytes: &[u8]) -> BlobKey {
         BlobKey::from_bytes(Sha512::digest(bytes).into())
@@ -405,10 +378,7 @@ mod tests {
         staged.write(b"hello ").await.expect("write");
         staged.write(b"world").await.expect("write");
         staged.commit(&key).await.expect("commit");
-        assert_eq!(
-            store.read(&key).await.expect("read").as_deref(),
-            Some(&b"hello world"[..])
-        );
+        assert_eq!(read(&store, &key).await.as_deref(), Some(&b"hello world"[..]));
 
         let mut wrong = store.stage().await.expect("stage");
         wrong.write(b"not it").await.expect("write");
@@ -446,10 +416,24 @@ mod tests {
             .put(&key, Bytes::from_static(b"the real bytes"))
             .await
             .expect("put");
-        assert_eq!(
-            store.read(&key).await.expect("read").as_deref(),
-            Some(&b"the real bytes"[..])
-        );
+        assert_eq!(read(&store, &key).await.as_deref(), Some(&b"the real bytes"[..]));
+    }
+
+    #[tokio::test]
+    async fn lists_what_it_holds_and_what_it_is_writing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FsBlobStore::open(dir.path(), Durability::Full).await.expect("open");
+        let (a, b) = (key_of(b"a"), key_of(b"b"));
+        store.put(&a, Bytes::from_static(b"a")).await.expect("put");
+        store.put(&b, Bytes::from_static(b"b")).await.expect("put");
+        let mut listed = store.list().await.expect("list");
+        listed.sort_by_key(BlobKey::to_hex);
+        let mut expected = vec![a, b];
+        expected.sort_by_key(BlobKey::to_hex);
+        assert_eq!(listed, expected);
+        let staged = store.stage().await.expect("stage");
+        assert_eq!(store.staged().await.expect("staged"), 1);
+        drop(staged);
     }
 
     #[test]

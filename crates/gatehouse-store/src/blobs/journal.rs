@@ -16,14 +16,11 @@
 //! whichever process committed it: rows a CLI command leaves behind are picked up
 //! within `IDLE_CHECK`, and served from the journal until then.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::Notify;
 
-use crate::store::blobs::{BlobError, BlobKey, BlobReader, Blobs};
-use crate::store::{Meta, StoreError};
+use super::{BlobError, BlobKey, Blobs};
 
 /// Larger tarballs are written durably in place: for them the fsyncs are a small share
 /// of the work, and their bytes would swell the database's log.
@@ -43,86 +40,25 @@ const RETRY: Duration = Duration::from_secs(1);
 const PAGE_ROWS: u32 = 16;
 const ROUND_ROWS: usize = 1024;
 
-#[derive(Debug, thiserror::Error)]
-pub enum JournalError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Blob(#[from] BlobError),
-}
-
-/// A blob to send: its file, or, for a blob committed moments ago whose file is not
-/// written yet, its bytes from the journal.
-pub enum BlobBody {
-    File(BlobReader),
-    Journaled(Bytes),
-}
-
-impl BlobBody {
-    pub fn size(&self) -> u64 {
-        match self {
-            BlobBody::File(file) => file.len,
-            BlobBody::Journaled(bytes) => bytes.len() as u64,
-        }
-    }
-}
-
-/// Reads blobs wherever they are, and wakes the task that writes journaled ones.
-pub struct BlobJournal {
-    meta: Meta,
-    blobs: Blobs,
-    wake: Arc<Notify>,
-}
-
-impl BlobJournal {
-    /// Starts the task that writes journaled blobs. Runs until the process ends.
-    pub fn start(meta: Meta, blobs: Blobs) -> Self {
-        let wake = Arc::new(Notify::new());
-        let (woken, task_meta, task_blobs) = (Arc::clone(&wake), meta.clone(), blobs.clone());
-        tokio::spawn(async move {
-            loop {
-                // A wake-up during a round is kept, so commits made meanwhile form the next one.
-                let _ = tokio::time::timeout(IDLE_CHECK, woken.notified()).await;
-                tokio::time::sleep(GATHER).await;
-                match write_journaled(&task_meta, &task_blobs).await {
-                    Ok(Round::More(_)) => woken.notify_one(),
-                    Ok(Round::Done(_)) => {}
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot write journaled blobs; trying again");
-                        tokio::time::sleep(RETRY).await;
-                        woken.notify_one();
-                    }
+/// Starts the task that writes journaled blobs. Runs until the process ends.
+pub(super) fn start(blobs: Blobs) {
+    tokio::spawn(async move {
+        let woken = blobs.wake.clone();
+        loop {
+            // A wake-up during a round is kept, so commits made meanwhile form the next one.
+            let _ = tokio::time::timeout(IDLE_CHECK, woken.notified()).await;
+            tokio::time::sleep(GATHER).await;
+            match write_journaled(&blobs).await {
+                Ok(Round::More(_)) => woken.notify_one(),
+                Ok(Round::Done(_)) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot write journaled blobs; trying again");
+                    tokio::time::sleep(RETRY).await;
+                    woken.notify_one();
                 }
             }
-        });
-        BlobJournal { meta, blobs, wake }
-    }
-
-    /// A version whose blob is journaled was committed.
-    pub fn committed(&self) {
-        self.wake.notify_one();
-    }
-
-    /// A blob, to stream.
-    pub async fn open(&self, key: &BlobKey) -> Result<Option<BlobBody>, JournalError> {
-        if let Some(file) = self.blobs.open(key).await? {
-            return Ok(Some(BlobBody::File(file)));
         }
-        if let Some(bytes) = self.meta.journaled_bytes(&key.to_hex()).await? {
-            return Ok(Some(BlobBody::Journaled(Bytes::from(bytes))));
-        }
-        // The task may have written the file, and deleted the row, in between.
-        Ok(self.blobs.open(key).await?.map(BlobBody::File))
-    }
-
-    /// A whole blob in memory (promotion); downloads stream instead.
-    pub async fn read(&self, key: &BlobKey) -> Result<Option<Bytes>, JournalError> {
-        match self.open(key).await? {
-            Some(BlobBody::File(file)) => Ok(Some(file.into_bytes().await?)),
-            Some(BlobBody::Journaled(bytes)) => Ok(Some(bytes)),
-            None => Ok(None),
-        }
-    }
+    });
 }
 
 /// What a round of the task did.
@@ -136,10 +72,10 @@ enum Round {
 
 /// Writes the files of journaled blobs (keeping those already in place), makes them
 /// durable and deletes their rows.
-async fn write_journaled(meta: &Meta, blobs: &Blobs) -> Result<Round, JournalError> {
+async fn write_journaled(blobs: &Blobs) -> Result<Round, BlobError> {
     let (mut keys, mut newest) = (Vec::new(), 0);
     loop {
-        let rows = meta.journaled_blobs(newest, PAGE_ROWS).await?;
+        let rows = blobs.journal.journaled_blobs(newest, PAGE_ROWS).await?;
         let Some(last) = rows.last() else { break };
         newest = last.id;
         let page = rows
@@ -147,7 +83,7 @@ async fn write_journaled(meta: &Meta, blobs: &Blobs) -> Result<Round, JournalErr
             .map(|row| Ok((BlobKey::parse_hex(&row.sha512_hex)?, Bytes::from(row.bytes))))
             .collect::<Result<Vec<_>, BlobError>>()?;
         keys.extend(page.iter().map(|(key, _)| key.clone()));
-        blobs.put_unsynced(page).await?;
+        blobs.store.put_unsynced(page).await?;
         if keys.len() >= ROUND_ROWS {
             break;
         }
@@ -155,8 +91,8 @@ async fn write_journaled(meta: &Meta, blobs: &Blobs) -> Result<Round, JournalErr
     if keys.is_empty() {
         return Ok(Round::Done(0));
     }
-    blobs.sync(&keys).await?;
-    meta.forget_journaled(newest).await?;
+    blobs.store.sync(&keys).await?;
+    blobs.journal.forget_journaled(newest).await?;
     Ok(if keys.len() >= ROUND_ROWS {
         Round::More(keys.len())
     } else {
@@ -167,10 +103,10 @@ async fn write_journaled(meta: &Meta, blobs: &Blobs) -> Result<Round, JournalErr
 /// Start-up: writes and syncs the files of rows left behind (by a crash, or a stop
 /// before the task's next round), rewriting those a crash lost or cut short. Returns
 /// how many rows there were.
-pub async fn recover(meta: &Meta, blobs: &Blobs) -> Result<usize, JournalError> {
+pub async fn recover(blobs: &Blobs) -> Result<usize, BlobError> {
     let mut total = 0;
     loop {
-        match write_journaled(meta, blobs).await? {
+        match write_journaled(blobs).await? {
             Round::More(rows) => total += rows,
             Round::Done(rows) => {
                 total += rows;
@@ -187,32 +123,36 @@ pub async fn recover(meta: &Meta, blobs: &Blobs) -> Result<usize, JournalError> 
 #[cfg(test)]
 mod tests {
     use std::path::Path;
+    use std::sync::Arc;
 
     use sha2::{Digest as _, Sha512};
 
     use super::*;
-    use crate::config::Durability;
+    use crate::blobs::FsBlobStore;
     use crate::registry::RegistryName;
-    use crate::store::blobs::FsBlobStore;
-    use crate::store::sqlite::SqliteStore;
-    use crate::store::test_support::journaled_version;
-    use crate::store::{PackageId, RegistryId, StoreError};
+    use crate::sqlite::SqliteStore;
+    use crate::test_support::journaled_version;
+    use crate::{Conflict, Durability, Meta, PackageId, RegistryId, StoreError};
 
+    /// The stores, and their blobs without the journal's task (the tests run its rounds).
     async fn stores(dir: &Path) -> (Meta, Blobs, RegistryId) {
         let meta: Meta = Arc::new(
             SqliteStore::open(&dir.join("db.sqlite"), Durability::Full)
                 .await
                 .expect("metadata store"),
         );
-        let blobs: Blobs = Arc::new(
-            FsBlobStore::open(&dir.join("blobs"), Durability::Full)
-                .await
-                .expect("blob store"),
-        );
-        assert!(blobs.syncs(), "admission journals small blobs of this store");
+        let store = FsBlobStore::open(&dir.join("blobs"), Durability::Full)
+            .await
+            .expect("blob store");
+        let blobs = Blobs::idle(Arc::new(store), meta.clone());
+        assert!(blobs.journals(1024), "admission journals small blobs of this store");
         let name = RegistryName::parse("test").expect("registry name");
         let registry = meta.create_registry(&name, false).await.expect("registry");
         (meta, blobs, registry.id)
+    }
+
+    async fn read(blobs: &Blobs, key: &BlobKey) -> Option<Bytes> {
+        blobs.read(key).await.expect("read")
     }
 
     /// Commits a version whose blob is journaled, as admission does: no file written.
@@ -242,24 +182,23 @@ mod tests {
     async fn a_blob_is_read_from_the_journal_until_its_file_is_written() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (meta, blobs, registry) = stores(dir.path()).await;
-        let journal = BlobJournal {
-            meta: meta.clone(),
-            blobs: blobs.clone(),
-            wake: Arc::new(Notify::new()),
-        };
         let (key, bytes, _) = publish(&meta, registry, None, "1.0.0").await.expect("publish");
         assert!(!blob_path(dir.path(), &key).exists(), "no file written on the way");
-        assert!(matches!(journal.open(&key).await, Ok(Some(BlobBody::Journaled(b))) if b == bytes));
-        assert_eq!(journal.read(&key).await.expect("read"), Some(bytes.clone()));
+        let stream = blobs.open(&key).await.expect("open").expect("from the journal");
+        assert_eq!((stream.len, stream.etag.clone()), (bytes.len() as u64, key.etag()));
+        assert_eq!(stream.into_bytes().await.expect("bytes"), bytes);
+        assert_eq!(blobs.count().await.expect("count"), 1);
 
-        assert_eq!(write_journaled(&meta, &blobs).await.expect("round"), Round::Done(1));
+        assert_eq!(write_journaled(&blobs).await.expect("round"), Round::Done(1));
         assert_eq!(std::fs::read(blob_path(dir.path(), &key)).expect("file"), bytes);
         assert_eq!(journal_rows(&meta).await, 0);
-        assert!(matches!(journal.open(&key).await, Ok(Some(BlobBody::File(f))) if f.len == bytes.len() as u64));
-        assert_eq!(journal.read(&key).await.expect("read"), Some(bytes));
+        let stream = blobs.open(&key).await.expect("open").expect("from the file");
+        assert_eq!((stream.len, stream.etag), (bytes.len() as u64, key.etag()));
+        assert_eq!(read(&blobs, &key).await, Some(bytes));
+        assert_eq!(blobs.count().await.expect("count"), 1);
 
         let unknown = BlobKey::from_bytes(Sha512::digest(b"never published").into());
-        assert!(matches!(journal.open(&unknown).await, Ok(None)));
+        assert!(blobs.open(&unknown).await.expect("open").is_none());
     }
 
     #[tokio::test]
@@ -274,7 +213,7 @@ mod tests {
         // A refused version leaves no row behind, and the writer connection still works.
         let refused = publish(&meta, registry, Some(package), "1.0.1").await;
         assert!(
-            matches!(refused, Err(StoreError::Conflict("version exists"))),
+            matches!(refused, Err(StoreError::Conflict(Conflict::VersionExists))),
             "{refused:?}"
         );
         assert_eq!(journal_rows(&meta).await, 2);
@@ -285,26 +224,27 @@ mod tests {
         std::fs::create_dir_all(first_path.parent().expect("parent")).expect("dirs");
         std::fs::File::create(&first_path).expect("empty file");
 
-        assert_eq!(recover(&meta, &blobs).await.expect("recover"), 2);
-        assert_eq!(blobs.read(&first).await.expect("read"), Some(first_bytes));
-        assert_eq!(blobs.read(&second).await.expect("read"), Some(second_bytes));
+        assert_eq!(recover(&blobs).await.expect("recover"), 2);
+        assert_eq!(read(&blobs, &first).await, Some(first_bytes));
+        assert_eq!(read(&blobs, &second).await, Some(second_bytes));
         assert_eq!(journal_rows(&meta).await, 0);
-        assert_eq!(recover(&meta, &blobs).await.expect("recover again"), 0);
+        assert_eq!(recover(&blobs).await.expect("recover again"), 0);
     }
 
     #[tokio::test]
     async fn the_task_writes_the_files_and_empties_the_journal() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (meta, blobs, registry) = stores(dir.path()).await;
-        let journal = BlobJournal::start(meta.clone(), blobs.clone());
+        let (meta, idle, registry) = stores(dir.path()).await;
+        let blobs = Blobs::start(idle.store.clone(), meta.clone());
         let (key, bytes, _) = publish(&meta, registry, None, "2.0.0").await.expect("publish");
-        journal.committed();
+        blobs.committed();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while journal_rows(&meta).await > 0 {
             assert!(tokio::time::Instant::now() < deadline, "the journal was not emptied");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert_eq!(blobs.read(&key).await.expect("read"), Some(bytes));
+        assert!(blob_path(dir.path(), &key).exists());
+        assert_eq!(read(&blobs, &key).await, Some(bytes));
     }
 
     /// More rows than a round takes: the rounds go on until every one is written.
@@ -318,12 +258,9 @@ mod tests {
                 .await
                 .expect("publish");
         }
-        assert_eq!(
-            write_journaled(&meta, &blobs).await.expect("round"),
-            Round::More(ROUND_ROWS)
-        );
+        assert_eq!(write_journaled(&blobs).await.expect("round"), Round::More(ROUND_ROWS));
         assert_eq!(journal_rows(&meta).await, 1);
-        assert_eq!(recover(&meta, &blobs).await.expect("recover"), 1);
+        assert_eq!(recover(&blobs).await.expect("recover"), 1);
         assert_eq!(journal_rows(&meta).await, 0);
     }
 }

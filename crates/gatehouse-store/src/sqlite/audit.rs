@@ -11,7 +11,7 @@ impl AuditLog for SqliteStore {
         )
         .bind(now_millis())
         .bind(&entry.actor)
-        .bind(entry.action)
+        .bind(entry.action.as_str())
         .bind(&entry.registry)
         .bind(&entry.package)
         .bind(&entry.version)

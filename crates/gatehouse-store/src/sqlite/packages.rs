@@ -197,7 +197,7 @@ impl PackageStore for SqliteStore {
                         .fetch_optional(&mut *tx)
                         .await?;
                 if folded_taken.is_some() {
-                    return Err(StoreError::Conflict("a package whose name differs only in case exists"));
+                    return Err(Conflict::NameTakenIgnoringCase.into());
                 }
                 let id: i64 = sqlx::query_scalar(
                     "INSERT INTO packages (registry_id, name, name_folded, rev, created_at, modified_at, internal)

@@ -29,7 +29,7 @@ impl RegistryStore for SqliteStore {
         .fetch_one(&self.writer)
         .await
         .map_err(|e| match StoreError::from(e) {
-            StoreError::Conflict(_) => StoreError::Conflict("a registry with that name exists"),
+            StoreError::Conflict(_) => Conflict::RegistryExists.into(),
             other => other,
         })?;
         registry_from_row(&row)

@@ -166,7 +166,7 @@ async fn insert_upstream(
     .execute(&mut **tx)
     .await
     .map_err(|e| match StoreError::from(e) {
-        StoreError::Conflict(_) => StoreError::Conflict("the registry already has that upstream"),
+        StoreError::Conflict(_) => Conflict::UpstreamExists.into(),
         other => other,
     })?;
     Ok(())

@@ -24,7 +24,7 @@ impl UserStore for SqliteStore {
         .fetch_one(&self.writer)
         .await
         .map_err(|e| match StoreError::from(e) {
-            StoreError::Conflict(_) => StoreError::Conflict("a user with that name exists"),
+            StoreError::Conflict(_) => Conflict::UserExists.into(),
             other => other,
         })?;
         user_from_row(&row)

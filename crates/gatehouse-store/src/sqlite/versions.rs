@@ -140,7 +140,7 @@ impl<'a> VersionParams<'a> {
             .bind(new.claim_latest)
             .bind(now)
             .bind(audit.actor.clone())
-            .bind(audit.action)
+            .bind(audit.action.as_str())
             .bind(audit.registry.clone())
             .bind(audit.package.clone())
             .bind(audit.version.clone())
@@ -153,7 +153,7 @@ impl<'a> VersionParams<'a> {
 /// The only unique key `record_version!` can hit is the version's (tags are upserts).
 pub(super) fn conflict(err: sqlx::Error) -> StoreError {
     match StoreError::from(err) {
-        StoreError::Conflict(_) => StoreError::Conflict("version exists"),
+        StoreError::Conflict(_) => Conflict::VersionExists.into(),
         other => other,
     }
 }
@@ -214,7 +214,12 @@ async fn write_group(writer: &SqlitePool, group: &[Pending]) -> Vec<StoreResult<
     };
     let mut written = match written {
         Ok(outcomes) => outcomes.into_iter(),
-        Err(e) => return group.iter().map(|_| Err(StoreError::Database(e.to_string()))).collect(),
+        Err(e) => {
+            return group
+                .iter()
+                .map(|_| Err(StoreError::Database(e.to_string().into())))
+                .collect();
+        }
     };
     params
         .into_iter()
@@ -299,7 +304,7 @@ mod tests {
 
     use super::*;
     use crate::registry::RegistryName;
-    use crate::store::test_support::journaled_version;
+    use crate::test_support::journaled_version;
 
     /// A store in a fresh directory (kept alive by the caller), with one registry.
     async fn store_with_registry() -> (tempfile::TempDir, SqliteStore, Registry) {
@@ -367,7 +372,7 @@ mod tests {
         let outcomes = write_group(&store.writer, &group).await;
         for (pending, outcome) in group.iter().zip(&outcomes) {
             match (taken.contains(&pending.new.version.as_str()), outcome) {
-                (true, Err(StoreError::Conflict("version exists"))) | (false, Ok(())) => {}
+                (true, Err(StoreError::Conflict(Conflict::VersionExists))) | (false, Ok(())) => {}
                 (_, other) => panic!("{}: {other:?}", pending.new.version),
             }
         }
@@ -438,7 +443,7 @@ mod tests {
             let (version, outcome) = attempt.await.expect("task");
             match outcome {
                 Ok(_) => *won.entry(version).or_insert(0) += 1,
-                Err(StoreError::Conflict("version exists")) => {}
+                Err(StoreError::Conflict(Conflict::VersionExists)) => {}
                 Err(e) => panic!("{version}: {e}"),
             }
         }

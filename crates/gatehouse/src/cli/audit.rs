@@ -3,7 +3,7 @@
 use super::*;
 
 pub(super) async fn audit(config: Config, limit: u32) -> anyhow::Result<()> {
-    let meta = app::open_meta(&config).await?;
+    let (meta, _) = open(&config).await?;
     println!("TIME\tACTOR\tACTION\tREGISTRY\tPACKAGE\tVERSION\tFROM\tDETAIL");
     for (at, e) in meta.recent_audit(limit).await? {
         let field = |v: Option<String>| v.unwrap_or_else(|| "-".into());

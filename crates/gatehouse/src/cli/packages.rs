@@ -25,31 +25,20 @@ pub(super) async fn push(config: Config, registry: &str, spec: &str, to: &str) -
         .clone()
         .unwrap_or_else(|| PublicUrl::from_addr(config.listen));
     let app = App::start(config, public_url, None).await?;
-    let from = find_registry(&app.meta, registry).await?;
-    let summary = crate::upstream::push::push(&app, &from, &name, &version, to, "cli").await?;
+    let from = find_registry(&app.services, registry).await?;
+    let summary = app.promotion.push(&from, &name, &version, to, "cli").await?;
     println!("{summary}");
     Ok(())
 }
 
 pub(super) async fn package_command(config: Config, cmd: PackageCommand) -> anyhow::Result<()> {
-    let meta = app::open_meta(&config).await?;
+    let (_, services) = open(&config).await?;
     match cmd {
         PackageCommand::Internal { registry, name, state } => {
-            let registry = find_registry(&meta, &registry).await?;
+            let registry = find_registry(&services, &registry).await?;
             let name = PackageName::parse(&name)?;
-            let record = meta
-                .package(registry.id, &name)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("{} holds no package {name}", registry.name))?;
             let internal = state == "on";
-            meta.set_internal(record.id, internal).await?;
-            audit_cli(
-                &meta,
-                "package.internal",
-                Some(&registry),
-                format!("{name} internal={internal}"),
-            )
-            .await?;
+            services.set_internal(&Actor::cli(), &registry, &name, internal).await?;
             println!(
                 "{name} in {} is now {}",
                 registry.name,

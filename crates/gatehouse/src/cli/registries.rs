@@ -1,5 +1,7 @@
 //! `gatehouse registry …`: registries, their upstreams and roles.
 
+use gatehouse_server::services::UpstreamRequest;
+
 use super::*;
 
 #[derive(Subcommand, Debug)]
@@ -50,7 +52,8 @@ pub(super) enum UpstreamCommand {
 }
 
 pub(super) async fn registry(config: Config, cmd: RegistryCommand) -> anyhow::Result<()> {
-    let meta = app::open_meta(&config).await?;
+    let (meta, services) = open(&config).await?;
+    let actor = Actor::cli();
     match cmd {
         RegistryCommand::Create {
             name,
@@ -58,32 +61,11 @@ pub(super) async fn registry(config: Config, cmd: RegistryCommand) -> anyhow::Re
             upstreams,
         } => {
             let name = RegistryName::parse(&name)?;
-            let specs = upstreams
+            let upstreams = upstreams
                 .iter()
-                .map(|raw| UpstreamSpec::parse(raw).map(|spec| spec.to_string()))
+                .map(|raw| UpstreamSpec::parse(raw).map(UpstreamRequest::plain))
                 .collect::<Result<Vec<_>, _>>()?;
-            let registry = match meta.create_registry(&name, public).await {
-                Ok(registry) => registry,
-                Err(StoreError::Conflict(_)) => bail!("a registry named \"{name}\" already exists"),
-                Err(e) => return Err(e.into()),
-            };
-            for spec in specs {
-                meta.add_upstream(
-                    registry.id,
-                    &NewUpstream {
-                        spec,
-                        ..NewUpstream::default()
-                    },
-                )
-                .await?;
-            }
-            meta.append_audit(&AuditEntry {
-                actor: Some("cli".into()),
-                action: "registry.create",
-                registry: Some(name.to_string()),
-                ..AuditEntry::default()
-            })
-            .await?;
+            services.create_registry(&actor, &name, public, &upstreams).await?;
             println!("created registry {name} (served at /r/{name}/)");
         }
         RegistryCommand::List => {
@@ -92,45 +74,37 @@ pub(super) async fn registry(config: Config, cmd: RegistryCommand) -> anyhow::Re
                 println!("{}\t{access}", registry.name);
             }
         }
-        RegistryCommand::Upstream(cmd) => upstream_command(&meta, cmd).await?,
+        RegistryCommand::Upstream(cmd) => upstream_command(&meta, &services, cmd).await?,
         RegistryCommand::Grant { name, user, role } => {
-            let registry = find_registry(&meta, &name).await?;
+            let registry = find_registry(&services, &name).await?;
             let role = Role::parse(&role)?;
-            let user = find_user(&meta, &user).await?;
-            meta.set_member_role(registry.id, user.id, Some(role)).await?;
-            audit_cli(
-                &meta,
-                "registry.grant",
-                Some(&registry),
-                format!("{} {role}", user.name),
-            )
-            .await?;
+            let user = services.user(&user).await?;
+            services.set_member_role(&actor, &registry, &user, Some(role)).await?;
             println!("{} may now {role} on {}", user.name, registry.name);
         }
         RegistryCommand::Revoke { name, user } => {
-            let registry = find_registry(&meta, &name).await?;
-            let user = find_user(&meta, &user).await?;
-            meta.set_member_role(registry.id, user.id, None).await?;
-            audit_cli(&meta, "registry.revoke", Some(&registry), user.name.clone()).await?;
+            let registry = find_registry(&services, &name).await?;
+            let user = services.user(&user).await?;
+            services.set_member_role(&actor, &registry, &user, None).await?;
             println!("{} has no explicit role on {} any more", user.name, registry.name);
         }
         RegistryCommand::DefaultRole { name, role } => {
-            let registry = find_registry(&meta, &name).await?;
+            let registry = find_registry(&services, &name).await?;
             let role = match role.as_str() {
                 "none" => None,
                 "read" | "publish" => Some(Role::parse(&role)?),
                 other => bail!("invalid default role {other:?}: use none, read or publish"),
             };
-            meta.set_default_role(registry.id, role).await?;
+            services.set_default_role(&actor, &registry, role).await?;
             let shown = role.map_or("none", Role::as_str);
-            audit_cli(&meta, "registry.default_role", Some(&registry), shown.to_owned()).await?;
             println!("logged-in users now get {shown} on {}", registry.name);
         }
     }
     Ok(())
 }
 
-async fn upstream_command(meta: &Meta, cmd: UpstreamCommand) -> anyhow::Result<()> {
+async fn upstream_command(meta: &Meta, services: &Services, cmd: UpstreamCommand) -> anyhow::Result<()> {
+    let actor = Actor::cli();
     match cmd {
         UpstreamCommand::Add {
             registry,
@@ -139,47 +113,24 @@ async fn upstream_command(meta: &Meta, cmd: UpstreamCommand) -> anyhow::Result<(
             basic,
             internal,
         } => {
-            let registry = find_registry(meta, &registry).await?;
-            let spec = UpstreamSpec::parse(&upstream)?;
-            if let UpstreamSpec::Registry(other) = &spec {
-                if other == &registry.name {
-                    bail!("a registry cannot be its own upstream");
-                }
-                find_registry(meta, other.as_str()).await?;
-            }
-            if basic.as_deref().is_some_and(|b| !b.contains(':')) {
-                bail!("--basic takes user:password");
-            }
-            let added = meta
-                .add_upstream(
-                    registry.id,
-                    &NewUpstream {
-                        spec: spec.to_string(),
-                        token,
-                        basic_auth: basic,
-                        internal,
-                    },
-                )
-                .await;
-            match added {
-                Ok(()) => {}
-                Err(StoreError::Conflict(_)) => bail!("{} already has upstream {spec}", registry.name),
-                Err(e) => return Err(e.into()),
-            }
-            audit_cli(meta, "registry.upstream_add", Some(&registry), spec.to_string()).await?;
-            println!("{} now also pulls from {spec}", registry.name);
+            let registry = find_registry(services, &registry).await?;
+            let request = UpstreamRequest {
+                spec: UpstreamSpec::parse(&upstream)?,
+                token,
+                basic_auth: basic,
+                internal,
+            };
+            services.add_upstream(&actor, &registry, &request).await?;
+            println!("{} now also pulls from {}", registry.name, request.spec);
         }
         UpstreamCommand::Remove { registry, upstream } => {
-            let registry = find_registry(meta, &registry).await?;
-            let spec = UpstreamSpec::parse(&upstream)?.to_string();
-            if !meta.remove_upstream(registry.id, &spec).await? {
-                bail!("{} has no upstream {spec}", registry.name);
-            }
-            audit_cli(meta, "registry.upstream_remove", Some(&registry), spec.clone()).await?;
+            let registry = find_registry(services, &registry).await?;
+            let spec = UpstreamSpec::parse(&upstream)?;
+            services.remove_upstream(&actor, &registry, &spec).await?;
             println!("{} no longer pulls from {spec}", registry.name);
         }
         UpstreamCommand::List { registry } => {
-            let registry = find_registry(meta, &registry).await?;
+            let registry = find_registry(services, &registry).await?;
             for row in meta.upstreams(registry.id).await? {
                 let auth = match (&row.token, &row.basic_auth) {
                     (Some(_), _) => "token",

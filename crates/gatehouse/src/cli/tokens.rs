@@ -1,5 +1,8 @@
 //! `gatehouse token create|list|revoke`.
 
+use gatehouse_server::services::TokenRef;
+use gatehouse_store::now_millis;
+
 use super::*;
 
 #[derive(Subcommand, Debug)]
@@ -39,7 +42,7 @@ pub(super) enum TokenCommand {
 }
 
 pub(super) async fn token_command(config: Config, cmd: TokenCommand) -> anyhow::Result<()> {
-    let meta = app::open_meta(&config).await?;
+    let (meta, services) = open(&config).await?;
     match cmd {
         TokenCommand::Create {
             user,
@@ -50,38 +53,27 @@ pub(super) async fn token_command(config: Config, cmd: TokenCommand) -> anyhow::
             expires,
             name,
         } => {
-            let owner = find_user(&meta, &user).await?;
+            let owner = services.user(&user).await?;
             for cidr in &cidrs {
                 Cidr::parse(cidr)?;
             }
             for registry in &registries {
-                find_registry(&meta, registry).await?;
+                find_registry(&services, registry).await?;
             }
             let expires_at = expires
                 .as_deref()
                 .map(parse_duration)
                 .transpose()?
                 .map(|d| now_millis() + i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-            let minted = token::issue(
-                &meta,
-                owner.id,
-                TokenSpec {
-                    name,
-                    readonly: read_only,
-                    cidr_whitelist: cidrs,
-                    registries,
-                    packages,
-                    expires_at,
-                },
-            )
-            .await?;
-            meta.append_audit(&AuditEntry {
-                actor: Some("cli".into()),
-                action: "token.create",
-                detail: Some(format!("key={} user={}", minted.key, owner.name)),
-                ..AuditEntry::default()
-            })
-            .await?;
+            let spec = TokenSpec {
+                name,
+                readonly: read_only,
+                cidr_whitelist: cidrs,
+                registries,
+                packages,
+                expires_at,
+            };
+            let minted = services.issue_token(&Actor::cli(), &owner, spec).await?;
             eprintln!(
                 "created token {} for {} (shown once; store it now)",
                 minted.key, owner.name
@@ -90,7 +82,7 @@ pub(super) async fn token_command(config: Config, cmd: TokenCommand) -> anyhow::
         }
         TokenCommand::List { user } => {
             let tokens = match user {
-                Some(name) => meta.tokens_of(find_user(&meta, &name).await?.id).await?,
+                Some(name) => meta.tokens_of(services.user(&name).await?.id).await?,
                 None => meta.all_tokens().await?,
             };
             println!("KEY\tUSER\tTOKEN\tSCOPE\tCREATED\tLAST USED\tEXPIRES\tNAME");
@@ -113,16 +105,9 @@ pub(super) async fn token_command(config: Config, cmd: TokenCommand) -> anyhow::
             }
         }
         TokenCommand::Revoke { key } => {
-            if !meta.revoke_token(None, &key, now_millis()).await? {
-                bail!("no live token with key {key:?}");
-            }
-            meta.append_audit(&AuditEntry {
-                actor: Some("cli".into()),
-                action: "token.revoke",
-                detail: Some(format!("key={key}")),
-                ..AuditEntry::default()
-            })
-            .await?;
+            services
+                .revoke_token(&Actor::cli(), None, TokenRef::Key(&key), "gatehouse token revoke")
+                .await?;
             println!("revoked token {key}");
         }
     }

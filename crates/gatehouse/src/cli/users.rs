@@ -1,5 +1,7 @@
 //! `gatehouse user add|list`.
 
+use gatehouse_server::services::{Creation, NewUser};
+
 use super::*;
 
 #[derive(Subcommand, Debug)]
@@ -21,7 +23,7 @@ pub(super) enum UserCommand {
 }
 
 pub(super) async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
-    let meta = app::open_meta(&config).await?;
+    let (meta, services) = open(&config).await?;
     match cmd {
         UserCommand::Add {
             name,
@@ -29,28 +31,21 @@ pub(super) async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()>
             email,
             password_stdin: _,
         } => {
-            if !valid_user_name(&name) {
-                bail!("invalid user name {name:?}: use 1-64 characters of a-z, 0-9, '.', '-' and '_'");
-            }
             let mut line = String::new();
             std::io::stdin()
                 .lock()
                 .read_line(&mut line)
                 .context("cannot read the password from standard input")?;
             let password = line.trim_end_matches(['\r', '\n']).to_owned();
-            let hash = password::hash(password).await?;
-            match meta.create_user(&name, email.as_deref(), &hash, admin).await {
-                Ok(_) => {}
-                Err(StoreError::Conflict(_)) => bail!("a user named {name:?} already exists"),
-                Err(e) => return Err(e.into()),
-            }
-            meta.append_audit(&AuditEntry {
-                actor: Some("cli".into()),
-                action: "user.create",
-                detail: Some(format!("{name} admin={admin}")),
-                ..AuditEntry::default()
-            })
-            .await?;
+            let new = NewUser {
+                name: &name,
+                email: email.as_deref(),
+                password,
+                admin,
+            };
+            services
+                .create_user(&Actor::cli(), new, Creation::ByAdministrator)
+                .await?;
             println!("created user {name}{}", if admin { " (admin)" } else { "" });
         }
         UserCommand::List => {

@@ -2,19 +2,17 @@
 //! single versions, tarballs, collaborators and visibility.
 
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use gatehouse_npm::name::PackageName;
+use gatehouse_store::blobs::BlobKey;
 use serde_json::{Value, json};
-use tokio_util::io::ReaderStream;
 
 use super::Ctx;
-use crate::blob_journal::BlobBody;
 use crate::http::error::{ApiError, ApiResult};
-use crate::npm::name::PackageName;
 use crate::packument_cache::{self, Representation};
-use crate::store::blobs::BlobKey;
-use crate::upstream::pull::{self, Download, PullError};
+use crate::upstream::pull::Download;
 
 const ABBREVIATED_TYPE: &str = "application/vnd.npm.install-v1+json";
 
@@ -96,8 +94,7 @@ pub async fn packument(ctx: &Ctx, name: &PackageName, headers: &HeaderMap, head:
         let repr = repr.clone();
         tokio::task::spawn_blocking(move || repr.json().map(Bytes::from))
             .await
-            .map_err(ApiError::internal)?
-            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)??
     };
     builder = builder.header(header::CONTENT_LENGTH, body.len());
     let body = if head { Body::empty() } else { Body::from(body) };
@@ -110,8 +107,7 @@ pub async fn version(ctx: &Ctx, name: &PackageName, spec: &str) -> ApiResult<Res
     let prepared = ctx.package(name).await?;
     let version = prepared.dist_tags.get(spec).map_or(spec, String::as_str).to_owned();
     let manifest = packument_cache::version_manifest(prepared, version)
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         .ok_or_else(|| ApiError::NotFound(format!("version not found: {name}@{spec}")))?;
     Ok(axum::Json(manifest).into_response())
 }
@@ -127,18 +123,12 @@ pub async fn tarball(ctx: &Ctx, name: &PackageName, file: &str, head: bool) -> A
     let download = match prepared.tarballs.get(version) {
         Some(blob) => Download::Held(blob.clone()),
         None if prepared.remote.contains_key(version) => {
-            let pulled = if head {
-                pull::ensure_local(&ctx.app, &ctx.registry, name, version)
-                    .await
-                    .map(Download::Held)
+            let pulls = &ctx.app.pulls;
+            if head {
+                Download::Held(pulls.ensure_local(&ctx.registry, name, version).await?)
             } else {
-                pull::download(&ctx.app, &ctx.registry, name, version).await
-            };
-            pulled.map_err(|e| match e {
-                PullError::NotFound => ApiError::not_found(),
-                PullError::Internal(why) => ApiError::internal(why),
-                other => ApiError::BadGateway(other.to_string()),
-            })?
+                pulls.download(&ctx.registry, name, version).await?
+            }
         }
         None => return Err(ApiError::not_found()),
     };
@@ -153,26 +143,17 @@ pub async fn tarball(ctx: &Ctx, name: &PackageName, file: &str, head: bool) -> A
     match download {
         Download::Held(blob_ref) => {
             let key = BlobKey::parse_hex(&blob_ref.sha512_hex)?;
-            let blob = ctx
-                .app
-                .journal
-                .open(&key)
-                .await
-                .map_err(ApiError::internal)?
-                .ok_or_else(|| {
-                    ApiError::internal(format!("blob {} of {name}@{version} is missing", blob_ref.sha512_hex))
-                })?;
-            let etag =
-                HeaderValue::try_from(format!("\"{}\"", &blob_ref.sha512_hex[..32])).map_err(ApiError::internal)?;
-            let len = blob.size();
-            let body = match blob {
-                _ if head => Body::empty(),
-                BlobBody::File(file) => Body::from_stream(ReaderStream::with_capacity(file.file, 64 * 1024)),
-                BlobBody::Journaled(bytes) => Body::from(bytes),
+            let blob = ctx.app.blobs.open(&key).await?.ok_or_else(|| {
+                ApiError::internal(format!("blob {} of {name}@{version} is missing", blob_ref.sha512_hex))
+            })?;
+            let body = if head {
+                Body::empty()
+            } else {
+                Body::from_stream(blob.body)
             };
             builder
-                .header(header::CONTENT_LENGTH, len)
-                .header(header::ETAG, etag)
+                .header(header::CONTENT_LENGTH, blob.len)
+                .header(header::ETAG, blob.etag)
                 .body(body)
                 .map_err(ApiError::internal)
         }

@@ -7,8 +7,8 @@ use serde_json::{Map, Value, json};
 
 use super::Ctx;
 use crate::http::error::{ApiError, ApiResult};
-use crate::npm::packument::iso_time;
-use crate::store::{SearchQuery, now_millis};
+use gatehouse_npm::packument::iso_time;
+use gatehouse_store::{SearchQuery, now_millis};
 
 #[derive(Deserialize)]
 struct Params {

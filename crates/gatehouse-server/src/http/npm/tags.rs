@@ -4,10 +4,11 @@ use axum::body::Bytes;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use gatehouse_npm::dist_tag::DistTag;
+use gatehouse_npm::name::PackageName;
+
 use super::Ctx;
 use crate::http::error::{ApiError, ApiResult};
-use crate::npm::dist_tag::DistTag;
-use crate::npm::name::PackageName;
 
 pub async fn list(ctx: &Ctx, name: &PackageName) -> ApiResult<Response> {
     ctx.require_read()?;
@@ -30,31 +31,21 @@ pub async fn set(ctx: &Ctx, name: &PackageName, tag: &str, body: &Bytes) -> ApiR
     let prepared = ctx.local_package(name).await?;
     let record = super::held(&prepared)?;
     ctx.require_maintainer(record)?;
-    if !prepared.tarballs.contains_key(&version) {
-        return Err(ApiError::NotFound(format!("version not found: {name}@{version}")));
-    }
-    ctx.app.meta.set_dist_tag(record.id, tag.as_str(), &version).await?;
-    ctx.app.packuments.invalidate(ctx.registry.id, name).await;
-    ctx.audit("dist-tag.set", Some(name), Some(&version), Some(format!("tag={tag}")))
-        .await;
+    ctx.app
+        .services
+        .set_dist_tag(&ctx.actor(), &ctx.registry, record, &tag, &version)
+        .await?;
     Ok(axum::Json(json!({ "ok": true })).into_response())
 }
 
 pub async fn remove(ctx: &Ctx, name: &PackageName, tag: &str) -> ApiResult<Response> {
     ctx.require_writer()?;
-    if tag == "latest" {
-        return Err(ApiError::BadRequest(
-            "the latest tag cannot be removed; move it instead".into(),
-        ));
-    }
     let prepared = ctx.local_package(name).await?;
     let record = super::held(&prepared)?;
     ctx.require_maintainer(record)?;
-    if !ctx.app.meta.remove_dist_tag(record.id, tag).await? {
-        return Err(ApiError::NotFound(format!("dist-tag \"{tag}\" not found on {name}")));
-    }
-    ctx.app.packuments.invalidate(ctx.registry.id, name).await;
-    ctx.audit("dist-tag.remove", Some(name), None, Some(format!("tag={tag}")))
-        .await;
+    ctx.app
+        .services
+        .remove_dist_tag(&ctx.actor(), &ctx.registry, record, tag)
+        .await?;
     Ok(axum::Json(json!({ "ok": true })).into_response())
 }

@@ -6,12 +6,14 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use gatehouse_npm::packument::iso_time;
+use gatehouse_store::{Token, now_millis};
+
 use super::Ctx;
 use crate::auth::cidr::Cidr;
-use crate::auth::token::{self, TokenSpec};
+use crate::auth::token::TokenSpec;
 use crate::http::error::{ApiError, ApiResult};
-use crate::npm::packument::iso_time;
-use crate::store::{Token, now_millis};
+use crate::services::TokenRef;
 
 /// npm 11 sends granular-token fields; older clients send `readonly`.
 #[derive(Deserialize)]
@@ -66,29 +68,22 @@ pub async fn create(ctx: &Ctx, body: &Bytes) -> ApiResult<Response> {
     let readonly = body.readonly || body.packages_and_scopes_permission.as_deref() == Some("read-only");
     let expires_at = body.expires.map(|days| now_millis() + i64::from(days) * 86_400_000);
     // Tokens made through a registry's URL work on that registry only.
-    let minted = token::issue(
-        &ctx.app.meta,
-        principal.user.id,
-        TokenSpec {
-            name: body.name.clone(),
-            readonly,
-            cidr_whitelist: body.cidr_whitelist.clone(),
-            registries: vec![ctx.registry.name.to_string()],
-            packages: Vec::new(),
-            expires_at,
-        },
-    )
-    .await?;
-    ctx.audit(
-        "token.create",
-        None,
-        None,
-        Some(format!(
-            "key={} readonly={readonly} cidr={:?}",
-            minted.key, body.cidr_whitelist
-        )),
-    )
-    .await;
+    let minted = ctx
+        .app
+        .services
+        .issue_token(
+            &ctx.actor(),
+            &principal.user,
+            TokenSpec {
+                name: body.name.clone(),
+                readonly,
+                cidr_whitelist: body.cidr_whitelist.clone(),
+                registries: vec![ctx.registry.name.to_string()],
+                packages: Vec::new(),
+                expires_at,
+            },
+        )
+        .await?;
     let now = iso_time(now_millis());
     Ok((
         StatusCode::CREATED,
@@ -108,15 +103,14 @@ pub async fn create(ctx: &Ctx, body: &Bytes) -> ApiResult<Response> {
 
 pub async fn revoke(ctx: &Ctx, key: &str) -> ApiResult<Response> {
     let principal = ctx.require_writer()?;
-    if !ctx
-        .app
-        .meta
-        .revoke_token(Some(principal.user.id), key, now_millis())
-        .await?
-    {
-        return Err(ApiError::NotFound(format!("no token with key \"{key}\"")));
-    }
-    ctx.app.auth.forget_tokens();
-    ctx.audit("token.revoke", None, None, Some(format!("key={key}"))).await;
+    ctx.app
+        .services
+        .revoke_token(
+            &ctx.actor(),
+            Some(principal.user.id),
+            TokenRef::Key(key),
+            "npm token revoke",
+        )
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -6,11 +6,13 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
+use gatehouse_store::{AuditAction, User};
+
 use super::Ctx;
+use crate::auth::AuthError;
 use crate::auth::token::{self, TokenSpec};
-use crate::auth::{AuthError, password, valid_user_name};
 use crate::http::error::{ApiError, ApiResult};
-use crate::store::{StoreError, User};
+use crate::services::{Actor, Creation, NewUser, ServiceError, TokenRef};
 
 #[derive(Deserialize)]
 struct LoginBody {
@@ -41,29 +43,36 @@ pub async fn login(ctx: &Ctx, url_name: &str, body: &Bytes) -> ApiResult<Respons
         Ok(principal) => principal.user,
         Err(AuthError::BadPassword) if ctx.app.config.allow_registration => register(ctx, &body).await?,
         Err(AuthError::BadPassword) => {
-            ctx.audit_login(&body.name, "auth.login_failed", None).await;
+            ctx.audit_login(&body.name, AuditAction::AuthLoginFailed, None).await;
             return Err(ApiError::WrongPassword(
                 "incorrect username or password (accounts are created by an administrator)".into(),
             ));
         }
         Err(e) => {
-            ctx.audit_login(&body.name, "auth.login_failed", None).await;
+            ctx.audit_login(&body.name, AuditAction::AuthLoginFailed, None).await;
             return Err(e.into());
         }
     };
     // A login token works on the registry it was issued for, and nowhere else.
-    let minted = token::issue(
-        &ctx.app.meta,
-        user.id,
-        TokenSpec {
-            name: Some("npm login".into()),
-            registries: vec![ctx.registry.name.to_string()],
-            ..TokenSpec::default()
-        },
+    let minted = ctx
+        .app
+        .services
+        .issue_token(
+            &user_actor(ctx, &user),
+            &user,
+            TokenSpec {
+                name: Some("npm login".into()),
+                registries: vec![ctx.registry.name.to_string()],
+                ..TokenSpec::default()
+            },
+        )
+        .await?;
+    ctx.audit_login(
+        &user.name,
+        AuditAction::AuthLogin,
+        Some(format!("token {} issued", minted.key)),
     )
-    .await?;
-    ctx.audit_login(&user.name, "auth.login", Some(format!("token {} issued", minted.key)))
-        .await;
+    .await;
     Ok(logged_in(&user.name, &minted.secret))
 }
 
@@ -85,7 +94,7 @@ async fn login_with_token(ctx: &Ctx, body: &LoginBody) -> ApiResult<Response> {
             )));
         }
         Err(e) => {
-            ctx.audit_login(&body.name, "auth.login_failed", None).await;
+            ctx.audit_login(&body.name, AuditAction::AuthLoginFailed, None).await;
             return Err(match e {
                 AuthError::AddressRefused(_) => e.into(),
                 // Typed at the password prompt, so it's answered like a wrong password.
@@ -96,7 +105,7 @@ async fn login_with_token(ctx: &Ctx, body: &LoginBody) -> ApiResult<Response> {
     let key = principal.token.as_ref().map_or("?", |t| t.key.as_str());
     ctx.audit_login(
         &principal.user.name,
-        "auth.login",
+        AuditAction::AuthLogin,
         Some(format!("token {key} used as password")),
     )
     .await;
@@ -120,29 +129,31 @@ fn logged_in(user: &str, token: &str) -> Response {
 /// Self-registration (only when the config allows it). An existing name with a wrong
 /// password stays a plain login failure.
 async fn register(ctx: &Ctx, body: &LoginBody) -> ApiResult<User> {
-    if !valid_user_name(&body.name) {
-        return Err(ApiError::BadRequest(
-            "user names are 1-64 characters of a-z, 0-9, '.', '-' and '_'".into(),
-        ));
-    }
-    let hash = password::hash(body.password.clone())
-        .await
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    match ctx
-        .app
-        .meta
-        .create_user(&body.name, body.email.as_deref(), &hash, false)
-        .await
-    {
-        Ok(user) => {
-            ctx.audit("user.register", None, None, Some(user.name.clone())).await;
-            Ok(user)
-        }
-        Err(StoreError::Conflict(_)) => {
-            ctx.audit_login(&body.name, "auth.login_failed", None).await;
+    let new = NewUser {
+        name: &body.name,
+        email: body.email.as_deref(),
+        password: body.password.clone(),
+        admin: false,
+    };
+    let actor = Actor {
+        name: Some(body.name.clone()),
+        client_addr: Some(ctx.client_ip),
+    };
+    match ctx.app.services.create_user(&actor, new, Creation::Registration).await {
+        Ok(user) => Ok(user),
+        Err(ServiceError::Conflict(_)) => {
+            ctx.audit_login(&body.name, AuditAction::AuthLoginFailed, None).await;
             Err(ApiError::WrongPassword("incorrect username or password".into()))
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// A user acting for themselves, from this request's address.
+fn user_actor(ctx: &Ctx, user: &User) -> Actor {
+    Actor {
+        name: Some(user.name.clone()),
+        client_addr: Some(ctx.client_ip),
     }
 }
 
@@ -154,20 +165,15 @@ pub fn whoami(ctx: &Ctx) -> ApiResult<Response> {
 /// `DELETE /-/user/token/{token}` (npm logout): revokes the caller's own token.
 pub async fn logout(ctx: &Ctx, secret: &str) -> ApiResult<Response> {
     let principal = ctx.require_user()?;
-    let revoked = ctx
-        .app
-        .meta
+    ctx.app
+        .services
         .revoke_token(
+            &ctx.actor(),
             Some(principal.user.id),
-            &token::hash_secret(secret),
-            crate::store::now_millis(),
+            TokenRef::Secret(secret),
+            "npm logout",
         )
         .await?;
-    if !revoked {
-        return Err(ApiError::NotFound("no such token".into()));
-    }
-    ctx.app.auth.forget_tokens();
-    ctx.audit("token.revoke", None, None, Some("npm logout".into())).await;
     Ok(axum::Json(json!({ "ok": true })).into_response())
 }
 

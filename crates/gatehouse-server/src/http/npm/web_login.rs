@@ -7,11 +7,14 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
+use gatehouse_store::AuditAction;
+
 use super::Ctx;
 use crate::auth::AuthError;
-use crate::auth::token::{self, TokenSpec};
+use crate::auth::token::TokenSpec;
 use crate::auth::web_login::Poll;
 use crate::http::error::{ApiError, ApiResult};
+use crate::services::Actor;
 
 /// `POST /-/v1/login`: both URLs are absolute and keep the `/r/{registry}` prefix,
 /// because npm uses them exactly as given.
@@ -76,13 +79,13 @@ pub async fn submit(ctx: &Ctx, login_id: &str, body: &Bytes) -> ApiResult<Respon
     {
         Ok(principal) => principal.user,
         Err(AuthError::BadPassword) => {
-            ctx.audit_login(&form.username, "auth.login_failed", Some("web login".into()))
+            ctx.audit_login(&form.username, AuditAction::AuthLoginFailed, Some("web login".into()))
                 .await;
             let page = form_page(ctx, login_id, &session.csrf, Some("Incorrect username or password."));
             return Ok(html(StatusCode::UNAUTHORIZED, &page));
         }
         Err(AuthError::RateLimited) => {
-            ctx.audit_login(&form.username, "auth.login_failed", Some("web login".into()))
+            ctx.audit_login(&form.username, AuditAction::AuthLoginFailed, Some("web login".into()))
                 .await;
             let page = form_page(
                 ctx,
@@ -94,20 +97,27 @@ pub async fn submit(ctx: &Ctx, login_id: &str, body: &Bytes) -> ApiResult<Respon
         }
         Err(e) => return Err(e.into()),
     };
-    let minted = token::issue(
-        &ctx.app.meta,
-        user.id,
-        TokenSpec {
-            name: Some("npm login (web)".into()),
-            registries: vec![ctx.registry.name.to_string()],
-            ..TokenSpec::default()
-        },
-    )
-    .await?;
+    let actor = Actor {
+        name: Some(user.name.clone()),
+        client_addr: Some(ctx.client_ip),
+    };
+    let minted = ctx
+        .app
+        .services
+        .issue_token(
+            &actor,
+            &user,
+            TokenSpec {
+                name: Some("npm login (web)".into()),
+                registries: vec![ctx.registry.name.to_string()],
+                ..TokenSpec::default()
+            },
+        )
+        .await?;
     ctx.app.web_logins.complete(login_id, &session, minted.secret).await;
     ctx.audit_login(
         &user.name,
-        "auth.login",
+        AuditAction::AuthLogin,
         Some(format!("web login, token {} issued", minted.key)),
     )
     .await;

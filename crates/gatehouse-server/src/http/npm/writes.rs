@@ -7,12 +7,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use gatehouse_npm::name::PackageName;
+use gatehouse_npm::packument::parse_rev;
+use gatehouse_npm::publish::{self, Document, PackageWrite, Publish};
+
 use super::Ctx;
-use crate::admission::{self, Candidate, Origin};
+use crate::admission::{Candidate, Origin};
 use crate::http::error::{ApiError, ApiResult};
-use crate::npm::name::PackageName;
-use crate::npm::packument::parse_rev;
-use crate::npm::publish::{self, Document, PackageWrite, Publish};
 
 /// `PUT /{name}` and `PUT /{name}/-rev/{rev}`.
 pub async fn put_package(ctx: &Ctx, name: &PackageName, rev: Option<&str>, body: Bytes) -> ApiResult<Response> {
@@ -50,9 +51,9 @@ async fn publish_version(ctx: &Ctx, publish: Publish) -> ApiResult<Response> {
     }
     let name = publish.name.clone();
     let version = publish.version.to_string();
-    admission::admit(
-        &ctx.app,
-        Candidate {
+    ctx.app
+        .admission
+        .admit(Candidate {
             registry: &ctx.registry,
             target: target.as_ref(),
             name: publish.name,
@@ -65,9 +66,8 @@ async fn publish_version(ctx: &Ctx, publish: Publish) -> ApiResult<Response> {
             publisher: Some(&principal.user),
             origin: Origin::Publish,
             client_addr: Some(ctx.client_ip.to_string()),
-        },
-    )
-    .await?;
+        })
+        .await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(json!({ "ok": true, "success": true, "id": name.to_string(), "version": version })),
@@ -106,35 +106,15 @@ async fn update_document(ctx: &Ctx, name: &PackageName, rev: Option<&str>, docum
         };
         let tags: BTreeMap<String, String> = document.dist_tags.into_iter().collect();
         ctx.app
-            .meta
-            .unpublish_versions(record.id, parse_rev(rev), &removed, &tags)
+            .services
+            .unpublish_versions(&ctx.actor(), &ctx.registry, &record, parse_rev(rev), &removed, &tags)
             .await?;
-        ctx.app.packuments.invalidate(ctx.registry.id, name).await;
-        for version in &removed {
-            ctx.audit("version.unpublish", Some(name), Some(version), None).await;
-        }
         return Ok(ok());
     }
-    let changes: Vec<(String, Option<String>)> = document
-        .deprecations
-        .into_iter()
-        .filter(|(version, message)| {
-            let stored = record.versions.iter().find(|v| &v.version == version);
-            stored.is_some_and(|s| &s.deprecated != message)
-        })
-        .collect();
-    if !changes.is_empty() {
-        ctx.app.meta.set_deprecations(record.id, &changes).await?;
-        ctx.app.packuments.invalidate(ctx.registry.id, name).await;
-        for (version, message) in &changes {
-            let action = if message.is_some() {
-                "version.deprecate"
-            } else {
-                "version.undeprecate"
-            };
-            ctx.audit(action, Some(name), Some(version), message.clone()).await;
-        }
-    }
+    ctx.app
+        .services
+        .deprecate(&ctx.actor(), &ctx.registry, &record, document.deprecations)
+        .await?;
     Ok(ok())
 }
 
@@ -142,26 +122,10 @@ async fn set_owners(ctx: &Ctx, name: &PackageName, rev: Option<&str>, owners: &[
     let prepared = ctx.local_package(name).await?;
     let record = super::held(&prepared)?;
     ctx.require_maintainer(record)?;
-    if owners.is_empty() {
-        return Err(ApiError::BadRequest("a package must keep at least one owner".into()));
-    }
-    let mut ids = Vec::with_capacity(owners.len());
-    for owner in owners {
-        let user = ctx
-            .app
-            .meta
-            .user(owner)
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("no user named \"{owner}\"")))?;
-        ids.push(user.id);
-    }
     ctx.app
-        .meta
-        .set_maintainers(record.id, rev.and_then(parse_rev), &ids)
+        .services
+        .set_owners(&ctx.actor(), &ctx.registry, record, rev.and_then(parse_rev), owners)
         .await?;
-    ctx.app.packuments.invalidate(ctx.registry.id, name).await;
-    ctx.audit("package.owners", Some(name), None, Some(owners.join(",")))
-        .await;
     Ok(ok())
 }
 
@@ -171,9 +135,10 @@ pub async fn unpublish_package(ctx: &Ctx, name: &PackageName, rev: &str) -> ApiR
     let prepared = ctx.local_package(name).await?;
     let record = super::held(&prepared)?;
     ctx.require_maintainer(record)?;
-    ctx.app.meta.unpublish_package(record.id, parse_rev(rev)).await?;
-    ctx.app.packuments.invalidate(ctx.registry.id, name).await;
-    ctx.audit("package.unpublish", Some(name), None, None).await;
+    ctx.app
+        .services
+        .unpublish_package(&ctx.actor(), &ctx.registry, record, parse_rev(rev))
+        .await?;
     Ok(ok())
 }
 
@@ -187,7 +152,7 @@ pub async fn delete_tarball(ctx: &Ctx, name: &PackageName, file: &str) -> ApiRes
     ctx.require_maintainer(record)?;
     let still_live = record
         .live_versions()
-        .any(|v| crate::npm::packument::tarball_file_name(name, &v.version) == file);
+        .any(|v| gatehouse_npm::packument::tarball_file_name(name, &v.version) == file);
     if still_live {
         return Err(ApiError::BadRequest(
             "unpublish the version (PUT the document without it) before deleting its tarball".into(),

@@ -71,12 +71,12 @@ pub fn clients_or_skip(test: &str) -> Option<&'static Clients> {
     Some(clients())
 }
 
-/// `<CARGO_TARGET_DIR or <manifest dir>/target>/client-cache`.
+/// `<CARGO_TARGET_DIR or <workspace>/target>/client-cache`.
 pub fn client_cache_dir() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let target = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) if !dir.is_empty() => manifest.join(dir), // join keeps an absolute dir as is
-        _ => manifest.join("target"),
+        Some(dir) if !dir.is_empty() => workspace.join(dir), // join keeps an absolute dir as is
+        _ => workspace.join("target"),
     };
     target.join("client-cache")
 }

@@ -1,0 +1,200 @@
+//! Changes to packages that exist: deprecations, unpublishing, dist-tags, owners, the
+//! internal flag.
+
+use std::collections::BTreeMap;
+
+use gatehouse_npm::dist_tag::DistTag;
+use gatehouse_npm::name::PackageName;
+use gatehouse_store::{AuditAction, PackageRecord, Registry};
+
+use super::{Actor, Audited, ServiceError, ServiceResult, Services};
+
+impl Services {
+    /// Sets (`Some`) or clears (`None`) the deprecation messages of existing versions;
+    /// versions whose message is unchanged are left alone. Returns how many changed.
+    pub async fn deprecate(
+        &self,
+        actor: &Actor,
+        registry: &Registry,
+        record: &PackageRecord,
+        messages: Vec<(String, Option<String>)>,
+    ) -> ServiceResult<usize> {
+        let changes: Vec<(String, Option<String>)> = messages
+            .into_iter()
+            .filter(|(version, message)| {
+                let stored = record.versions.iter().find(|v| &v.version == version);
+                stored.is_some_and(|s| s.unpublished_at.is_none() && &s.deprecated != message)
+            })
+            .collect();
+        if changes.is_empty() {
+            return Ok(0);
+        }
+        self.meta.set_deprecations(record.id, &changes).await?;
+        self.caches.package_changed(registry.id, &record.name).await;
+        for (version, message) in &changes {
+            let action = if message.is_some() {
+                AuditAction::VersionDeprecate
+            } else {
+                AuditAction::VersionUndeprecate
+            };
+            let mut entry = Audited::new(action)
+                .registry(registry)
+                .package(&record.name)
+                .version(version);
+            entry.detail = message.clone();
+            self.record(actor, entry).await;
+        }
+        Ok(changes.len())
+    }
+
+    /// Unpublishes some versions (npm unpublish name@version): their numbers stay
+    /// taken and their `time` entries stay. `dist_tags` are the tags the client
+    /// computed for what remains. `expected_rev` refuses a stale client.
+    pub async fn unpublish_versions(
+        &self,
+        actor: &Actor,
+        registry: &Registry,
+        record: &PackageRecord,
+        expected_rev: Option<i64>,
+        versions: &[String],
+        dist_tags: &BTreeMap<String, String>,
+    ) -> ServiceResult<()> {
+        self.meta
+            .unpublish_versions(record.id, expected_rev, versions, dist_tags)
+            .await?;
+        self.caches.package_changed(registry.id, &record.name).await;
+        for version in versions {
+            let entry = Audited::new(AuditAction::VersionUnpublish)
+                .registry(registry)
+                .package(&record.name)
+                .version(version);
+            self.record(actor, entry).await;
+        }
+        Ok(())
+    }
+
+    /// Unpublishes every version of a package.
+    pub async fn unpublish_package(
+        &self,
+        actor: &Actor,
+        registry: &Registry,
+        record: &PackageRecord,
+        expected_rev: Option<i64>,
+    ) -> ServiceResult<()> {
+        self.meta.unpublish_package(record.id, expected_rev).await?;
+        self.caches.package_changed(registry.id, &record.name).await;
+        let entry = Audited::new(AuditAction::PackageUnpublish)
+            .registry(registry)
+            .package(&record.name);
+        self.record(actor, entry).await;
+        Ok(())
+    }
+
+    /// Points `tag` at `version`, which the package must hold.
+    pub async fn set_dist_tag(
+        &self,
+        actor: &Actor,
+        registry: &Registry,
+        record: &PackageRecord,
+        tag: &DistTag,
+        version: &str,
+    ) -> ServiceResult<()> {
+        if !record.live_versions().any(|v| v.version == version) {
+            return Err(ServiceError::NotFound(format!(
+                "version not found: {}@{version}",
+                record.name
+            )));
+        }
+        self.meta.set_dist_tag(record.id, tag.as_str(), version).await?;
+        self.caches.package_changed(registry.id, &record.name).await;
+        let entry = Audited::new(AuditAction::DistTagSet)
+            .registry(registry)
+            .package(&record.name)
+            .version(version)
+            .detail(format!("tag={tag}"));
+        self.record(actor, entry).await;
+        Ok(())
+    }
+
+    /// Removes `tag`; `latest` can only be moved.
+    pub async fn remove_dist_tag(
+        &self,
+        actor: &Actor,
+        registry: &Registry,
+        record: &PackageRecord,
+        tag: &str,
+    ) -> ServiceResult<()> {
+        if tag == "latest" {
+            return Err(ServiceError::Invalid(
+                "the latest tag cannot be removed; move it instead".into(),
+            ));
+        }
+        if !self.meta.remove_dist_tag(record.id, tag).await? {
+            return Err(ServiceError::NotFound(format!(
+                "dist-tag \"{tag}\" not found on {}",
+                record.name
+            )));
+        }
+        self.caches.package_changed(registry.id, &record.name).await;
+        let entry = Audited::new(AuditAction::DistTagRemove)
+            .registry(registry)
+            .package(&record.name)
+            .detail(format!("tag={tag}"));
+        self.record(actor, entry).await;
+        Ok(())
+    }
+
+    /// Replaces the package's maintainers with the users named `owners`.
+    pub async fn set_owners(
+        &self,
+        actor: &Actor,
+        registry: &Registry,
+        record: &PackageRecord,
+        expected_rev: Option<i64>,
+        owners: &[String],
+    ) -> ServiceResult<()> {
+        if owners.is_empty() {
+            return Err(ServiceError::Invalid("a package must keep at least one owner".into()));
+        }
+        let mut ids = Vec::with_capacity(owners.len());
+        for owner in owners {
+            let user = self
+                .meta
+                .user(owner)
+                .await?
+                .ok_or_else(|| ServiceError::NotFound(format!("no user named \"{owner}\"")))?;
+            ids.push(user.id);
+        }
+        self.meta.set_maintainers(record.id, expected_rev, &ids).await?;
+        self.caches.package_changed(registry.id, &record.name).await;
+        let entry = Audited::new(AuditAction::PackageOwners)
+            .registry(registry)
+            .package(&record.name)
+            .detail(owners.join(","));
+        self.record(actor, entry).await;
+        Ok(())
+    }
+
+    /// Flags a package internal (never resolved from untrusted upstreams), or not.
+    pub async fn set_internal(
+        &self,
+        actor: &Actor,
+        registry: &Registry,
+        name: &PackageName,
+        internal: bool,
+    ) -> ServiceResult<()> {
+        let record = self
+            .meta
+            .package(registry.id, name)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("{} holds no package {name}", registry.name)))?;
+        self.meta.set_internal(record.id, internal).await?;
+        self.caches.package_changed(registry.id, name).await;
+        let entry = Audited::new(AuditAction::PackageInternal)
+            .registry(registry)
+            .package(name)
+            .detail(format!("internal={internal}"));
+        self.record(actor, entry).await;
+        Ok(())
+    }
+}

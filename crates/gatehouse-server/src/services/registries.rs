@@ -1,0 +1,211 @@
+//! Registries, their upstreams and who may do what in them.
+
+use gatehouse_store::registry::{RegistryName, Role};
+use gatehouse_store::{AuditAction, Conflict, NewUpstream, Registry, StoreError, User};
+
+use super::{Actor, Audited, ServiceError, ServiceResult, Services};
+use crate::upstream::spec::UpstreamSpec;
+
+/// An upstream to add to a registry.
+#[derive(Debug, Clone)]
+pub struct UpstreamRequest {
+    pub spec: UpstreamSpec,
+    /// Bearer token for a remote registry (also used to push to it).
+    pub token: Option<String>,
+    /// `user:password` for a remote registry.
+    pub basic_auth: Option<String>,
+    /// Trusted with packages flagged internal.
+    pub internal: bool,
+}
+
+impl UpstreamRequest {
+    pub fn plain(spec: UpstreamSpec) -> Self {
+        UpstreamRequest {
+            spec,
+            token: None,
+            basic_auth: None,
+            internal: false,
+        }
+    }
+}
+
+impl Services {
+    pub async fn registry(&self, name: &RegistryName) -> ServiceResult<Registry> {
+        self.meta
+            .registry(name)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("no registry named \"{name}\"")))
+    }
+
+    pub async fn user(&self, name: &str) -> ServiceResult<User> {
+        self.meta
+            .user(name)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("no user named {name:?}")))
+    }
+
+    /// Creates a registry with its upstreams; every upstream is checked before
+    /// anything is written.
+    pub async fn create_registry(
+        &self,
+        actor: &Actor,
+        name: &RegistryName,
+        public: bool,
+        upstreams: &[UpstreamRequest],
+    ) -> ServiceResult<Registry> {
+        for upstream in upstreams {
+            self.check_upstream(name, upstream).await?;
+        }
+        let registry = match self.meta.create_registry(name, public).await {
+            Ok(registry) => registry,
+            Err(StoreError::Conflict(_)) => {
+                return Err(ServiceError::Conflict(format!(
+                    "a registry named \"{name}\" already exists"
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if !upstreams.is_empty() {
+            self.meta.set_upstreams(registry.id, &rows(upstreams)).await?;
+        }
+        self.caches.registry_changed();
+        let detail = upstreams
+            .iter()
+            .map(|u| u.spec.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let entry = Audited::new(AuditAction::RegistryCreate)
+            .registry(&registry)
+            .detail(format!("public={public} upstreams={detail}"));
+        self.record(actor, entry).await;
+        Ok(registry)
+    }
+
+    pub async fn set_registry_public(&self, actor: &Actor, registry: &Registry, public: bool) -> ServiceResult<()> {
+        self.meta.set_registry_public(registry.id, public).await?;
+        self.caches.registry_changed();
+        let entry = Audited::new(AuditAction::RegistryVisibility)
+            .registry(registry)
+            .detail(format!("public={public}"));
+        self.record(actor, entry).await;
+        Ok(())
+    }
+
+    /// What every logged-in user may do without a grant: `None` (nothing), read or publish.
+    pub async fn set_default_role(&self, actor: &Actor, registry: &Registry, role: Option<Role>) -> ServiceResult<()> {
+        if role == Some(Role::Admin) {
+            return Err(ServiceError::Invalid(
+                "the default role can be none, read or publish; grant admin to users one by one".into(),
+            ));
+        }
+        self.meta.set_default_role(registry.id, role).await?;
+        self.caches.registry_changed();
+        let entry = Audited::new(AuditAction::RegistryDefaultRole)
+            .registry(registry)
+            .detail(role.map_or("none", Role::as_str));
+        self.record(actor, entry).await;
+        Ok(())
+    }
+
+    /// Grants `role` to `user` on `registry`, or (`None`) removes the grant.
+    pub async fn set_member_role(
+        &self,
+        actor: &Actor,
+        registry: &Registry,
+        user: &User,
+        role: Option<Role>,
+    ) -> ServiceResult<()> {
+        self.meta.set_member_role(registry.id, user.id, role).await?;
+        self.caches.registry_changed();
+        let entry = match role {
+            Some(role) => Audited::new(AuditAction::RegistryGrant).detail(format!("{} {role}", user.name)),
+            None => Audited::new(AuditAction::RegistryRevoke).detail(user.name.clone()),
+        };
+        self.record(actor, entry.registry(registry)).await;
+        Ok(())
+    }
+
+    /// Appends an upstream to the registry's list.
+    pub async fn add_upstream(
+        &self,
+        actor: &Actor,
+        registry: &Registry,
+        upstream: &UpstreamRequest,
+    ) -> ServiceResult<()> {
+        self.check_upstream(&registry.name, upstream).await?;
+        match self.meta.add_upstream(registry.id, &row(upstream)).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(Conflict::UpstreamExists)) => {
+                return Err(ServiceError::Conflict(format!(
+                    "{} already has upstream {}",
+                    registry.name, upstream.spec
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.caches.registry_changed();
+        let entry = Audited::new(AuditAction::RegistryUpstreamAdd)
+            .registry(registry)
+            .detail(upstream.spec.to_string());
+        self.record(actor, entry).await;
+        Ok(())
+    }
+
+    pub async fn remove_upstream(&self, actor: &Actor, registry: &Registry, spec: &UpstreamSpec) -> ServiceResult<()> {
+        if !self.meta.remove_upstream(registry.id, &spec.to_string()).await? {
+            return Err(ServiceError::NotFound(format!(
+                "{} has no upstream {spec}",
+                registry.name
+            )));
+        }
+        self.caches.registry_changed();
+        let entry = Audited::new(AuditAction::RegistryUpstreamRemove)
+            .registry(registry)
+            .detail(spec.to_string());
+        self.record(actor, entry).await;
+        Ok(())
+    }
+
+    /// Replaces the registry's whole upstream list (the configuration file's).
+    pub async fn set_upstreams(&self, registry: &Registry, upstreams: &[UpstreamRequest]) -> ServiceResult<()> {
+        for upstream in upstreams {
+            self.check_upstream(&registry.name, upstream).await?;
+        }
+        self.meta.set_upstreams(registry.id, &rows(upstreams)).await?;
+        self.caches.registry_changed();
+        Ok(())
+    }
+
+    /// A registry upstream must be another registry that exists; credentials go with URLs.
+    async fn check_upstream(&self, registry: &RegistryName, upstream: &UpstreamRequest) -> ServiceResult<()> {
+        if let UpstreamSpec::Registry(other) = &upstream.spec {
+            if other == registry {
+                return Err(ServiceError::Invalid("a registry cannot be its own upstream".into()));
+            }
+            if self.meta.registry(other).await?.is_none() {
+                return Err(ServiceError::NotFound(format!(
+                    "upstream registry:{other}: no registry named \"{other}\""
+                )));
+            }
+        }
+        if upstream.basic_auth.as_deref().is_some_and(|b| !b.contains(':')) {
+            return Err(ServiceError::Invalid(
+                "basic credentials take the form user:password".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn row(upstream: &UpstreamRequest) -> NewUpstream {
+    NewUpstream {
+        spec: upstream.spec.to_string(),
+        token: upstream.token.clone(),
+        basic_auth: upstream.basic_auth.clone(),
+        internal: upstream.internal,
+    }
+}
+
+fn rows(upstreams: &[UpstreamRequest]) -> Vec<NewUpstream> {
+    upstreams.iter().map(row).collect()
+}

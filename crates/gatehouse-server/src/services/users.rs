@@ -1,0 +1,100 @@
+//! Users and their tokens.
+
+use gatehouse_store::{AuditAction, Conflict, StoreError, User, UserId, now_millis};
+
+use super::{Actor, Audited, ServiceError, ServiceResult, Services};
+use crate::auth::token::{self, MintedToken, TokenSpec};
+use crate::auth::{password, valid_user_name};
+
+/// A user to create.
+pub struct NewUser<'a> {
+    pub name: &'a str,
+    pub email: Option<&'a str>,
+    pub password: String,
+    pub admin: bool,
+}
+
+/// How a user came to be, for the audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Creation {
+    /// By an administrator (CLI, first start).
+    ByAdministrator,
+    /// By themselves (`npm adduser` where registration is allowed).
+    Registration,
+}
+
+/// Which token to revoke.
+#[derive(Debug, Clone, Copy)]
+pub enum TokenRef<'a> {
+    /// Its public key (`npm token list`, `gatehouse token list`).
+    Key(&'a str),
+    /// Its value (`npm logout` sends the token itself).
+    Secret(&'a str),
+}
+
+impl Services {
+    /// Creates a user with a hashed password.
+    pub async fn create_user(&self, actor: &Actor, new: NewUser<'_>, how: Creation) -> ServiceResult<User> {
+        if !valid_user_name(new.name) {
+            return Err(ServiceError::Invalid(format!(
+                "invalid user name {:?}: use 1-64 characters of a-z, 0-9, '.', '-' and '_'",
+                new.name
+            )));
+        }
+        let hash = password::hash(new.password).await?;
+        let user = match self.meta.create_user(new.name, new.email, &hash, new.admin).await {
+            Ok(user) => user,
+            Err(StoreError::Conflict(Conflict::UserExists)) => {
+                return Err(ServiceError::Conflict(format!(
+                    "a user named {:?} already exists",
+                    new.name
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let action = match how {
+            Creation::ByAdministrator => AuditAction::UserCreate,
+            Creation::Registration => AuditAction::UserRegister,
+        };
+        let entry = Audited::new(action).detail(format!("{} admin={}", user.name, user.is_admin));
+        self.record(actor, entry).await;
+        Ok(user)
+    }
+
+    /// Mints a token for `user`; its secret is in the answer and nowhere else.
+    pub async fn issue_token(&self, actor: &Actor, user: &User, spec: TokenSpec) -> ServiceResult<MintedToken> {
+        let summary = format!(
+            "user={} readonly={} registries={:?} packages={:?} cidr={:?}",
+            user.name, spec.readonly, spec.registries, spec.packages, spec.cidr_whitelist
+        );
+        let minted = token::issue(&self.meta, user.id, spec).await?;
+        let entry = Audited::new(AuditAction::TokenCreate).detail(format!("key={} {summary}", minted.key));
+        self.record(actor, entry).await;
+        Ok(minted)
+    }
+
+    /// Revokes a token by its public key or its secret's hash; with `owner`, only that
+    /// user's. It stops working at once here, and within a second elsewhere.
+    pub async fn revoke_token(
+        &self,
+        actor: &Actor,
+        owner: Option<UserId>,
+        token: TokenRef<'_>,
+        why: &str,
+    ) -> ServiceResult<()> {
+        let (key_or_hash, shown) = match token {
+            TokenRef::Key(key) => (key.to_owned(), format!("key={key}")),
+            TokenRef::Secret(secret) => (token::hash_secret(secret), "by value".to_owned()),
+        };
+        if !self.meta.revoke_token(owner, &key_or_hash, now_millis()).await? {
+            return Err(ServiceError::NotFound(match token {
+                TokenRef::Key(key) => format!("no live token with key \"{key}\""),
+                TokenRef::Secret(_) => "no such token".into(),
+            }));
+        }
+        self.caches.credentials_changed();
+        let entry = Audited::new(AuditAction::TokenRevoke).detail(format!("{shown} {why}"));
+        self.record(actor, entry).await;
+        Ok(())
+    }
+}

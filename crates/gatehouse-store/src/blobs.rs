@@ -1,0 +1,221 @@
+//! Content-addressed tarball storage. A blob's only name is the sha512 of its bytes:
+//! no path or key is ever built from a package name, version or file name.
+//!
+//! [`BlobStore`] is a backend (files today, an object store next). [`Blobs`] is what
+//! the rest of the server uses: the one way anything reads a tarball (downloads,
+//! pulls, promotion, pushes), as a stream, whether its bytes sit in the backend or,
+//! for a version committed moments ago, still in the blob journal (`journal`).
+
+pub mod fs;
+pub mod journal;
+#[cfg(any(test, feature = "test-support"))]
+pub mod memory;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use tokio::sync::Notify;
+
+use crate::{BlobJournalStore, StoreError};
+
+pub use fs::FsBlobStore;
+
+/// The sha512 of a blob; the only way to address one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BlobKey([u8; 64]);
+
+impl BlobKey {
+    pub fn from_bytes(digest: [u8; 64]) -> Self {
+        BlobKey(digest)
+    }
+
+    pub fn parse_hex(hex_digest: &str) -> Result<Self, BlobError> {
+        let mut out = [0u8; 64];
+        hex::decode_to_slice(hex_digest, &mut out).map_err(|_| BlobError::BadKey)?;
+        Ok(BlobKey(out))
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 64] {
+        &self.0
+    }
+
+    /// The HTTP entity tag of the blob: the same for every replica, as it is the content's.
+    pub fn etag(&self) -> String {
+        format!("\"{}\"", &self.to_hex()[..32])
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("blob key is not a sha512 hex digest")]
+    BadKey,
+    #[error("blob bytes do not match their digest")]
+    DigestMismatch,
+    #[error("blob storage I/O failed")]
+    Io(#[from] std::io::Error),
+    #[error("blob journal")]
+    Journal(#[from] StoreError),
+}
+
+/// An open blob: its length, its entity tag and its bytes as they are read.
+pub struct BlobStream {
+    pub len: u64,
+    pub etag: String,
+    pub body: BoxStream<'static, std::io::Result<Bytes>>,
+}
+
+impl BlobStream {
+    /// A blob whose bytes are in memory already.
+    pub fn from_bytes(key: &BlobKey, bytes: Bytes) -> Self {
+        BlobStream {
+            len: bytes.len() as u64,
+            etag: key.etag(),
+            body: futures_util::stream::once(async move { Ok(bytes) }).boxed(),
+        }
+    }
+
+    /// Reads the whole blob into memory (promotion, pushes); downloads stream instead.
+    pub async fn into_bytes(self) -> Result<Bytes, BlobError> {
+        let mut bytes = Vec::with_capacity(usize::try_from(self.len).unwrap_or(0));
+        let mut body = self.body;
+        while let Some(piece) = body.try_next().await? {
+            bytes.extend_from_slice(&piece);
+        }
+        Ok(Bytes::from(bytes))
+    }
+}
+
+/// A blob backend.
+#[async_trait]
+pub trait BlobStore: Send + Sync {
+    /// Stores `bytes` under `key` after checking they hash to it. Durable on return.
+    /// An existing blob with that key is success.
+    async fn put(&self, key: &BlobKey, bytes: Bytes) -> Result<(), BlobError>;
+    /// Whether `put` waits for the disk (fsync). Only then is it worth keeping small
+    /// blobs in the blob journal instead, and writing them with `put_unsynced`.
+    fn syncs(&self) -> bool {
+        false
+    }
+    /// Like `put` for many blobs, without waiting for the disk: the caller keeps the
+    /// bytes durable elsewhere (the blob journal) until `sync` has returned for them.
+    async fn put_unsynced(&self, blobs: Vec<(BlobKey, Bytes)>) -> Result<(), BlobError> {
+        for (key, bytes) in blobs {
+            self.put(&key, bytes).await?;
+        }
+        Ok(())
+    }
+    /// Makes blobs written by `put_unsynced` durable.
+    async fn sync(&self, _keys: &[BlobKey]) -> Result<(), BlobError> {
+        Ok(())
+    }
+    /// Starts a blob written piece by piece (a tarball streaming in from an upstream),
+    /// whose key is known only at the end. Dropped without `commit`, it leaves nothing.
+    async fn stage(&self) -> Result<Box<dyn StagedBlob>, BlobError>;
+    /// The blob as a stream, `None` when it is not stored.
+    async fn open(&self, key: &BlobKey) -> Result<Option<BlobStream>, BlobError>;
+    async fn contains(&self, key: &BlobKey) -> Result<bool, BlobError>;
+    /// Every stored blob (housekeeping: check, garbage collection, tests).
+    async fn list(&self) -> Result<Vec<BlobKey>, BlobError>;
+    /// Blobs being written right now (staged, not committed).
+    async fn staged(&self) -> Result<usize, BlobError>;
+}
+
+/// A blob being written; see [`BlobStore::stage`].
+#[async_trait]
+pub trait StagedBlob: Send {
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), BlobError>;
+    /// Makes what was written durable under `key`, which must be its sha512.
+    async fn commit(self: Box<Self>, key: &BlobKey) -> Result<(), BlobError>;
+}
+
+/// The blobs of this server: a backend plus the blob journal. Cheap to clone.
+#[derive(Clone)]
+pub struct Blobs {
+    store: Arc<dyn BlobStore>,
+    journal: Arc<dyn BlobJournalStore>,
+    /// Wakes the task that writes journaled blobs to the backend (`journal::start`).
+    wake: Arc<Notify>,
+}
+
+impl Blobs {
+    /// Starts the task that writes journaled blobs to `store`. Runs until the process ends.
+    pub fn start(store: Arc<dyn BlobStore>, journal: Arc<dyn BlobJournalStore>) -> Self {
+        let blobs = Blobs::idle(store, journal);
+        journal::start(blobs.clone());
+        blobs
+    }
+
+    /// Without the task: journaled blobs stay in the journal until `recover` or a
+    /// server writes them (the CLI; tests).
+    pub fn idle(store: Arc<dyn BlobStore>, journal: Arc<dyn BlobJournalStore>) -> Self {
+        Blobs {
+            store,
+            journal,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// The backend, for housekeeping.
+    pub fn store(&self) -> &dyn BlobStore {
+        self.store.as_ref()
+    }
+
+    /// A blob, to stream: from the backend or, until its file is written, the journal.
+    pub async fn open(&self, key: &BlobKey) -> Result<Option<BlobStream>, BlobError> {
+        if let Some(stream) = self.store.open(key).await? {
+            return Ok(Some(stream));
+        }
+        if let Some(bytes) = self.journal.journaled_bytes(&key.to_hex()).await? {
+            return Ok(Some(BlobStream::from_bytes(key, Bytes::from(bytes))));
+        }
+        // The task may have written the file, and deleted the row, in between.
+        self.store.open(key).await
+    }
+
+    /// A whole blob in memory (promotion, pushes); downloads stream instead.
+    pub async fn read(&self, key: &BlobKey) -> Result<Option<Bytes>, BlobError> {
+        match self.open(key).await? {
+            Some(stream) => Ok(Some(stream.into_bytes().await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether a tarball of `len` bytes is committed in the blob journal with its
+    /// version rather than written first: small ones, where the backend syncs.
+    pub fn journals(&self, len: usize) -> bool {
+        len <= journal::MAX_BYTES && self.store.syncs()
+    }
+
+    /// A version whose blob is journaled was committed: its file can be written.
+    pub fn committed(&self) {
+        self.wake.notify_one();
+    }
+
+    pub async fn put(&self, key: &BlobKey, bytes: Bytes) -> Result<(), BlobError> {
+        self.store.put(key, bytes).await
+    }
+
+    pub async fn stage(&self) -> Result<Box<dyn StagedBlob>, BlobError> {
+        self.store.stage().await
+    }
+
+    /// Every blob held: in the backend and in the journal.
+    pub async fn count(&self) -> Result<usize, BlobError> {
+        let mut keys: std::collections::BTreeSet<String> = self
+            .journal
+            .journaled_blobs(0, u32::MAX)
+            .await?
+            .into_iter()
+            .map(|row| row.sha512_hex)
+            .collect();
+        keys.extend(self.store.list().await?.iter().map(BlobKey::to_hex));
+        Ok(keys.len())
+    }
+}
