@@ -142,6 +142,44 @@ fn forwarded_addresses_count_only_from_trusted_proxies() {
     assert_eq!(with_hops("garbage"), 403);
 }
 
+/// Behind a load balancer the admin API sees the caller's address, as the npm routes do:
+/// an admin token limited to the office network works from there, through the balancer.
+#[test]
+fn the_admin_api_honours_trusted_proxies() {
+    let server = TestServer::start_with_config("trusted_proxies = [\"127.0.0.1/32\"]\n");
+    let office_only = server.create_token(&["--user", "admin", "--cidr", "10.0.0.0/8"]);
+    let from = |forwarded_for: &str| {
+        http()
+            .get(format!("{}/-/api/v1/registries", server.base))
+            .bearer_auth(&office_only)
+            .header("x-forwarded-for", forwarded_for)
+            .send()
+            .expect("get")
+    };
+    let inside = from("10.1.2.3");
+    assert_eq!(inside.status(), 200);
+    let listed: serde_json::Value = inside.json().expect("json");
+    assert_eq!(listed["registries"][0]["name"], "default");
+    let outside = expect_error(from("192.0.2.7"), 403);
+    assert!(outside.contains("192.0.2.7"), "names the address refused: {outside}");
+    // The failed-login limits count the caller's address, not the balancer's: one
+    // address guessing passwords is stopped, everyone else behind the balancer is not.
+    let with_password = |user: &str, password: &str, forwarded_for: &str| {
+        http()
+            .get(format!("{}/-/api/v1/registries", server.base))
+            .basic_auth(user, Some(password))
+            .header("x-forwarded-for", forwarded_for)
+            .send()
+            .expect("get")
+            .status()
+    };
+    for i in 0..50 {
+        assert_eq!(with_password(&format!("guess{i}"), "wrong-password", "198.51.100.9"), 401);
+    }
+    assert_eq!(with_password("guess50", "wrong-password", "198.51.100.9"), 429);
+    assert_eq!(with_password("admin", ADMIN_PASSWORD, "203.0.113.5"), 200);
+}
+
 #[test]
 fn expired_revoked_and_malformed_credentials_get_401_without_leaking() {
     let server = TestServer::start();

@@ -196,3 +196,23 @@ fn the_admin_api_pushes_for_administrators_only() {
     assert_eq!(listed["registries"][0]["name"], "default");
     assert_eq!(listed["registries"][1]["upstreams"][0], "registry:prod");
 }
+
+/// A CI pipeline publishes to `prod` and installs through `dev` (upstream
+/// `registry:prod`) in its next step: the tarball, still in the blob journal, is
+/// pulled through at once.
+#[test]
+fn a_version_published_a_moment_ago_is_pulled_through_a_registry_upstream() {
+    let server = TestServer::start();
+    ok(server.cli(&["registry", "create", "prod"], ""));
+    ok(server.cli(&["registry", "create", "dev", "--upstream", "registry:prod"], ""));
+    let token = server.create_token(&["--user", "admin"]);
+    for i in 0..20 {
+        let name = format!("race-{i}");
+        let tarball = package_tarball(&name, "1.0.0");
+        let published = publish(&server, "prod", &token, &publish_body_with(&name, "1.0.0", "latest", &tarball));
+        assert_eq!(published.status(), 201);
+        let pulled = get_from(&server, "dev", &format!("{name}/-/{name}-1.0.0.tgz"), &token);
+        assert_eq!(pulled.status(), 200, "{name}: {}", server.log());
+        assert_eq!(pulled.bytes().expect("body").as_ref(), tarball.as_slice(), "{name}: the published bytes");
+    }
+}
