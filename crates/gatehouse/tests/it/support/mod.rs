@@ -6,7 +6,6 @@
 pub mod clients;
 pub mod fake_upstream;
 
-use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -378,47 +377,42 @@ pub fn packument(server: &TestServer, registry: &str, token: &str, name: &str) -
     }
 }
 
-/// Blobs the server holds: the files under the blob store, and the blobs in the blob
-/// journal (small tarballs are committed there and their files written moments
-/// later). The count must not move when a request is refused.
-pub fn blob_count(server: &TestServer) -> usize {
-    fn walk(dir: &Path, names: &mut BTreeSet<String>) {
-        for entry in std::fs::read_dir(dir).into_iter().flatten().filter_map(Result::ok) {
-            if entry.path().is_dir() {
-                walk(&entry.path(), names);
-            } else {
-                names.insert(entry.file_name().to_string_lossy().into_owned());
-            }
-        }
-    }
-    // The journal first: a blob leaves it only once its file is written.
-    let mut names = journaled_blobs(&server.data_dir);
-    walk(&server.data_dir.join("blobs/sha512"), &mut names);
-    names.len()
-}
-
-/// The sha512 of every blob in the blob journal.
-fn journaled_blobs(data_dir: &Path) -> BTreeSet<String> {
-    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(data_dir.join("gatehouse.db"));
-    let rows: Vec<String> = tokio::runtime::Builder::new_current_thread()
+/// Runs `f` on the server's stores, opened as an admin command opens them (the
+/// store, not its files, answers).
+pub fn with_storage<T>(
+    server: &TestServer,
+    f: impl AsyncFnOnce(&gatehouse_store::storage::Storage) -> T,
+) -> T {
+    use gatehouse_store::storage::{self, BlobUrl, DatabaseUrl, JournalTask};
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime")
         .block_on(async {
-            let mut db = sqlx::ConnectOptions::connect(&options)
-                .await
-                .expect("open the database");
-            sqlx::query_scalar("SELECT sha512 FROM blob_journal")
-                .fetch_all(&mut db)
-                .await
-                .expect("read the blob journal")
-        });
-    rows.into_iter().collect()
+            let storage = storage::open(
+                &DatabaseUrl::Sqlite(server.data_dir.join("gatehouse.db")),
+                &BlobUrl::File(server.data_dir.join("blobs")),
+                gatehouse_store::Durability::Full,
+                JournalTask::LeaveToServer,
+            )
+            .await
+            .expect("open the server's stores");
+            f(&storage).await
+        })
 }
 
-/// Files in the blob store's staging area (tarballs being written).
+/// Blobs the server holds, stored or still in the blob journal (small tarballs are
+/// committed there and written moments later). The count must not move when a
+/// request is refused.
+pub fn blob_count(server: &TestServer) -> usize {
+    with_storage(server, async |storage| storage.blobs.count().await.expect("count blobs"))
+}
+
+/// Blobs being written to storage right now (a tarball streaming in).
 pub fn staged_blob_count(server: &TestServer) -> usize {
-    std::fs::read_dir(server.data_dir.join("blobs/tmp")).map_or(0, Iterator::count)
+    with_storage(server, async |storage| {
+        storage.blobs.store().staged().await.expect("count staged blobs")
+    })
 }
 
 /// Waits until `f` is true or the deadline passes.
