@@ -415,13 +415,7 @@ mod tests {
         let upstreams = Arc::new(Upstreams::new(meta.clone(), &settings, 1 << 20).expect("upstreams"));
         let public_url = PublicUrl::parse("http://registry.test").expect("url");
         let packuments = PackumentCache::new(meta.clone(), upstreams, public_url, settings, 1 << 20);
-        let admission = Admission::new(
-            meta.clone(),
-            blobs.clone(),
-            packuments,
-            TarballLimits::default(),
-            true,
-        );
+        let admission = Admission::new(meta.clone(), blobs.clone(), packuments, TarballLimits::default(), true);
         let name = RegistryName::parse("test").expect("name");
         let registry = meta.create_registry(&name, false).await.expect("registry");
         Fixture {
@@ -521,7 +515,10 @@ mod tests {
         let mut packed = manifest("lib", "1.0.0");
         packed["description"] = json!("different bytes");
         let refused = f.publish("lib", "1.0.0", manifest("lib", "1.0.0"), packed).await;
-        assert!(matches!(&refused, Err(AdmissionError::VersionExists(v)) if v.as_str() == "1.0.0"), "{refused:?}");
+        assert!(
+            matches!(&refused, Err(AdmissionError::VersionExists(v)) if v.as_str() == "1.0.0"),
+            "{refused:?}"
+        );
         assert_eq!(f.blob_count().await, 1);
         assert_eq!(f.versions("lib").await, ["1.0.0"]);
     }
@@ -535,9 +532,9 @@ mod tests {
         assert!(
             matches!(
                 &refused,
-                Err(AdmissionError::Refused(Refusal::Manifest(ManifestMismatch::Dependencies {
-                    field: "dependencies"
-                })))
+                Err(AdmissionError::Refused(Refusal::Manifest(
+                    ManifestMismatch::Dependencies { field: "dependencies" }
+                )))
             ),
             "{refused:?}"
         );
@@ -572,7 +569,10 @@ mod tests {
             })
             .await;
         assert!(
-            matches!(&refused, Err(AdmissionError::Refused(Refusal::Tarball(TarballError::NotGzip)))),
+            matches!(
+                &refused,
+                Err(AdmissionError::Refused(Refusal::Tarball(TarballError::NotGzip)))
+            ),
             "{refused:?}"
         );
         assert_eq!(f.blob_count().await, 0);
@@ -587,7 +587,10 @@ mod tests {
         let refused = f
             .publish("Lib", "1.0.0", manifest("Lib", "1.0.0"), manifest("Lib", "1.0.0"))
             .await;
-        assert!(matches!(&refused, Err(AdmissionError::NameTaken(n)) if n.as_str() == "Lib"), "{refused:?}");
+        assert!(
+            matches!(&refused, Err(AdmissionError::NameTaken(n)) if n.as_str() == "Lib"),
+            "{refused:?}"
+        );
         assert!(f.versions("Lib").await.is_empty());
     }
 }

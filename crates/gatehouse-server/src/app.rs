@@ -43,7 +43,10 @@ pub struct App {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("data directory {path} is not usable: {cause}")]
-    DataDir { path: std::path::PathBuf, cause: std::io::Error },
+    DataDir {
+        path: std::path::PathBuf,
+        cause: std::io::Error,
+    },
     #[error(transparent)]
     Storage(#[from] OpenError),
     // Printed with their sources (`{:#}`), so the messages don't repeat them.
@@ -52,7 +55,10 @@ pub enum StartError {
     #[error("GATEHOUSE_ADMIN_PASSWORD: {0}")]
     AdminPassword(ServiceError),
     #[error("registry {registry}: {cause}")]
-    Registry { registry: RegistryName, cause: ServiceError },
+    Registry {
+        registry: RegistryName,
+        cause: ServiceError,
+    },
     #[error("cannot set up the upstream HTTP client")]
     Http(#[from] reqwest::Error),
 }

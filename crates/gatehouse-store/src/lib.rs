@@ -2,10 +2,12 @@
 //! implement it) and tarball bytes (`blobs`, content-addressed). Knows nothing of HTTP.
 
 pub mod blobs;
+#[cfg(any(test, feature = "test-support"))]
+pub mod conformance;
 pub mod registry;
 pub mod sqlite;
 pub mod storage;
-#[cfg(test)]
+#[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
 
 use std::collections::BTreeMap;

@@ -174,7 +174,10 @@ fn the_admin_api_honours_trusted_proxies() {
             .status()
     };
     for i in 0..50 {
-        assert_eq!(with_password(&format!("guess{i}"), "wrong-password", "198.51.100.9"), 401);
+        assert_eq!(
+            with_password(&format!("guess{i}"), "wrong-password", "198.51.100.9"),
+            401
+        );
     }
     assert_eq!(with_password("guess50", "wrong-password", "198.51.100.9"), 429);
     assert_eq!(with_password("admin", ADMIN_PASSWORD, "203.0.113.5"), 200);

@@ -209,10 +209,19 @@ fn a_version_published_a_moment_ago_is_pulled_through_a_registry_upstream() {
     for i in 0..20 {
         let name = format!("race-{i}");
         let tarball = package_tarball(&name, "1.0.0");
-        let published = publish(&server, "prod", &token, &publish_body_with(&name, "1.0.0", "latest", &tarball));
+        let published = publish(
+            &server,
+            "prod",
+            &token,
+            &publish_body_with(&name, "1.0.0", "latest", &tarball),
+        );
         assert_eq!(published.status(), 201);
         let pulled = get_from(&server, "dev", &format!("{name}/-/{name}-1.0.0.tgz"), &token);
         assert_eq!(pulled.status(), 200, "{name}: {}", server.log());
-        assert_eq!(pulled.bytes().expect("body").as_ref(), tarball.as_slice(), "{name}: the published bytes");
+        assert_eq!(
+            pulled.bytes().expect("body").as_ref(),
+            tarball.as_slice(),
+            "{name}: the published bytes"
+        );
     }
 }

@@ -379,10 +379,7 @@ pub fn packument(server: &TestServer, registry: &str, token: &str, name: &str) -
 
 /// Runs `f` on the server's stores, opened as an admin command opens them (the
 /// store, not its files, answers).
-pub fn with_storage<T>(
-    server: &TestServer,
-    f: impl AsyncFnOnce(&gatehouse_store::storage::Storage) -> T,
-) -> T {
+pub fn with_storage<T>(server: &TestServer, f: impl AsyncFnOnce(&gatehouse_store::storage::Storage) -> T) -> T {
     use gatehouse_store::storage::{self, BlobUrl, DatabaseUrl, JournalTask};
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -405,7 +402,9 @@ pub fn with_storage<T>(
 /// committed there and written moments later). The count must not move when a
 /// request is refused.
 pub fn blob_count(server: &TestServer) -> usize {
-    with_storage(server, async |storage| storage.blobs.count().await.expect("count blobs"))
+    with_storage(server, async |storage| {
+        storage.blobs.count().await.expect("count blobs")
+    })
 }
 
 /// Blobs being written to storage right now (a tarball streaming in).

@@ -1,0 +1,275 @@
+//! What every backend must do, as one suite run against each (garage's style: a
+//! plain function per store kind, called once per engine). The SQLite store runs it
+//! on a file and in memory; the PostgreSQL store will run the same functions.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sha2::{Digest as _, Sha512};
+
+use crate::blobs::{BlobError, BlobKey, BlobStore};
+use crate::registry::{RegistryName, Role};
+use crate::test_support::journaled_version;
+use crate::{AuditAction, AuditEntry, ChangeKind, Conflict, Meta, NewToken, NewUpstream, StoreError};
+
+fn name(raw: &str) -> gatehouse_npm::name::PackageName {
+    gatehouse_npm::name::PackageName::parse(raw).expect("package name")
+}
+
+/// The metadata store's contract: uniqueness decides, writes are visible to reads,
+/// writes are in the change log and refusals change nothing.
+pub async fn meta_store(meta: Meta) {
+    // Registries and roles.
+    let registry_name = RegistryName::parse("conformance").expect("registry name");
+    let registry = meta.create_registry(&registry_name, false).await.expect("registry");
+    assert!(matches!(
+        meta.create_registry(&registry_name, true).await,
+        Err(StoreError::Conflict(Conflict::RegistryExists))
+    ));
+    assert!(
+        !meta
+            .registry(&registry_name)
+            .await
+            .expect("read")
+            .expect("there")
+            .public_read
+    );
+    meta.set_registry_public(registry.id, true).await.expect("public");
+    assert!(
+        meta.registry(&registry_name)
+            .await
+            .expect("read")
+            .expect("there")
+            .public_read
+    );
+
+    // Users and tokens.
+    let alice = meta.create_user("alice", None, "hash", false).await.expect("user");
+    assert!(matches!(
+        meta.create_user("alice", None, "hash", true).await,
+        Err(StoreError::Conflict(Conflict::UserExists))
+    ));
+    meta.set_member_role(registry.id, alice.id, Some(Role::Publish))
+        .await
+        .expect("grant");
+    assert_eq!(
+        meta.member_role(registry.id, alice.id).await.expect("role"),
+        Some(Role::Publish)
+    );
+    meta.insert_token(&NewToken {
+        key: "0123456789abcdef0123456789abcdef".into(),
+        secret_hash: "secret-hash".into(),
+        display: "gth_abc…".into(),
+        user_id: alice.id,
+        name: Some("ci".into()),
+        readonly: true,
+        cidr_whitelist: vec!["10.0.0.0/8".into()],
+        registries: vec!["conformance".into()],
+        packages: vec!["@acme/*".into()],
+        expires_at: None,
+    })
+    .await
+    .expect("token");
+    let token = meta
+        .token_by_secret_hash("secret-hash")
+        .await
+        .expect("read")
+        .expect("there");
+    assert_eq!((token.user.name.as_str(), token.readonly), ("alice", true));
+    assert_eq!(token.packages, ["@acme/*"]);
+    let seen = meta.last_change().await.expect("seq");
+    assert!(meta.revoke_token(Some(alice.id), &token.key, 1).await.expect("revoke"));
+    assert!(
+        !meta.revoke_token(Some(alice.id), &token.key, 2).await.expect("again"),
+        "revoked once"
+    );
+    let changes = meta.changes_since(seen).await.expect("changes");
+    assert!(changes.iter().any(|c| c.kind == ChangeKind::Credentials && c.own));
+
+    // Versions: one row each, unique per release, names unique ignoring case.
+    let tarball = Bytes::from_static(b"first tarball");
+    let first = journaled_version(registry.id, "lib", "1.0.0", &tarball, None);
+    let inserted = meta.insert_version(&first).await.expect("first version");
+    assert!(inserted.created_package);
+    let again = journaled_version(registry.id, "lib", "1.0.0", &Bytes::from_static(b"other"), None);
+    assert!(matches!(
+        meta.insert_version(&again).await,
+        Err(StoreError::Conflict(Conflict::VersionExists))
+    ));
+    let folded = journaled_version(registry.id, "Lib", "2.0.0", &tarball, None);
+    assert!(matches!(
+        meta.insert_version(&folded).await,
+        Err(StoreError::Conflict(Conflict::NameTakenIgnoringCase))
+    ));
+    let second = journaled_version(registry.id, "lib", "1.1.0", &tarball, Some(inserted.package_id));
+    meta.insert_version(&second).await.expect("second version");
+    let record = meta
+        .package(registry.id, &name("lib"))
+        .await
+        .expect("read")
+        .expect("there");
+    let versions: Vec<&str> = record.versions.iter().map(|v| v.version.as_str()).collect();
+    assert_eq!(versions.len(), 2, "{versions:?}");
+    assert!(
+        meta.release_taken(registry.id, &name("lib"), "1.0.0")
+            .await
+            .expect("taken")
+    );
+    assert!(
+        !meta
+            .release_taken(registry.id, &name("lib"), "3.0.0")
+            .await
+            .expect("free")
+    );
+    assert_eq!(
+        meta.journaled_blobs(0, 100).await.expect("journal").len(),
+        2,
+        "refused versions leave no journal row"
+    );
+
+    // Tags, deprecation, unpublishing.
+    meta.set_dist_tag(record.id, "beta", "1.1.0").await.expect("tag");
+    assert!(meta.remove_dist_tag(record.id, "beta").await.expect("untag"));
+    assert!(!meta.remove_dist_tag(record.id, "beta").await.expect("untag again"));
+    meta.set_deprecations(record.id, &[("1.0.0".into(), Some("use 1.1".into()))])
+        .await
+        .expect("deprecate");
+    let stale_rev = Some(record.rev - 1);
+    let tags = BTreeMap::from([("latest".to_owned(), "1.1.0".to_owned())]);
+    assert!(matches!(
+        meta.unpublish_versions(record.id, stale_rev, &["1.0.0".into()], &tags)
+            .await,
+        Err(StoreError::Stale)
+    ));
+    let record = meta
+        .package(registry.id, &name("lib"))
+        .await
+        .expect("read")
+        .expect("there");
+    meta.unpublish_versions(record.id, Some(record.rev), &["1.0.0".into()], &tags)
+        .await
+        .expect("unpublish");
+    let record = meta
+        .package(registry.id, &name("lib"))
+        .await
+        .expect("read")
+        .expect("there");
+    let live: Vec<&str> = record.live_versions().map(|v| v.version.as_str()).collect();
+    assert_eq!(live, ["1.1.0"]);
+    assert!(
+        meta.release_taken(registry.id, &name("lib"), "1.0.0")
+            .await
+            .expect("taken"),
+        "an unpublished number stays taken"
+    );
+
+    // Upstreams.
+    let upstream = |spec: &str| NewUpstream {
+        spec: spec.into(),
+        ..NewUpstream::default()
+    };
+    meta.add_upstream(registry.id, &upstream("npmjs"))
+        .await
+        .expect("upstream");
+    assert!(matches!(
+        meta.add_upstream(registry.id, &upstream("npmjs")).await,
+        Err(StoreError::Conflict(Conflict::UpstreamExists))
+    ));
+    meta.set_upstreams(registry.id, &[upstream("https://a.test/"), upstream("npmjs")])
+        .await
+        .expect("set");
+    let specs: Vec<String> = meta
+        .upstreams(registry.id)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|u| u.spec)
+        .collect();
+    assert_eq!(specs, ["https://a.test/", "npmjs"]);
+    assert!(meta.remove_upstream(registry.id, "npmjs").await.expect("remove"));
+
+    // Audit.
+    meta.append_audit(&AuditEntry {
+        actor: Some("alice".into()),
+        action: AuditAction::DistTagSet,
+        registry: Some("conformance".into()),
+        ..AuditEntry::default()
+    })
+    .await
+    .expect("audit");
+    let recent = meta.recent_audit(1).await.expect("read audit");
+    assert_eq!(recent[0].1.action, "dist-tag.set");
+}
+
+/// The blob backend's contract: stored by digest only, verified, listed, and a
+/// staged blob dropped without commit leaves nothing.
+pub async fn blob_store(store: Arc<dyn BlobStore>) {
+    let bytes = Bytes::from_static(b"a tarball's bytes");
+    let key = BlobKey::from_bytes(Sha512::digest(&bytes).into());
+    assert!(store.open(&key).await.expect("open").is_none());
+    store.put(&key, bytes.clone()).await.expect("put");
+    store
+        .put(&key, bytes.clone())
+        .await
+        .expect("an existing blob is success");
+    let stream = store.open(&key).await.expect("open").expect("stored");
+    assert_eq!((stream.len, stream.etag.clone()), (bytes.len() as u64, key.etag()));
+    assert_eq!(stream.into_bytes().await.expect("read"), bytes);
+    assert_eq!(store.list().await.expect("list"), std::slice::from_ref(&key));
+
+    let other = BlobKey::from_bytes(Sha512::digest(b"other").into());
+    assert!(matches!(
+        store.put(&other, Bytes::from_static(b"not other")).await,
+        Err(BlobError::DigestMismatch)
+    ));
+    assert!(!store.contains(&other).await.expect("contains"));
+
+    let streamed = Bytes::from_static(b"streamed in pieces");
+    let streamed_key = BlobKey::from_bytes(Sha512::digest(&streamed).into());
+    let mut staged = store.stage().await.expect("stage");
+    staged.write(&streamed[..8]).await.expect("write");
+    staged.write(&streamed[8..]).await.expect("write");
+    staged.commit(&streamed_key).await.expect("commit");
+    assert!(store.contains(&streamed_key).await.expect("contains"));
+    let mut wrong = store.stage().await.expect("stage");
+    wrong.write(b"not the digest").await.expect("write");
+    assert!(matches!(wrong.commit(&other).await, Err(BlobError::DigestMismatch)));
+    assert!(!store.contains(&other).await.expect("contains"));
+    assert_eq!(store.list().await.expect("list").len(), 2);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Durability;
+    use crate::blobs::FsBlobStore;
+    use crate::blobs::memory::MemoryBlobStore;
+    use crate::sqlite::SqliteStore;
+
+    #[tokio::test]
+    async fn sqlite_on_a_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("db.sqlite"), Durability::Full)
+            .await
+            .expect("open");
+        meta_store(Arc::new(store)).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_in_memory() {
+        meta_store(Arc::new(SqliteStore::open_in_memory().await.expect("open"))).await;
+    }
+
+    #[tokio::test]
+    async fn files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FsBlobStore::open(dir.path(), Durability::Full).await.expect("open");
+        blob_store(Arc::new(store)).await;
+    }
+
+    #[tokio::test]
+    async fn memory() {
+        blob_store(Arc::new(MemoryBlobStore::default())).await;
+    }
+}
