@@ -63,8 +63,18 @@ pub enum AuthError {
     Malformed,
     #[error("unsupported authorization scheme; use a Bearer token or Basic credentials")]
     UnknownScheme,
-    #[error("the token is invalid, revoked or expired; log in again (npm login) or use a valid token")]
-    BadToken,
+    #[error(
+        "this is not a Gatehouse token (they start with gth_); log in again (npm login) or configure a token made here"
+    )]
+    NotAToken,
+    #[error("this token is not known to this server; log in again (npm login) or create a new token")]
+    UnknownToken,
+    #[error("this token was revoked; log in again (npm login) or create a new token")]
+    RevokedToken,
+    #[error("this token expired at {0}; log in again (npm login) or create a new token")]
+    ExpiredToken(String),
+    #[error("this token belongs to another user than \"{0}\"; send it with its owner's name, or an email address")]
+    TokenOfAnotherUser(String),
     #[error("incorrect username or password")]
     BadPassword,
     #[error("too many failed logins; wait 15 minutes and try again")]
@@ -158,7 +168,9 @@ impl Authenticator {
         }
     }
 
-    /// Checks a token; with `expected_user`, it must belong to that user (Basic `user:token`).
+    /// Checks a token. With `expected_user` (Basic `user:token`), the token decides who
+    /// calls: the user part must name its owner, unless it is an email address (Unity
+    /// documents `email:token`), which is not checked.
     pub async fn by_token(
         &self,
         secret: &str,
@@ -166,7 +178,7 @@ impl Authenticator {
         client: IpAddr,
     ) -> Result<Principal, AuthError> {
         if !token::looks_like_token(secret) {
-            return Err(AuthError::BadToken);
+            return Err(AuthError::NotAToken);
         }
         // Looked up by hash: the comparison happens on a digest, so timing reveals nothing of the secret.
         let hash = token::hash_secret(secret);
@@ -177,14 +189,20 @@ impl Authenticator {
                     .meta
                     .token_by_secret_hash(&hash)
                     .await?
-                    .ok_or(AuthError::BadToken)?;
+                    .ok_or(AuthError::UnknownToken)?;
                 self.tokens.insert(hash.clone(), token.clone()).await;
                 token
             }
         };
         let now = now_millis();
-        if !is_live(&token, now) || expected_user.is_some_and(|u| u != token.user.name) {
-            return Err(AuthError::BadToken);
+        if token.revoked_at.is_some() {
+            return Err(AuthError::RevokedToken);
+        }
+        if let Some(at) = token.expires_at.filter(|at| *at <= now) {
+            return Err(AuthError::ExpiredToken(gatehouse_npm::packument::iso_time(at)));
+        }
+        if let Some(user) = expected_user.filter(|u| *u != token.user.name && !u.contains('@')) {
+            return Err(AuthError::TokenOfAnotherUser(user.to_owned()));
         }
         if !token.cidr_whitelist.is_empty()
             && !token
@@ -290,8 +308,4 @@ pub fn valid_user_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-' | '_'))
-}
-
-fn is_live(token: &Token, now: i64) -> bool {
-    token.revoked_at.is_none() && token.expires_at.is_none_or(|at| at > now)
 }

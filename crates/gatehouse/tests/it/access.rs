@@ -192,6 +192,8 @@ fn expired_revoked_and_malformed_credentials_get_401_without_leaking() {
     assert!(eventually(Duration::from_secs(5), || {
         get(&server, "default", "secret-pkg", &short).status() == 401
     }));
+    let error = expect_error(get(&server, "default", "secret-pkg", &short), 401);
+    assert!(error.contains("this token expired at 20"), "{error}");
 
     let revoked = server.create_token(&["--user", "admin", "--name", "to-revoke"]);
     assert_eq!(get(&server, "default", "secret-pkg", &revoked).status(), 200);
@@ -209,7 +211,24 @@ fn expired_revoked_and_malformed_credentials_get_401_without_leaking() {
         get(&server, "default", "secret-pkg", &revoked).status() == 401
     }));
     let error = expect_error(get(&server, "default", "secret-pkg", &revoked), 401);
-    assert!(error.contains("invalid, revoked or expired"), "{error}");
+    assert!(error.contains("this token was revoked"), "{error}");
+    // Each 401 says what was wrong.
+    for (header, says) in [
+        ("Bearer not-a-token".to_owned(), "not a Gatehouse token"),
+        (format!("Bearer gth_{}", "x".repeat(43)), "not known to this server"),
+        (
+            basic("someone-else", &admin),
+            "belongs to another user than \"someone-else\"",
+        ),
+    ] {
+        let response = http()
+            .get(format!("{}secret-pkg", server.registry_url("default")))
+            .header("authorization", &header)
+            .send()
+            .expect("get");
+        let error = expect_error(response, 401);
+        assert!(error.contains(says), "{header}: {error}");
+    }
 
     let mut wrong_secret = admin.clone();
     wrong_secret.replace_range(10..11, if &admin[10..11] == "A" { "B" } else { "A" });
@@ -472,6 +491,8 @@ fn unity_package_manager_requests_succeed() {
         format!("Bearer {upm}"),
         basic("admin", ADMIN_PASSWORD),
         basic("admin", &upm),
+        // Unity's documented `_auth` form: base64("email:token"); the token decides.
+        basic("dev@acme.example", &upm),
     ] {
         let search: Value = http()
             .get(format!("{base}-/v1/search?text=com.acme&from=0&size=250"))
@@ -536,4 +557,91 @@ fn logging_in_with_a_token_as_the_password_returns_that_token() {
     assert_eq!(login("hana", &wrong).status(), 401);
     let other_registry = server.create_token(&["--user", "hana", "--registry", "elsewhere"]);
     assert_eq!(login("hana", &other_registry).status(), 403);
+}
+
+/// The bodies npm 11 sends for `npm token create`: each token does what was asked,
+/// never more, and a limit Gatehouse can't enforce is refused with nothing created.
+#[test]
+fn npm_11_token_requests_grant_exactly_what_they_ask() {
+    let server = TestServer::start();
+    server.add_user("tess", "tess-password-1");
+    let login = server.login("default", "tess", "tess-password-1");
+    let admin = server.admin_token();
+    publish_ok(&server, "default", &admin, "someone-elses", "1.0.0");
+    let create = |body: Value| {
+        http()
+            .post(format!("{}-/npm/v1/tokens", server.registry_url("default")))
+            .bearer_auth(&login)
+            .json(&body)
+            .send()
+            .expect("create")
+    };
+    let token_of = |response: reqwest::blocking::Response| -> (String, Option<String>) {
+        assert_eq!(response.status(), 201);
+        let notice = response
+            .headers()
+            .get("npm-notice")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body: Value = response.json().expect("json");
+        (body["token"].as_str().expect("token").to_owned(), notice)
+    };
+    let publishes = |token: &str, name: &str| publish(&server, "default", token, &publish_body(name, "1.0.0")).status();
+    let reads = |token: &str, name: &str| get(&server, "default", name, token).status();
+
+    // `--read-only`: npm 11 sends nothing for it; the answer says how to ask.
+    let (plain, notice) = token_of(create(json!({"name": null, "password": "tess-password-1"})));
+    assert!(notice.is_some_and(|n| n.contains("--packages-and-scopes-permission read-only")));
+    assert_eq!(publishes(&plain, "tess-plain"), 201);
+
+    let (read_only, notice) = token_of(create(json!({
+        "password": "tess-password-1", "packages_and_scopes_permission": "read-only"
+    })));
+    assert_eq!(notice, None);
+    assert_eq!(reads(&read_only, "someone-elses"), 200);
+    let refused = expect_error(
+        publish(&server, "default", &read_only, &publish_body("tess-ro", "1.0.0")),
+        403,
+    );
+    assert!(refused.contains("read-only"), "{refused}");
+
+    let (scoped, _) = token_of(create(json!({
+        "password": "tess-password-1", "packages": ["tess-one"], "scopes": ["@tess"],
+        "packages_and_scopes_permission": "read-write"
+    })));
+    assert_eq!(publishes(&scoped, "tess-one"), 201);
+    assert_eq!(publishes(&scoped, "@tess/lib"), 201);
+    assert_eq!(publishes(&scoped, "tess-two"), 403);
+    assert_eq!(reads(&scoped, "someone-elses"), 403);
+
+    let (all, _) = token_of(create(json!({
+        "password": "tess-password-1", "packages_all": true, "packages_and_scopes_permission": "read-write",
+        "expires": 30
+    })));
+    assert_eq!(reads(&all, "someone-elses"), 200);
+
+    let before = String::from_utf8_lossy(&server.cli(&["token", "list", "--user", "tess"], "").stdout)
+        .lines()
+        .count();
+    for (body, says) in [
+        (
+            json!({"password": "tess-password-1", "packages_and_scopes_permission": "no-access"}),
+            "no-access",
+        ),
+        (
+            json!({"password": "tess-password-1", "orgs": ["acme"], "orgs_permission": "read-write"}),
+            "no organisations",
+        ),
+        (
+            json!({"password": "tess-password-1", "scopes": ["@Bad Scope"]}),
+            "not an npm scope",
+        ),
+    ] {
+        let error = expect_error(create(body.clone()), 400);
+        assert!(error.contains(says), "{body}: {error}");
+    }
+    let after = String::from_utf8_lossy(&server.cli(&["token", "list", "--user", "tess"], "").stdout)
+        .lines()
+        .count();
+    assert_eq!(after, before, "a refused request creates no token");
 }

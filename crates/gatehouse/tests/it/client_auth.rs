@@ -349,6 +349,42 @@ fn npm_token_create_list_and_revoke() {
         "flag-only",
     ]);
     let flag_only = created_token(&out);
+    assert!(
+        output_text(&out)
+            .contains("for a read-only token run npm token create --packages-and-scopes-permission read-only"),
+        "the answer says how to get a read-only token: {}",
+        output_text(&out)
+    );
+    // Limited to one package: it publishes that one and reads nothing else.
+    let out = npm.run(&[
+        "token",
+        "create",
+        "--password",
+        PASSWORD,
+        "--packages",
+        "gus-one",
+        "--packages-and-scopes-permission",
+        "read-write",
+        "--name",
+        "one-package",
+    ]);
+    let one_package = created_token(&out);
+    // A limit Gatehouse can't enforce is refused, not ignored.
+    let orgs = npm.run_failing(&[
+        "token",
+        "create",
+        "--password",
+        PASSWORD,
+        "--orgs",
+        "acme",
+        "--orgs-permission",
+        "read-only",
+    ]);
+    assert!(
+        output_text(&orgs).contains("Gatehouse has no organisations"),
+        "{}",
+        output_text(&orgs)
+    );
     let wrong = npm.run_failing(&["token", "create", "--password", "not-the-password"]);
     let text = output_text(&wrong);
     assert!(
@@ -388,6 +424,22 @@ fn npm_token_create_list_and_revoke() {
     );
     assert_not_published(&server, "gus-pkg");
     assert_eq!(whoami(&server, &lan), Err(403));
+    let one = Project::new(ClientKind::Npm);
+    one.configure(&registry, &one_package);
+    one.write_package("gus-one", VERSION, "module.exports = 1;\n");
+    one.publish();
+    let other = Project::new(ClientKind::Npm);
+    other.configure(&registry, &one_package);
+    other.write_package("gus-other", VERSION, "module.exports = 2;\n");
+    let text = output_text(&other.publish_refused());
+    assert!(text.contains("limited to other packages"), "{text}");
+    assert_not_published(&server, "gus-other");
+    let read = http()
+        .get(format!("{registry}gus-pkg"))
+        .bearer_auth(&one_package)
+        .send()
+        .expect("get");
+    assert_eq!(read.status(), 403, "a token for gus-one reads nothing else");
 
     let id = row(&rows, "ci-read")[2].clone();
     let out = npm.run(&["token", "revoke", &id]);

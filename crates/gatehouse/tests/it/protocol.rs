@@ -513,7 +513,7 @@ fn private_registries_need_credentials_and_public_ones_do_not() {
         .bearer_auth("gth_0000000000000000000000000000000000000000000")
         .send()
         .expect("get");
-    assert!(expect_error(bad_token, 401).contains("invalid"));
+    assert!(expect_error(bad_token, 401).contains("not known to this server"));
 }
 
 #[test]
