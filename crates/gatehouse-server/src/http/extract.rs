@@ -73,10 +73,6 @@ impl Caller {
             Err(e) => Err(ApiError::from(e)),
         }
     }
-
-    pub fn into_principal(self) -> Option<Principal> {
-        self.credentials.ok().flatten()
-    }
 }
 
 impl FromRequestParts<Arc<App>> for Caller {

@@ -31,8 +31,9 @@ pub enum PushError {
     Refused(String),
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    /// Storage failed; the cause is kept for the log.
     #[error("{0}")]
-    Internal(String),
+    Internal(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Pushes versions to registries' upstreams.
@@ -79,7 +80,7 @@ impl Promotion {
             .meta
             .upstreams(from.id)
             .await
-            .map_err(|e| PushError::Internal(e.to_string()))?
+            .map_err(|e| PushError::Internal(e.into()))?
             .into_iter()
             .find(|row| UpstreamSpec::parse(&row.spec).is_ok_and(|s| s == spec))
             .ok_or_else(|| PushError::Invalid(format!("{spec} is not an upstream of registry {}", from.name)))?;
@@ -92,10 +93,10 @@ impl Promotion {
             .packuments
             .get(from, name)
             .await
-            .map_err(|e| PushError::Internal(e.to_string()))?;
+            .map_err(|e| PushError::Internal(e.into()))?;
         let mut manifest = packument_cache::version_manifest(prepared.clone(), version.to_string())
             .await
-            .map_err(|e| PushError::Internal(e.to_string()))?
+            .map_err(|e| PushError::Internal(e.into()))?
             .ok_or_else(|| PushError::NotFound(format!("{name}@{version} is not in {}", from.name)))?;
         if let Some(Value::Object(dist)) = manifest.get_mut("dist") {
             dist.remove("tarball");
@@ -111,7 +112,7 @@ impl Promotion {
                     .meta
                     .registry(&target_name)
                     .await
-                    .map_err(|e| PushError::Internal(e.to_string()))?
+                    .map_err(|e| PushError::Internal(e.into()))?
                     .ok_or_else(|| PushError::NotFound(format!("no registry named {target_name}")))?;
                 let digests = Digests::of(&bytes);
                 self.admission
@@ -136,7 +137,7 @@ impl Promotion {
                         AdmissionError::Refused(_)
                         | AdmissionError::VersionExists(_)
                         | AdmissionError::NameTaken(_) => PushError::Refused(e.to_string()),
-                        other => PushError::Internal(other.to_string()),
+                        other => PushError::Internal(other.into()),
                     })?;
                 format!("promoted {name}@{version} from {} to {target_name}", from.name)
             }
@@ -197,11 +198,11 @@ impl Promotion {
     }
 
     async fn read_blob(&self, sha512_hex: &str) -> Result<Bytes, PushError> {
-        let key = BlobKey::parse_hex(sha512_hex).map_err(|e| PushError::Internal(e.to_string()))?;
+        let key = BlobKey::parse_hex(sha512_hex).map_err(|e| PushError::Internal(e.into()))?;
         self.blobs
             .read(&key)
             .await
-            .map_err(|e| PushError::Internal(e.to_string()))?
-            .ok_or_else(|| PushError::Internal(format!("blob {sha512_hex} is missing")))
+            .map_err(|e| PushError::Internal(e.into()))?
+            .ok_or_else(|| PushError::Internal(format!("blob {sha512_hex} is missing").into()))
     }
 }
