@@ -96,12 +96,16 @@ impl App {
     ) -> Result<Arc<App>, StartError> {
         // The data directory holds the embedded stores by default, and is created on
         // first start.
+        let fresh = !tokio::fs::try_exists(&config.data_dir).await.unwrap_or(false);
         tokio::fs::create_dir_all(&config.data_dir)
             .await
             .map_err(|cause| StartError::DataDir {
                 path: config.data_dir.clone(),
                 cause,
             })?;
+        if fresh {
+            tracing::info!(path = %config.data_dir.display(), "created the data directory");
+        }
         let Storage { meta, blobs } =
             storage::open(&config.database, &config.blobs, config.durability, JournalTask::Run).await?;
         let upstreams = Arc::new(Upstreams::new(
@@ -154,8 +158,13 @@ impl App {
             },
         );
         ensure_registries(&meta, &services, &config).await?;
-        if let Some(password) = admin_password {
-            ensure_admin(&meta, &services, password).await?;
+        match admin_password {
+            Some(password) => ensure_admin(&meta, &services, password).await?,
+            None if !meta.users().await?.iter().any(|u| u.is_admin) => tracing::warn!(
+                "no administrator exists: create one with `gatehouse user add NAME --admin --password-stdin`, \
+                 or start once with GATEHOUSE_ADMIN_PASSWORD set"
+            ),
+            None => {}
         }
         Ok(Arc::new(App {
             auth,
@@ -311,6 +320,9 @@ async fn ensure_registries(meta: &Meta, services: &Services, config: &Config) ->
 /// The `admin` user from `GATEHOUSE_ADMIN_PASSWORD`, unless it exists.
 async fn ensure_admin(meta: &Meta, services: &Services, password: String) -> Result<(), StartError> {
     if meta.user("admin").await?.is_some() {
+        tracing::info!(
+            "GATEHOUSE_ADMIN_PASSWORD ignored: user admin exists (change its password with `gatehouse user passwd admin --password-stdin`)"
+        );
         return Ok(());
     }
     let new = NewUser {

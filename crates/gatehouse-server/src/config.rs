@@ -158,8 +158,8 @@ impl PublicUrl {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot read config file {path}: {cause}")]
+    Read { path: PathBuf, cause: std::io::Error },
     #[error("config file {path} is not valid: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{0}")]
@@ -278,9 +278,9 @@ impl Config {
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
         path: path.to_owned(),
-        source,
+        cause,
     })?;
     toml::from_str(&text).map_err(|e| {
         // Say where: the message alone ("unknown variant …") doesn't name the key.

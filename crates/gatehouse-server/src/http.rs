@@ -75,13 +75,20 @@ async fn ready(axum::extract::State(app): axum::extract::State<Arc<App>>) -> Res
     }
 }
 
-/// A placeholder front page until the web UI lands: where to point clients.
+/// A placeholder front page until the web UI lands: where to point clients. Private
+/// registries are not named to a visitor who has not signed in.
 async fn welcome(axum::extract::State(app): axum::extract::State<Arc<App>>) -> Response {
     let registries = app.meta.registries().await.unwrap_or_default();
-    let mut body = String::from("Gatehouse npm registry\n\nRegistries:\n");
-    for registry in registries {
-        body.push_str(&format!("  {}/\n", app.registry_base(&registry)));
+    let mut body = String::from("Gatehouse npm registry\n\nPublic registries:\n");
+    for registry in registries.iter().filter(|r| r.public_read) {
+        body.push_str(&format!("  {}/\n", app.registry_base(registry)));
     }
-    body.push_str("\nnpm config set registry <one of the URLs above>\nnpm login --auth-type=legacy\n");
+    body.push_str(&format!(
+        "\nRegistries are served at {}/r/NAME/ (with the trailing slash); ask your administrator for yours.\n\
+         npm config set registry {}/r/NAME/\nnpm login --registry {}/r/NAME/\n",
+        app.public_url.as_str(),
+        app.public_url.as_str(),
+        app.public_url.as_str()
+    ));
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
 }

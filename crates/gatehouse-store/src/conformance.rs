@@ -50,6 +50,11 @@ pub async fn meta_store(meta: Meta) {
         meta.create_user("alice", None, "hash", true).await,
         Err(StoreError::Conflict(Conflict::UserExists))
     ));
+    meta.set_password_hash(alice.id, "new hash").await.expect("password");
+    assert_eq!(
+        meta.user("alice").await.expect("read").expect("there").password_hash,
+        "new hash"
+    );
     meta.set_member_role(registry.id, alice.id, Some(Role::Publish))
         .await
         .expect("grant");
@@ -192,9 +197,8 @@ pub async fn meta_store(meta: Meta) {
     // Audit.
     meta.append_audit(&AuditEntry {
         actor: Some("alice".into()),
-        action: AuditAction::DistTagSet,
         registry: Some("conformance".into()),
-        ..AuditEntry::default()
+        ..AuditEntry::new(AuditAction::DistTagSet)
     })
     .await
     .expect("audit");

@@ -299,9 +299,8 @@ pub struct SearchHit {
 }
 
 /// What an audit entry records. Stored as its dotted name (`as_str`), which is stable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuditAction {
-    #[default]
     VersionPublish,
     VersionPull,
     VersionPromote,
@@ -323,6 +322,7 @@ pub enum AuditAction {
     RegistryUpstreamRemove,
     UserCreate,
     UserRegister,
+    UserPassword,
     TokenCreate,
     TokenRevoke,
     AuthLogin,
@@ -354,6 +354,7 @@ impl AuditAction {
         AuditAction::RegistryUpstreamRemove,
         AuditAction::UserCreate,
         AuditAction::UserRegister,
+        AuditAction::UserPassword,
         AuditAction::TokenCreate,
         AuditAction::TokenRevoke,
         AuditAction::AuthLogin,
@@ -384,6 +385,7 @@ impl AuditAction {
             AuditAction::RegistryUpstreamRemove => "registry.upstream_remove",
             AuditAction::UserCreate => "user.create",
             AuditAction::UserRegister => "user.register",
+            AuditAction::UserPassword => "user.password",
             AuditAction::TokenCreate => "token.create",
             AuditAction::TokenRevoke => "token.revoke",
             AuditAction::AuthLogin => "auth.login",
@@ -403,7 +405,7 @@ impl std::fmt::Display for AuditAction {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct AuditEntry {
     pub actor: Option<String>,
     pub action: AuditAction,
@@ -412,6 +414,21 @@ pub struct AuditEntry {
     pub version: Option<String>,
     pub detail: Option<String>,
     pub client_addr: Option<String>,
+}
+
+impl AuditEntry {
+    /// An entry for `action`, everything else unset.
+    pub fn new(action: AuditAction) -> Self {
+        AuditEntry {
+            actor: None,
+            action,
+            registry: None,
+            package: None,
+            version: None,
+            detail: None,
+            client_addr: None,
+        }
+    }
 }
 
 #[async_trait]
@@ -437,6 +454,8 @@ pub trait UserStore: Send + Sync {
     ) -> StoreResult<User>;
     async fn user(&self, name: &str) -> StoreResult<Option<User>>;
     async fn users(&self) -> StoreResult<Vec<User>>;
+    /// Replaces a user's password hash; `NotFound` when there is no such user.
+    async fn set_password_hash(&self, user: UserId, password_hash: &str) -> StoreResult<()>;
 }
 
 #[async_trait]

@@ -34,10 +34,7 @@ pub fn journaled_version(
         internal_if_new: false,
         published_at: None,
         claim_latest: true,
-        audit: AuditEntry {
-            action: crate::AuditAction::VersionPublish,
-            ..AuditEntry::default()
-        },
+        audit: AuditEntry::new(crate::AuditAction::VersionPublish),
         known_package,
         journal: Some(tarball.clone()),
     }

@@ -20,6 +20,7 @@ use gatehouse_server::services::{Actor, Services};
 use gatehouse_server::upstream::spec::UpstreamSpec;
 use gatehouse_store::Meta;
 use gatehouse_store::registry::{RegistryName, Role};
+use gatehouse_store::storage::DatabaseUrl;
 
 mod audit;
 mod packages;
@@ -97,6 +98,9 @@ struct ServeArgs {
     /// URL clients use to reach this server (for tarball URLs), e.g. https://npm.example.com.
     #[arg(long, env = "GATEHOUSE_PUBLIC_URL", value_name = "URL")]
     public_url: Option<String>,
+    /// There is no --port: say what to use instead of a bare "unexpected argument".
+    #[arg(long, hide = true, value_name = "PORT")]
+    port: Option<String>,
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -106,6 +110,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         data_dir: cli.global.data_dir,
         ..Overrides::default()
     };
+    if let Command::Serve(ServeArgs { port: Some(port), .. }) = &command {
+        bail!("gatehouse serve has no --port; use --listen ADDR:PORT, e.g. --listen 127.0.0.1:{port}");
+    }
     if let Command::Serve(args) = &command {
         overrides.listen = args.listen.clone().or_else(|| std::env::var("GATEHOUSE_LISTEN").ok());
         overrides.public_url = args
@@ -179,8 +186,22 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+/// Admin commands never create a store: one that isn't there means the command
+/// looks in the wrong place (another directory, a missing flag).
+fn require_existing_store(config: &Config) -> anyhow::Result<()> {
+    match &config.database {
+        DatabaseUrl::Sqlite(path) if !path.exists() => bail!(
+            "no Gatehouse database at {}: point this command at the server's data with --data-dir DIR, \
+             --config FILE or GATEHOUSE_DATA_DIR (the server creates it on first start: gatehouse serve)",
+            path.display()
+        ),
+        DatabaseUrl::Sqlite(_) => Ok(()),
+    }
+}
+
 /// The stores the configuration names and the services over them, for a command.
 async fn open(config: &Config) -> anyhow::Result<(Meta, Services)> {
+    require_existing_store(config)?;
     let storage = app::open_storage(config).await?;
     let services = app::cli_services(&storage.meta);
     Ok((storage.meta, services))

@@ -165,7 +165,14 @@ pub async fn root_tarball(
     let path = uri.path().to_owned();
     let is_tarball = matches!(route::parse(&path), Ok(Route::Tarball { .. }));
     if !is_tarball || !(method == Method::GET || method == Method::HEAD) {
-        return ApiError::not_found().into_response();
+        // Most often a client configured with the host instead of a registry's URL.
+        return ApiError::NotFound(format!(
+            "Gatehouse serves npm registries under /r/NAME/, not at the host root: \
+             set the registry to {}/r/NAME/ (with the trailing slash), e.g. npm config set registry {}/r/default/",
+            app.public_url.as_str(),
+            app.public_url.as_str()
+        ))
+        .into_response();
     }
     let token_registry = match &caller.credentials {
         Ok(Some(principal)) => principal

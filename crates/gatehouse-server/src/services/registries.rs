@@ -37,13 +37,6 @@ impl Services {
             .ok_or_else(|| ServiceError::NotFound(format!("no registry named \"{name}\"")))
     }
 
-    pub async fn user(&self, name: &str) -> ServiceResult<User> {
-        self.meta
-            .user(name)
-            .await?
-            .ok_or_else(|| ServiceError::NotFound(format!("no user named {name:?}")))
-    }
-
     /// Creates a registry with its upstreams; every upstream is checked before
     /// anything is written.
     pub async fn create_registry(

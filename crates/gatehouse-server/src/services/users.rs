@@ -33,6 +33,13 @@ pub enum TokenRef<'a> {
 }
 
 impl Services {
+    pub async fn user(&self, name: &str) -> ServiceResult<User> {
+        self.meta
+            .user(name)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("no user named {name:?}")))
+    }
+
     /// Creates a user with a hashed password.
     pub async fn create_user(&self, actor: &Actor, new: NewUser<'_>, how: Creation) -> ServiceResult<User> {
         if !valid_user_name(new.name) {
@@ -59,6 +66,16 @@ impl Services {
         let entry = Audited::new(action).detail(format!("{} admin={}", user.name, user.is_admin));
         self.record(actor, entry).await;
         Ok(user)
+    }
+
+    /// Sets a new password for `user`. Logins with the old one fail from now on, also
+    /// where it was remembered (the check compares against the stored hash).
+    pub async fn set_password(&self, actor: &Actor, user: &User, password: String) -> ServiceResult<()> {
+        let hash = password::hash(password).await?;
+        self.meta.set_password_hash(user.id, &hash).await?;
+        let entry = Audited::new(AuditAction::UserPassword).detail(user.name.clone());
+        self.record(actor, entry).await;
+        Ok(())
     }
 
     /// Mints a token for `user`; its secret is in the answer and nowhere else.

@@ -48,4 +48,16 @@ impl UserStore for SqliteStore {
             .map(user_from_row)
             .collect()
     }
+
+    async fn set_password_hash(&self, user: UserId, password_hash: &str) -> StoreResult<()> {
+        let updated = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(password_hash)
+            .bind(user.0)
+            .execute(&self.writer)
+            .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
 }

@@ -20,6 +20,7 @@ pub(super) async fn push(config: Config, registry: &str, spec: &str, to: &str) -
     };
     let name = PackageName::parse(name)?;
     let version = Version::parse(version)?;
+    require_existing_store(&config)?;
     let public_url = config
         .public_url
         .clone()

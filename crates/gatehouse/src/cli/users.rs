@@ -18,6 +18,13 @@ pub(super) enum UserCommand {
         #[arg(long, required = true)]
         password_stdin: bool,
     },
+    /// Set a user's password; the new one is read from standard input.
+    Passwd {
+        name: String,
+        /// Read the password from the first line of standard input (required).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
     /// List users.
     List,
 }
@@ -31,12 +38,7 @@ pub(super) async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()>
             email,
             password_stdin: _,
         } => {
-            let mut line = String::new();
-            std::io::stdin()
-                .lock()
-                .read_line(&mut line)
-                .context("cannot read the password from standard input")?;
-            let password = line.trim_end_matches(['\r', '\n']).to_owned();
+            let password = password_from_stdin()?;
             let new = NewUser {
                 name: &name,
                 email: email.as_deref(),
@@ -48,6 +50,16 @@ pub(super) async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()>
                 .await?;
             println!("created user {name}{}", if admin { " (admin)" } else { "" });
         }
+        UserCommand::Passwd {
+            name,
+            password_stdin: _,
+        } => {
+            let user = services.user(&name).await?;
+            services
+                .set_password(&Actor::cli(), &user, password_from_stdin()?)
+                .await?;
+            println!("changed the password of {name}");
+        }
         UserCommand::List => {
             for user in meta.users().await? {
                 let role = if user.is_admin { "admin" } else { "member" };
@@ -56,4 +68,14 @@ pub(super) async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()>
         }
     }
     Ok(())
+}
+
+/// The first line of standard input, without its line ending.
+fn password_from_stdin() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read the password from standard input")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }

@@ -141,3 +141,200 @@ fn public_url_shapes_tarball_urls() {
         Value::from("https://npm.example.com/r/default/where/-/where-1.0.0.tgz")
     );
 }
+
+/// `gatehouse ARGS` run from `cwd` with no data dir, config or admin password set.
+fn gatehouse_in(cwd: &std::path::Path, args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = Command::new(BIN)
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("GATEHOUSE_DATA_DIR")
+        .env_remove("GATEHOUSE_CONFIG")
+        .env_remove("GATEHOUSE_ADMIN_PASSWORD")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run gatehouse");
+    if let Some(mut input) = child.stdin.take() {
+        let _ = input.write_all(stdin.as_bytes());
+    }
+    child.wait_with_output().expect("output")
+}
+
+#[test]
+fn admin_commands_never_create_a_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (args, stdin) in [
+        (vec!["user", "list"], ""),
+        (vec!["user", "add", "dave", "--password-stdin"], "dave-password-1\n"),
+        (vec!["registry", "list"], ""),
+        (vec!["token", "list"], ""),
+        (vec!["push", "default", "x@1.0.0", "--to", "npmjs"], ""),
+    ] {
+        let out = gatehouse_in(dir.path(), &args, stdin);
+        assert!(!out.status.success(), "{args:?} must fail");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("no Gatehouse database at gatehouse-data/gatehouse.db")
+                && stderr.contains("--data-dir")
+                && stderr.contains("GATEHOUSE_DATA_DIR"),
+            "{args:?}: {stderr}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?}: nothing on stdout");
+        assert!(!dir.path().join("gatehouse-data").exists(), "{args:?} created a store");
+    }
+}
+
+#[test]
+fn serve_points_from_port_to_listen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = gatehouse_in(dir.path(), &["serve", "--port", "8080"], "");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("use --listen ADDR:PORT, e.g. --listen 127.0.0.1:8080"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("gatehouse-data").exists());
+}
+
+/// Starts `gatehouse serve` in `cwd` with `env`, waits for `line` in its log, kills it
+/// and returns the log.
+fn serve_until(cwd: &std::path::Path, env: &[(&str, &str)], line: &str) -> String {
+    use std::io::BufRead as _;
+    let mut command = Command::new(BIN);
+    command
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(cwd)
+        .env_remove("GATEHOUSE_DATA_DIR")
+        .env_remove("GATEHOUSE_CONFIG")
+        .env_remove("GATEHOUSE_ADMIN_PASSWORD")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().expect("serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let (sender, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = sender.send(line);
+        }
+    });
+    let mut log = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !log.contains(line) && std::time::Instant::now() < deadline {
+        if let Ok(next) = lines.recv_timeout(std::time::Duration::from_millis(200)) {
+            log.push_str(&next);
+            log.push('\n');
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    log
+}
+
+#[test]
+fn first_start_says_where_its_data_is_and_who_administers_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = serve_until(dir.path(), &[], "no administrator exists");
+    assert!(
+        log.contains("created the data directory") && log.contains("gatehouse-data"),
+        "{log}"
+    );
+    assert!(
+        log.contains("gatehouse user add NAME --admin --password-stdin"),
+        "{log}"
+    );
+    assert!(!log.contains('\u{1b}'), "no colour codes outside a terminal: {log:?}");
+
+    let log = serve_until(
+        dir.path(),
+        &[("GATEHOUSE_ADMIN_PASSWORD", "first-password")],
+        "created user admin",
+    );
+    assert!(log.contains("created user admin"), "{log}");
+    let log = serve_until(
+        dir.path(),
+        &[("GATEHOUSE_ADMIN_PASSWORD", "second-password")],
+        "GATEHOUSE_ADMIN_PASSWORD ignored",
+    );
+    assert!(log.contains("gatehouse user passwd admin"), "{log}");
+    assert!(!log.contains("created the data directory"), "{log}");
+}
+
+#[test]
+fn a_config_that_fails_validation_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("gatehouse.toml");
+    std::fs::write(
+        &config,
+        "[registries.team]\nupstreams = [\"registry:team-base\"]\n[registries.x]\nupstreams = [\"npmjs\", \"ftp://nope\"]\n",
+    )
+    .expect("config");
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .env_remove("GATEHOUSE_DATA_DIR")
+        .env_remove("GATEHOUSE_ADMIN_PASSWORD")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("serve");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("registry team") && stderr.contains("no registry named \"team-base\""),
+        "{stderr}"
+    );
+    let out = gatehouse(&["registry", "list"], &dir.path().join("gatehouse-data"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "", "no registry was created");
+}
+
+#[test]
+fn passwords_are_changed_from_the_cli() {
+    let server = TestServer::start();
+    server.add_user("erin", "erin-password-1");
+    server.login("default", "erin", "erin-password-1");
+    let out = server.cli(&["user", "passwd", "erin", "--password-stdin"], "erin-password-2\n");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let old = http()
+        .put(format!(
+            "{}-/user/org.couchdb.user:erin",
+            server.registry_url("default")
+        ))
+        .json(&serde_json::json!({ "name": "erin", "password": "erin-password-1" }))
+        .send()
+        .expect("login");
+    assert_eq!(
+        expect_error(old, 401),
+        "incorrect username or password (accounts are created by an administrator)"
+    );
+    server.login("default", "erin", "erin-password-2");
+    let out = server.cli(&["user", "passwd", "nobody", "--password-stdin"], "whatever-password\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no user named \"nobody\""));
+}
+
+#[test]
+fn the_front_page_and_the_host_root_name_no_private_registry() {
+    let server = TestServer::start_with_config("[registries.open]\npublic = true\n[registries.secret-team]\n");
+    let page = http()
+        .get(format!("{}/-/ui/", server.base))
+        .send()
+        .expect("page")
+        .text()
+        .expect("text");
+    assert!(page.contains("/r/open/"), "{page}");
+    assert!(
+        !page.contains("secret-team") && !page.contains("/r/default/\n"),
+        "{page}"
+    );
+    // A client configured with the host instead of a registry URL is told which URL to use.
+    let response = http().get(format!("{}/lodash", server.base)).send().expect("get");
+    let error = expect_error(response, 404);
+    assert!(error.contains(&format!("{}/r/NAME/", server.base)), "{error}");
+}
