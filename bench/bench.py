@@ -39,6 +39,11 @@ MODES = {
 }
 
 
+# The seeded Gatehouse servers hold every package locally and ask no upstream (a fresh
+# install's `default` proxies the public registry; publishing a name it serves is
+# refused unless the name is claimed).
+LOCAL_ONLY = "[registries.default]\nupstreams = []\n"
+
 class Run:
     def __init__(self, args: argparse.Namespace):
         self.args = args
@@ -295,7 +300,8 @@ class Run:
         cfg = self.cfg
         self.log("workloads 2-5: both registries hold the lockfile's packages, published with identical bytes")
         v = self.verdaccio("verdaccio", None)
-        g = Gatehouse("gatehouse", self.work, self.gatehouse_bin)
+        # No upstream, like the seeded Verdaccio: every package is published locally.
+        g = Gatehouse("gatehouse", self.work, self.gatehouse_bin, LOCAL_ONLY)
         pair: list[Server] = []
         for s in (v, g):
             self.start(s)
@@ -521,7 +527,8 @@ class Run:
         raw: dict = {"sequential": {}, "concurrent": {}}
         # Gatehouse again with `durability = "process"` (no fsync, as Verdaccio writes):
         # shows what durability costs. Its rows have no target; the default's do.
-        relaxed = self.start(Gatehouse("gatehouse-process", self.work, self.gatehouse_bin, 'durability = "process"\n'))
+        relaxed = self.start(Gatehouse("gatehouse-process", self.work, self.gatehouse_bin,
+                                       'durability = "process"\n' + LOCAL_ONLY))
         for phase, workers, prefix in (("sequential", 1, "bench-pub-seq"), ("concurrent", w, "bench-pub-conc")):
             for s in [*pair, relaxed]:
                 key = "gatehouse_process" if s is relaxed else s.kind

@@ -29,6 +29,14 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/-/ui/", get(welcome))
         .route("/-/api/v1/registries", get(api::list_registries))
         .route("/-/api/v1/registries/{registry}/push", post(api::push_version))
+        .route(
+            "/-/api/v1/registries/{registry}/claims",
+            get(api::list_claims).post(api::add_claim),
+        )
+        .route(
+            "/-/api/v1/registries/{registry}/claims/{*pattern}",
+            axum::routing::delete(api::remove_claim),
+        )
         .route("/r/{*rest}", any(npm::entry))
         .fallback(npm::root_tarball)
         // Bodies are read with our own limit (see `npm::read_body`) for a clear JSON error.

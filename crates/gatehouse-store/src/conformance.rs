@@ -194,6 +194,25 @@ pub async fn meta_store(meta: Meta) {
     assert_eq!(specs, ["https://a.test/", "npmjs"]);
     assert!(meta.remove_upstream(registry.id, "npmjs").await.expect("remove"));
 
+    // Claims.
+    meta.add_claim(registry.id, "@acme/*", Some("admin"))
+        .await
+        .expect("claim");
+    meta.add_claim(registry.id, "@acme/*", Some("admin"))
+        .await
+        .expect("claiming twice is fine");
+    meta.add_claim(registry.id, "left-pad", None).await.expect("claim");
+    let claims: Vec<String> = meta
+        .claims(registry.id)
+        .await
+        .expect("claims")
+        .into_iter()
+        .map(|c| c.pattern)
+        .collect();
+    assert_eq!(claims, ["@acme/*", "left-pad"]);
+    assert!(meta.remove_claim(registry.id, "left-pad").await.expect("unclaim"));
+    assert!(!meta.remove_claim(registry.id, "left-pad").await.expect("unclaim again"));
+
     // Audit.
     meta.append_audit(&AuditEntry {
         actor: Some("alice".into()),

@@ -311,6 +311,8 @@ pub enum AuditAction {
     PackageUnpublish,
     PackageOwners,
     PackageInternal,
+    PackageClaim,
+    PackageUnclaim,
     DistTagSet,
     DistTagRemove,
     RegistryCreate,
@@ -343,6 +345,8 @@ impl AuditAction {
         AuditAction::PackageUnpublish,
         AuditAction::PackageOwners,
         AuditAction::PackageInternal,
+        AuditAction::PackageClaim,
+        AuditAction::PackageUnclaim,
         AuditAction::DistTagSet,
         AuditAction::DistTagRemove,
         AuditAction::RegistryCreate,
@@ -374,6 +378,8 @@ impl AuditAction {
             AuditAction::PackageUnpublish => "package.unpublish",
             AuditAction::PackageOwners => "package.owners",
             AuditAction::PackageInternal => "package.internal",
+            AuditAction::PackageClaim => "package.claim",
+            AuditAction::PackageUnclaim => "package.unclaim",
             AuditAction::DistTagSet => "dist-tag.set",
             AuditAction::DistTagRemove => "dist-tag.remove",
             AuditAction::RegistryCreate => "registry.create",
@@ -591,13 +597,48 @@ pub struct AuditEntryOwned {
     pub client_addr: Option<String>,
 }
 
+/// A name (or a whole scope, `@scope/*`) claimed for a registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub pattern: String,
+    pub claimed_by: Option<String>,
+    pub claimed_at: Millis,
+}
+
+/// Names claimed for registries (see the `claims` migration for why).
+#[async_trait]
+pub trait ClaimStore: Send + Sync {
+    /// Records a claim; claiming a pattern twice is success.
+    async fn add_claim(&self, registry: RegistryId, pattern: &str, claimed_by: Option<&str>) -> StoreResult<()>;
+    /// False when there was no such claim.
+    async fn remove_claim(&self, registry: RegistryId, pattern: &str) -> StoreResult<bool>;
+    async fn claims(&self, registry: RegistryId) -> StoreResult<Vec<Claim>>;
+}
+
 /// The whole metadata store, as the rest of the server sees it.
 pub trait MetaStore:
-    RegistryStore + UserStore + TokenStore + PackageStore + UpstreamStore + ChangeLog + AuditLog + BlobJournalStore
+    RegistryStore
+    + UserStore
+    + TokenStore
+    + PackageStore
+    + UpstreamStore
+    + ClaimStore
+    + ChangeLog
+    + AuditLog
+    + BlobJournalStore
 {
 }
-impl<T: RegistryStore + UserStore + TokenStore + PackageStore + UpstreamStore + ChangeLog + AuditLog + BlobJournalStore>
-    MetaStore for T
+impl<
+    T: RegistryStore
+        + UserStore
+        + TokenStore
+        + PackageStore
+        + UpstreamStore
+        + ClaimStore
+        + ChangeLog
+        + AuditLog
+        + BlobJournalStore,
+> MetaStore for T
 {
 }
 

@@ -39,6 +39,7 @@ macro_rules! search_fields_from_latest {
 mod versions;
 mod audit;
 mod changes;
+mod claims;
 mod journal;
 mod packages;
 mod registries;

@@ -9,7 +9,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use gatehouse_npm::name::PackageName;
+use gatehouse_npm::packument::iso_time;
 use gatehouse_npm::version::Version;
+use gatehouse_store::Registry;
 use gatehouse_store::registry::RegistryName;
 use serde::Deserialize;
 use serde_json::json;
@@ -19,6 +21,7 @@ use super::extract::Caller;
 use crate::access;
 use crate::app::App;
 use crate::auth::Principal;
+use crate::services::Actor;
 
 /// An administrator with a read-write credential, or the refusal.
 fn require_admin(caller: &Caller) -> ApiResult<&Principal> {
@@ -83,6 +86,78 @@ pub async fn push_version(
             .push(&from, &package, &version, &request.to, &principal.user.name)
             .await?;
         Ok((StatusCode::OK, Json(json!({ "ok": true, "message": summary }))).into_response())
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+#[derive(Deserialize)]
+pub struct ClaimRequest {
+    pattern: String,
+}
+
+/// The registry named in the path, for an administrator whose token may use it.
+async fn admin_registry(app: &App, caller: &Caller, registry: &str) -> ApiResult<(Actor, Registry)> {
+    let principal = require_admin(caller)?;
+    let name = RegistryName::parse(registry).map_err(|e| ApiError::NotFound(e.to_string()))?;
+    access::check_token_registry(principal, &name)?;
+    let registry = app.services.registry(&name).await?;
+    let actor = Actor {
+        name: Some(principal.user.name.clone()),
+        client_addr: Some(caller.ip),
+    };
+    Ok((actor, registry))
+}
+
+/// `GET /-/api/v1/registries/{registry}/claims`
+pub async fn list_claims(State(app): State<Arc<App>>, caller: Caller, Path(registry): Path<String>) -> Response {
+    let result: ApiResult<Response> = async {
+        let (_, registry) = admin_registry(&app, &caller, &registry).await?;
+        let claims: Vec<_> = app
+            .services
+            .claims(&registry)
+            .await?
+            .into_iter()
+            .map(|c| json!({ "pattern": c.pattern, "claimed_by": c.claimed_by, "claimed_at": iso_time(c.claimed_at) }))
+            .collect();
+        Ok(Json(json!({ "claims": claims })).into_response())
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `POST /-/api/v1/registries/{registry}/claims` with `{pattern}`: a name or `@scope/*`.
+pub async fn add_claim(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(registry): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let result: ApiResult<Response> = async {
+        let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
+        let request: ClaimRequest = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("expected {{\"pattern\": \"name or @scope/*\"}}: {e}")))?;
+        app.services.claim(&actor, &registry, &request.pattern).await?;
+        Ok((
+            StatusCode::CREATED,
+            Json(json!({ "ok": true, "pattern": request.pattern })),
+        )
+            .into_response())
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `DELETE /-/api/v1/registries/{registry}/claims/{pattern}` (the pattern URL-encoded).
+pub async fn remove_claim(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path((registry, pattern)): Path<(String, String)>,
+) -> Response {
+    let result: ApiResult<Response> = async {
+        let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
+        app.services.unclaim(&actor, &registry, &pattern).await?;
+        Ok(StatusCode::NO_CONTENT.into_response())
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)

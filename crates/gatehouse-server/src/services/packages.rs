@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use gatehouse_npm::dist_tag::DistTag;
 use gatehouse_npm::name::PackageName;
-use gatehouse_store::{AuditAction, PackageRecord, Registry};
+use gatehouse_store::{AuditAction, Claim, PackageRecord, Registry};
 
 use super::{Actor, Audited, ServiceError, ServiceResult, Services};
 
@@ -196,5 +196,89 @@ impl Services {
             .detail(format!("internal={internal}"));
         self.record(actor, entry).await;
         Ok(())
+    }
+
+    /// Claims a name, or a whole scope (`@acme/*`), for a registry: it may then be
+    /// published there even while an upstream serves it. Also for names the registry
+    /// doesn't hold yet.
+    pub async fn claim(&self, actor: &Actor, registry: &Registry, pattern: &str) -> ServiceResult<()> {
+        check_claim_pattern(pattern)?;
+        self.meta.add_claim(registry.id, pattern, actor.name.as_deref()).await?;
+        let entry = Audited::new(AuditAction::PackageClaim)
+            .registry(registry)
+            .detail(pattern.to_owned());
+        self.record(actor, entry).await;
+        Ok(())
+    }
+
+    pub async fn unclaim(&self, actor: &Actor, registry: &Registry, pattern: &str) -> ServiceResult<()> {
+        if !self.meta.remove_claim(registry.id, pattern).await? {
+            return Err(ServiceError::NotFound(format!(
+                "{pattern} is not claimed for registry {}",
+                registry.name
+            )));
+        }
+        let entry = Audited::new(AuditAction::PackageUnclaim)
+            .registry(registry)
+            .detail(pattern.to_owned());
+        self.record(actor, entry).await;
+        Ok(())
+    }
+
+    pub async fn claims(&self, registry: &Registry) -> ServiceResult<Vec<Claim>> {
+        Ok(self.meta.claims(registry.id).await?)
+    }
+
+    /// Whether `name` is claimed for `registry`, by itself or with its scope.
+    pub async fn is_claimed(&self, registry: &Registry, name: &PackageName) -> ServiceResult<bool> {
+        let claims = self.meta.claims(registry.id).await?;
+        Ok(claims.iter().any(|c| claim_covers(&c.pattern, name)))
+    }
+}
+
+/// A claim names one package (`left-pad`, `@acme/ui`) or one whole scope (`@acme/*`).
+fn check_claim_pattern(pattern: &str) -> ServiceResult<()> {
+    let invalid = |why: &str| {
+        ServiceError::Invalid(format!(
+            "cannot claim {pattern:?}: claim a package name or a whole scope (@scope/*): {why}"
+        ))
+    };
+    if pattern.trim_end_matches("/*").contains('*') {
+        return Err(invalid("* stands only for a whole scope"));
+    }
+    let as_name = match pattern.strip_suffix("/*") {
+        Some(scope) if scope.starts_with('@') => format!("{scope}/x"),
+        _ => pattern.to_owned(),
+    };
+    PackageName::parse(&as_name)
+        .map(|_| ())
+        .map_err(|e| invalid(&e.to_string()))
+}
+
+fn claim_covers(pattern: &str, name: &PackageName) -> bool {
+    match pattern.strip_suffix("/*") {
+        Some(scope) => name.scope().is_some_and(|s| s == scope.trim_start_matches('@')),
+        None => pattern == name.as_str(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_cover_a_name_or_a_whole_scope() {
+        let name = |raw: &str| PackageName::parse(raw).expect("name");
+        assert!(claim_covers("left-pad", &name("left-pad")));
+        assert!(!claim_covers("left-pad", &name("left-pad2")));
+        assert!(claim_covers("@acme/*", &name("@acme/ui")));
+        assert!(!claim_covers("@acme/*", &name("@acmex/ui")));
+        assert!(!claim_covers("@acme/*", &name("acme")));
+        for good in ["left-pad", "@acme/ui", "@acme/*"] {
+            assert!(check_claim_pattern(good).is_ok(), "{good}");
+        }
+        for bad in ["*", "left-*", "@acme", "../x", "@/*"] {
+            assert!(check_claim_pattern(bad).is_err(), "{bad}");
+        }
     }
 }

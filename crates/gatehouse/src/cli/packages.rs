@@ -1,4 +1,4 @@
-//! `gatehouse package internal` and `gatehouse push`.
+//! `gatehouse package internal|claim|unclaim|claims` and `gatehouse push`.
 
 use super::*;
 
@@ -11,6 +11,14 @@ pub(super) enum PackageCommand {
         #[arg(value_parser = ["on", "off"])]
         state: String,
     },
+    /// Claim a name (or a whole scope, '@acme/*') for a registry, so that it may be
+    /// published there even though an upstream serves it. Also for names the
+    /// registry doesn't hold yet.
+    Claim { registry: String, pattern: String },
+    /// Remove a claim.
+    Unclaim { registry: String, pattern: String },
+    /// List a registry's claims.
+    Claims { registry: String },
 }
 
 pub(super) async fn push(config: Config, registry: &str, spec: &str, to: &str) -> anyhow::Result<()> {
@@ -45,6 +53,27 @@ pub(super) async fn package_command(config: Config, cmd: PackageCommand) -> anyh
                 registry.name,
                 if internal { "internal" } else { "not internal" }
             );
+        }
+        PackageCommand::Claim { registry, pattern } => {
+            let registry = find_registry(&services, &registry).await?;
+            services.claim(&Actor::cli(), &registry, &pattern).await?;
+            println!("{pattern} is claimed for {}: it may be published there", registry.name);
+        }
+        PackageCommand::Unclaim { registry, pattern } => {
+            let registry = find_registry(&services, &registry).await?;
+            services.unclaim(&Actor::cli(), &registry, &pattern).await?;
+            println!("{pattern} is no longer claimed for {}", registry.name);
+        }
+        PackageCommand::Claims { registry } => {
+            let registry = find_registry(&services, &registry).await?;
+            for claim in services.claims(&registry).await? {
+                println!(
+                    "{}\t{}\t{}",
+                    claim.pattern,
+                    claim.claimed_by.unwrap_or_else(|| "-".into()),
+                    iso_time(claim.claimed_at)
+                );
+            }
         }
     }
     Ok(())

@@ -67,6 +67,10 @@ fn internal_packages_never_take_versions_from_the_public_upstream() {
     let fake = FakeUpstream::start();
     let server = proxy(&fake, "");
     let token = server.admin_token();
+    // Claimed names are published without asking the upstream about them.
+    for claim in ["@acme/*", "corp-utils"] {
+        assert!(server.cli(&["package", "claim", "default", claim], "").status.success());
+    }
     publish_ok(&server, "default", &token, "@acme/lib", "1.0.0");
     publish_ok(&server, "default", &token, "corp-utils", "1.0.0");
     // Someone publishes higher versions of the same names on the public registry.
@@ -447,6 +451,12 @@ fn internal_by_default_can_be_turned_off() {
         fake.url
     ));
     let token = server.admin_token();
+    assert!(
+        server
+            .cli(&["package", "claim", "default", "shared-name"], "")
+            .status
+            .success()
+    );
     publish_ok(&server, "default", &token, "shared-name", "1.0.0");
     fake.publish("shared-name", "2.0.0");
     let doc: Value = get(&server, "shared-name", &token).json().expect("json");
@@ -465,4 +475,88 @@ fn internal_by_default_can_be_turned_off() {
         doc["versions"].get("2.0.0").is_none()
     });
     assert!(flagged, "{}", server.log());
+}
+
+/// With the defaults, any logged-in user may publish and a new name turns internal:
+/// publishing a name the upstream serves would hide the public package from everyone.
+/// It is refused unless a registry admin claimed the name (or its scope) for the registry.
+#[test]
+fn nobody_shadows_a_public_package_unless_the_name_is_claimed() {
+    let fake = FakeUpstream::start();
+    fake.publish("left-pad", "1.3.0");
+    fake.publish("@acme/tools", "1.0.0");
+    let server = proxy(&fake, "");
+    server.add_user("mallory", "mallory-password-1");
+    let mallory = server.login("default", "mallory", "mallory-password-1");
+    let admin = server.admin_token();
+    let blobs = blob_count(&server);
+
+    for token in [&mallory, &admin] {
+        let refused = publish(&server, "default", token, &publish_body("left-pad", "9.0.0"));
+        let error = expect_error(refused, 403);
+        assert!(
+            error.contains("\"left-pad\" is served by an upstream of registry \"default\""),
+            "{error}"
+        );
+        assert!(error.contains("gatehouse package claim default left-pad"), "{error}");
+    }
+    assert_eq!(blob_count(&server), blobs, "nothing stored");
+    // Everyone still gets the public package.
+    let doc: Value = get(&server, "left-pad", &mallory).json().expect("json");
+    let versions: Vec<&String> = doc["versions"].as_object().expect("versions").keys().collect();
+    assert_eq!(versions, ["1.3.0"]);
+    assert_eq!(get(&server, "left-pad/-/left-pad-1.3.0.tgz", &admin).status(), 200);
+    let audit = String::from_utf8_lossy(&server.cli(&["audit"], "").stdout).into_owned();
+    assert!(!audit.contains("version.publish"), "{audit}");
+
+    // A scoped name says how to claim the whole scope too.
+    let error = expect_error(
+        publish(&server, "default", &admin, &publish_body("@acme/tools", "2.0.0")),
+        403,
+    );
+    assert!(error.contains("or the whole scope: @acme/*"), "{error}");
+
+    // Claims are for administrators: the API refuses anyone else, and says why.
+    let claims_url = format!("{}/-/api/v1/registries/default/claims", server.base);
+    let refused = http()
+        .post(&claims_url)
+        .bearer_auth(&mallory)
+        .json(&json!({"pattern": "@acme/*"}))
+        .send()
+        .expect("post");
+    assert_eq!(
+        expect_error(refused, 403),
+        "the admin API is for administrators with a read-write token"
+    );
+    let bad = http()
+        .post(&claims_url)
+        .bearer_auth(&admin)
+        .json(&json!({"pattern": "left-*"}))
+        .send()
+        .expect("post");
+    assert!(expect_error(bad, 400).contains("claim a package name or a whole scope"));
+    let claimed = http()
+        .post(&claims_url)
+        .bearer_auth(&admin)
+        .json(&json!({"pattern": "@acme/*"}))
+        .send()
+        .expect("post");
+    assert_eq!(claimed.status(), 201);
+    assert!(
+        server
+            .cli(&["package", "claim", "default", "left-pad"], "")
+            .status
+            .success()
+    );
+    let listed = String::from_utf8_lossy(&server.cli(&["package", "claims", "default"], "").stdout).into_owned();
+    assert!(
+        listed.starts_with("@acme/*\tadmin\t") && listed.contains("\nleft-pad\tcli\t"),
+        "{listed}"
+    );
+
+    // Claimed: the registry's own publishes go in (and, internal, take over the name).
+    publish_ok(&server, "default", &admin, "left-pad", "9.0.0");
+    publish_ok(&server, "default", &admin, "@acme/tools", "2.0.0");
+    let audit = String::from_utf8_lossy(&server.cli(&["audit"], "").stdout).into_owned();
+    assert!(audit.contains("package.claim"), "{audit}");
 }

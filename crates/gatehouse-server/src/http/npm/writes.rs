@@ -14,6 +14,7 @@ use gatehouse_npm::publish::{self, Document, PackageWrite, Publish};
 use super::Ctx;
 use crate::admission::{Candidate, Origin};
 use crate::http::error::{ApiError, ApiResult};
+use crate::packument_cache::CacheError;
 
 /// `PUT /{name}` and `PUT /{name}/-rev/{rev}`.
 pub async fn put_package(ctx: &Ctx, name: &PackageName, rev: Option<&str>, body: Bytes) -> ApiResult<Response> {
@@ -44,10 +45,13 @@ async fn publish_version(ctx: &Ctx, publish: Publish) -> ApiResult<Response> {
         Some(target) => {
             ctx.require_maintainer_of(&publish.name, &target.maintainers)?;
         }
-        None => publish
-            .name
-            .check_new()
-            .map_err(|e| ApiError::BadRequest(e.to_string()))?,
+        None => {
+            publish
+                .name
+                .check_new()
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            refuse_shadowing(ctx, &publish.name).await?;
+        }
     }
     let name = publish.name.clone();
     let version = publish.version.to_string();
@@ -73,6 +77,36 @@ async fn publish_version(ctx: &Ctx, publish: Publish) -> ApiResult<Response> {
         axum::Json(json!({ "ok": true, "success": true, "id": name.to_string(), "version": version })),
     )
         .into_response())
+}
+
+/// A name new to this registry that one of its upstreams serves may only be published
+/// once a registry admin claimed it: otherwise any publisher could hide a public
+/// package from everyone (the new name turns internal, and the upstream's versions
+/// stop being served). Claimed names are not even looked up upstream.
+async fn refuse_shadowing(ctx: &Ctx, name: &PackageName) -> ApiResult<()> {
+    if ctx.app.services.is_claimed(&ctx.registry, name).await? {
+        return Ok(());
+    }
+    let claim = format!(
+        "if \"{name}\" is yours, a registry admin can claim it for this registry: gatehouse package claim {} {}",
+        ctx.registry.name,
+        match name.scope() {
+            Some(scope) => format!("{name} (or the whole scope: @{scope}/*)"),
+            None => name.to_string(),
+        }
+    );
+    match ctx.app.packuments.get(&ctx.registry, name).await {
+        Err(CacheError::Absent) => Ok(()),
+        Ok(_) => Err(ApiError::Forbidden(format!(
+            "\"{name}\" is served by an upstream of registry \"{}\"; publishing it here would hide that package \
+             from everyone using this registry. Publish under a name of your own, or {claim}",
+            ctx.registry.name
+        ))),
+        Err(e) => Err(ApiError::BadGateway(format!(
+            "cannot tell whether an upstream of registry \"{}\" serves \"{name}\" ({e}); try again later, or {claim}",
+            ctx.registry.name
+        ))),
+    }
 }
 
 /// A whole document sent back: deprecation changes, or (with a rev) versions removed
