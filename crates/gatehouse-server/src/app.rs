@@ -213,6 +213,7 @@ impl App {
                                     app.access.invalidate_all();
                                 }
                                 ChangeKind::Credentials => app.auth.forget_tokens(),
+                                ChangeKind::LoginUnlocked(name) => app.auth.clear_failures(&name).await,
                             }
                         }
                     }

@@ -79,6 +79,8 @@ pub enum AuthError {
     BadPassword,
     #[error("too many failed logins; wait 15 minutes and try again")]
     RateLimited,
+    #[error("the account \"{0}\" is disabled; ask an administrator")]
+    UserDisabled(String),
     #[error("this token may not be used from {0}; it is limited to other addresses")]
     AddressRefused(IpAddr),
     #[error(transparent)]
@@ -132,9 +134,15 @@ impl Authenticator {
         }
     }
 
-    /// Forgets cached tokens: call after revoking any.
+    /// Forgets cached tokens (and the users they carry): call after revoking any, or
+    /// after a user changed.
     pub fn forget_tokens(&self) {
         self.tokens.invalidate_all();
+    }
+
+    /// Forgets the failed logins counted against the user name `name`.
+    pub async fn clear_failures(&self, name: &str) {
+        self.failures.invalidate(&format!("user:{name}")).await;
     }
 
     /// `Ok(None)` when no credentials were sent.
@@ -197,6 +205,9 @@ impl Authenticator {
         let now = now_millis();
         if token.revoked_at.is_some() {
             return Err(AuthError::RevokedToken);
+        }
+        if token.user.disabled {
+            return Err(AuthError::UserDisabled(token.user.name));
         }
         if let Some(at) = token.expires_at.filter(|at| *at <= now) {
             return Err(AuthError::ExpiredToken(gatehouse_npm::packument::iso_time(at)));
@@ -290,6 +301,10 @@ impl Authenticator {
         };
         if !valid {
             return Err(AuthError::BadPassword);
+        }
+        // Said only to someone who knows the password.
+        if user.disabled {
+            return Err(AuthError::UserDisabled(user.name));
         }
         self.verified_passwords
             .insert(cache_key, user.password_hash.clone())

@@ -29,6 +29,12 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/-/ui/", get(welcome))
         .route("/-/api/v1/registries", get(api::list_registries))
         .route("/-/api/v1/registries/{registry}/push", post(api::push_version))
+        .route("/-/api/v1/users", get(api::list_users))
+        .route(
+            "/-/api/v1/users/{name}",
+            axum::routing::patch(api::change_user).delete(api::delete_user),
+        )
+        .route("/-/api/v1/users/{name}/unlock", post(api::unlock_user))
         .route(
             "/-/api/v1/registries/{registry}/claims",
             get(api::list_claims).post(api::add_claim),

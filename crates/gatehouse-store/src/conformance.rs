@@ -51,6 +51,24 @@ pub async fn meta_store(meta: Meta) {
         Err(StoreError::Conflict(Conflict::UserExists))
     ));
     meta.set_password_hash(alice.id, "new hash").await.expect("password");
+    let seen = meta.last_change().await.expect("seq");
+    meta.set_user_disabled(alice.id, true).await.expect("disable");
+    assert!(meta.user("alice").await.expect("read").expect("there").disabled);
+    meta.set_user_disabled(alice.id, false).await.expect("enable");
+    meta.set_user_admin(alice.id, true).await.expect("admin");
+    assert!(meta.user("alice").await.expect("read").expect("there").is_admin);
+    meta.clear_login_failures("alice").await.expect("unlock");
+    let changes = meta.changes_since(seen).await.expect("changes");
+    assert!(changes.iter().any(|c| c.kind == ChangeKind::Credentials));
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.kind == ChangeKind::LoginUnlocked("alice".into()))
+    );
+    let bob = meta.create_user("bob", None, "hash", false).await.expect("user");
+    meta.delete_user(bob.id).await.expect("delete");
+    assert!(meta.user("bob").await.expect("read").is_none());
+    assert!(matches!(meta.delete_user(bob.id).await, Err(StoreError::NotFound)));
     assert_eq!(
         meta.user("alice").await.expect("read").expect("there").password_hash,
         "new hash"

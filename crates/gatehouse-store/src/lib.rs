@@ -133,6 +133,8 @@ pub struct User {
     pub is_admin: bool,
     pub password_hash: String,
     pub created_at: Millis,
+    /// Disabled users can't log in and their tokens are refused.
+    pub disabled: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -325,6 +327,11 @@ pub enum AuditAction {
     UserCreate,
     UserRegister,
     UserPassword,
+    UserDisable,
+    UserEnable,
+    UserAdmin,
+    UserDelete,
+    UserUnlock,
     TokenCreate,
     TokenRevoke,
     AuthLogin,
@@ -359,6 +366,11 @@ impl AuditAction {
         AuditAction::UserCreate,
         AuditAction::UserRegister,
         AuditAction::UserPassword,
+        AuditAction::UserDisable,
+        AuditAction::UserEnable,
+        AuditAction::UserAdmin,
+        AuditAction::UserDelete,
+        AuditAction::UserUnlock,
         AuditAction::TokenCreate,
         AuditAction::TokenRevoke,
         AuditAction::AuthLogin,
@@ -392,6 +404,11 @@ impl AuditAction {
             AuditAction::UserCreate => "user.create",
             AuditAction::UserRegister => "user.register",
             AuditAction::UserPassword => "user.password",
+            AuditAction::UserDisable => "user.disable",
+            AuditAction::UserEnable => "user.enable",
+            AuditAction::UserAdmin => "user.admin",
+            AuditAction::UserDelete => "user.delete",
+            AuditAction::UserUnlock => "user.unlock",
             AuditAction::TokenCreate => "token.create",
             AuditAction::TokenRevoke => "token.revoke",
             AuditAction::AuthLogin => "auth.login",
@@ -462,6 +479,13 @@ pub trait UserStore: Send + Sync {
     async fn users(&self) -> StoreResult<Vec<User>>;
     /// Replaces a user's password hash; `NotFound` when there is no such user.
     async fn set_password_hash(&self, user: UserId, password_hash: &str) -> StoreResult<()>;
+    /// Disables (or enables) a user; every process drops its cached credentials.
+    async fn set_user_disabled(&self, user: UserId, disabled: bool) -> StoreResult<()>;
+    async fn set_user_admin(&self, user: UserId, admin: bool) -> StoreResult<()>;
+    /// Deletes a user with their tokens, grants and maintainerships.
+    async fn delete_user(&self, user: UserId) -> StoreResult<()>;
+    /// Tells every process to forget the failed logins of `name`.
+    async fn clear_login_failures(&self, name: &str) -> StoreResult<()>;
 }
 
 #[async_trait]
@@ -530,8 +554,10 @@ pub enum ChangeKind {
     Package(PackageName),
     /// A registry's settings, roles or upstreams changed: anything in it may look different.
     Registry,
-    /// Tokens were revoked.
+    /// Tokens were revoked, or users changed.
     Credentials,
+    /// A user's failed-login count was cleared.
+    LoginUnlocked(String),
 }
 
 #[async_trait]

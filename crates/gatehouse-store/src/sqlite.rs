@@ -186,10 +186,11 @@ fn user_from_row(row: &SqliteRow) -> StoreResult<User> {
         is_admin: row.try_get("is_admin")?,
         password_hash: row.try_get("password_hash")?,
         created_at: row.try_get("user_created_at")?,
+        disabled: row.try_get::<Option<i64>, _>("user_disabled_at")?.is_some(),
     })
 }
 
-const USER_COLUMNS: &str = "users.id AS user_id, users.name AS user_name, users.email, users.is_admin, users.password_hash, users.created_at AS user_created_at";
+const USER_COLUMNS: &str = "users.id AS user_id, users.name AS user_name, users.email, users.is_admin, users.password_hash, users.created_at AS user_created_at, users.disabled_at AS user_disabled_at";
 
 fn package_name(raw: String) -> StoreResult<PackageName> {
     PackageName::parse(&raw).map_err(|e| StoreError::Corrupt(e.to_string()))
@@ -206,13 +207,23 @@ async fn log_change<'e, E: sqlx::Executor<'e, Database = sqlx::Sqlite>>(
     kind: &str,
     registry: Option<RegistryId>,
 ) -> StoreResult<()> {
+    log_named_change(executor, kind, registry, None).await
+}
+
+async fn log_named_change<'e, E: sqlx::Executor<'e, Database = sqlx::Sqlite>>(
+    executor: E,
+    kind: &str,
+    registry: Option<RegistryId>,
+    name: Option<&str>,
+) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO changes (kind, registry_id, name, at, writer)
-         VALUES ($1, $2, NULL, $3, (SELECT id FROM temp.writer_identity))",
+         VALUES ($1, $2, $4, $3, (SELECT id FROM temp.writer_identity))",
     )
     .bind(kind)
     .bind(registry.map(|r| r.0))
     .bind(now_millis())
+    .bind(name)
     .execute(executor)
     .await?;
     Ok(())

@@ -162,3 +162,96 @@ pub async fn remove_claim(
     .await;
     result.unwrap_or_else(IntoResponse::into_response)
 }
+
+/// An administrator, as the audit log names them.
+fn admin_actor(caller: &Caller) -> ApiResult<Actor> {
+    let principal = require_admin(caller)?;
+    Ok(Actor {
+        name: Some(principal.user.name.clone()),
+        client_addr: Some(caller.ip),
+    })
+}
+
+/// `GET /-/api/v1/users`
+pub async fn list_users(State(app): State<Arc<App>>, caller: Caller) -> Response {
+    let result: ApiResult<Response> = async {
+        require_admin(&caller)?;
+        let users: Vec<_> = app
+            .meta
+            .users()
+            .await?
+            .into_iter()
+            .map(|u| {
+                json!({
+                    "name": u.name, "email": u.email, "admin": u.is_admin, "disabled": u.disabled,
+                    "created": iso_time(u.created_at),
+                })
+            })
+            .collect();
+        Ok(Json(json!({ "users": users })).into_response())
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserChange {
+    disabled: Option<bool>,
+    admin: Option<bool>,
+    password: Option<String>,
+}
+
+/// `PATCH /-/api/v1/users/{name}` with any of `{disabled, admin, password}`.
+pub async fn change_user(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let result: ApiResult<Response> = async {
+        let actor = admin_actor(&caller)?;
+        let change: UserChange = serde_json::from_slice(&body).map_err(|e| {
+            ApiError::BadRequest(format!(
+                "expected any of {{\"disabled\", \"admin\", \"password\"}}: {e}"
+            ))
+        })?;
+        let user = app.services.user(&name).await?;
+        if let Some(password) = change.password {
+            app.services.set_password(&actor, &user, password).await?;
+        }
+        if let Some(admin) = change.admin {
+            app.services.set_user_admin(&actor, &user, admin).await?;
+        }
+        if let Some(disabled) = change.disabled {
+            app.services.set_user_disabled(&actor, &user, disabled).await?;
+        }
+        Ok(Json(json!({ "ok": true })).into_response())
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `DELETE /-/api/v1/users/{name}`
+pub async fn delete_user(State(app): State<Arc<App>>, caller: Caller, Path(name): Path<String>) -> Response {
+    let result: ApiResult<Response> = async {
+        let actor = admin_actor(&caller)?;
+        let user = app.services.user(&name).await?;
+        app.services.delete_user(&actor, &user).await?;
+        Ok(StatusCode::NO_CONTENT.into_response())
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `POST /-/api/v1/users/{name}/unlock`: clears a failed-login lockout.
+pub async fn unlock_user(State(app): State<Arc<App>>, caller: Caller, Path(name): Path<String>) -> Response {
+    let result: ApiResult<Response> = async {
+        let actor = admin_actor(&caller)?;
+        let user = app.services.user(&name).await?;
+        app.services.unlock_user(&actor, &user).await?;
+        Ok(Json(json!({ "ok": true })).into_response())
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}

@@ -149,7 +149,7 @@ impl From<&AuthError> for ApiError {
     fn from(e: &AuthError) -> Self {
         match e {
             AuthError::Store(store) => ApiError::internal(store.to_string()),
-            AuthError::AddressRefused(_) => ApiError::Forbidden(e.to_string()),
+            AuthError::AddressRefused(_) | AuthError::UserDisabled(_) => ApiError::Forbidden(e.to_string()),
             AuthError::RateLimited => ApiError::TooManyRequests(e.to_string()),
             AuthError::BadPassword => ApiError::WrongPassword(e.to_string()),
             other => ApiError::Unauthorized(other.to_string()),

@@ -78,6 +78,73 @@ impl Services {
         Ok(())
     }
 
+    /// Disables (or enables) a user: a disabled user can't log in, and their tokens
+    /// are refused at once here and within a second elsewhere.
+    pub async fn set_user_disabled(&self, actor: &Actor, user: &User, disabled: bool) -> ServiceResult<()> {
+        self.meta.set_user_disabled(user.id, disabled).await?;
+        self.caches.credentials_changed();
+        let action = if disabled {
+            AuditAction::UserDisable
+        } else {
+            AuditAction::UserEnable
+        };
+        self.record(actor, Audited::new(action).detail(user.name.clone())).await;
+        Ok(())
+    }
+
+    /// Makes a user an administrator of everything, or not. The last administrator stays.
+    pub async fn set_user_admin(&self, actor: &Actor, user: &User, admin: bool) -> ServiceResult<()> {
+        if !admin && user.is_admin && self.is_last_admin(user).await? {
+            return Err(ServiceError::Conflict(format!(
+                "{} is the only administrator; make someone else one first",
+                user.name
+            )));
+        }
+        self.meta.set_user_admin(user.id, admin).await?;
+        self.caches.credentials_changed();
+        self.caches.registry_changed();
+        let entry = Audited::new(AuditAction::UserAdmin).detail(format!("{} admin={admin}", user.name));
+        self.record(actor, entry).await;
+        Ok(())
+    }
+
+    /// Deletes a user, their tokens, grants and maintainerships. The last administrator stays.
+    pub async fn delete_user(&self, actor: &Actor, user: &User) -> ServiceResult<()> {
+        if user.is_admin && self.is_last_admin(user).await? {
+            return Err(ServiceError::Conflict(format!(
+                "{} is the only administrator; make someone else one first",
+                user.name
+            )));
+        }
+        self.meta.delete_user(user.id).await?;
+        self.caches.credentials_changed();
+        self.caches.registry_changed();
+        self.record(actor, Audited::new(AuditAction::UserDelete).detail(user.name.clone()))
+            .await;
+        Ok(())
+    }
+
+    /// Clears the failed-login count of `name` on every process, so they may try again.
+    pub async fn unlock_user(&self, actor: &Actor, user: &User) -> ServiceResult<()> {
+        self.meta.clear_login_failures(&user.name).await?;
+        if let Some(auth) = &self.caches.auth {
+            auth.clear_failures(&user.name).await;
+        }
+        self.record(actor, Audited::new(AuditAction::UserUnlock).detail(user.name.clone()))
+            .await;
+        Ok(())
+    }
+
+    async fn is_last_admin(&self, user: &User) -> ServiceResult<bool> {
+        let admins = self
+            .meta
+            .users()
+            .await?
+            .into_iter()
+            .filter(|u| u.is_admin && !u.disabled);
+        Ok(admins.filter(|u| u.id != user.id).count() == 0)
+    }
+
     /// Mints a token for `user`; its secret is in the answer and nowhere else.
     pub async fn issue_token(&self, actor: &Actor, user: &User, spec: TokenSpec) -> ServiceResult<MintedToken> {
         let summary = format!(

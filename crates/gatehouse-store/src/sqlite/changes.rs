@@ -23,6 +23,7 @@ impl ChangeLog for SqliteStore {
                 let kind = match (kind.as_str(), name) {
                     ("package", Some(name)) => ChangeKind::Package(package_name(name)?),
                     ("credentials", _) => ChangeKind::Credentials,
+                    ("unlock", Some(name)) => ChangeKind::LoginUnlocked(name),
                     _ => ChangeKind::Registry,
                 };
                 Ok(Change {

@@ -22,7 +22,8 @@ fn token_from_row(row: &SqliteRow) -> StoreResult<Token> {
 const TOKEN_SELECT: &str = "SELECT tokens.key, tokens.display, tokens.name AS token_name, tokens.readonly,
         tokens.cidr_whitelist, tokens.registries, tokens.packages, tokens.created_at AS token_created_at, tokens.last_used_at,
         tokens.expires_at, tokens.revoked_at, users.id AS user_id, users.name AS user_name, users.email,
-        users.is_admin, users.password_hash, users.created_at AS user_created_at
+        users.is_admin, users.password_hash, users.created_at AS user_created_at,
+        users.disabled_at AS user_disabled_at
      FROM tokens JOIN users ON users.id = tokens.user_id";
 
 #[async_trait]

@@ -60,4 +60,53 @@ impl UserStore for SqliteStore {
         }
         Ok(())
     }
+
+    async fn set_user_disabled(&self, user: UserId, disabled: bool) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        let updated = sqlx::query("UPDATE users SET disabled_at = $1 WHERE id = $2")
+            .bind(disabled.then(now_millis))
+            .bind(user.0)
+            .execute(&mut *tx)
+            .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        log_change(&mut *tx, "credentials", None).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn set_user_admin(&self, user: UserId, admin: bool) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        let updated = sqlx::query("UPDATE users SET is_admin = $1 WHERE id = $2")
+            .bind(admin)
+            .bind(user.0)
+            .execute(&mut *tx)
+            .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        log_change(&mut *tx, "credentials", None).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_user(&self, user: UserId) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        let deleted = sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(user.0)
+            .execute(&mut *tx)
+            .await?;
+        if deleted.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        log_change(&mut *tx, "credentials", None).await?;
+        log_change(&mut *tx, "registry", None).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn clear_login_failures(&self, name: &str) -> StoreResult<()> {
+        log_named_change(&self.writer, "unlock", None, Some(name)).await
+    }
 }

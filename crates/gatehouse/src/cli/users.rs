@@ -25,6 +25,20 @@ pub(super) enum UserCommand {
         #[arg(long, required = true)]
         password_stdin: bool,
     },
+    /// Disable a user: they can't log in, and their tokens stop working at once.
+    Disable { name: String },
+    /// Enable a disabled user again.
+    Enable { name: String },
+    /// Make a user an administrator of everything, or not.
+    Admin {
+        name: String,
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
+    /// Delete a user with their tokens and grants (their packages stay).
+    Delete { name: String },
+    /// Clear a user's failed-login lockout, on every server.
+    Unlock { name: String },
     /// List users.
     List,
 }
@@ -60,9 +74,39 @@ pub(super) async fn user(config: Config, cmd: UserCommand) -> anyhow::Result<()>
                 .await?;
             println!("changed the password of {name}");
         }
+        UserCommand::Disable { name } => {
+            let user = services.user(&name).await?;
+            services.set_user_disabled(&Actor::cli(), &user, true).await?;
+            println!("disabled {name}: they can't log in and their tokens are refused");
+        }
+        UserCommand::Enable { name } => {
+            let user = services.user(&name).await?;
+            services.set_user_disabled(&Actor::cli(), &user, false).await?;
+            println!("enabled {name}");
+        }
+        UserCommand::Admin { name, state } => {
+            let user = services.user(&name).await?;
+            let admin = state == "on";
+            services.set_user_admin(&Actor::cli(), &user, admin).await?;
+            println!("{name} is {}an administrator", if admin { "" } else { "no longer " });
+        }
+        UserCommand::Delete { name } => {
+            let user = services.user(&name).await?;
+            services.delete_user(&Actor::cli(), &user).await?;
+            println!("deleted {name}");
+        }
+        UserCommand::Unlock { name } => {
+            let user = services.user(&name).await?;
+            services.unlock_user(&Actor::cli(), &user).await?;
+            println!("cleared the failed logins of {name}");
+        }
         UserCommand::List => {
             for user in meta.users().await? {
-                let role = if user.is_admin { "admin" } else { "member" };
+                let role = match (user.is_admin, user.disabled) {
+                    (_, true) => "disabled",
+                    (true, false) => "admin",
+                    (false, false) => "member",
+                };
                 println!("{}\t{role}\t{}", user.name, user.email.unwrap_or_default());
             }
         }

@@ -645,3 +645,129 @@ fn npm_11_token_requests_grant_exactly_what_they_ask() {
         .count();
     assert_eq!(after, before, "a refused request creates no token");
 }
+
+/// Administrators manage users' lifecycles from the CLI and the admin API: a disabled
+/// user's tokens stop at once, a lockout can be cleared, the last admin stays.
+#[test]
+fn users_are_disabled_unlocked_promoted_and_deleted() {
+    let server = TestServer::start();
+    server.add_user("dora", "dora-password-1");
+    let dora = server.create_token(&["--user", "dora"]);
+    let admin = server.create_token(&["--user", "admin"]);
+    let api = |method: reqwest::Method, path: &str, body: Option<Value>| {
+        let request = http()
+            .request(method, format!("{}/-/api/v1/users{path}", server.base))
+            .bearer_auth(&admin);
+        match body {
+            Some(body) => request.json(&body),
+            None => request,
+        }
+        .send()
+        .expect("api")
+    };
+    let whoami = |token: &str| get(&server, "default", "-/whoami", token);
+    assert_eq!(whoami(&dora).status(), 200);
+
+    // Disabled through the API: refused on the very next request, password logins too.
+    assert_eq!(
+        api(reqwest::Method::PATCH, "/dora", Some(json!({"disabled": true}))).status(),
+        200
+    );
+    let error = expect_error(whoami(&dora), 403);
+    assert_eq!(error, "the account \"dora\" is disabled; ask an administrator");
+    let login = http()
+        .put(format!(
+            "{}-/user/org.couchdb.user:dora",
+            server.registry_url("default")
+        ))
+        .json(&json!({ "name": "dora", "password": "dora-password-1" }))
+        .send()
+        .expect("login");
+    assert!(expect_error(login, 403).contains("is disabled"));
+    let listed: Value = api(reqwest::Method::GET, "", None).json().expect("json");
+    let row = listed["users"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .find(|u| u["name"] == "dora")
+        .cloned();
+    assert_eq!(row.map(|u| u["disabled"].clone()), Some(json!(true)));
+    // Enabled from the CLI, another process: the server follows its change log.
+    assert!(server.cli(&["user", "enable", "dora"], "").status.success());
+    assert!(eventually(Duration::from_secs(5), || whoami(&dora).status() == 200));
+    assert!(server.cli(&["user", "disable", "dora"], "").status.success());
+    assert!(eventually(Duration::from_secs(5), || whoami(&dora).status() == 403));
+    assert!(server.cli(&["user", "enable", "dora"], "").status.success());
+
+    // A lockout is cleared for the user name on the running server.
+    for _ in 0..10 {
+        let failed = http()
+            .get(format!("{}-/whoami", server.registry_url("default")))
+            .basic_auth("dora", Some("wrong-password"))
+            .send()
+            .expect("get");
+        assert_eq!(failed.status(), 401);
+    }
+    let locked = http()
+        .get(format!("{}-/whoami", server.registry_url("default")))
+        .basic_auth("dora", Some("dora-password-1"))
+        .send()
+        .expect("get");
+    assert_eq!(locked.status(), 429);
+    assert!(server.cli(&["user", "unlock", "dora"], "").status.success());
+    assert!(eventually(Duration::from_secs(5), || {
+        http()
+            .get(format!("{}-/whoami", server.registry_url("default")))
+            .basic_auth("dora", Some("dora-password-1"))
+            .send()
+            .expect("get")
+            .status()
+            == 200
+    }));
+
+    // Admin on and off; the last administrator can't be removed.
+    assert_eq!(
+        api(reqwest::Method::PATCH, "/dora", Some(json!({"admin": true}))).status(),
+        200
+    );
+    let listed: Value = http()
+        .get(format!("{}/-/api/v1/users", server.base))
+        .bearer_auth(&dora)
+        .send()
+        .expect("get")
+        .json()
+        .expect("json");
+    assert!(
+        listed["users"].as_array().is_some_and(|u| u.len() == 2),
+        "dora administers now"
+    );
+    assert_eq!(
+        api(reqwest::Method::PATCH, "/dora", Some(json!({"admin": false}))).status(),
+        200
+    );
+    let only = expect_error(api(reqwest::Method::DELETE, "/admin", None), 409);
+    assert!(only.contains("only administrator"), "{only}");
+    let typo = expect_error(
+        api(reqwest::Method::PATCH, "/dora", Some(json!({"disabld": true}))),
+        400,
+    );
+    assert!(typo.contains("disabled"), "{typo}");
+
+    // Deleted: their tokens are gone with them.
+    assert_eq!(api(reqwest::Method::DELETE, "/dora", None).status(), 204);
+    assert_eq!(whoami(&dora).status(), 401);
+    assert_eq!(
+        expect_error(api(reqwest::Method::DELETE, "/dora", None), 404),
+        "no user named \"dora\""
+    );
+    let audit = String::from_utf8_lossy(&server.cli(&["audit", "--limit", "100"], "").stdout).into_owned();
+    for action in [
+        "user.disable",
+        "user.enable",
+        "user.unlock",
+        "user.admin",
+        "user.delete",
+    ] {
+        assert!(audit.contains(action), "{action}: {audit}");
+    }
+}
