@@ -391,6 +391,7 @@ mod tests {
     use std::sync::Arc;
 
     use gatehouse_npm::integrity::Digests;
+    use gatehouse_store::AuditQuery;
     use gatehouse_store::blobs::memory::MemoryBlobStore;
     use gatehouse_store::registry::RegistryName;
     use gatehouse_store::sqlite::SqliteStore;
@@ -500,7 +501,7 @@ mod tests {
         assert!(admitted.created_package);
         assert_eq!(f.versions("lib").await, ["1.0.0"]);
         assert_eq!(f.blob_count().await, 1);
-        let audit = f.meta.recent_audit(10).await.expect("audit");
+        let audit = f.meta.audit_entries(&AuditQuery::recent(10)).await.expect("audit");
         assert_eq!(audit[0].1.action, "version.publish");
         assert_eq!(audit[0].1.version.as_deref(), Some("1.0.0"));
     }

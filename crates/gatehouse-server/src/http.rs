@@ -28,8 +28,14 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/-/ready", get(ready))
         .route("/-/ui/", get(welcome))
         .route("/-/api/v1/registries", get(api::list_registries))
+        .route(
+            "/-/api/v1/registries/{registry}",
+            axum::routing::patch(api::change_registry).delete(api::delete_registry),
+        )
+        .route("/-/api/v1/registries/{registry}/packages", get(api::list_packages))
         .route("/-/api/v1/registries/{registry}/push", post(api::push_version))
         .route("/-/api/v1/users", get(api::list_users))
+        .route("/-/api/v1/audit", get(api::audit))
         .route(
             "/-/api/v1/users/{name}",
             axum::routing::patch(api::change_user).delete(api::delete_user),

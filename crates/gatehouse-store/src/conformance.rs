@@ -11,7 +11,9 @@ use sha2::{Digest as _, Sha512};
 use crate::blobs::{BlobError, BlobKey, BlobStore};
 use crate::registry::{RegistryName, Role};
 use crate::test_support::journaled_version;
-use crate::{AuditAction, AuditEntry, ChangeKind, Conflict, Meta, NewToken, NewUpstream, StoreError};
+use crate::{
+    AuditAction, AuditEntry, AuditQuery, ChangeKind, Conflict, Meta, NewToken, NewUpstream, StoreError, now_millis,
+};
 
 fn name(raw: &str) -> gatehouse_npm::name::PackageName {
     gatehouse_npm::name::PackageName::parse(raw).expect("package name")
@@ -239,8 +241,31 @@ pub async fn meta_store(meta: Meta) {
     })
     .await
     .expect("audit");
-    let recent = meta.recent_audit(1).await.expect("read audit");
+    let recent = meta.audit_entries(&AuditQuery::recent(1)).await.expect("read audit");
+    // (Deleting the registry comes last: it takes its packages with it.)
     assert_eq!(recent[0].1.action, "dist-tag.set");
+    let filtered = AuditQuery {
+        registry: Some("conformance".into()),
+        actor: Some("alice".into()),
+        action: Some(AuditAction::DistTagSet),
+        since: Some(0),
+        until: Some(now_millis() + 1000),
+        limit: 10,
+    };
+    assert_eq!(meta.audit_entries(&filtered).await.expect("filtered").len(), 1);
+    let none = AuditQuery {
+        action: Some(AuditAction::UserDelete),
+        ..filtered
+    };
+    assert!(meta.audit_entries(&none).await.expect("filtered").is_empty());
+
+    meta.delete_registry(registry.id).await.expect("delete registry");
+    assert!(meta.registry(&registry_name).await.expect("read").is_none());
+    assert!(meta.package(registry.id, &name("lib")).await.expect("read").is_none());
+    assert!(matches!(
+        meta.delete_registry(registry.id).await,
+        Err(StoreError::NotFound)
+    ));
 }
 
 /// The blob backend's contract: stored by digest only, verified, listed, and a

@@ -318,6 +318,7 @@ pub enum AuditAction {
     DistTagSet,
     DistTagRemove,
     RegistryCreate,
+    RegistryDelete,
     RegistryVisibility,
     RegistryGrant,
     RegistryRevoke,
@@ -357,6 +358,7 @@ impl AuditAction {
         AuditAction::DistTagSet,
         AuditAction::DistTagRemove,
         AuditAction::RegistryCreate,
+        AuditAction::RegistryDelete,
         AuditAction::RegistryVisibility,
         AuditAction::RegistryGrant,
         AuditAction::RegistryRevoke,
@@ -395,6 +397,7 @@ impl AuditAction {
             AuditAction::DistTagSet => "dist-tag.set",
             AuditAction::DistTagRemove => "dist-tag.remove",
             AuditAction::RegistryCreate => "registry.create",
+            AuditAction::RegistryDelete => "registry.delete",
             AuditAction::RegistryVisibility => "registry.visibility",
             AuditAction::RegistryGrant => "registry.grant",
             AuditAction::RegistryRevoke => "registry.revoke",
@@ -460,6 +463,9 @@ pub trait RegistryStore: Send + Sync {
     async fn registry(&self, name: &RegistryName) -> StoreResult<Option<Registry>>;
     async fn registries(&self) -> StoreResult<Vec<Registry>>;
     async fn set_registry_public(&self, id: RegistryId, public_read: bool) -> StoreResult<()>;
+    /// Deletes a registry with its packages, versions, upstreams, grants and claims;
+    /// their blobs are left to garbage collection (other registries may share them).
+    async fn delete_registry(&self, id: RegistryId) -> StoreResult<()>;
     async fn set_default_role(&self, id: RegistryId, role: Option<Role>) -> StoreResult<()>;
     async fn member_role(&self, id: RegistryId, user: UserId) -> StoreResult<Option<Role>>;
     /// Grants `role` (or removes the grant with `None`).
@@ -608,7 +614,30 @@ pub trait BlobJournalStore: Send + Sync {
 #[async_trait]
 pub trait AuditLog: Send + Sync {
     async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<()>;
-    async fn recent_audit(&self, limit: u32) -> StoreResult<Vec<(Millis, AuditEntryOwned)>>;
+    /// Entries matching `query`, newest first.
+    async fn audit_entries(&self, query: &AuditQuery) -> StoreResult<Vec<(Millis, AuditEntryOwned)>>;
+}
+
+/// Which audit entries to read: every field narrows the answer; `limit` bounds it.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub registry: Option<String>,
+    /// The actor (a user name, `cli`, `system`).
+    pub actor: Option<String>,
+    pub action: Option<AuditAction>,
+    pub since: Option<Millis>,
+    pub until: Option<Millis>,
+    pub limit: u32,
+}
+
+impl AuditQuery {
+    /// The `limit` most recent entries.
+    pub fn recent(limit: u32) -> Self {
+        AuditQuery {
+            limit,
+            ..AuditQuery::default()
+        }
+    }
 }
 
 /// An audit row as read back.

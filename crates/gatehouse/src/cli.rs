@@ -84,10 +84,7 @@ enum Command {
         to: String,
     },
     /// Show the most recent audit log entries, newest first.
-    Audit {
-        #[arg(long, default_value_t = 50)]
-        limit: u32,
-    },
+    Audit(audit::AuditArgs),
 }
 
 #[derive(Args, Debug, Default)]
@@ -128,7 +125,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User(cmd) => users::user(config, cmd).await,
         Command::Registry(cmd) => registries::registry(config, cmd).await,
         Command::Token(cmd) => tokens::token_command(config, cmd).await,
-        Command::Audit { limit } => audit::audit(config, limit).await,
+        Command::Audit(args) => audit::audit(config, args).await,
         Command::Package(cmd) => packages::package_command(config, cmd).await,
         Command::Push { registry, spec, to } => packages::push(config, &registry, &spec, &to).await,
     }

@@ -11,8 +11,8 @@ use axum::response::{IntoResponse, Response};
 use gatehouse_npm::name::PackageName;
 use gatehouse_npm::packument::iso_time;
 use gatehouse_npm::version::Version;
-use gatehouse_store::Registry;
 use gatehouse_store::registry::RegistryName;
+use gatehouse_store::{AuditAction, AuditQuery, Registry};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -251,6 +251,124 @@ pub async fn unlock_user(State(app): State<Arc<App>>, caller: Caller, Path(name)
         let user = app.services.user(&name).await?;
         app.services.unlock_user(&actor, &user).await?;
         Ok(Json(json!({ "ok": true })).into_response())
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditParams {
+    registry: Option<String>,
+    user: Option<String>,
+    action: Option<String>,
+    /// RFC 3339.
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<u32>,
+}
+
+/// `GET /-/api/v1/audit?registry=&user=&action=&since=&until=&limit=`, newest first.
+pub async fn audit(State(app): State<Arc<App>>, caller: Caller, uri: axum::http::Uri) -> Response {
+    let result: ApiResult<Response> = async {
+        require_admin(&caller)?;
+        let params = axum::extract::Query::<AuditParams>::try_from_uri(&uri)
+            .map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?
+            .0;
+        let time = |raw: Option<String>, name: &str| {
+            raw.map(|raw| {
+                chrono::DateTime::parse_from_rfc3339(&raw)
+                    .map(|t| t.timestamp_millis())
+                    .map_err(|_| ApiError::BadRequest(format!("{name}={raw:?} is not an RFC 3339 time")))
+            })
+            .transpose()
+        };
+        let action = params
+            .action
+            .map(|raw| {
+                AuditAction::parse(&raw).ok_or_else(|| ApiError::BadRequest(format!("unknown audit action {raw:?}")))
+            })
+            .transpose()?;
+        let query = AuditQuery {
+            registry: params.registry,
+            actor: params.user,
+            action,
+            since: time(params.since, "since")?,
+            until: time(params.until, "until")?,
+            limit: params.limit.unwrap_or(100).min(1000),
+        };
+        let entries: Vec<_> = app
+            .meta
+            .audit_entries(&query)
+            .await?
+            .into_iter()
+            .map(|(at, e)| {
+                json!({
+                    "at": iso_time(at), "actor": e.actor, "action": e.action, "registry": e.registry,
+                    "package": e.package, "version": e.version, "detail": e.detail, "client_addr": e.client_addr,
+                })
+            })
+            .collect();
+        Ok(Json(json!({ "entries": entries })).into_response())
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryChange {
+    public: Option<bool>,
+}
+
+/// `PATCH /-/api/v1/registries/{registry}` with `{public}`.
+pub async fn change_registry(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(registry): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let result: ApiResult<Response> = async {
+        let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
+        let change: RegistryChange = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("expected {{\"public\": true|false}}: {e}")))?;
+        if let Some(public) = change.public {
+            app.services.set_registry_public(&actor, &registry, public).await?;
+        }
+        Ok(Json(json!({ "ok": true })).into_response())
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `DELETE /-/api/v1/registries/{registry}`: the registry and its packages.
+pub async fn delete_registry(State(app): State<Arc<App>>, caller: Caller, Path(registry): Path<String>) -> Response {
+    let result: ApiResult<Response> = async {
+        let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
+        app.services.delete_registry(&actor, &registry).await?;
+        Ok(StatusCode::NO_CONTENT.into_response())
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET /-/api/v1/registries/{registry}/packages`: the packages the registry holds.
+pub async fn list_packages(State(app): State<Arc<App>>, caller: Caller, Path(registry): Path<String>) -> Response {
+    let result: ApiResult<Response> = async {
+        let (_, registry) = admin_registry(&app, &caller, &registry).await?;
+        let packages: Vec<_> = app
+            .services
+            .packages(&registry)
+            .await?
+            .into_iter()
+            .map(|p| {
+                json!({
+                    "name": p.name.to_string(), "latest": p.latest, "versions": p.versions,
+                    "origin": p.origin.as_str(), "internal": p.internal,
+                })
+            })
+            .collect();
+        Ok(Json(json!({ "packages": packages })).into_response())
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)

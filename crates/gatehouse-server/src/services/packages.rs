@@ -9,7 +9,60 @@ use gatehouse_store::{AuditAction, Claim, PackageRecord, Registry};
 
 use super::{Actor, Audited, ServiceError, ServiceResult, Services};
 
+/// A package as a listing shows it.
+#[derive(Debug, Clone)]
+pub struct PackageSummary {
+    pub name: PackageName,
+    pub latest: Option<String>,
+    /// Live versions.
+    pub versions: usize,
+    pub origin: PackageOrigin,
+    pub internal: bool,
+}
+
+/// Where a package's versions came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PackageOrigin {
+    /// Published here (at least one version).
+    Published,
+    /// Only pulled from an upstream or promoted from another registry.
+    Pulled,
+}
+
+impl PackageOrigin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PackageOrigin::Published => "published",
+            PackageOrigin::Pulled => "pulled",
+        }
+    }
+}
+
 impl Services {
+    /// The packages `registry` holds, by name.
+    pub async fn packages(&self, registry: &Registry) -> ServiceResult<Vec<PackageSummary>> {
+        let mut out = Vec::new();
+        for name in self.meta.all_packages(registry.id).await? {
+            let Some(record) = self.meta.package(registry.id, &name).await? else {
+                continue;
+            };
+            // Published versions have a publisher; pulled and promoted ones don't.
+            let origin = if record.live_versions().any(|v| v.publisher.is_some()) {
+                PackageOrigin::Published
+            } else {
+                PackageOrigin::Pulled
+            };
+            out.push(PackageSummary {
+                latest: record.dist_tags.get("latest").cloned(),
+                versions: record.live_versions().count(),
+                origin,
+                internal: record.internal,
+                name,
+            });
+        }
+        Ok(out)
+    }
+
     /// Sets (`Some`) or clears (`None`) the deprecation messages of existing versions;
     /// versions whose message is unchanged are left alone. Returns how many changed.
     pub async fn deprecate(

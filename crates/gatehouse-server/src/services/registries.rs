@@ -84,6 +84,32 @@ impl Services {
         Ok(())
     }
 
+    /// Deletes a registry and everything in it; refused while another registry pulls
+    /// from it.
+    pub async fn delete_registry(&self, actor: &Actor, registry: &Registry) -> ServiceResult<()> {
+        let mut users = Vec::new();
+        for other in self.meta.registries().await? {
+            let pulls_from_it = self.meta.upstreams(other.id).await?.iter().any(|u| {
+                UpstreamSpec::parse(&u.spec).is_ok_and(|s| s == UpstreamSpec::Registry(registry.name.clone()))
+            });
+            if pulls_from_it {
+                users.push(other.name.to_string());
+            }
+        }
+        if !users.is_empty() {
+            return Err(ServiceError::Conflict(format!(
+                "registry {} is an upstream of {}; remove it from their upstreams first",
+                registry.name,
+                users.join(", ")
+            )));
+        }
+        self.meta.delete_registry(registry.id).await?;
+        self.caches.registry_changed();
+        self.record(actor, Audited::new(AuditAction::RegistryDelete).registry(registry))
+            .await;
+        Ok(())
+    }
+
     /// What every logged-in user may do without a grant: `None` (nothing), read or publish.
     pub async fn set_default_role(&self, actor: &Actor, registry: &Registry, role: Option<Role>) -> ServiceResult<()> {
         if role == Some(Role::Admin) {

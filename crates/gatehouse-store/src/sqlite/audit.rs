@@ -22,12 +22,20 @@ impl AuditLog for SqliteStore {
         Ok(())
     }
 
-    async fn recent_audit(&self, limit: u32) -> StoreResult<Vec<(Millis, AuditEntryOwned)>> {
+    async fn audit_entries(&self, query: &AuditQuery) -> StoreResult<Vec<(Millis, AuditEntryOwned)>> {
         sqlx::query(
             "SELECT at, actor, action, registry, package, version, detail, client_addr
-             FROM audit_log ORDER BY id DESC LIMIT $1",
+             FROM audit_log
+             WHERE ($2 IS NULL OR registry = $2) AND ($3 IS NULL OR actor = $3) AND ($4 IS NULL OR action = $4)
+               AND ($5 IS NULL OR at >= $5) AND ($6 IS NULL OR at <= $6)
+             ORDER BY id DESC LIMIT $1",
         )
-        .bind(i64::from(limit))
+        .bind(i64::from(query.limit))
+        .bind(&query.registry)
+        .bind(&query.actor)
+        .bind(query.action.map(AuditAction::as_str))
+        .bind(query.since)
+        .bind(query.until)
         .fetch_all(&self.pool)
         .await?
         .iter()

@@ -63,6 +63,20 @@ impl RegistryStore for SqliteStore {
         log_change(&self.writer, "registry", Some(id)).await
     }
 
+    async fn delete_registry(&self, id: RegistryId) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        let deleted = sqlx::query("DELETE FROM registries WHERE id = $1")
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await?;
+        if deleted.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        log_change(&mut *tx, "registry", Some(id)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn set_default_role(&self, id: RegistryId, role: Option<Role>) -> StoreResult<()> {
         sqlx::query("UPDATE registries SET default_role = $1 WHERE id = $2")
             .bind(role.map_or("none", Role::as_str))

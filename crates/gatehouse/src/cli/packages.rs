@@ -19,6 +19,9 @@ pub(super) enum PackageCommand {
     Unclaim { registry: String, pattern: String },
     /// List a registry's claims.
     Claims { registry: String },
+    /// List the packages a registry holds: latest version, live versions, published
+    /// here or pulled, internal or not.
+    List { registry: String },
 }
 
 pub(super) async fn push(config: Config, registry: &str, spec: &str, to: &str) -> anyhow::Result<()> {
@@ -63,6 +66,20 @@ pub(super) async fn package_command(config: Config, cmd: PackageCommand) -> anyh
             let registry = find_registry(&services, &registry).await?;
             services.unclaim(&Actor::cli(), &registry, &pattern).await?;
             println!("{pattern} is no longer claimed for {}", registry.name);
+        }
+        PackageCommand::List { registry } => {
+            let registry = find_registry(&services, &registry).await?;
+            println!("NAME\tLATEST\tVERSIONS\tORIGIN\tINTERNAL");
+            for package in services.packages(&registry).await? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    package.name,
+                    package.latest.as_deref().unwrap_or("-"),
+                    package.versions,
+                    package.origin.as_str(),
+                    if package.internal { "internal" } else { "-" }
+                );
+            }
         }
         PackageCommand::Claims { registry } => {
             let registry = find_registry(&services, &registry).await?;

@@ -18,6 +18,19 @@ pub(super) enum RegistryCommand {
     },
     /// List registries.
     List,
+    /// Delete a registry with its packages (refused while another registry pulls from it).
+    Delete {
+        name: String,
+        /// Required: the registry and its packages are gone for good.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Make a registry readable without credentials, or not.
+    Visibility {
+        name: String,
+        #[arg(value_parser = ["public", "private"])]
+        visibility: String,
+    },
     /// Manage a registry's upstreams.
     #[command(subcommand)]
     Upstream(UpstreamCommand),
@@ -73,6 +86,21 @@ pub(super) async fn registry(config: Config, cmd: RegistryCommand) -> anyhow::Re
                 let access = if registry.public_read { "public" } else { "private" };
                 println!("{}\t{access}", registry.name);
             }
+        }
+        RegistryCommand::Delete { name, yes } => {
+            let registry = find_registry(&services, &name).await?;
+            if !yes {
+                bail!("deleting {name} removes its packages for good; run again with --yes");
+            }
+            services.delete_registry(&actor, &registry).await?;
+            println!("deleted registry {name}");
+        }
+        RegistryCommand::Visibility { name, visibility } => {
+            let registry = find_registry(&services, &name).await?;
+            services
+                .set_registry_public(&actor, &registry, visibility == "public")
+                .await?;
+            println!("{name} is now {visibility}");
         }
         RegistryCommand::Upstream(cmd) => upstream_command(&meta, &services, cmd).await?,
         RegistryCommand::Grant { name, user, role } => {

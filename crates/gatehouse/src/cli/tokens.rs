@@ -115,7 +115,7 @@ pub(super) async fn token_command(config: Config, cmd: TokenCommand) -> anyhow::
 }
 
 /// `30d`, `12h`, `90m`, `45s`, `2w`.
-fn parse_duration(raw: &str) -> anyhow::Result<Duration> {
+pub(super) fn parse_duration(raw: &str) -> anyhow::Result<Duration> {
     let (number, unit) = raw.split_at(raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len()));
     let count: u64 = number
         .parse()

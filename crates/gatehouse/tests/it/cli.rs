@@ -338,3 +338,105 @@ fn the_front_page_and_the_host_root_name_no_private_registry() {
     let error = expect_error(response, 404);
     assert!(error.contains(&format!("{}/r/NAME/", server.base)), "{error}");
 }
+
+fn stdout_of(out: std::process::Output) -> String {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf8")
+}
+
+#[test]
+fn registries_are_listed_switched_and_deleted_and_the_audit_log_filtered() {
+    let server = TestServer::start();
+    let admin = server.create_token(&["--user", "admin"]);
+    stdout_of(server.cli(&["registry", "create", "base"], ""));
+    stdout_of(server.cli(&["registry", "create", "team", "--upstream", "registry:base"], ""));
+    publish_ok(&server, "base", &admin, "base-lib", "1.0.0");
+    publish_ok(&server, "base", &admin, "base-lib", "1.1.0");
+    // Pulled through team from base: team holds it as pulled.
+    let tarball = get_from(&server, "team", "base-lib/-/base-lib-1.1.0.tgz", &admin);
+    assert_eq!(tarball.status(), 200);
+    let listed = stdout_of(server.cli(&["package", "list", "base"], ""));
+    assert_eq!(
+        listed,
+        "NAME\tLATEST\tVERSIONS\tORIGIN\tINTERNAL\nbase-lib\t1.1.0\t2\tpublished\tinternal\n"
+    );
+    assert!(eventually(std::time::Duration::from_secs(5), || {
+        stdout_of(server.cli(&["package", "list", "team"], "")).contains("base-lib\t-\t1\tpulled\t-")
+    }));
+
+    // Visibility, from the CLI and the API.
+    let anonymous = || {
+        http()
+            .get(format!("{}base-lib", server.registry_url("base")))
+            .send()
+            .expect("get")
+            .status()
+    };
+    assert_eq!(anonymous(), 401);
+    stdout_of(server.cli(&["registry", "visibility", "base", "public"], ""));
+    assert!(eventually(std::time::Duration::from_secs(5), || anonymous() == 200));
+    let private = http()
+        .patch(format!("{}/-/api/v1/registries/base", server.base))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"public": false}))
+        .send()
+        .expect("patch");
+    assert_eq!(private.status(), 200);
+    assert_eq!(anonymous(), 401, "in-process changes apply at once");
+
+    // Deleting a registry another one pulls from is refused, with nothing changed.
+    let out = server.cli(&["registry", "delete", "base", "--yes"], "");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("registry base is an upstream of team"), "{stderr}");
+    assert!(stdout_of(server.cli(&["registry", "list"], "")).contains("base\t"));
+    let out = server.cli(&["registry", "delete", "team"], "");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("run again with --yes"));
+    let deleted = http()
+        .delete(format!("{}/-/api/v1/registries/team", server.base))
+        .bearer_auth(&admin)
+        .send()
+        .expect("delete");
+    assert_eq!(deleted.status(), 204);
+    stdout_of(server.cli(&["registry", "delete", "base", "--yes"], ""));
+    let registries = stdout_of(server.cli(&["registry", "list"], ""));
+    assert_eq!(registries, "default\tprivate\n");
+    let gone = get_from(&server, "base", "base-lib", &admin);
+    assert_eq!(expect_error(gone, 404), "no registry named \"base\"");
+
+    // The audit log, filtered.
+    let publishes = stdout_of(server.cli(&["audit", "--action", "version.publish", "--registry", "base"], ""));
+    assert_eq!(publishes.lines().count(), 3, "{publishes}");
+    let by_cli = stdout_of(server.cli(&["audit", "--user", "cli", "--since", "1h"], ""));
+    assert!(
+        by_cli.contains("registry.delete") && !by_cli.contains("version.publish"),
+        "{by_cli}"
+    );
+    let none = stdout_of(server.cli(&["audit", "--until", "2000-01-01T00:00:00Z"], ""));
+    assert_eq!(none.lines().count(), 1, "only the header: {none}");
+    let out = server.cli(&["audit", "--action", "version.publsh"], "");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown action \"version.publsh\"; actions are"));
+    let api: Value = http()
+        .get(format!(
+            "{}/-/api/v1/audit?action=registry.delete&limit=10",
+            server.base
+        ))
+        .bearer_auth(&admin)
+        .send()
+        .expect("get")
+        .json()
+        .expect("json");
+    let actors: Vec<&str> = api["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["actor"].as_str())
+        .collect();
+    assert_eq!(actors, ["cli", "admin"]);
+    let bad = http()
+        .get(format!("{}/-/api/v1/audit?since=yesterday", server.base))
+        .bearer_auth(&admin)
+        .send()
+        .expect("get");
+    assert!(expect_error(bad, 400).contains("not an RFC 3339 time"));
+}
