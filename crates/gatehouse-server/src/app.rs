@@ -207,7 +207,12 @@ impl App {
                                 // Applied to the caches when this process made it (and a
                                 // pull updates its entry rather than dropping it).
                                 ChangeKind::Package(_) if change.own => {}
-                                ChangeKind::Package(name) => app.packuments.invalidate_everywhere(&name),
+                                ChangeKind::Package(name) => {
+                                    // Also the parsed upstream documents: a purge there
+                                    // dropped the stored copies they came from.
+                                    app.upstreams.fetcher.forget(&name);
+                                    app.packuments.invalidate_everywhere(&name);
+                                }
                                 ChangeKind::Registry => {
                                     app.packuments.invalidate_all();
                                     app.access.invalidate_all();

@@ -33,6 +33,11 @@ pub fn router(app: Arc<App>) -> Router {
             axum::routing::patch(api::change_registry).delete(api::delete_registry),
         )
         .route("/-/api/v1/registries/{registry}/packages", get(api::list_packages))
+        .route(
+            "/-/api/v1/registries/{registry}/packages/{*name}",
+            axum::routing::delete(api::delete_package),
+        )
+        .route("/-/api/v1/registries/{registry}/purge", post(api::purge_package))
         .route("/-/api/v1/registries/{registry}/push", post(api::push_version))
         .route("/-/api/v1/users", get(api::list_users))
         .route("/-/api/v1/audit", get(api::audit))

@@ -314,6 +314,13 @@ impl PackumentCache {
         }
     }
 
+    /// Forgets `name`'s upstream documents as well as its prepared entries: after its
+    /// stored upstream copies were purged.
+    pub async fn purge(&self, registry: RegistryId, name: &PackageName) {
+        self.upstreams.fetcher.forget(name);
+        self.invalidate(registry, name).await;
+    }
+
     pub fn invalidate_all(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         self.entries.invalidate_all();

@@ -82,6 +82,12 @@ impl Caches {
         }
     }
 
+    async fn upstream_copies_purged(&self, registry: RegistryId, name: &PackageName) {
+        if let Some(packuments) = &self.packuments {
+            packuments.purge(registry, name).await;
+        }
+    }
+
     fn registry_changed(&self) {
         if let Some(packuments) = &self.packuments {
             packuments.invalidate_all();

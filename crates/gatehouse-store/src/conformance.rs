@@ -212,6 +212,34 @@ pub async fn meta_store(meta: Meta) {
         .map(|u| u.spec)
         .collect();
     assert_eq!(specs, ["https://a.test/", "npmjs"]);
+    let first = meta.upstreams(registry.id).await.expect("list")[0].id;
+    let copy = crate::StoredPackument {
+        body: b"{}".to_vec(),
+        etag: Some("\"e\"".into()),
+        last_modified: None,
+        fetched_at: 1,
+    };
+    meta.store_packument(first, &name("lodash"), &copy)
+        .await
+        .expect("store copy");
+    assert!(
+        meta.stored_packument(first, &name("lodash"))
+            .await
+            .expect("read")
+            .is_some()
+    );
+    assert_eq!(
+        meta.purge_packuments(registry.id, &name("lodash"))
+            .await
+            .expect("purge"),
+        1
+    );
+    assert!(
+        meta.stored_packument(first, &name("lodash"))
+            .await
+            .expect("read")
+            .is_none()
+    );
     assert!(meta.remove_upstream(registry.id, "npmjs").await.expect("remove"));
 
     // Claims.

@@ -315,6 +315,7 @@ pub enum AuditAction {
     PackageInternal,
     PackageClaim,
     PackageUnclaim,
+    PackagePurge,
     DistTagSet,
     DistTagRemove,
     RegistryCreate,
@@ -355,6 +356,7 @@ impl AuditAction {
         AuditAction::PackageInternal,
         AuditAction::PackageClaim,
         AuditAction::PackageUnclaim,
+        AuditAction::PackagePurge,
         AuditAction::DistTagSet,
         AuditAction::DistTagRemove,
         AuditAction::RegistryCreate,
@@ -394,6 +396,7 @@ impl AuditAction {
             AuditAction::PackageInternal => "package.internal",
             AuditAction::PackageClaim => "package.claim",
             AuditAction::PackageUnclaim => "package.unclaim",
+            AuditAction::PackagePurge => "package.purge",
             AuditAction::DistTagSet => "dist-tag.set",
             AuditAction::DistTagRemove => "dist-tag.remove",
             AuditAction::RegistryCreate => "registry.create",
@@ -589,6 +592,10 @@ pub trait UpstreamStore: Send + Sync {
     -> StoreResult<()>;
     async fn touch_packument(&self, upstream: UpstreamId, name: &PackageName, fetched_at: Millis) -> StoreResult<()>;
     async fn delete_packument(&self, upstream: UpstreamId, name: &PackageName) -> StoreResult<()>;
+    /// Drops the stored upstream copies of `name` for every upstream of `registry`, so
+    /// the next request asks the upstreams again; every process drops its prepared copy.
+    /// Returns how many copies there were.
+    async fn purge_packuments(&self, registry: RegistryId, name: &PackageName) -> StoreResult<u64>;
 }
 
 /// A row of the blob journal: a blob whose bytes are in the database because its file

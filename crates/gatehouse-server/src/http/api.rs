@@ -373,3 +373,63 @@ pub async fn list_packages(State(app): State<Arc<App>>, caller: Caller, Path(reg
     .await;
     result.unwrap_or_else(IntoResponse::into_response)
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteParams {
+    version: Option<String>,
+}
+
+/// `DELETE /-/api/v1/registries/{registry}/packages/{name}[?version=V]`: a package, or
+/// one version, unpublished by an administrator (the numbers stay taken).
+pub async fn delete_package(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path((registry, name)): Path<(String, String)>,
+    uri: axum::http::Uri,
+) -> Response {
+    let result: ApiResult<Response> = async {
+        let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
+        let params = axum::extract::Query::<DeleteParams>::try_from_uri(&uri)
+            .map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?
+            .0;
+        let name = PackageName::parse(&name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let record = app.services.package_record(&registry, &name).await?;
+        match params.version {
+            Some(version) => {
+                app.services
+                    .delete_version(&actor, &registry, &record, &version)
+                    .await?
+            }
+            None => app.services.unpublish_package(&actor, &registry, &record, None).await?,
+        }
+        Ok(StatusCode::NO_CONTENT.into_response())
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+#[derive(Deserialize)]
+pub struct PurgeRequest {
+    package: String,
+}
+
+/// `POST /-/api/v1/registries/{registry}/purge` with `{package}`: drops the stored
+/// upstream copies of its document.
+pub async fn purge_package(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(registry): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let result: ApiResult<Response> = async {
+        let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
+        let request: PurgeRequest = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("expected {{\"package\": NAME}}: {e}")))?;
+        let name = PackageName::parse(&request.package).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let purged = app.services.purge_upstream_copies(&actor, &registry, &name).await?;
+        Ok(Json(json!({ "ok": true, "purged": purged })).into_response())
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}

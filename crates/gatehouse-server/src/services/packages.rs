@@ -39,6 +39,14 @@ impl PackageOrigin {
 }
 
 impl Services {
+    /// The package as `registry` holds it.
+    pub async fn package_record(&self, registry: &Registry, name: &PackageName) -> ServiceResult<PackageRecord> {
+        self.meta
+            .package(registry.id, name)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("{} holds no package {name}", registry.name)))
+    }
+
     /// The packages `registry` holds, by name.
     pub async fn packages(&self, registry: &Registry) -> ServiceResult<Vec<PackageSummary>> {
         let mut out = Vec::new();
@@ -124,6 +132,33 @@ impl Services {
             self.record(actor, entry).await;
         }
         Ok(())
+    }
+
+    /// An administrator's removal of one version: unpublished like `npm unpublish
+    /// name@version` (the number stays taken); `latest` moves to the highest release left.
+    pub async fn delete_version(
+        &self,
+        actor: &Actor,
+        registry: &Registry,
+        record: &PackageRecord,
+        version: &str,
+    ) -> ServiceResult<()> {
+        if !record.live_versions().any(|v| v.version == version) {
+            return Err(ServiceError::NotFound(format!(
+                "{}@{version} is not in registry {}",
+                record.name, registry.name
+            )));
+        }
+        let mut rest = record.clone();
+        rest.versions.retain(|v| v.version != version);
+        let mut tags = BTreeMap::new();
+        if record.dist_tags.get("latest").is_some_and(|v| v == version)
+            && let Some(latest) = highest_release(&rest)
+        {
+            tags.insert("latest".to_owned(), latest);
+        }
+        self.unpublish_versions(actor, registry, record, Some(record.rev), &[version.to_owned()], &tags)
+            .await
     }
 
     /// Unpublishes every version of a package.
@@ -242,6 +277,14 @@ impl Services {
             .await?
             .ok_or_else(|| ServiceError::NotFound(format!("{} holds no package {name}", registry.name)))?;
         self.meta.set_internal(record.id, internal).await?;
+        // An internal package takes no tags from untrusted upstreams: one that only
+        // has pulled versions (pulls bring no tags of their own) needs a `latest`.
+        if internal
+            && !record.dist_tags.contains_key("latest")
+            && let Some(latest) = highest_release(&record)
+        {
+            self.meta.set_dist_tag(record.id, "latest", &latest).await?;
+        }
         self.caches.package_changed(registry.id, name).await;
         let entry = Audited::new(AuditAction::PackageInternal)
             .registry(registry)
@@ -249,6 +292,24 @@ impl Services {
             .detail(format!("internal={internal}"));
         self.record(actor, entry).await;
         Ok(())
+    }
+
+    /// Drops the registry's stored upstream copies of `name`: the next request asks the
+    /// upstreams again. Returns how many copies there were.
+    pub async fn purge_upstream_copies(
+        &self,
+        actor: &Actor,
+        registry: &Registry,
+        name: &PackageName,
+    ) -> ServiceResult<u64> {
+        let purged = self.meta.purge_packuments(registry.id, name).await?;
+        self.caches.upstream_copies_purged(registry.id, name).await;
+        let entry = Audited::new(AuditAction::PackagePurge)
+            .registry(registry)
+            .package(name)
+            .detail(format!("copies={purged}"));
+        self.record(actor, entry).await;
+        Ok(purged)
     }
 
     /// Claims a name, or a whole scope (`@acme/*`), for a registry: it may then be
@@ -287,6 +348,21 @@ impl Services {
         let claims = self.meta.claims(registry.id).await?;
         Ok(claims.iter().any(|c| claim_covers(&c.pattern, name)))
     }
+}
+
+/// The highest live version that is not a prerelease, else the highest live one.
+fn highest_release(record: &PackageRecord) -> Option<String> {
+    let mut versions: Vec<semver::Version> = record
+        .live_versions()
+        .filter_map(|v| semver::Version::parse(&v.version).ok())
+        .collect();
+    versions.sort();
+    versions
+        .iter()
+        .rev()
+        .find(|v| v.pre.is_empty())
+        .or(versions.last())
+        .map(ToString::to_string)
 }
 
 /// A claim names one package (`left-pad`, `@acme/ui`) or one whole scope (`@acme/*`).

@@ -83,8 +83,18 @@ impl PackumentFetcher {
                 .max_capacity(max_bytes)
                 .weigher(|_, e: &Arc<Entry>| e.weight)
                 .expire_after(EntryExpiry)
+                .support_invalidation_closures()
                 .build(),
             breakers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Forgets the parsed documents of `name` from every upstream: the next request
+    /// reads the stored copy (or, when it was purged, asks the upstream).
+    pub fn forget(&self, name: &PackageName) {
+        let name = name.clone();
+        if let Err(e) = self.entries.invalidate_entries_if(move |key, _| key.1 == name) {
+            tracing::error!(error = %e, "cannot forget upstream documents");
         }
     }
 

@@ -138,6 +138,30 @@ impl UpstreamStore for SqliteStore {
         Ok(())
     }
 
+    async fn purge_packuments(&self, registry: RegistryId, name: &PackageName) -> StoreResult<u64> {
+        let mut tx = self.write_tx().await?;
+        let purged = sqlx::query(
+            "DELETE FROM upstream_packuments
+             WHERE name = $2 AND upstream_id IN (SELECT id FROM upstreams WHERE registry_id = $1)",
+        )
+        .bind(registry.0)
+        .bind(name.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query(
+            "INSERT INTO changes (kind, registry_id, name, at, writer)
+             VALUES ('package', $1, $2, $3, (SELECT id FROM temp.writer_identity))",
+        )
+        .bind(registry.0)
+        .bind(name.as_str())
+        .bind(now_millis())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(purged)
+    }
+
     async fn delete_packument(&self, upstream: UpstreamId, name: &PackageName) -> StoreResult<()> {
         sqlx::query("DELETE FROM upstream_packuments WHERE upstream_id = $1 AND name = $2")
             .bind(upstream.0)

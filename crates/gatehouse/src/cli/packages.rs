@@ -19,6 +19,19 @@ pub(super) enum PackageCommand {
     Unclaim { registry: String, pattern: String },
     /// List a registry's claims.
     Claims { registry: String },
+    /// Remove a package (every version) or one version, as an administrator. Like npm
+    /// unpublish: the version numbers stay taken and are never served again.
+    Delete {
+        registry: String,
+        /// NAME or NAME@VERSION
+        spec: String,
+        /// Required: what is removed is gone for every client.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Drop the stored upstream copies of a package's document, so the registry asks
+    /// its upstreams again on the next request.
+    Purge { registry: String, name: String },
     /// List the packages a registry holds: latest version, live versions, published
     /// here or pulled, internal or not.
     List { registry: String },
@@ -66,6 +79,37 @@ pub(super) async fn package_command(config: Config, cmd: PackageCommand) -> anyh
             let registry = find_registry(&services, &registry).await?;
             services.unclaim(&Actor::cli(), &registry, &pattern).await?;
             println!("{pattern} is no longer claimed for {}", registry.name);
+        }
+        PackageCommand::Delete { registry, spec, yes } => {
+            let registry = find_registry(&services, &registry).await?;
+            let (name, version) = match spec.rfind('@') {
+                Some(at) if at > 0 => (&spec[..at], Some(&spec[at + 1..])),
+                _ => (spec.as_str(), None),
+            };
+            let name = PackageName::parse(name)?;
+            let record = services.package_record(&registry, &name).await?;
+            if !yes {
+                bail!("deleting {spec} removes it for every client; run again with --yes");
+            }
+            match version {
+                Some(version) => {
+                    services
+                        .delete_version(&Actor::cli(), &registry, &record, version)
+                        .await?
+                }
+                None => {
+                    services
+                        .unpublish_package(&Actor::cli(), &registry, &record, None)
+                        .await?
+                }
+            }
+            println!("deleted {spec} from {}", registry.name);
+        }
+        PackageCommand::Purge { registry, name } => {
+            let registry = find_registry(&services, &registry).await?;
+            let name = PackageName::parse(&name)?;
+            let purged = services.purge_upstream_copies(&Actor::cli(), &registry, &name).await?;
+            println!("dropped {purged} stored upstream copies of {name} in {}", registry.name);
         }
         PackageCommand::List { registry } => {
             let registry = find_registry(&services, &registry).await?;

@@ -560,3 +560,106 @@ fn nobody_shadows_a_public_package_unless_the_name_is_claimed() {
     let audit = String::from_utf8_lossy(&server.cli(&["audit"], "").stdout).into_owned();
     assert!(audit.contains("package.claim"), "{audit}");
 }
+
+/// Flagging a package internal cuts it off from the upstream's tags: one that only has
+/// pulled versions still gets a `latest`, the highest release it holds.
+#[test]
+fn a_pulled_package_flagged_internal_keeps_a_latest() {
+    let fake = FakeUpstream::start();
+    fake.publish("pulled-only", "1.0.0");
+    fake.publish("pulled-only", "1.1.0");
+    let server = proxy(&fake, "");
+    let token = server.admin_token();
+    assert_eq!(
+        get(&server, "pulled-only/-/pulled-only-1.1.0.tgz", &token).status(),
+        200
+    );
+    assert_eq!(
+        get(&server, "pulled-only/-/pulled-only-1.0.0.tgz", &token).status(),
+        200
+    );
+    fake.publish("pulled-only", "2.0.0-beta.1");
+    let out = server.cli(&["package", "internal", "default", "pulled-only", "on"], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let doc: Value = get(&server, "pulled-only", &token).json().expect("json");
+            doc["dist-tags"]["latest"] == "1.1.0" && doc["versions"].as_object().is_some_and(|v| v.len() == 2)
+        }),
+        "{}",
+        server.log()
+    );
+}
+
+/// An administrator drops a stored upstream copy, and the next request asks again.
+#[test]
+fn a_stored_upstream_copy_is_purged_on_demand() {
+    let fake = FakeUpstream::start();
+    fake.publish("purgeable", "1.0.0");
+    let server = proxy(&fake, "");
+    let admin = server.create_token(&["--user", "admin"]);
+    let latest = || -> Value {
+        let doc: Value = get(&server, "purgeable", &admin).json().expect("json");
+        doc["dist-tags"]["latest"].clone()
+    };
+    assert_eq!(latest(), "1.0.0");
+    fake.publish("purgeable", "1.1.0");
+    assert_eq!(latest(), "1.0.0", "fresh for max_age_secs");
+    let purged: Value = http()
+        .post(format!("{}/-/api/v1/registries/default/purge", server.base))
+        .bearer_auth(&admin)
+        .json(&json!({"package": "purgeable"}))
+        .send()
+        .expect("purge")
+        .json()
+        .expect("json");
+    assert_eq!(purged["purged"], 1);
+    assert!(eventually(Duration::from_secs(10), || latest() == "1.1.0"));
+    let out = server.cli(&["package", "purge", "default", "purgeable"], "");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("dropped 1 stored upstream copies"));
+}
+
+/// An administrator removes a version or a package: unpublished, the numbers stay taken.
+#[test]
+fn administrators_delete_versions_and_packages() {
+    let server = TestServer::start();
+    let admin = server.create_token(&["--user", "admin"]);
+    publish_ok(&server, "default", &admin, "doomed", "1.0.0");
+    publish_ok(&server, "default", &admin, "doomed", "1.1.0");
+    let out = server.cli(&["package", "delete", "default", "doomed@1.1.0"], "");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("run again with --yes"));
+    assert!(
+        server
+            .cli(&["package", "delete", "default", "doomed@1.1.0", "--yes"], "")
+            .status
+            .success()
+    );
+    assert!(eventually(Duration::from_secs(5), || {
+        let doc: Value = get(&server, "doomed", &admin).json().expect("json");
+        doc["dist-tags"]["latest"] == "1.0.0" && doc["versions"].get("1.1.0").is_none()
+    }));
+    let again = expect_error(
+        publish(&server, "default", &admin, &publish_body("doomed", "1.1.0")),
+        403,
+    );
+    assert!(
+        again.contains("cannot publish over the previously published versions"),
+        "{again}"
+    );
+    let deleted = http()
+        .delete(format!("{}/-/api/v1/registries/default/packages/doomed", server.base))
+        .bearer_auth(&admin)
+        .send()
+        .expect("delete");
+    assert_eq!(deleted.status(), 204);
+    assert_eq!(get(&server, "doomed", &admin).status(), 404);
+    let missing = http()
+        .delete(format!(
+            "{}/-/api/v1/registries/default/packages/never-was",
+            server.base
+        ))
+        .bearer_auth(&admin)
+        .send()
+        .expect("delete");
+    assert_eq!(expect_error(missing, 404), "default holds no package never-was");
+}
