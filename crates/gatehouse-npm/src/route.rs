@@ -38,6 +38,8 @@ pub enum Route {
     Token {
         key: String,
     },
+    /// `-/npm/v1/user`: `npm profile get|set`.
+    Profile,
     DistTags {
         name: PackageName,
     },
@@ -145,6 +147,7 @@ fn parse_api(segments: &[&str]) -> Result<Route, RouteError> {
         }
         ["user", "token", token] => Route::UserToken { token: decode(token)? },
         ["npm", "v1", "tokens"] => Route::Tokens,
+        ["npm", "v1", "user"] => Route::Profile,
         ["npm", "v1", "tokens", "token", key] => Route::Token { key: decode(key)? },
         ["npm", "v1", "security", "advisories", "bulk"] => Route::AuditBulk,
         ["npm", "v1", "security", "audits"] | ["npm", "v1", "security", "audits", "quick"] => Route::AuditLegacy,

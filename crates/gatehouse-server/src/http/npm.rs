@@ -283,6 +283,8 @@ async fn route_request(
         (M::PUT, Route::User { name }) => users::login(ctx, &name, &body).await,
         (M::GET, Route::User { name }) => users::get_user(ctx, &name).await,
         (M::DELETE, Route::UserToken { token }) => users::logout(ctx, &token).await,
+        (M::GET, Route::Profile) => users::profile(ctx),
+        (M::POST, Route::Profile) => users::set_profile(ctx, &body).await,
         (M::GET, Route::Tokens) => tokens::list(ctx).await,
         (M::POST, Route::Tokens) => tokens::create(ctx, &body).await,
         (M::DELETE, Route::Token { key }) => tokens::revoke(ctx, &key).await,

@@ -317,6 +317,32 @@ fn passwords_are_changed_from_the_cli() {
     server.login("default", "erin", "erin-password-2");
     let out = server.cli(&["user", "passwd", "nobody", "--password-stdin"], "whatever-password\n");
     assert!(String::from_utf8_lossy(&out.stderr).contains("no user named \"nobody\""));
+
+    // A signed-in user changes their own, as `npm profile set password` does.
+    let token = server.login("default", "erin", "erin-password-2");
+    let change = |old: &str, new: &str| {
+        http()
+            .post(format!("{}-/npm/v1/user", server.registry_url("default")))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({ "password": { "old": old, "new": new } }))
+            .send()
+            .expect("post")
+    };
+    assert_eq!(
+        expect_error(change("not-it", "erin-password-3"), 401),
+        "the current password is not right"
+    );
+    assert!(expect_error(change("erin-password-2", "short"), 400).contains("at least 8"));
+    let changed: Value = change("erin-password-2", "erin-password-3").json().expect("profile");
+    assert_eq!(changed["name"], "erin");
+    server.login("default", "erin", "erin-password-3");
+    let email = http()
+        .post(format!("{}-/npm/v1/user", server.registry_url("default")))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "email": "erin@example.com" }))
+        .send()
+        .expect("post");
+    assert!(expect_error(email, 400).contains("only the password can be changed here"));
 }
 
 #[test]

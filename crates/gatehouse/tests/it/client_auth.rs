@@ -610,3 +610,25 @@ fn only_the_scope_comes_from_gatehouse() {
         }
     }
 }
+
+#[test]
+fn npm_profile_set_password_changes_it() {
+    let Some(_) = clients_or_skip("client_auth::npm_profile_set_password_changes_it") else {
+        return;
+    };
+    let server = server_with("ivy", &[]);
+    let registry = server.registry_url("default");
+    let npm = Project::new(ClientKind::Npm);
+    npm.configure(&registry, &server.login("default", "ivy", PASSWORD));
+    let profile = stdout(&npm.run(&["profile", "get", "--json"]));
+    assert!(profile.contains("\"name\": \"ivy\""), "{profile}");
+    npm.run_answering(
+        &["profile", "set", "password"],
+        &[
+            ("Current password:", PASSWORD),
+            ("New password:", "ivy-new-password-1"),
+            ("Again:", "ivy-new-password-1"),
+        ],
+    );
+    server.login("default", "ivy", "ivy-new-password-1");
+}

@@ -193,3 +193,70 @@ pub async fn get_user(ctx: &Ctx, name: &str) -> ApiResult<Response> {
     }))
     .into_response())
 }
+
+/// `GET /-/npm/v1/user`: `npm profile get` (and `npm profile set` reads it first).
+pub fn profile(ctx: &Ctx) -> ApiResult<Response> {
+    let user = &ctx.require_user()?.user;
+    Ok(axum::Json(profile_json(user)).into_response())
+}
+
+fn profile_json(user: &User) -> serde_json::Value {
+    let created = gatehouse_npm::packument::iso_time(user.created_at);
+    json!({
+        "name": user.name,
+        "email": user.email.clone().unwrap_or_default(),
+        "email_verified": false,
+        "tfa": false,
+        "cidr_whitelist": null,
+        "fullname": "",
+        "homepage": "",
+        "freenode": "",
+        "twitter": "",
+        "github": "",
+        "created": created,
+        "updated": created,
+    })
+}
+
+/// npm sends the profile's other writable fields back as it read them; only the
+/// password is acted on.
+#[derive(Deserialize)]
+struct ProfileChange {
+    password: Option<PasswordChange>,
+}
+
+#[derive(Deserialize)]
+struct PasswordChange {
+    old: String,
+    new: String,
+}
+
+/// `POST /-/npm/v1/user`: `npm profile set password` (the old password is checked and
+/// counts as a failed login when wrong). Other profile fields are not kept here.
+pub async fn set_profile(ctx: &Ctx, body: &Bytes) -> ApiResult<Response> {
+    let principal = ctx.require_user()?;
+    let change: ProfileChange = serde_json::from_slice(body)
+        .map_err(|_| ApiError::BadRequest("the body must be JSON with {\"password\": {\"old\", \"new\"}}".into()))?;
+    let Some(password) = change.password else {
+        return Err(ApiError::BadRequest(
+            "only the password can be changed here (npm profile set password); Gatehouse keeps no other profile fields"
+                .into(),
+        ));
+    };
+    let name = principal.user.name.clone();
+    let checked = ctx.app.auth.by_password(&name, &password.old, ctx.client_ip).await;
+    let user = match checked {
+        Ok(principal) => principal.user,
+        Err(AuthError::BadPassword) => {
+            ctx.audit_login(&name, AuditAction::AuthLoginFailed, Some("password change".into()))
+                .await;
+            return Err(ApiError::WrongPassword("the current password is not right".into()));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    ctx.app
+        .services
+        .set_password(&user_actor(ctx, &user), &user, password.new)
+        .await?;
+    Ok(axum::Json(profile_json(&user)).into_response())
+}
