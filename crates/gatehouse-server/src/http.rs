@@ -38,6 +38,7 @@ pub fn router(app: Arc<App>) -> Router {
             axum::routing::delete(api::delete_package),
         )
         .route("/-/api/v1/registries/{registry}/purge", post(api::purge_package))
+        .route("/-/api/v1/registries/{registry}/clone", post(api::clone_registry))
         .route("/-/api/v1/registries/{registry}/push", post(api::push_version))
         .route("/-/api/v1/users", get(api::list_users))
         .route("/-/api/v1/audit", get(api::audit))

@@ -287,6 +287,36 @@ pub async fn meta_store(meta: Meta) {
     };
     assert!(meta.audit_entries(&none).await.expect("filtered").is_empty());
 
+    // Clone and rename: a copy holds the same packages; names follow a rename.
+    let copy_name = RegistryName::parse("conformance-copy").expect("name");
+    let copy = meta.clone_registry(registry.id, &copy_name).await.expect("clone");
+    let copied = meta
+        .package(copy.id, &name("lib"))
+        .await
+        .expect("read")
+        .expect("copied");
+    assert_eq!(copied.live_versions().count(), 1);
+    assert_eq!(copied.dist_tags.get("latest").map(String::as_str), Some("1.1.0"));
+    assert!(matches!(
+        meta.clone_registry(registry.id, &copy_name).await,
+        Err(StoreError::Conflict(Conflict::RegistryExists))
+    ));
+    let renamed = RegistryName::parse("conformance-renamed").expect("name");
+    assert!(matches!(
+        meta.rename_registry(copy.id, &copy_name, &registry_name).await,
+        Err(StoreError::Conflict(Conflict::RegistryExists))
+    ));
+    meta.rename_registry(copy.id, &copy_name, &renamed)
+        .await
+        .expect("rename");
+    assert!(meta.registry(&copy_name).await.expect("read").is_none());
+    assert_eq!(meta.registry(&renamed).await.expect("read").expect("there").id, copy.id);
+    meta.delete_registry(copy.id).await.expect("delete copy");
+    assert!(
+        meta.package(registry.id, &name("lib")).await.expect("read").is_some(),
+        "the original keeps its own"
+    );
+
     meta.delete_registry(registry.id).await.expect("delete registry");
     assert!(meta.registry(&registry_name).await.expect("read").is_none());
     assert!(meta.package(registry.id, &name("lib")).await.expect("read").is_none());

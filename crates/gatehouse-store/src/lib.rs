@@ -320,6 +320,8 @@ pub enum AuditAction {
     DistTagRemove,
     RegistryCreate,
     RegistryDelete,
+    RegistryRename,
+    RegistryClone,
     RegistryVisibility,
     RegistryGrant,
     RegistryRevoke,
@@ -361,6 +363,8 @@ impl AuditAction {
         AuditAction::DistTagRemove,
         AuditAction::RegistryCreate,
         AuditAction::RegistryDelete,
+        AuditAction::RegistryRename,
+        AuditAction::RegistryClone,
         AuditAction::RegistryVisibility,
         AuditAction::RegistryGrant,
         AuditAction::RegistryRevoke,
@@ -401,6 +405,8 @@ impl AuditAction {
             AuditAction::DistTagRemove => "dist-tag.remove",
             AuditAction::RegistryCreate => "registry.create",
             AuditAction::RegistryDelete => "registry.delete",
+            AuditAction::RegistryRename => "registry.rename",
+            AuditAction::RegistryClone => "registry.clone",
             AuditAction::RegistryVisibility => "registry.visibility",
             AuditAction::RegistryGrant => "registry.grant",
             AuditAction::RegistryRevoke => "registry.revoke",
@@ -469,6 +475,13 @@ pub trait RegistryStore: Send + Sync {
     /// Deletes a registry with its packages, versions, upstreams, grants and claims;
     /// their blobs are left to garbage collection (other registries may share them).
     async fn delete_registry(&self, id: RegistryId) -> StoreResult<()>;
+    /// Renames a registry; other registries' `registry:OLD` upstreams and tokens
+    /// limited to it follow. `Conflict` when the new name is taken.
+    async fn rename_registry(&self, id: RegistryId, old: &RegistryName, new: &RegistryName) -> StoreResult<()>;
+    /// A new registry `name` with everything `source` has: settings, upstreams, grants,
+    /// claims, and every package with its versions (the same blobs), tags and
+    /// maintainers. One transaction.
+    async fn clone_registry(&self, source: RegistryId, name: &RegistryName) -> StoreResult<Registry>;
     async fn set_default_role(&self, id: RegistryId, role: Option<Role>) -> StoreResult<()>;
     async fn member_role(&self, id: RegistryId, user: UserId) -> StoreResult<Option<Role>>;
     /// Grants `role` (or removes the grant with `None`).

@@ -319,6 +319,8 @@ pub async fn audit(State(app): State<Arc<App>>, caller: Caller, uri: axum::http:
 #[serde(deny_unknown_fields)]
 pub struct RegistryChange {
     public: Option<bool>,
+    /// A new name: the registry is served at `/r/{name}/` from then on.
+    name: Option<String>,
 }
 
 /// `PATCH /-/api/v1/registries/{registry}` with `{public}`.
@@ -330,10 +332,17 @@ pub async fn change_registry(
 ) -> Response {
     let result: ApiResult<Response> = async {
         let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
-        let change: RegistryChange = serde_json::from_slice(&body)
-            .map_err(|e| ApiError::BadRequest(format!("expected {{\"public\": true|false}}: {e}")))?;
+        let change: RegistryChange = serde_json::from_slice(&body).map_err(|e| {
+            ApiError::BadRequest(format!(
+                "expected any of {{\"public\": true|false, \"name\": NEW}}: {e}"
+            ))
+        })?;
         if let Some(public) = change.public {
             app.services.set_registry_public(&actor, &registry, public).await?;
+        }
+        if let Some(name) = change.name {
+            let new = RegistryName::parse(&name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            app.services.rename_registry(&actor, &registry, &new).await?;
         }
         Ok(Json(json!({ "ok": true })).into_response())
     }
@@ -429,6 +438,36 @@ pub async fn purge_package(
         let name = PackageName::parse(&request.package).map_err(|e| ApiError::BadRequest(e.to_string()))?;
         let purged = app.services.purge_upstream_copies(&actor, &registry, &name).await?;
         Ok(Json(json!({ "ok": true, "purged": purged })).into_response())
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloneRequest {
+    name: String,
+}
+
+/// `POST /-/api/v1/registries/{registry}/clone` with `{name}`.
+pub async fn clone_registry(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(registry): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let result: ApiResult<Response> = async {
+        let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
+        let request: CloneRequest = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("expected {{\"name\": NEW}}: {e}")))?;
+        let name = RegistryName::parse(&request.name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let clone = app.services.clone_registry(&actor, &registry, &name).await?;
+        let url = format!("{}/", app.registry_base(&clone));
+        Ok((
+            StatusCode::CREATED,
+            Json(json!({ "ok": true, "name": name.to_string(), "url": url })),
+        )
+            .into_response())
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)

@@ -110,6 +110,52 @@ impl Services {
         Ok(())
     }
 
+    /// Renames a registry: it is served at `/r/NEW/` from now on; registries pulling
+    /// from it and tokens limited to it follow.
+    pub async fn rename_registry(&self, actor: &Actor, registry: &Registry, new: &RegistryName) -> ServiceResult<()> {
+        match self.meta.rename_registry(registry.id, &registry.name, new).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => {
+                return Err(ServiceError::Conflict(format!(
+                    "a registry named \"{new}\" already exists"
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.caches.registry_changed();
+        self.caches.credentials_changed();
+        let entry = Audited::new(AuditAction::RegistryRename)
+            .registry(registry)
+            .detail(format!("{} -> {new}", registry.name));
+        self.record(actor, entry).await;
+        Ok(())
+    }
+
+    /// A copy of `registry` named `name`: its settings, upstreams, grants, claims and
+    /// packages (their tarballs are shared, not copied).
+    pub async fn clone_registry(
+        &self,
+        actor: &Actor,
+        registry: &Registry,
+        name: &RegistryName,
+    ) -> ServiceResult<Registry> {
+        let clone = match self.meta.clone_registry(registry.id, name).await {
+            Ok(clone) => clone,
+            Err(StoreError::Conflict(_)) => {
+                return Err(ServiceError::Conflict(format!(
+                    "a registry named \"{name}\" already exists"
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.caches.registry_changed();
+        let entry = Audited::new(AuditAction::RegistryClone)
+            .registry(&clone)
+            .detail(format!("from {}", registry.name));
+        self.record(actor, entry).await;
+        Ok(clone)
+    }
+
     /// What every logged-in user may do without a grant: `None` (nothing), read or publish.
     pub async fn set_default_role(&self, actor: &Actor, registry: &Registry, role: Option<Role>) -> ServiceResult<()> {
         if role == Some(Role::Admin) {

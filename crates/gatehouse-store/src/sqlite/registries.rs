@@ -77,6 +77,97 @@ impl RegistryStore for SqliteStore {
         Ok(())
     }
 
+    async fn rename_registry(&self, id: RegistryId, old: &RegistryName, new: &RegistryName) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        let renamed = sqlx::query("UPDATE registries SET name = $1 WHERE id = $2")
+            .bind(new.as_str())
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| match StoreError::from(e) {
+                StoreError::Conflict(_) => Conflict::RegistryExists.into(),
+                other => other,
+            })?;
+        if renamed.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        sqlx::query("UPDATE upstreams SET spec = $2 WHERE spec = $1")
+            .bind(format!("registry:{old}"))
+            .bind(format!("registry:{new}"))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE tokens SET registries =
+                 (SELECT json_group_array(CASE value WHEN $1 THEN $2 ELSE value END) FROM json_each(tokens.registries))
+             WHERE registries IS NOT NULL AND EXISTS (SELECT 1 FROM json_each(tokens.registries) WHERE value = $1)",
+        )
+        .bind(old.as_str())
+        .bind(new.as_str())
+        .execute(&mut *tx)
+        .await?;
+        log_change(&mut *tx, "registry", Some(id)).await?;
+        log_change(&mut *tx, "credentials", None).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn clone_registry(&self, source: RegistryId, name: &RegistryName) -> StoreResult<Registry> {
+        let mut tx = self.write_tx().await?;
+        let row = sqlx::query(
+            "INSERT INTO registries (name, public_read, default_role, created_at)
+             SELECT $1, public_read, default_role, $2 FROM registries WHERE id = $3
+             RETURNING id, name, public_read, default_role, created_at",
+        )
+        .bind(name.as_str())
+        .bind(now_millis())
+        .bind(source.0)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| match StoreError::from(e) {
+            StoreError::Conflict(_) => Conflict::RegistryExists.into(),
+            other => other,
+        })?
+        .ok_or(StoreError::NotFound)?;
+        let clone = registry_from_row(&row)?;
+        for statement in [
+            "INSERT INTO upstreams (registry_id, position, spec, token, basic_auth, internal)
+             SELECT $1, position, spec, token, basic_auth, internal FROM upstreams WHERE registry_id = $2",
+            "INSERT INTO registry_members (registry_id, user_id, role)
+             SELECT $1, user_id, role FROM registry_members WHERE registry_id = $2",
+            "INSERT INTO claims (registry_id, pattern, claimed_by, claimed_at)
+             SELECT $1, pattern, claimed_by, claimed_at FROM claims WHERE registry_id = $2",
+            "INSERT INTO packages (registry_id, name, name_folded, rev, created_at, modified_at, description, keywords, internal)
+             SELECT $1, name, name_folded, rev, created_at, modified_at, description, keywords, internal
+             FROM packages WHERE registry_id = $2",
+            "INSERT INTO versions (package_id, version, release_key, manifest, blob_sha512, blob_size, published_at,
+                                   publisher, deprecated, unpublished_at, source)
+             SELECT copy.id, v.version, v.release_key, v.manifest, v.blob_sha512, v.blob_size, v.published_at,
+                    v.publisher, v.deprecated, v.unpublished_at, v.source
+             FROM versions v JOIN packages original ON original.id = v.package_id
+             JOIN packages copy ON copy.registry_id = $1 AND copy.name = original.name
+             WHERE original.registry_id = $2",
+            "INSERT INTO dist_tags (package_id, tag, version)
+             SELECT copy.id, t.tag, t.version
+             FROM dist_tags t JOIN packages original ON original.id = t.package_id
+             JOIN packages copy ON copy.registry_id = $1 AND copy.name = original.name
+             WHERE original.registry_id = $2",
+            "INSERT INTO maintainers (package_id, user_id)
+             SELECT copy.id, m.user_id
+             FROM maintainers m JOIN packages original ON original.id = m.package_id
+             JOIN packages copy ON copy.registry_id = $1 AND copy.name = original.name
+             WHERE original.registry_id = $2",
+        ] {
+            sqlx::query(statement)
+                .bind(clone.id.0)
+                .bind(source.0)
+                .execute(&mut *tx)
+                .await?;
+        }
+        log_change(&mut *tx, "registry", Some(clone.id)).await?;
+        tx.commit().await?;
+        Ok(clone)
+    }
+
     async fn set_default_role(&self, id: RegistryId, role: Option<Role>) -> StoreResult<()> {
         sqlx::query("UPDATE registries SET default_role = $1 WHERE id = $2")
             .bind(role.map_or("none", Role::as_str))

@@ -25,6 +25,11 @@ pub(super) enum RegistryCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Rename a registry: it is served at /r/NEW/ from then on (registries pulling from
+    /// it and tokens limited to it follow; clients must be pointed at the new URL).
+    Rename { name: String, new_name: String },
+    /// Copy a registry with its settings, upstreams, grants, claims and packages.
+    Clone { name: String, new_name: String },
     /// Make a registry readable without credentials, or not.
     Visibility {
         name: String,
@@ -94,6 +99,18 @@ pub(super) async fn registry(config: Config, cmd: RegistryCommand) -> anyhow::Re
             }
             services.delete_registry(&actor, &registry).await?;
             println!("deleted registry {name}");
+        }
+        RegistryCommand::Rename { name, new_name } => {
+            let registry = find_registry(&services, &name).await?;
+            let new = RegistryName::parse(&new_name)?;
+            services.rename_registry(&actor, &registry, &new).await?;
+            println!("renamed registry {name} to {new} (served at /r/{new}/)");
+        }
+        RegistryCommand::Clone { name, new_name } => {
+            let registry = find_registry(&services, &name).await?;
+            let new = RegistryName::parse(&new_name)?;
+            services.clone_registry(&actor, &registry, &new).await?;
+            println!("cloned registry {name} to {new} (served at /r/{new}/)");
         }
         RegistryCommand::Visibility { name, visibility } => {
             let registry = find_registry(&services, &name).await?;

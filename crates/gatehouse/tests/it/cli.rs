@@ -466,3 +466,64 @@ fn registries_are_listed_switched_and_deleted_and_the_audit_log_filtered() {
         .expect("get");
     assert!(expect_error(bad, 400).contains("not an RFC 3339 time"));
 }
+
+#[test]
+fn registries_are_renamed_and_cloned() {
+    let server = TestServer::start();
+    let admin = server.create_token(&["--user", "admin"]);
+    stdout_of(server.cli(&["registry", "create", "old"], ""));
+    stdout_of(server.cli(&["registry", "create", "down", "--upstream", "registry:old"], ""));
+    let limited = server.create_token(&["--user", "admin", "--registry", "old"]);
+    publish_ok(&server, "old", &admin, "moving", "1.0.0");
+
+    stdout_of(server.cli(&["registry", "rename", "old", "new"], ""));
+    // The CLI is another process: the server follows its change log.
+    assert!(eventually(std::time::Duration::from_secs(5), || {
+        get_from(&server, "new", "moving", &limited).status() == 200
+            && get_from(&server, "old", "moving", &admin).status() == 404
+    }));
+    assert_eq!(
+        expect_error(get_from(&server, "old", "moving", &admin), 404),
+        "no registry named \"old\""
+    );
+    assert_eq!(
+        stdout_of(server.cli(&["registry", "upstream", "list", "down"], "")),
+        "registry:new\tauth:none\tpublic\n"
+    );
+    assert_eq!(
+        get_from(&server, "down", "moving/-/moving-1.0.0.tgz", &admin).status(),
+        200
+    );
+    let taken = server.cli(&["registry", "rename", "new", "down"], "");
+    assert!(String::from_utf8_lossy(&taken.stderr).contains("a registry named \"down\" already exists"));
+
+    let cloned = http()
+        .post(format!("{}/-/api/v1/registries/new/clone", server.base))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"name": "copy"}))
+        .send()
+        .expect("clone");
+    assert_eq!(cloned.status(), 201);
+    let body: Value = cloned.json().expect("json");
+    assert_eq!(body["url"], server.registry_url("copy"));
+    let doc = packument(&server, "copy", &admin, "moving").expect("cloned package");
+    assert_eq!(doc["dist-tags"]["latest"], "1.0.0");
+    let original = get_from(&server, "new", "moving/-/moving-1.0.0.tgz", &admin)
+        .bytes()
+        .expect("bytes");
+    let copied = get_from(&server, "copy", "moving/-/moving-1.0.0.tgz", &admin)
+        .bytes()
+        .expect("bytes");
+    assert_eq!(original, copied, "the same tarball, shared");
+    // The copy is on its own from now on.
+    publish_ok(&server, "copy", &admin, "moving", "1.1.0");
+    let original_doc = packument(&server, "new", &admin, "moving").expect("original");
+    assert!(original_doc["versions"].get("1.1.0").is_none());
+    let renamed = http()
+        .patch(format!("{}/-/api/v1/registries/copy", server.base))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"name": "Not Valid"}))
+        .send()
+        .expect("patch");
+    assert!(expect_error(renamed, 400).contains("invalid registry name"));
+}
