@@ -29,29 +29,25 @@ fn require_admin(caller: &Caller) -> ApiResult<&Principal> {
 }
 
 /// `GET /-/api/v1/registries`
-pub async fn list_registries(State(app): State<Arc<App>>, caller: Caller) -> Response {
-    let result: ApiResult<Response> = async {
-        require_admin(&caller)?;
-        let mut out = Vec::new();
-        for registry in app.meta.registries().await? {
-            let upstreams: Vec<String> = app
-                .meta
-                .upstreams(registry.id)
-                .await?
-                .into_iter()
-                .map(|u| u.spec)
-                .collect();
-            out.push(json!({
-                "name": registry.name.to_string(),
-                "url": format!("{}/", app.registry_base(&registry)),
-                "public": registry.public_read,
-                "upstreams": upstreams,
-            }));
-        }
-        Ok(Json(json!({ "registries": out })).into_response())
+pub async fn list_registries(State(app): State<Arc<App>>, caller: Caller) -> ApiResult<Response> {
+    require_admin(&caller)?;
+    let mut out = Vec::new();
+    for registry in app.meta.registries().await? {
+        let upstreams: Vec<String> = app
+            .meta
+            .upstreams(registry.id)
+            .await?
+            .into_iter()
+            .map(|u| u.spec)
+            .collect();
+        out.push(json!({
+            "name": registry.name.to_string(),
+            "url": format!("{}/", app.registry_base(&registry)),
+            "public": registry.public_read,
+            "upstreams": upstreams,
+        }));
     }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+    Ok(Json(json!({ "registries": out })).into_response())
 }
 
 #[derive(Deserialize)]
@@ -67,28 +63,18 @@ pub async fn push_version(
     caller: Caller,
     Path(registry): Path<String>,
     body: axum::body::Bytes,
-) -> Response {
-    let result: ApiResult<Response> = async {
-        let principal = require_admin(&caller)?;
-        let request: PushRequest = serde_json::from_slice(&body)
-            .map_err(|e| ApiError::BadRequest(format!("expected {{package, version, to}}: {e}")))?;
-        let name = RegistryName::parse(&registry).map_err(|e| ApiError::NotFound(e.to_string()))?;
-        access::check_token_registry(principal, &name)?;
-        let from = app
-            .meta
-            .registry(&name)
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("no registry named \"{name}\"")))?;
-        let package = PackageName::parse(&request.package).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-        let version = Version::parse(&request.version).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-        let summary = app
-            .promotion
-            .push(&from, &package, &version, &request.to, &principal.user.name)
-            .await?;
-        Ok((StatusCode::OK, Json(json!({ "ok": true, "message": summary }))).into_response())
-    }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+) -> ApiResult<Response> {
+    let (actor, from) = admin_registry(&app, &caller, &registry).await?;
+    let request: PushRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("expected {{package, version, to}}: {e}")))?;
+    let package = PackageName::parse(&request.package).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let version = Version::parse(&request.version).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let pusher = actor.name.as_deref().unwrap_or("admin");
+    let summary = app
+        .promotion
+        .push(&from, &package, &version, &request.to, pusher)
+        .await?;
+    Ok((StatusCode::OK, Json(json!({ "ok": true, "message": summary }))).into_response())
 }
 
 #[derive(Deserialize)]
@@ -110,20 +96,20 @@ async fn admin_registry(app: &App, caller: &Caller, registry: &str) -> ApiResult
 }
 
 /// `GET /-/api/v1/registries/{registry}/claims`
-pub async fn list_claims(State(app): State<Arc<App>>, caller: Caller, Path(registry): Path<String>) -> Response {
-    let result: ApiResult<Response> = async {
-        let (_, registry) = admin_registry(&app, &caller, &registry).await?;
-        let claims: Vec<_> = app
-            .services
-            .claims(&registry)
-            .await?
-            .into_iter()
-            .map(|c| json!({ "pattern": c.pattern, "claimed_by": c.claimed_by, "claimed_at": iso_time(c.claimed_at) }))
-            .collect();
-        Ok(Json(json!({ "claims": claims })).into_response())
-    }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+pub async fn list_claims(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(registry): Path<String>,
+) -> ApiResult<Response> {
+    let (_, registry) = admin_registry(&app, &caller, &registry).await?;
+    let claims: Vec<_> = app
+        .services
+        .claims(&registry)
+        .await?
+        .into_iter()
+        .map(|c| json!({ "pattern": c.pattern, "claimed_by": c.claimed_by, "claimed_at": iso_time(c.claimed_at) }))
+        .collect();
+    Ok(Json(json!({ "claims": claims })).into_response())
 }
 
 /// `POST /-/api/v1/registries/{registry}/claims` with `{pattern}`: a name or `@scope/*`.
@@ -132,20 +118,16 @@ pub async fn add_claim(
     caller: Caller,
     Path(registry): Path<String>,
     body: axum::body::Bytes,
-) -> Response {
-    let result: ApiResult<Response> = async {
-        let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
-        let request: ClaimRequest = serde_json::from_slice(&body)
-            .map_err(|e| ApiError::BadRequest(format!("expected {{\"pattern\": \"name or @scope/*\"}}: {e}")))?;
-        app.services.claim(&actor, &registry, &request.pattern).await?;
-        Ok((
-            StatusCode::CREATED,
-            Json(json!({ "ok": true, "pattern": request.pattern })),
-        )
-            .into_response())
-    }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+) -> ApiResult<Response> {
+    let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
+    let request: ClaimRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("expected {{\"pattern\": \"name or @scope/*\"}}: {e}")))?;
+    app.services.claim(&actor, &registry, &request.pattern).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "ok": true, "pattern": request.pattern })),
+    )
+        .into_response())
 }
 
 /// `DELETE /-/api/v1/registries/{registry}/claims/{pattern}` (the pattern URL-encoded).
@@ -153,14 +135,10 @@ pub async fn remove_claim(
     State(app): State<Arc<App>>,
     caller: Caller,
     Path((registry, pattern)): Path<(String, String)>,
-) -> Response {
-    let result: ApiResult<Response> = async {
-        let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
-        app.services.unclaim(&actor, &registry, &pattern).await?;
-        Ok(StatusCode::NO_CONTENT.into_response())
-    }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+) -> ApiResult<Response> {
+    let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
+    app.services.unclaim(&actor, &registry, &pattern).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// An administrator, as the audit log names them.
@@ -173,25 +151,21 @@ fn admin_actor(caller: &Caller) -> ApiResult<Actor> {
 }
 
 /// `GET /-/api/v1/users`
-pub async fn list_users(State(app): State<Arc<App>>, caller: Caller) -> Response {
-    let result: ApiResult<Response> = async {
-        require_admin(&caller)?;
-        let users: Vec<_> = app
-            .meta
-            .users()
-            .await?
-            .into_iter()
-            .map(|u| {
-                json!({
-                    "name": u.name, "email": u.email, "admin": u.is_admin, "disabled": u.disabled,
-                    "created": iso_time(u.created_at),
-                })
+pub async fn list_users(State(app): State<Arc<App>>, caller: Caller) -> ApiResult<Response> {
+    require_admin(&caller)?;
+    let users: Vec<_> = app
+        .meta
+        .users()
+        .await?
+        .into_iter()
+        .map(|u| {
+            json!({
+                "name": u.name, "email": u.email, "admin": u.is_admin, "disabled": u.disabled,
+                "created": iso_time(u.created_at),
             })
-            .collect();
-        Ok(Json(json!({ "users": users })).into_response())
-    }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+        })
+        .collect();
+    Ok(Json(json!({ "users": users })).into_response())
 }
 
 #[derive(Deserialize)]
@@ -208,52 +182,40 @@ pub async fn change_user(
     caller: Caller,
     Path(name): Path<String>,
     body: axum::body::Bytes,
-) -> Response {
-    let result: ApiResult<Response> = async {
-        let actor = admin_actor(&caller)?;
-        let change: UserChange = serde_json::from_slice(&body).map_err(|e| {
-            ApiError::BadRequest(format!(
-                "expected any of {{\"disabled\", \"admin\", \"password\"}}: {e}"
-            ))
-        })?;
-        let user = app.services.user(&name).await?;
-        if let Some(password) = change.password {
-            app.services.set_password(&actor, &user, password).await?;
-        }
-        if let Some(admin) = change.admin {
-            app.services.set_user_admin(&actor, &user, admin).await?;
-        }
-        if let Some(disabled) = change.disabled {
-            app.services.set_user_disabled(&actor, &user, disabled).await?;
-        }
-        Ok(Json(json!({ "ok": true })).into_response())
+) -> ApiResult<Response> {
+    let actor = admin_actor(&caller)?;
+    let change: UserChange = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "expected any of {{\"disabled\", \"admin\", \"password\"}}: {e}"
+        ))
+    })?;
+    let user = app.services.user(&name).await?;
+    if let Some(password) = change.password {
+        app.services.set_password(&actor, &user, password).await?;
     }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+    if let Some(admin) = change.admin {
+        app.services.set_user_admin(&actor, &user, admin).await?;
+    }
+    if let Some(disabled) = change.disabled {
+        app.services.set_user_disabled(&actor, &user, disabled).await?;
+    }
+    Ok(Json(json!({ "ok": true })).into_response())
 }
 
 /// `DELETE /-/api/v1/users/{name}`
-pub async fn delete_user(State(app): State<Arc<App>>, caller: Caller, Path(name): Path<String>) -> Response {
-    let result: ApiResult<Response> = async {
-        let actor = admin_actor(&caller)?;
-        let user = app.services.user(&name).await?;
-        app.services.delete_user(&actor, &user).await?;
-        Ok(StatusCode::NO_CONTENT.into_response())
-    }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+pub async fn delete_user(State(app): State<Arc<App>>, caller: Caller, Path(name): Path<String>) -> ApiResult<Response> {
+    let actor = admin_actor(&caller)?;
+    let user = app.services.user(&name).await?;
+    app.services.delete_user(&actor, &user).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `POST /-/api/v1/users/{name}/unlock`: clears a failed-login lockout.
-pub async fn unlock_user(State(app): State<Arc<App>>, caller: Caller, Path(name): Path<String>) -> Response {
-    let result: ApiResult<Response> = async {
-        let actor = admin_actor(&caller)?;
-        let user = app.services.user(&name).await?;
-        app.services.unlock_user(&actor, &user).await?;
-        Ok(Json(json!({ "ok": true })).into_response())
-    }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+pub async fn unlock_user(State(app): State<Arc<App>>, caller: Caller, Path(name): Path<String>) -> ApiResult<Response> {
+    let actor = admin_actor(&caller)?;
+    let user = app.services.user(&name).await?;
+    app.services.unlock_user(&actor, &user).await?;
+    Ok(Json(json!({ "ok": true })).into_response())
 }
 
 #[derive(Deserialize)]
@@ -269,50 +231,46 @@ pub struct AuditParams {
 }
 
 /// `GET /-/api/v1/audit?registry=&user=&action=&since=&until=&limit=`, newest first.
-pub async fn audit(State(app): State<Arc<App>>, caller: Caller, uri: axum::http::Uri) -> Response {
-    let result: ApiResult<Response> = async {
-        require_admin(&caller)?;
-        let params = axum::extract::Query::<AuditParams>::try_from_uri(&uri)
-            .map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?
-            .0;
-        let time = |raw: Option<String>, name: &str| {
-            raw.map(|raw| {
-                chrono::DateTime::parse_from_rfc3339(&raw)
-                    .map(|t| t.timestamp_millis())
-                    .map_err(|_| ApiError::BadRequest(format!("{name}={raw:?} is not an RFC 3339 time")))
+pub async fn audit(State(app): State<Arc<App>>, caller: Caller, uri: axum::http::Uri) -> ApiResult<Response> {
+    require_admin(&caller)?;
+    let params = axum::extract::Query::<AuditParams>::try_from_uri(&uri)
+        .map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?
+        .0;
+    let time = |raw: Option<String>, name: &str| {
+        raw.map(|raw| {
+            chrono::DateTime::parse_from_rfc3339(&raw)
+                .map(|t| t.timestamp_millis())
+                .map_err(|_| ApiError::BadRequest(format!("{name}={raw:?} is not an RFC 3339 time")))
+        })
+        .transpose()
+    };
+    let action = params
+        .action
+        .map(|raw| {
+            AuditAction::parse(&raw).ok_or_else(|| ApiError::BadRequest(format!("unknown audit action {raw:?}")))
+        })
+        .transpose()?;
+    let query = AuditQuery {
+        registry: params.registry,
+        actor: params.user,
+        action,
+        since: time(params.since, "since")?,
+        until: time(params.until, "until")?,
+        limit: params.limit.unwrap_or(100).min(1000),
+    };
+    let entries: Vec<_> = app
+        .meta
+        .audit_entries(&query)
+        .await?
+        .into_iter()
+        .map(|(at, e)| {
+            json!({
+                "at": iso_time(at), "actor": e.actor, "action": e.action, "registry": e.registry,
+                "package": e.package, "version": e.version, "detail": e.detail, "client_addr": e.client_addr,
             })
-            .transpose()
-        };
-        let action = params
-            .action
-            .map(|raw| {
-                AuditAction::parse(&raw).ok_or_else(|| ApiError::BadRequest(format!("unknown audit action {raw:?}")))
-            })
-            .transpose()?;
-        let query = AuditQuery {
-            registry: params.registry,
-            actor: params.user,
-            action,
-            since: time(params.since, "since")?,
-            until: time(params.until, "until")?,
-            limit: params.limit.unwrap_or(100).min(1000),
-        };
-        let entries: Vec<_> = app
-            .meta
-            .audit_entries(&query)
-            .await?
-            .into_iter()
-            .map(|(at, e)| {
-                json!({
-                    "at": iso_time(at), "actor": e.actor, "action": e.action, "registry": e.registry,
-                    "package": e.package, "version": e.version, "detail": e.detail, "client_addr": e.client_addr,
-                })
-            })
-            .collect();
-        Ok(Json(json!({ "entries": entries })).into_response())
-    }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+        })
+        .collect();
+    Ok(Json(json!({ "entries": entries })).into_response())
 }
 
 #[derive(Deserialize)]
@@ -329,58 +287,54 @@ pub async fn change_registry(
     caller: Caller,
     Path(registry): Path<String>,
     body: axum::body::Bytes,
-) -> Response {
-    let result: ApiResult<Response> = async {
-        let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
-        let change: RegistryChange = serde_json::from_slice(&body).map_err(|e| {
-            ApiError::BadRequest(format!(
-                "expected any of {{\"public\": true|false, \"name\": NEW}}: {e}"
-            ))
-        })?;
-        if let Some(public) = change.public {
-            app.services.set_registry_public(&actor, &registry, public).await?;
-        }
-        if let Some(name) = change.name {
-            let new = RegistryName::parse(&name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-            app.services.rename_registry(&actor, &registry, &new).await?;
-        }
-        Ok(Json(json!({ "ok": true })).into_response())
+) -> ApiResult<Response> {
+    let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
+    let change: RegistryChange = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "expected any of {{\"public\": true|false, \"name\": NEW}}: {e}"
+        ))
+    })?;
+    if let Some(public) = change.public {
+        app.services.set_registry_public(&actor, &registry, public).await?;
     }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+    if let Some(name) = change.name {
+        let new = RegistryName::parse(&name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        app.services.rename_registry(&actor, &registry, &new).await?;
+    }
+    Ok(Json(json!({ "ok": true })).into_response())
 }
 
 /// `DELETE /-/api/v1/registries/{registry}`: the registry and its packages.
-pub async fn delete_registry(State(app): State<Arc<App>>, caller: Caller, Path(registry): Path<String>) -> Response {
-    let result: ApiResult<Response> = async {
-        let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
-        app.services.delete_registry(&actor, &registry).await?;
-        Ok(StatusCode::NO_CONTENT.into_response())
-    }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+pub async fn delete_registry(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(registry): Path<String>,
+) -> ApiResult<Response> {
+    let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
+    app.services.delete_registry(&actor, &registry).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `GET /-/api/v1/registries/{registry}/packages`: the packages the registry holds.
-pub async fn list_packages(State(app): State<Arc<App>>, caller: Caller, Path(registry): Path<String>) -> Response {
-    let result: ApiResult<Response> = async {
-        let (_, registry) = admin_registry(&app, &caller, &registry).await?;
-        let packages: Vec<_> = app
-            .services
-            .packages(&registry)
-            .await?
-            .into_iter()
-            .map(|p| {
-                json!({
-                    "name": p.name.to_string(), "latest": p.latest, "versions": p.versions,
-                    "origin": p.origin.as_str(), "internal": p.internal,
-                })
+pub async fn list_packages(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(registry): Path<String>,
+) -> ApiResult<Response> {
+    let (_, registry) = admin_registry(&app, &caller, &registry).await?;
+    let packages: Vec<_> = app
+        .services
+        .packages(&registry)
+        .await?
+        .into_iter()
+        .map(|p| {
+            json!({
+                "name": p.name.to_string(), "latest": p.latest, "versions": p.versions,
+                "origin": p.origin.as_str(), "internal": p.internal,
             })
-            .collect();
-        Ok(Json(json!({ "packages": packages })).into_response())
-    }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+        })
+        .collect();
+    Ok(Json(json!({ "packages": packages })).into_response())
 }
 
 #[derive(Deserialize)]
@@ -396,26 +350,22 @@ pub async fn delete_package(
     caller: Caller,
     Path((registry, name)): Path<(String, String)>,
     uri: axum::http::Uri,
-) -> Response {
-    let result: ApiResult<Response> = async {
-        let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
-        let params = axum::extract::Query::<DeleteParams>::try_from_uri(&uri)
-            .map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?
-            .0;
-        let name = PackageName::parse(&name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-        let record = app.services.package_record(&registry, &name).await?;
-        match params.version {
-            Some(version) => {
-                app.services
-                    .delete_version(&actor, &registry, &record, &version)
-                    .await?
-            }
-            None => app.services.unpublish_package(&actor, &registry, &record, None).await?,
+) -> ApiResult<Response> {
+    let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
+    let params = axum::extract::Query::<DeleteParams>::try_from_uri(&uri)
+        .map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?
+        .0;
+    let name = PackageName::parse(&name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let record = app.services.package_record(&registry, &name).await?;
+    match params.version {
+        Some(version) => {
+            app.services
+                .delete_version(&actor, &registry, &record, &version)
+                .await?
         }
-        Ok(StatusCode::NO_CONTENT.into_response())
+        None => app.services.unpublish_package(&actor, &registry, &record, None).await?,
     }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[derive(Deserialize)]
@@ -430,17 +380,13 @@ pub async fn purge_package(
     caller: Caller,
     Path(registry): Path<String>,
     body: axum::body::Bytes,
-) -> Response {
-    let result: ApiResult<Response> = async {
-        let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
-        let request: PurgeRequest = serde_json::from_slice(&body)
-            .map_err(|e| ApiError::BadRequest(format!("expected {{\"package\": NAME}}: {e}")))?;
-        let name = PackageName::parse(&request.package).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-        let purged = app.services.purge_upstream_copies(&actor, &registry, &name).await?;
-        Ok(Json(json!({ "ok": true, "purged": purged })).into_response())
-    }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+) -> ApiResult<Response> {
+    let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
+    let request: PurgeRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("expected {{\"package\": NAME}}: {e}")))?;
+    let name = PackageName::parse(&request.package).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let purged = app.services.purge_upstream_copies(&actor, &registry, &name).await?;
+    Ok(Json(json!({ "ok": true, "purged": purged })).into_response())
 }
 
 #[derive(Deserialize)]
@@ -455,20 +401,16 @@ pub async fn clone_registry(
     caller: Caller,
     Path(registry): Path<String>,
     body: axum::body::Bytes,
-) -> Response {
-    let result: ApiResult<Response> = async {
-        let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
-        let request: CloneRequest = serde_json::from_slice(&body)
-            .map_err(|e| ApiError::BadRequest(format!("expected {{\"name\": NEW}}: {e}")))?;
-        let name = RegistryName::parse(&request.name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-        let clone = app.services.clone_registry(&actor, &registry, &name).await?;
-        let url = format!("{}/", app.registry_base(&clone));
-        Ok((
-            StatusCode::CREATED,
-            Json(json!({ "ok": true, "name": name.to_string(), "url": url })),
-        )
-            .into_response())
-    }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+) -> ApiResult<Response> {
+    let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
+    let request: CloneRequest =
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("expected {{\"name\": NEW}}: {e}")))?;
+    let name = RegistryName::parse(&request.name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let clone = app.services.clone_registry(&actor, &registry, &name).await?;
+    let url = format!("{}/", app.registry_base(&clone));
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "ok": true, "name": name.to_string(), "url": url })),
+    )
+        .into_response())
 }
