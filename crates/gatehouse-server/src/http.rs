@@ -27,7 +27,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/-/health", get(ping))
         .route("/-/ready", get(ready))
         .route("/-/ui/", get(welcome))
-        .route("/-/api/v1/registries", get(api::list_registries))
+        .route(
+            "/-/api/v1/registries",
+            get(api::list_registries).post(api::create_registry),
+        )
         .route(
             "/-/api/v1/registries/{registry}",
             axum::routing::patch(api::change_registry).delete(api::delete_registry),
@@ -40,7 +43,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/-/api/v1/registries/{registry}/purge", post(api::purge_package))
         .route("/-/api/v1/registries/{registry}/clone", post(api::clone_registry))
         .route("/-/api/v1/registries/{registry}/push", post(api::push_version))
-        .route("/-/api/v1/users", get(api::list_users))
+        .route("/-/api/v1/users", get(api::list_users).post(api::create_user))
         .route("/-/api/v1/audit", get(api::audit))
         .route(
             "/-/api/v1/users/{name}",

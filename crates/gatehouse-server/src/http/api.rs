@@ -21,7 +21,8 @@ use super::extract::Caller;
 use crate::access;
 use crate::app::App;
 use crate::auth::Principal;
-use crate::services::Actor;
+use crate::services::{Actor, Creation, NewUser, UpstreamRequest};
+use crate::upstream::spec::UpstreamSpec;
 
 /// An administrator with a read-write credential, or the refusal.
 fn require_admin(caller: &Caller) -> ApiResult<&Principal> {
@@ -408,6 +409,76 @@ pub async fn clone_registry(
     let name = RegistryName::parse(&request.name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let clone = app.services.clone_registry(&actor, &registry, &name).await?;
     let url = format!("{}/", app.registry_base(&clone));
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "ok": true, "name": name.to_string(), "url": url })),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUserRequest {
+    name: String,
+    password: String,
+    email: Option<String>,
+    #[serde(default)]
+    admin: bool,
+}
+
+/// `POST /-/api/v1/users` with `{name, password, email?, admin?}`.
+pub async fn create_user(State(app): State<Arc<App>>, caller: Caller, body: axum::body::Bytes) -> ApiResult<Response> {
+    let actor = admin_actor(&caller)?;
+    let request: NewUserRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "expected {{\"name\", \"password\", \"email\"?, \"admin\"?}}: {e}"
+        ))
+    })?;
+    let new = NewUser {
+        name: &request.name,
+        email: request.email.as_deref(),
+        password: request.password,
+        admin: request.admin,
+    };
+    let user = app.services.create_user(&actor, new, Creation::ByAdministrator).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "ok": true, "name": user.name }))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewRegistryRequest {
+    name: String,
+    #[serde(default)]
+    public: bool,
+    /// `npmjs`, an npm registry URL, or `registry:OTHER`, in the order they are asked.
+    #[serde(default)]
+    upstreams: Vec<String>,
+}
+
+/// `POST /-/api/v1/registries` with `{name, public?, upstreams?}`.
+pub async fn create_registry(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let actor = admin_actor(&caller)?;
+    let request: NewRegistryRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "expected {{\"name\", \"public\"?, \"upstreams\"?: [...]}}: {e}"
+        ))
+    })?;
+    let name = RegistryName::parse(&request.name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let upstreams = request
+        .upstreams
+        .iter()
+        .map(|raw| UpstreamSpec::parse(raw).map(UpstreamRequest::plain))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let registry = app
+        .services
+        .create_registry(&actor, &name, request.public, &upstreams)
+        .await?;
+    let url = format!("{}/", app.registry_base(&registry));
     Ok((
         StatusCode::CREATED,
         Json(json!({ "ok": true, "name": name.to_string(), "url": url })),

@@ -771,3 +771,50 @@ fn users_are_disabled_unlocked_promoted_and_deleted() {
         assert!(audit.contains(action), "{action}: {audit}");
     }
 }
+
+/// What the CLI sets up, the admin API sets up too; a bad request changes nothing.
+#[test]
+fn users_and_registries_are_created_through_the_admin_api() {
+    let server = TestServer::start();
+    let admin = server.create_token(&["--user", "admin"]);
+    let post = |path: &str, body: Value| {
+        http()
+            .post(format!("{}/-/api/v1/{path}", server.base))
+            .bearer_auth(&admin)
+            .json(&body)
+            .send()
+            .expect("post")
+    };
+    let created = post("users", json!({"name": "finn", "password": "finn-password-1"}));
+    assert_eq!(created.status(), 201);
+    server.login("default", "finn", "finn-password-1");
+    assert!(
+        expect_error(
+            post("users", json!({"name": "finn", "password": "finn-password-2"})),
+            409
+        )
+        .contains("already exists")
+    );
+    assert!(
+        expect_error(
+            post("users", json!({"name": "Bad Name", "password": "long-enough-1"})),
+            400
+        )
+        .contains("invalid user name")
+    );
+    assert!(expect_error(post("users", json!({"name": "short", "password": "x"})), 400).contains("at least 8"));
+
+    let created: Value = post("registries", json!({"name": "apps", "upstreams": ["registry:default"]}))
+        .json()
+        .expect("json");
+    assert_eq!(created["url"], server.registry_url("apps"));
+    let refused = post("registries", json!({"name": "half", "upstreams": ["registry:nowhere"]}));
+    assert!(expect_error(refused, 404).contains("no registry named \"nowhere\""));
+    let registries = String::from_utf8_lossy(&server.cli(&["registry", "list"], "").stdout).into_owned();
+    assert!(
+        registries.contains("apps\t") && !registries.contains("half"),
+        "{registries}"
+    );
+    let users = String::from_utf8_lossy(&server.cli(&["user", "list"], "").stdout).into_owned();
+    assert!(users.contains("finn\tmember") && !users.contains("short"), "{users}");
+}
