@@ -125,6 +125,18 @@ pub trait BlobStore: Send + Sync {
     async fn list(&self) -> Result<Vec<BlobKey>, BlobError>;
     /// Blobs being written right now (staged, not committed).
     async fn staged(&self) -> Result<usize, BlobError>;
+    /// Removes a blob no version refers to, unless it was written or reused within
+    /// `grace` (a publish may be about to refer to it). Garbage collection only.
+    async fn collect(&self, key: &BlobKey, grace: std::time::Duration) -> Result<Collected, BlobError>;
+}
+
+/// What [`BlobStore::collect`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Collected {
+    Removed,
+    /// Written or reused within the grace period: kept.
+    Young,
+    Missing,
 }
 
 /// A blob being written; see [`BlobStore::stage`].

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use sha2::{Digest as _, Sha512};
 
-use crate::blobs::{BlobError, BlobKey, BlobStore};
+use crate::blobs::{BlobError, BlobKey, BlobStore, Collected};
 use crate::registry::{RegistryName, Role};
 use crate::test_support::journaled_version;
 use crate::{
@@ -361,6 +361,21 @@ pub async fn blob_store(store: Arc<dyn BlobStore>) {
     assert!(matches!(wrong.commit(&other).await, Err(BlobError::DigestMismatch)));
     assert!(!store.contains(&other).await.expect("contains"));
     assert_eq!(store.list().await.expect("list").len(), 2);
+
+    // Garbage collection keeps what is young, removes what isn't, once.
+    let hour = std::time::Duration::from_secs(3600);
+    assert_eq!(store.collect(&key, hour).await.expect("collect"), Collected::Young);
+    assert!(store.contains(&key).await.expect("contains"), "a young blob stays");
+    assert_eq!(
+        store.collect(&key, std::time::Duration::ZERO).await.expect("collect"),
+        Collected::Removed
+    );
+    assert!(!store.contains(&key).await.expect("contains"));
+    assert_eq!(
+        store.collect(&key, std::time::Duration::ZERO).await.expect("collect"),
+        Collected::Missing
+    );
+    assert_eq!(store.list().await.expect("list"), [streamed_key]);
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 pub mod blobs;
 #[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
+pub mod housekeeping;
 pub mod registry;
 pub mod sqlite;
 pub mod storage;
@@ -174,6 +175,15 @@ pub struct Token {
 pub struct BlobRef {
     pub sha512_hex: String,
     pub size: u64,
+}
+
+/// A version and the blob it refers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobReference {
+    pub registry: String,
+    pub package: String,
+    pub version: String,
+    pub blob: BlobRef,
 }
 
 /// A package about to get a new version, as a publish checks it (one query).
@@ -558,6 +568,9 @@ pub trait PackageStore: Send + Sync {
     -> StoreResult<()>;
     async fn search(&self, registry: RegistryId, query: &SearchQuery) -> StoreResult<(Vec<SearchHit>, u64)>;
     async fn all_packages(&self, registry: RegistryId) -> StoreResult<Vec<PackageName>>;
+    /// Every version of every registry with its blob, unpublished ones included (their
+    /// rows keep their blobs): what `check` verifies and `gc` must keep.
+    async fn blob_references(&self) -> StoreResult<Vec<BlobReference>>;
     async fn set_internal(&self, package: PackageId, internal: bool) -> StoreResult<()>;
 }
 

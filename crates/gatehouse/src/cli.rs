@@ -23,6 +23,7 @@ use gatehouse_store::registry::{RegistryName, Role};
 use gatehouse_store::storage::DatabaseUrl;
 
 mod audit;
+mod housekeeping;
 mod packages;
 mod registries;
 mod tokens;
@@ -85,6 +86,19 @@ enum Command {
     },
     /// Show the most recent audit log entries, newest first.
     Audit(audit::AuditArgs),
+    /// Verify that every version's tarball is stored and hashes to its name, and list
+    /// the blobs no version refers to. Exit status 1 when anything is wrong.
+    Check,
+    /// Remove the blobs no version refers to, once they are older than the grace period.
+    Gc {
+        /// Only say what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+        /// Blobs written or reused more recently are kept (a publish may be about to
+        /// refer to them), e.g. 1h, 30m.
+        #[arg(long, default_value = "1h", value_name = "DURATION")]
+        grace: String,
+    },
 }
 
 #[derive(Args, Debug, Default)]
@@ -126,6 +140,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Registry(cmd) => registries::registry(config, cmd).await,
         Command::Token(cmd) => tokens::token_command(config, cmd).await,
         Command::Audit(args) => audit::audit(config, args).await,
+        Command::Check => housekeeping::check(config).await,
+        Command::Gc { dry_run, grace } => housekeeping::gc(config, dry_run, &grace).await,
         Command::Package(cmd) => packages::package_command(config, cmd).await,
         Command::Push { registry, spec, to } => packages::push(config, &registry, &spec, &to).await,
     }
@@ -198,10 +214,15 @@ fn require_existing_store(config: &Config) -> anyhow::Result<()> {
 
 /// The stores the configuration names and the services over them, for a command.
 async fn open(config: &Config) -> anyhow::Result<(Meta, Services)> {
-    require_existing_store(config)?;
-    let storage = app::open_storage(config).await?;
+    let storage = open_stores(config).await?;
     let services = app::cli_services(&storage.meta);
     Ok((storage.meta, services))
+}
+
+/// The stores the configuration names, which must exist.
+async fn open_stores(config: &Config) -> anyhow::Result<gatehouse_store::storage::Storage> {
+    require_existing_store(config)?;
+    Ok(app::open_storage(config).await?)
 }
 
 async fn find_registry(services: &Services, name: &str) -> anyhow::Result<gatehouse_store::Registry> {

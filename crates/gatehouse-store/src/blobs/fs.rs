@@ -9,7 +9,7 @@ use sha2::{Digest as _, Sha512};
 use tokio::io::AsyncWriteExt;
 use tokio_util::io::ReaderStream;
 
-use super::{BlobError, BlobKey, BlobStore, BlobStream, StagedBlob};
+use super::{BlobError, BlobKey, BlobStore, BlobStream, Collected, StagedBlob};
 use crate::Durability;
 
 /// A staged file untouched this long was abandoned by a crash (transfers time out
@@ -70,6 +70,10 @@ impl FsBlobStore {
 
 /// Whether the blob file at `path` exists and holds the bytes of `key`. Only then is an
 /// existing file kept: a crash can leave a file whose write never reached the disk.
+///
+/// A kept file is touched, and must still be in place afterwards: garbage collection
+/// (`collect`) moves a blob aside before it looks at its age, so a write that reuses a
+/// blob either makes it young again in time, or finds it gone and writes it anew.
 fn holds(path: &Path, key: &BlobKey) -> std::io::Result<bool> {
     let mut file = match std::fs::File::open(path) {
         Ok(file) => file,
@@ -78,7 +82,33 @@ fn holds(path: &Path, key: &BlobKey) -> std::io::Result<bool> {
     };
     let mut digest = Sha512::new();
     std::io::copy(&mut file, &mut digest)?;
-    Ok(digest.finalize().as_slice() == key.as_bytes())
+    if digest.finalize().as_slice() != key.as_bytes() {
+        return Ok(false);
+    }
+    file.set_modified(std::time::SystemTime::now())?;
+    std::fs::exists(path)
+}
+
+/// Removes the blob file at `path` unless it changed within `grace`; blocking. It is
+/// first moved aside to `tombstone`, then its age decides (see `holds`).
+fn collect_file(path: &Path, tombstone: &Path, grace: std::time::Duration) -> Result<Collected, BlobError> {
+    match std::fs::rename(path, tombstone) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Collected::Missing),
+        Err(e) => return Err(e.into()),
+    }
+    let age = std::fs::metadata(tombstone)?.modified()?.elapsed().unwrap_or_default();
+    if age < grace {
+        // Reused (or written) meanwhile: put it back, unless a new copy is there.
+        if std::fs::exists(path)? {
+            std::fs::remove_file(tombstone)?;
+        } else {
+            std::fs::rename(tombstone, path)?;
+        }
+        return Ok(Collected::Young);
+    }
+    std::fs::remove_file(tombstone)?;
+    Ok(Collected::Removed)
 }
 
 /// fsyncs a blob file and its directory, so both its bytes and its name survive a
@@ -247,6 +277,13 @@ impl BlobStore for FsBlobStore {
     async fn list(&self) -> Result<Vec<BlobKey>, BlobError> {
         let root = self.root.join("sha512");
         tokio::task::spawn_blocking(move || list_files(&root))
+            .await
+            .map_err(blocking_failed)?
+    }
+
+    async fn collect(&self, key: &BlobKey, grace: std::time::Duration) -> Result<Collected, BlobError> {
+        let (path, tombstone) = (self.path_of(key), self.tmp_path());
+        tokio::task::spawn_blocking(move || collect_file(&path, &tombstone, grace))
             .await
             .map_err(blocking_failed)?
     }

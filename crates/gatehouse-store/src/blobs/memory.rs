@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use sha2::{Digest as _, Sha512};
 
-use super::{BlobError, BlobKey, BlobStore, BlobStream, StagedBlob};
+use super::{BlobError, BlobKey, BlobStore, BlobStream, Collected, StagedBlob};
 
 #[derive(Default, Clone)]
 pub struct MemoryBlobStore {
@@ -54,6 +54,21 @@ impl BlobStore for MemoryBlobStore {
 
     async fn staged(&self) -> Result<usize, BlobError> {
         Ok(0)
+    }
+
+    /// Memory keeps no ages: every blob counts as young unless the grace is zero.
+    async fn collect(&self, key: &BlobKey, grace: std::time::Duration) -> Result<Collected, BlobError> {
+        if !grace.is_zero() {
+            return Ok(if self.blobs().contains_key(key) {
+                Collected::Young
+            } else {
+                Collected::Missing
+            });
+        }
+        Ok(match self.blobs().remove(key) {
+            Some(_) => Collected::Removed,
+            None => Collected::Missing,
+        })
     }
 }
 

@@ -46,6 +46,29 @@ async fn refresh_search_fields(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, pac
 
 #[async_trait]
 impl PackageStore for SqliteStore {
+    async fn blob_references(&self) -> StoreResult<Vec<BlobReference>> {
+        sqlx::query(
+            "SELECT r.name AS registry, p.name AS package, v.version, v.blob_sha512, v.blob_size
+             FROM versions v JOIN packages p ON p.id = v.package_id JOIN registries r ON r.id = p.registry_id
+             ORDER BY r.name, p.name, v.id",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(BlobReference {
+                registry: row.try_get("registry")?,
+                package: row.try_get("package")?,
+                version: row.try_get("version")?,
+                blob: BlobRef {
+                    sha512_hex: row.try_get("blob_sha512")?,
+                    size: u64::try_from(row.try_get::<i64, _>("blob_size")?).unwrap_or(0),
+                },
+            })
+        })
+        .collect()
+    }
+
     async fn package(&self, registry: RegistryId, name: &PackageName) -> StoreResult<Option<PackageRecord>> {
         let mut conn = self.pool.acquire().await?;
         let Some(row) = sqlx::query(

@@ -60,11 +60,11 @@ pub(super) async fn token_command(config: Config, cmd: TokenCommand) -> anyhow::
             for registry in &registries {
                 find_registry(&services, registry).await?;
             }
-            let expires_at = expires
-                .as_deref()
-                .map(parse_duration)
-                .transpose()?
-                .map(|d| now_millis() + i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+            let lifetime = expires.as_deref().map(parse_duration).transpose()?;
+            if lifetime.is_some_and(|d| d.is_zero()) {
+                bail!("a token lifetime must be longer than zero");
+            }
+            let expires_at = lifetime.map(|d| now_millis() + i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
             let spec = TokenSpec {
                 name,
                 readonly: read_only,
@@ -128,9 +128,6 @@ pub(super) fn parse_duration(raw: &str) -> anyhow::Result<Duration> {
         "w" => 604_800,
         _ => bail!("invalid duration {raw:?}: use e.g. 30d, 12h, 90m"),
     };
-    if count == 0 {
-        bail!("a token lifetime must be longer than zero");
-    }
     Ok(Duration::from_secs(count.saturating_mul(seconds)))
 }
 
@@ -142,7 +139,8 @@ mod tests {
     fn durations() {
         assert_eq!(parse_duration("30d").expect("valid"), Duration::from_secs(30 * 86_400));
         assert_eq!(parse_duration("90m").expect("valid"), Duration::from_secs(5400));
-        for bad in ["", "d", "10", "10y", "0h", "-1d"] {
+        assert_eq!(parse_duration("0s").expect("valid"), Duration::ZERO);
+        for bad in ["", "d", "10", "10y", "-1d"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }

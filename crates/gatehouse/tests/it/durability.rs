@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use serde_json::Value;
 
 use crate::support::*;
@@ -269,4 +270,79 @@ fn kill_9_during_publishes(mut server: TestServer) {
     for name in names {
         publish_ok(&server, "default", &token, name, "2.0.0");
     }
+}
+
+/// `gatehouse check` verifies every version's tarball; `gatehouse gc` removes what no
+/// version refers to once it is old enough, and nothing else.
+#[test]
+fn check_finds_damage_and_gc_collects_only_orphans() {
+    use sha2::{Digest as _, Sha512};
+    let server = TestServer::start();
+    let token = server.create_token(&["--user", "admin"]);
+    publish_ok(&server, "default", &token, "kept", "1.0.0");
+    publish_ok(&server, "default", &token, "damaged", "1.0.0");
+    let out = server.cli(&["check"], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("checked 2 versions and 2 blobs: 0 missing, 0 corrupt, 0 orphans")
+    );
+
+    // A blob nobody refers to, put in through the store.
+    let orphan = bytes::Bytes::from_static(b"an orphan blob");
+    let key = gatehouse_store::blobs::BlobKey::from_bytes(Sha512::digest(&orphan).into());
+    with_storage(&server, async |storage| {
+        storage.blobs.put(&key, orphan.clone()).await.expect("put")
+    });
+    let blobs = blob_count(&server);
+    let out = server.cli(&["check"], "");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("orphan\t-\t-\tblob {}", key.to_hex())));
+    let dry = String::from_utf8_lossy(&server.cli(&["gc", "--dry-run"], "").stdout).into_owned();
+    assert!(dry.contains(&format!("would remove\t{}", key.to_hex())), "{dry}");
+    assert_eq!(blob_count(&server), blobs, "a dry run removes nothing");
+    let young = String::from_utf8_lossy(&server.cli(&["gc"], "").stdout).into_owned();
+    assert!(
+        young.contains("removed 0 blobs no version refers to; kept 1 written or reused within 1h"),
+        "{young}"
+    );
+    let removed = String::from_utf8_lossy(&server.cli(&["gc", "--grace", "0s"], "").stdout).into_owned();
+    assert!(removed.contains(&format!("removed\t{}", key.to_hex())), "{removed}");
+    assert_eq!(blob_count(&server), blobs - 1);
+    // The versions' blobs are all still there.
+    assert!(server.cli(&["check"], "").status.success());
+    assert_eq!(
+        get_from(&server, "default", "kept/-/kept-1.0.0.tgz", &token).status(),
+        200
+    );
+
+    // A damaged tarball file is found (once the journal has written it out).
+    let doc = packument(&server, "default", &token, "damaged").expect("packument");
+    let integrity = doc["versions"]["1.0.0"]["dist"]["integrity"]
+        .as_str()
+        .expect("integrity")
+        .to_owned();
+    let digest = base64::engine::general_purpose::STANDARD
+        .decode(integrity.trim_start_matches("sha512-"))
+        .expect("base64");
+    let hex = hex::encode(digest);
+    let file = server
+        .data_dir
+        .join("blobs/sha512")
+        .join(&hex[0..2])
+        .join(&hex[2..4])
+        .join(&hex);
+    assert!(
+        eventually(Duration::from_secs(10), || file.exists()),
+        "the journal writes the file"
+    );
+    std::fs::write(&file, b"not the tarball").expect("damage");
+    let out = server.cli(&["check"], "");
+    assert!(!out.status.success(), "exit status 1 when anything is wrong");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(stdout.contains("corrupt\tdefault\tdamaged@1.0.0"), "{stdout}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 versions have no sound tarball"));
+    std::fs::remove_file(&file).expect("remove");
+    let stdout = String::from_utf8_lossy(&server.cli(&["check"], "").stdout).into_owned();
+    assert!(stdout.contains("missing\tdefault\tdamaged@1.0.0"), "{stdout}");
 }
