@@ -150,6 +150,23 @@ impl SqliteStore {
         })
     }
 
+    /// Writes a consistent copy of the database at `source` to the new file `dest`
+    /// (`VACUUM INTO`: one read snapshot, while writers go on).
+    pub async fn backup_into(source: &Path, dest: &Path) -> StoreResult<()> {
+        let options = SqliteConnectOptions::new()
+            .filename(source)
+            .busy_timeout(Duration::from_secs(30));
+        let mut connection = sqlx::ConnectOptions::connect(&options).await?;
+        let dest = dest
+            .to_str()
+            .ok_or_else(|| StoreError::Corrupt(format!("{} is not a UTF-8 path", dest.display())))?;
+        sqlx::query("VACUUM INTO $1")
+            .bind(dest)
+            .execute(&mut connection)
+            .await?;
+        Ok(())
+    }
+
     async fn write_tx(&self) -> StoreResult<sqlx::Transaction<'_, sqlx::Sqlite>> {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }

@@ -172,6 +172,155 @@ async fn create_dir(dir: &Path) -> Result<(), OpenError> {
         })
 }
 
+/// What a backup copied.
+#[derive(Debug, Default)]
+pub struct BackupReport {
+    pub versions: usize,
+    pub blobs: usize,
+    pub bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("{0} is not empty: back up into a new folder")]
+    NotEmpty(PathBuf),
+    #[error(
+        "backup and restore are for the embedded stores (SQLite and a blob folder); for PostgreSQL use pg_dump and bucket versioning"
+    )]
+    NotEmbedded,
+    #[error("{path}: {cause}")]
+    Io { path: PathBuf, cause: std::io::Error },
+    #[error("cannot copy the database: {0}")]
+    Database(StoreError),
+    #[error("{0}")]
+    Blobs(BlobError),
+    #[error("the backup refers to blob {0}, which neither the live stores nor the backup hold")]
+    MissingBlob(String),
+}
+
+/// A consistent copy of a running embedded install in `dest` (created; must be new or
+/// empty): the database as of one moment (SQLite's `VACUUM INTO` reads one snapshot
+/// while writers go on), then every blob that snapshot refers to, each verified. The
+/// copy is itself an embedded install: `gatehouse.db` and `blobs/`.
+pub async fn backup(storage: &Storage, database: &DatabaseUrl, dest: &Path) -> Result<BackupReport, BackupError> {
+    let DatabaseUrl::Sqlite(source) = database;
+    ensure_empty(dest).await?;
+    let copy = dest.join("gatehouse.db");
+    SqliteStore::backup_into(source, &copy)
+        .await
+        .map_err(BackupError::Database)?;
+    let snapshot = SqliteStore::open(&copy, Durability::Full)
+        .await
+        .map_err(BackupError::Database)?;
+    let references = crate::PackageStore::blob_references(&snapshot)
+        .await
+        .map_err(BackupError::Database)?;
+    let target = FsBlobStore::open(&dest.join("blobs"), Durability::Full)
+        .await
+        .map_err(BackupError::Blobs)?;
+    let mut report = BackupReport {
+        versions: references.len(),
+        ..BackupReport::default()
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for reference in references {
+        if !seen.insert(reference.blob.sha512_hex.clone()) {
+            continue;
+        }
+        let key = crate::blobs::BlobKey::parse_hex(&reference.blob.sha512_hex).map_err(BackupError::Blobs)?;
+        let bytes = storage
+            .blobs
+            .read(&key)
+            .await
+            .map_err(BackupError::Blobs)?
+            .ok_or_else(|| BackupError::MissingBlob(reference.blob.sha512_hex.clone()))?;
+        report.bytes += bytes.len() as u64;
+        target.put(&key, bytes).await.map_err(BackupError::Blobs)?;
+        report.blobs += 1;
+    }
+    Ok(report)
+}
+
+/// Makes `source` (a backup) the embedded install at `database` and `blobs`, which
+/// must not hold one yet. Every blob is verified as it is copied.
+pub async fn restore(source: &Path, database: &DatabaseUrl, blobs: &BlobUrl) -> Result<BackupReport, BackupError> {
+    let (DatabaseUrl::Sqlite(db_path), BlobUrl::File(blob_dir)) = (database, blobs);
+    if tokio::fs::try_exists(db_path).await.unwrap_or(false) {
+        return Err(BackupError::NotEmpty(db_path.clone()));
+    }
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |cause| BackupError::Io { path, cause }
+    };
+    let backup_db = source.join("gatehouse.db");
+    // Opened first: a folder that is no backup fails before anything is written.
+    let snapshot = SqliteStore::open(&backup_db, Durability::Full)
+        .await
+        .map_err(BackupError::Database)?;
+    let references = crate::PackageStore::blob_references(&snapshot)
+        .await
+        .map_err(BackupError::Database)?;
+    drop(snapshot);
+    let backup_blobs = FsBlobStore::open(&source.join("blobs"), Durability::Full)
+        .await
+        .map_err(BackupError::Blobs)?;
+    let target = FsBlobStore::open(blob_dir, Durability::Full)
+        .await
+        .map_err(BackupError::Blobs)?;
+    let mut report = BackupReport {
+        versions: references.len(),
+        ..BackupReport::default()
+    };
+    for key in backup_blobs.list().await.map_err(BackupError::Blobs)? {
+        let Some(stream) = backup_blobs.open(&key).await.map_err(BackupError::Blobs)? else {
+            continue;
+        };
+        let bytes = stream.into_bytes().await.map_err(BackupError::Blobs)?;
+        report.bytes += bytes.len() as u64;
+        target.put(&key, bytes).await.map_err(BackupError::Blobs)?;
+        report.blobs += 1;
+    }
+    if let Some(dir) = db_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        tokio::fs::create_dir_all(dir).await.map_err(io(dir))?;
+    }
+    // The database last, so an interrupted restore leaves no install that lacks blobs.
+    let partial = db_path.with_extension("db.restoring");
+    tokio::fs::copy(&backup_db, &partial).await.map_err(io(&partial))?;
+    tokio::fs::File::open(&partial)
+        .await
+        .map_err(io(&partial))?
+        .sync_all()
+        .await
+        .map_err(io(&partial))?;
+    tokio::fs::rename(&partial, db_path).await.map_err(io(db_path))?;
+    Ok(report)
+}
+
+async fn ensure_empty(dest: &Path) -> Result<(), BackupError> {
+    match tokio::fs::read_dir(dest).await {
+        Ok(mut entries) => {
+            let first = entries.next_entry().await.map_err(|cause| BackupError::Io {
+                path: dest.to_owned(),
+                cause,
+            })?;
+            if first.is_some() {
+                return Err(BackupError::NotEmpty(dest.to_owned()));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(cause) => {
+            return Err(BackupError::Io {
+                path: dest.to_owned(),
+                cause,
+            });
+        }
+    }
+    tokio::fs::create_dir_all(dest).await.map_err(|cause| BackupError::Io {
+        path: dest.to_owned(),
+        cause,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -86,6 +86,12 @@ enum Command {
     },
     /// Show the most recent audit log entries, newest first.
     Audit(audit::AuditArgs),
+    /// Copy a running (or stopped) embedded install into DEST, consistently: the
+    /// database as of one moment, then every tarball it refers to.
+    Backup { dest: PathBuf },
+    /// Make a backup (from `gatehouse backup`) the data of this install, which must
+    /// not hold one yet; run `gatehouse check` after it.
+    Restore { source: PathBuf },
     /// Verify that every version's tarball is stored and hashes to its name, and list
     /// the blobs no version refers to. Exit status 1 when anything is wrong.
     Check,
@@ -141,6 +147,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(cmd) => tokens::token_command(config, cmd).await,
         Command::Audit(args) => audit::audit(config, args).await,
         Command::Check => housekeeping::check(config).await,
+        Command::Backup { dest } => housekeeping::backup(config, &dest).await,
+        Command::Restore { source } => housekeeping::restore(config, &source).await,
         Command::Gc { dry_run, grace } => housekeeping::gc(config, dry_run, &grace).await,
         Command::Package(cmd) => packages::package_command(config, cmd).await,
         Command::Push { registry, spec, to } => packages::push(config, &registry, &spec, &to).await,

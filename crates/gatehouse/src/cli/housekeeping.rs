@@ -1,6 +1,7 @@
-//! `gatehouse check` and `gatehouse gc`.
+//! `gatehouse check`, `gc`, `backup` and `restore`.
 
-use gatehouse_store::housekeeping;
+use gatehouse_store::storage::BackupReport;
+use gatehouse_store::{housekeeping, storage};
 
 use super::*;
 
@@ -74,4 +75,28 @@ fn humantime(duration: Duration) -> String {
         s if s > 0 && s.is_multiple_of(60) => format!("{}m", s / 60),
         s => format!("{s}s"),
     }
+}
+
+pub(super) async fn backup(config: Config, dest: &std::path::Path) -> anyhow::Result<()> {
+    let stores = open_stores(&config).await?;
+    let report = storage::backup(&stores, &config.database, dest).await?;
+    println!("backed up {} to {}", summary(&report), dest.display());
+    Ok(())
+}
+
+pub(super) async fn restore(config: Config, source: &std::path::Path) -> anyhow::Result<()> {
+    let report = storage::restore(source, &config.database, &config.blobs).await?;
+    println!(
+        "restored {} from {}; verify with: gatehouse check",
+        summary(&report),
+        source.display()
+    );
+    Ok(())
+}
+
+fn summary(report: &BackupReport) -> String {
+    format!(
+        "{} versions and {} tarballs ({} bytes)",
+        report.versions, report.blobs, report.bytes
+    )
 }

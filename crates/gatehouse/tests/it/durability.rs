@@ -346,3 +346,72 @@ fn check_finds_damage_and_gc_collects_only_orphans() {
     let stdout = String::from_utf8_lossy(&server.cli(&["check"], "").stdout).into_owned();
     assert!(stdout.contains("missing\tdefault\tdamaged@1.0.0"), "{stdout}");
 }
+
+/// A backup of a server that keeps publishing holds every version acknowledged before
+/// the backup began, with the right bytes, and restores into a clean install.
+#[test]
+fn a_backup_taken_while_publishing_restores_every_acknowledged_version() {
+    let server = TestServer::start();
+    let token = server.create_token(&["--user", "admin"]);
+    let mut before = Vec::new();
+    for i in 0..20 {
+        let name = format!("backed-{i}");
+        let tarball = package_tarball(&name, "1.0.0");
+        let response = publish(
+            &server,
+            "default",
+            &token,
+            &publish_body_with(&name, "1.0.0", "latest", &tarball),
+        );
+        assert_eq!(response.status(), 201);
+        before.push((name, tarball));
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dest = dir.path().join("backup");
+    let stop = Arc::new(AtomicBool::new(false));
+    let published_during = std::thread::scope(|scope| {
+        let writer = scope.spawn(|| {
+            let mut count = 0;
+            while !stop.load(Ordering::Relaxed) && count < 500 {
+                let name = format!("during-{count}");
+                let response = publish(&server, "default", &token, &publish_body(&name, "1.0.0"));
+                assert_eq!(response.status(), 201);
+                count += 1;
+            }
+            count
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        let out = server.cli(&["backup", dest.to_str().expect("utf8")], "");
+        stop.store(true, Ordering::Relaxed);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).starts_with("backed up "));
+        writer.join().expect("writer")
+    });
+    assert!(published_during > 0, "publishes ran during the backup");
+    let again = server.cli(&["backup", dest.to_str().expect("utf8")], "");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("is not empty: back up into a new folder"));
+
+    // Restore into a fresh data dir, then serve it.
+    let restored = dir.path().join("restored");
+    let out = run_cli(&restored, &["restore", dest.to_str().expect("utf8")], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run_cli(&restored, &["restore", dest.to_str().expect("utf8")], "");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not empty"),
+        "a second restore is refused"
+    );
+    let check = run_cli(&restored, &["check"], "");
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
+    assert!(String::from_utf8_lossy(&check.stdout).contains("0 missing, 0 corrupt, 0 orphans"));
+    let copy = TestServer::start_on(&restored);
+    let login = copy.admin_token();
+    for (name, tarball) in &before {
+        let got = get_from(&copy, "default", &format!("{name}/-/{name}-1.0.0.tgz"), &login);
+        assert_eq!(got.status(), 200, "{name}");
+        assert_eq!(
+            got.bytes().expect("bytes").as_ref(),
+            tarball.as_slice(),
+            "{name}: the same bytes"
+        );
+    }
+}

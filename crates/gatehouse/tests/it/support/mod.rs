@@ -52,6 +52,21 @@ impl TestServer {
         }
     }
 
+    /// A server on an existing data dir (a restored backup), configured as `start` does.
+    pub fn start_on(data_dir: &Path) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("gatehouse.toml");
+        write_config(&path, "");
+        let (child, base) = spawn(data_dir, Some(&path), "127.0.0.1:0");
+        TestServer {
+            base,
+            data_dir: data_dir.to_owned(),
+            config_file: Some(path),
+            _dir: Some(dir),
+            child,
+        }
+    }
+
     pub fn registry_url(&self, registry: &str) -> String {
         format!("{}/r/{registry}/", self.base)
     }
