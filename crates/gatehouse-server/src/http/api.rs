@@ -70,10 +70,9 @@ pub async fn push_version(
         .map_err(|e| ApiError::BadRequest(format!("expected {{package, version, to}}: {e}")))?;
     let package = PackageName::parse(&request.package).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let version = Version::parse(&request.version).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let pusher = actor.name.as_deref().unwrap_or("admin");
     let summary = app
         .promotion
-        .push(&from, &package, &version, &request.to, pusher)
+        .push(&from, &package, &version, &request.to, &actor)
         .await?;
     Ok((StatusCode::OK, Json(json!({ "ok": true, "message": summary }))).into_response())
 }

@@ -20,6 +20,7 @@ use super::spec::UpstreamSpec;
 use super::{Source, Upstreams};
 use crate::admission::{Admission, AdmissionError, Candidate, Origin};
 use crate::packument_cache::{self, PackumentCache};
+use crate::services::Actor;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
@@ -73,7 +74,7 @@ impl Promotion {
         name: &PackageName,
         version: &Version,
         to: &str,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<String, PushError> {
         let spec = UpstreamSpec::parse(to).map_err(|e| PushError::Invalid(e.to_string()))?;
         let row = self
@@ -182,13 +183,13 @@ impl Promotion {
         let audited = self
             .meta
             .append_audit(&AuditEntry {
-                actor: Some(actor.to_owned()),
+                actor: actor.name.clone(),
                 action: AuditAction::VersionPush,
                 registry: Some(from.name.to_string()),
                 package: Some(name.to_string()),
                 version: Some(version.to_string()),
                 detail: Some(format!("to={spec}")),
-                client_addr: None,
+                client_addr: actor.client_addr.map(|ip| ip.to_string()),
             })
             .await;
         if let Err(e) = audited {

@@ -51,7 +51,7 @@ pub(super) async fn push(config: Config, registry: &str, spec: &str, to: &str) -
         .unwrap_or_else(|| PublicUrl::from_addr(config.listen));
     let app = App::start(config, public_url, None).await?;
     let from = find_registry(&app.services, registry).await?;
-    let summary = app.promotion.push(&from, &name, &version, to, "cli").await?;
+    let summary = app.promotion.push(&from, &name, &version, to, &Actor::cli()).await?;
     println!("{summary}");
     Ok(())
 }
