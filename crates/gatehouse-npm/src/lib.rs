@@ -3,6 +3,7 @@
 
 pub mod dist_tag;
 pub mod integrity;
+pub mod lockfile;
 pub mod merge;
 pub mod name;
 pub mod packument;

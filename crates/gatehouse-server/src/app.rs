@@ -106,8 +106,36 @@ impl App {
         if fresh {
             tracing::info!(path = %config.data_dir.display(), "created the data directory");
         }
-        let Storage { meta, blobs } =
-            storage::open(&config.database, &config.blobs, config.durability, JournalTask::Run).await?;
+        let storage = storage::open(&config.database, &config.blobs, config.durability, JournalTask::Run).await?;
+        let app = App::compose(config, public_url, storage)?;
+        ensure_registries(&app.meta, &app.services, &app.config).await?;
+        match admin_password {
+            Some(password) => ensure_admin(&app.meta, &app.services, password).await?,
+            None if !app.meta.users().await?.iter().any(|u| u.is_admin) => tracing::warn!(
+                "no administrator exists: create one with `gatehouse user add NAME --admin --password-stdin`, \
+                 or start once with GATEHOUSE_ADMIN_PASSWORD set"
+            ),
+            None => {}
+        }
+        Ok(app)
+    }
+
+    /// The application for a command that pulls or pushes (`gatehouse warm`, `push`)
+    /// next to a server: no first-start setup (the configuration's registries are the
+    /// server's to apply), and the server writes the journaled blobs.
+    pub async fn for_command(config: Config, public_url: PublicUrl) -> Result<Arc<App>, StartError> {
+        let storage = storage::open(
+            &config.database,
+            &config.blobs,
+            config.durability,
+            JournalTask::LeaveToServer,
+        )
+        .await?;
+        App::compose(config, public_url, storage)
+    }
+
+    fn compose(config: Config, public_url: PublicUrl, storage: Storage) -> Result<Arc<App>, StartError> {
+        let Storage { meta, blobs } = storage;
         let upstreams = Arc::new(Upstreams::new(
             meta.clone(),
             &config.upstream,
@@ -157,15 +185,6 @@ impl App {
                 auth: Some(auth.clone()),
             },
         );
-        ensure_registries(&meta, &services, &config).await?;
-        match admin_password {
-            Some(password) => ensure_admin(&meta, &services, password).await?,
-            None if !meta.users().await?.iter().any(|u| u.is_admin) => tracing::warn!(
-                "no administrator exists: create one with `gatehouse user add NAME --admin --password-stdin`, \
-                 or start once with GATEHOUSE_ADMIN_PASSWORD set"
-            ),
-            None => {}
-        }
         Ok(Arc::new(App {
             auth,
             web_logins: WebLogins::default(),

@@ -86,6 +86,17 @@ enum Command {
     },
     /// Show the most recent audit log entries, newest first.
     Audit(audit::AuditArgs),
+    /// Pull every package version a lockfile pins into a registry through its upstreams,
+    /// so it can serve the project with the upstreams unplugged.
+    Warm {
+        registry: String,
+        /// package-lock.json (v2, v3), pnpm-lock.yaml, yarn.lock (classic or berry) or bun.lock.
+        #[arg(long, value_name = "FILE")]
+        lockfile: PathBuf,
+        /// Pulls at a time.
+        #[arg(long, default_value_t = 8)]
+        jobs: usize,
+    },
     /// Copy a running (or stopped) embedded install into DEST, consistently: the
     /// database as of one moment, then every tarball it refers to.
     Backup { dest: PathBuf },
@@ -147,6 +158,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(cmd) => tokens::token_command(config, cmd).await,
         Command::Audit(args) => audit::audit(config, args).await,
         Command::Check => housekeeping::check(config).await,
+        Command::Warm {
+            registry,
+            lockfile,
+            jobs,
+        } => packages::warm(config, &registry, &lockfile, jobs).await,
         Command::Backup { dest } => housekeeping::backup(config, &dest).await,
         Command::Restore { source } => housekeeping::restore(config, &source).await,
         Command::Gc { dry_run, grace } => housekeeping::gc(config, dry_run, &grace).await,

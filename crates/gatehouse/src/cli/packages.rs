@@ -49,10 +49,101 @@ pub(super) async fn push(config: Config, registry: &str, spec: &str, to: &str) -
         .public_url
         .clone()
         .unwrap_or_else(|| PublicUrl::from_addr(config.listen));
-    let app = App::start(config, public_url, None).await?;
+    let app = App::for_command(config, public_url).await?;
     let from = find_registry(&app.services, registry).await?;
     let summary = app.promotion.push(&from, &name, &version, to, &Actor::cli()).await?;
     println!("{summary}");
+    Ok(())
+}
+
+pub(super) async fn warm(
+    config: Config,
+    registry: &str,
+    lockfile: &std::path::Path,
+    jobs: usize,
+) -> anyhow::Result<()> {
+    use futures_util::StreamExt as _;
+    use gatehouse_server::upstream::pull::PullError;
+
+    let text = tokio::fs::read_to_string(lockfile)
+        .await
+        .with_context(|| format!("cannot read {}", lockfile.display()))?;
+    let locked = gatehouse_npm::lockfile::parse(&text).with_context(|| lockfile.display().to_string())?;
+    require_existing_store(&config)?;
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| PublicUrl::from_addr(config.listen));
+    let app = App::for_command(config, public_url).await?;
+    let registry = find_registry(&app.services, registry).await?;
+    let total = locked.packages.len();
+    eprintln!(
+        "warm: {total} package versions from {} ({}) into {}",
+        lockfile.display(),
+        locked.kind.as_str(),
+        registry.name
+    );
+    enum Outcome {
+        Held,
+        Pulled,
+        Refused(String),
+        Failed(String),
+    }
+    let outcomes = futures_util::stream::iter(locked.packages.iter())
+        .map(|pin| {
+            let (app, registry) = (&app, &registry);
+            async move {
+                let held = app
+                    .packuments
+                    .get(registry, &pin.name)
+                    .await
+                    .is_ok_and(|p| p.tarballs.contains_key(pin.version.as_str()));
+                let outcome = if held {
+                    Outcome::Held
+                } else {
+                    match app.pulls.ensure_local(registry, &pin.name, pin.version.as_str()).await {
+                        Ok(_) => Outcome::Pulled,
+                        Err(e @ PullError::Refused { .. }) => Outcome::Refused(e.to_string()),
+                        Err(PullError::NotFound) => Outcome::Failed("no upstream of the registry has it".into()),
+                        Err(e) => Outcome::Failed(e.to_string()),
+                    }
+                };
+                (pin, outcome)
+            }
+        })
+        .buffer_unordered(jobs.max(1));
+    futures_util::pin_mut!(outcomes);
+    let (mut held, mut pulled, mut refused, mut failed, mut done) = (0, 0, 0, 0, 0usize);
+    while let Some((pin, outcome)) = outcomes.next().await {
+        done += 1;
+        match outcome {
+            Outcome::Held => held += 1,
+            Outcome::Pulled => pulled += 1,
+            Outcome::Refused(why) => {
+                refused += 1;
+                println!("refused\t{}@{}\t{why}", pin.name, pin.version);
+            }
+            Outcome::Failed(why) => {
+                failed += 1;
+                println!("failed\t{}@{}\t{why}", pin.name, pin.version);
+            }
+        }
+        if done.is_multiple_of(100) && done < total {
+            eprintln!("warm: {done}/{total}");
+        }
+    }
+    println!(
+        "{pulled} pulled, {held} already held, {refused} refused, {failed} failed, of {total}; \
+         {} entries are not registry packages",
+        locked.skipped
+    );
+    if refused + failed > 0 {
+        bail!(
+            "{} of {total} package versions are not in {}",
+            refused + failed,
+            registry.name
+        );
+    }
     Ok(())
 }
 

@@ -663,3 +663,98 @@ fn administrators_delete_versions_and_packages() {
         .expect("delete");
     assert_eq!(expect_error(missing, 404), "default holds no package never-was");
 }
+
+/// `gatehouse warm` pulls what a lockfile pins, of every kind, so the registry serves
+/// the project with the upstream gone.
+#[test]
+fn warm_pulls_every_locked_version_then_serves_them_offline() {
+    let fake = FakeUpstream::start();
+    let mut tarballs = Vec::new();
+    for (name, version) in [
+        ("alpha", "1.0.0"),
+        ("beta", "2.1.0"),
+        ("@scope/gamma", "0.3.0"),
+        ("delta", "4.0.0"),
+        ("epsilon", "5.0.0"),
+    ] {
+        tarballs.push((name, version, fake.publish(name, version)));
+    }
+    let server = proxy(&fake, "");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lockfiles = [
+        (
+            "package-lock.json",
+            r#"{"name": "app", "lockfileVersion": 3, "packages": {"": {}, "node_modules/alpha": {"version": "1.0.0"}, "node_modules/@scope/gamma": {"version": "0.3.0"}}}"#,
+        ),
+        (
+            "pnpm-lock.yaml",
+            "lockfileVersion: '9.0'\npackages:\n  beta@2.1.0:\n    resolution: {integrity: sha512-x}\n",
+        ),
+        (
+            "yarn.lock",
+            "# yarn lockfile v1\n\nalpha@^1.0.0:\n  version \"1.0.0\"\n\ndelta@^4:\n  version \"4.0.0\"\n",
+        ),
+        (
+            "berry.lock",
+            "__metadata:\n  version: 8\n\"epsilon@npm:^5\":\n  version: 5.0.0\n  resolution: \"epsilon@npm:5.0.0\"\n",
+        ),
+        (
+            "bun.lock",
+            "{\"lockfileVersion\": 1, \"workspaces\": {\"\": {},}, \"packages\": {\"beta\": [\"beta@2.1.0\", \"\", {}, \"sha512-x\"],},}",
+        ),
+    ];
+    for (file, text) in lockfiles {
+        let path = dir.path().join(file);
+        std::fs::write(&path, text).expect("lockfile");
+        let out = server.cli(&["warm", "default", "--lockfile", path.to_str().expect("utf8")], "");
+        assert!(
+            out.status.success(),
+            "{file}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let summary = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(summary.contains("0 refused, 0 failed"), "{file}: {summary}");
+    }
+    // A second warm finds everything held.
+    let again = server.cli(
+        &[
+            "warm",
+            "default",
+            "--lockfile",
+            dir.path().join("yarn.lock").to_str().expect("utf8"),
+        ],
+        "",
+    );
+    assert!(String::from_utf8_lossy(&again.stdout).contains("0 pulled, 2 already held"));
+
+    fake.go_down();
+    let token = server.admin_token();
+    for (name, version, bytes) in &tarballs {
+        let basename = name.rsplit('/').next().expect("basename");
+        let path = format!("{}/-/{basename}-{version}.tgz", name.replace('/', "%2f"));
+        let got = get(&server, &path, &token);
+        assert_eq!(got.status(), 200, "{name} with the upstream down");
+        assert_eq!(got.bytes().expect("bytes").as_ref(), bytes.as_slice(), "{name}");
+    }
+
+    // What can't be had is reported, with exit status 1; a file that is no lockfile too.
+    let missing = dir.path().join("missing.json");
+    std::fs::write(
+        &missing,
+        r#"{"lockfileVersion": 3, "packages": {"node_modules/zeta": {"version": "9.9.9"}}}"#,
+    )
+    .expect("write");
+    let out = server.cli(&["warm", "default", "--lockfile", missing.to_str().expect("utf8")], "");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("failed\tzeta@9.9.9"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let junk = dir.path().join("notes.txt");
+    std::fs::write(&junk, "shopping list\n").expect("write");
+    let out = server.cli(&["warm", "default", "--lockfile", junk.to_str().expect("utf8")], "");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("this is not a lockfile Gatehouse reads"));
+}

@@ -71,9 +71,11 @@ impl TestServer {
         format!("{}/r/{registry}/", self.base)
     }
 
-    /// Runs a `gatehouse` CLI command against this server's data dir.
+    /// Runs a `gatehouse` CLI command against this server's data dir, with its
+    /// configuration (commands that reach upstreams, `push` and `warm`, use its
+    /// `[upstream]` settings: never the public registry).
     pub fn cli(&self, args: &[&str], stdin: &str) -> Output {
-        run_cli(&self.data_dir, args, stdin)
+        run_cli_with(&self.data_dir, self.config_file.as_deref(), args, stdin)
     }
 
     pub fn add_user(&self, name: &str, password: &str) {
@@ -218,10 +220,19 @@ fn try_spawn(data_dir: &Path, config_file: Option<&Path>, listen: &str) -> Resul
 }
 
 pub fn run_cli(data_dir: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(BIN)
+    run_cli_with(data_dir, None, args, stdin)
+}
+
+fn run_cli_with(data_dir: &Path, config: Option<&Path>, args: &[&str], stdin: &str) -> Output {
+    let mut command = Command::new(BIN);
+    command
         .args(args)
         .env("GATEHOUSE_DATA_DIR", data_dir)
-        .env_remove("GATEHOUSE_CONFIG")
+        .env_remove("GATEHOUSE_CONFIG");
+    if let Some(config) = config {
+        command.env("GATEHOUSE_CONFIG", config);
+    }
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
