@@ -415,3 +415,116 @@ fn a_backup_taken_while_publishing_restores_every_acknowledged_version() {
         );
     }
 }
+
+/// Fifty `kill -9`s at random moments during publishes and pulls through a registry
+/// upstream: every acknowledged version survives with its bytes, a pull never hands
+/// out wrong bytes, and `gatehouse check` is clean at the end.
+#[test]
+fn fifty_crashes_during_publishes_and_pulls_lose_nothing() {
+    const ROUNDS: usize = 50;
+    let mut server = TestServer::start_with_config("[registries.team]\nupstreams = [\"registry:default\"]\n");
+    let token = server.create_token(&["--user", "admin"]);
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(7, |d| d.as_nanos() as u64)
+        | 1;
+    eprintln!("crash rounds seeded with {seed}");
+    let mut random = move |below: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % below
+    };
+    let acked: Arc<Mutex<Vec<Acked>>> = Arc::default();
+    for round in 0..ROUNDS {
+        let stop = Arc::new(AtomicBool::new(false));
+        let base = server.base.clone();
+        let workers: Vec<_> = (0..3)
+            .map(|worker| {
+                let (acked, stop, token, base) = (Arc::clone(&acked), Arc::clone(&stop), token.clone(), base.clone());
+                std::thread::spawn(move || {
+                    let client = http();
+                    let mut i = 0;
+                    while !stop.load(Ordering::Relaxed) && i < 200 {
+                        i += 1;
+                        if worker == 2 {
+                            // Pull through `team` what `default` acknowledged.
+                            let Some(a) = acked
+                                .lock()
+                                .expect("lock")
+                                .last()
+                                .map(|a| (a.name.clone(), a.version.clone(), a.tarball.clone()))
+                            else {
+                                continue;
+                            };
+                            let url = format!("{base}/r/team/{}/-/{}-{}.tgz", a.0, a.0, a.1);
+                            let Ok(response) = client.get(&url).bearer_auth(&token).send() else {
+                                return;
+                            };
+                            if response.status() == 200
+                                && let Ok(bytes) = response.bytes()
+                            {
+                                assert_eq!(
+                                    bytes.as_ref(),
+                                    a.2.as_slice(),
+                                    "a pull served wrong bytes for {}@{}",
+                                    a.0,
+                                    a.1
+                                );
+                            }
+                            continue;
+                        }
+                        let name = format!("crashy-{worker}");
+                        let version = format!("{round}.{worker}.{i}");
+                        let tgz = flavoured_tarball(&name, &version, &format!("{round}-{worker}-{i}"));
+                        let body = publish_body_with(&name, &version, "latest", &tgz);
+                        let Ok(response) = client
+                            .put(format!("{base}/r/default/{name}"))
+                            .bearer_auth(&token)
+                            .json(&body)
+                            .send()
+                        else {
+                            return;
+                        };
+                        if response.status() == 201 {
+                            acked.lock().expect("lock").push(Acked {
+                                name,
+                                version,
+                                tarball: tgz,
+                            });
+                        }
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(20 + random(100)));
+        server.kill();
+        stop.store(true, Ordering::Relaxed);
+        for worker in workers {
+            worker.join().expect("worker");
+        }
+        server.restart();
+    }
+    let acked = std::mem::take(&mut *acked.lock().expect("lock"));
+    assert!(
+        acked.len() >= ROUNDS,
+        "only {} publishes acknowledged in {ROUNDS} rounds",
+        acked.len()
+    );
+    for a in &acked {
+        assert_eq!(
+            download(&server, &token, &a.name, &a.version),
+            a.tarball,
+            "acknowledged {}@{} lost or changed by a crash",
+            a.name,
+            a.version
+        );
+    }
+    let check = server.cli(&["check"], "");
+    assert!(
+        check.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
