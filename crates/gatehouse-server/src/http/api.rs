@@ -24,6 +24,11 @@ use crate::auth::Principal;
 use crate::services::{Actor, Creation, NewUser, UpstreamRequest};
 use crate::upstream::spec::UpstreamSpec;
 
+/// A JSON request body; a wrong one is refused saying what was expected.
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], expected: &str) -> ApiResult<T> {
+    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("{expected}: {e}")))
+}
+
 /// An administrator with a read-write credential, or the refusal.
 fn require_admin(caller: &Caller) -> ApiResult<&Principal> {
     Ok(access::require_admin(caller.principal()?)?)
@@ -66,8 +71,7 @@ pub async fn push_version(
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
     let (actor, from) = admin_registry(&app, &caller, &registry).await?;
-    let request: PushRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::BadRequest(format!("expected {{package, version, to}}: {e}")))?;
+    let request: PushRequest = json_body(&body, "expected {package, version, to}")?;
     let package = PackageName::parse(&request.package).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let version = Version::parse(&request.version).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let summary = app
@@ -120,8 +124,7 @@ pub async fn add_claim(
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
     let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
-    let request: ClaimRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::BadRequest(format!("expected {{\"pattern\": \"name or @scope/*\"}}: {e}")))?;
+    let request: ClaimRequest = json_body(&body, "expected {\"pattern\": \"name or @scope/*\"}")?;
     app.services.claim(&actor, &registry, &request.pattern).await?;
     Ok((
         StatusCode::CREATED,
@@ -184,11 +187,7 @@ pub async fn change_user(
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
     let actor = admin_actor(&caller)?;
-    let change: UserChange = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::BadRequest(format!(
-            "expected any of {{\"disabled\", \"admin\", \"password\"}}: {e}"
-        ))
-    })?;
+    let change: UserChange = json_body(&body, "expected any of {\"disabled\", \"admin\", \"password\"}")?;
     let user = app.services.user(&name).await?;
     if let Some(password) = change.password {
         app.services.set_password(&actor, &user, password).await?;
@@ -289,11 +288,7 @@ pub async fn change_registry(
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
     let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
-    let change: RegistryChange = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::BadRequest(format!(
-            "expected any of {{\"public\": true|false, \"name\": NEW}}: {e}"
-        ))
-    })?;
+    let change: RegistryChange = json_body(&body, "expected any of {\"public\": true|false, \"name\": NEW}")?;
     if let Some(public) = change.public {
         app.services.set_registry_public(&actor, &registry, public).await?;
     }
@@ -382,8 +377,7 @@ pub async fn purge_package(
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
     let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
-    let request: PurgeRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::BadRequest(format!("expected {{\"package\": NAME}}: {e}")))?;
+    let request: PurgeRequest = json_body(&body, "expected {\"package\": NAME}")?;
     let name = PackageName::parse(&request.package).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let purged = app.services.purge_upstream_copies(&actor, &registry, &name).await?;
     Ok(Json(json!({ "ok": true, "purged": purged })).into_response())
@@ -403,8 +397,7 @@ pub async fn clone_registry(
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
     let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
-    let request: CloneRequest =
-        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("expected {{\"name\": NEW}}: {e}")))?;
+    let request: CloneRequest = json_body(&body, "expected {\"name\": NEW}")?;
     let name = RegistryName::parse(&request.name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let clone = app.services.clone_registry(&actor, &registry, &name).await?;
     let url = format!("{}/", app.registry_base(&clone));
@@ -428,11 +421,7 @@ pub struct NewUserRequest {
 /// `POST /-/api/v1/users` with `{name, password, email?, admin?}`.
 pub async fn create_user(State(app): State<Arc<App>>, caller: Caller, body: axum::body::Bytes) -> ApiResult<Response> {
     let actor = admin_actor(&caller)?;
-    let request: NewUserRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::BadRequest(format!(
-            "expected {{\"name\", \"password\", \"email\"?, \"admin\"?}}: {e}"
-        ))
-    })?;
+    let request: NewUserRequest = json_body(&body, "expected {\"name\", \"password\", \"email\"?, \"admin\"?}")?;
     let new = NewUser {
         name: &request.name,
         email: request.email.as_deref(),
@@ -461,11 +450,7 @@ pub async fn create_registry(
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
     let actor = admin_actor(&caller)?;
-    let request: NewRegistryRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::BadRequest(format!(
-            "expected {{\"name\", \"public\"?, \"upstreams\"?: [...]}}: {e}"
-        ))
-    })?;
+    let request: NewRegistryRequest = json_body(&body, "expected {\"name\", \"public\"?, \"upstreams\"?: [...]}")?;
     let name = RegistryName::parse(&request.name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let upstreams = request
         .upstreams

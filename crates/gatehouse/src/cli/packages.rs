@@ -37,6 +37,16 @@ pub(super) enum PackageCommand {
     List { registry: String },
 }
 
+/// The application for a command that pulls or pushes, on the stores that exist.
+async fn command_app(config: Config) -> anyhow::Result<std::sync::Arc<App>> {
+    require_existing_store(&config)?;
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| PublicUrl::from_addr(config.listen));
+    Ok(App::for_command(config, public_url).await?)
+}
+
 pub(super) async fn push(config: Config, registry: &str, spec: &str, to: &str) -> anyhow::Result<()> {
     let (name, version) = match spec.rfind('@') {
         Some(at) if at > 0 => (&spec[..at], &spec[at + 1..]),
@@ -44,12 +54,7 @@ pub(super) async fn push(config: Config, registry: &str, spec: &str, to: &str) -
     };
     let name = PackageName::parse(name)?;
     let version = Version::parse(version)?;
-    require_existing_store(&config)?;
-    let public_url = config
-        .public_url
-        .clone()
-        .unwrap_or_else(|| PublicUrl::from_addr(config.listen));
-    let app = App::for_command(config, public_url).await?;
+    let app = command_app(config).await?;
     let from = find_registry(&app.services, registry).await?;
     let summary = app.promotion.push(&from, &name, &version, to, &Actor::cli()).await?;
     println!("{summary}");
@@ -69,12 +74,7 @@ pub(super) async fn warm(
         .await
         .with_context(|| format!("cannot read {}", lockfile.display()))?;
     let locked = gatehouse_npm::lockfile::parse(&text).with_context(|| lockfile.display().to_string())?;
-    require_existing_store(&config)?;
-    let public_url = config
-        .public_url
-        .clone()
-        .unwrap_or_else(|| PublicUrl::from_addr(config.listen));
-    let app = App::for_command(config, public_url).await?;
+    let app = command_app(config).await?;
     let registry = find_registry(&app.services, registry).await?;
     let total = locked.packages.len();
     eprintln!(
