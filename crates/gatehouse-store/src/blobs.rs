@@ -220,13 +220,7 @@ impl Blobs {
 
     /// Every blob held: in the backend and in the journal.
     pub async fn count(&self) -> Result<usize, BlobError> {
-        let mut keys: std::collections::BTreeSet<String> = self
-            .journal
-            .journaled_blobs(0, u32::MAX)
-            .await?
-            .into_iter()
-            .map(|row| row.sha512_hex)
-            .collect();
+        let mut keys: std::collections::BTreeSet<String> = self.journal.journaled_keys().await?.into_iter().collect();
         keys.extend(self.store.list().await?.iter().map(BlobKey::to_hex));
         Ok(keys.len())
     }

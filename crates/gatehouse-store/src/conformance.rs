@@ -148,7 +148,7 @@ pub async fn meta_store(meta: Meta) {
             .expect("free")
     );
     assert_eq!(
-        meta.journaled_blobs(0, 100).await.expect("journal").len(),
+        meta.journaled_keys().await.expect("journal").len(),
         2,
         "refused versions leave no journal row"
     );

@@ -111,12 +111,7 @@ pub async fn gc(meta: &Meta, blobs: &Blobs, grace: Duration, dry_run: bool) -> R
         .await?
         .into_iter()
         .map(|r| r.blob.sha512_hex)
-        .chain(
-            meta.journaled_blobs(0, u32::MAX)
-                .await?
-                .into_iter()
-                .map(|row| row.sha512_hex),
-        )
+        .chain(meta.journaled_keys().await?)
         .collect();
     let mut report = GcReport::default();
     for key in stored.into_iter().filter(|key| !referenced.contains(&key.to_hex())) {

@@ -640,6 +640,8 @@ pub trait BlobJournalStore: Send + Sync {
     async fn journaled_blobs(&self, after: i64, limit: u32) -> StoreResult<Vec<JournaledBlob>>;
     /// The bytes of a blob whose file may not be written yet.
     async fn journaled_bytes(&self, sha512_hex: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// The sha512 of every journaled blob, without their bytes (housekeeping, counts).
+    async fn journaled_keys(&self) -> StoreResult<Vec<String>>;
     /// Deletes the rows up to `id`, whose files are durable now.
     async fn forget_journaled(&self, up_to: i64) -> StoreResult<()>;
 }

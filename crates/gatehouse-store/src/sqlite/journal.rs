@@ -34,6 +34,12 @@ impl BlobJournalStore for SqliteStore {
         )
     }
 
+    async fn journaled_keys(&self) -> StoreResult<Vec<String>> {
+        Ok(sqlx::query_scalar("SELECT sha512 FROM blob_journal ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     async fn forget_journaled(&self, up_to: i64) -> StoreResult<()> {
         sqlx::query("DELETE FROM blob_journal WHERE id <= $1")
             .bind(up_to)
