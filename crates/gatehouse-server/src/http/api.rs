@@ -72,8 +72,8 @@ pub async fn push_version(
 ) -> ApiResult<Response> {
     let (actor, from) = admin_registry(&app, &caller, &registry).await?;
     let request: PushRequest = json_body(&body, "expected {package, version, to}")?;
-    let package = PackageName::parse(&request.package).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let version = Version::parse(&request.version).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let package = PackageName::parse(&request.package).map_err(ApiError::bad_request)?;
+    let version = Version::parse(&request.version).map_err(ApiError::bad_request)?;
     let summary = app
         .promotion
         .push(&from, &package, &version, &request.to, &actor)
@@ -293,7 +293,7 @@ pub async fn change_registry(
         app.services.set_registry_public(&actor, &registry, public).await?;
     }
     if let Some(name) = change.name {
-        let new = RegistryName::parse(&name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let new = RegistryName::parse(&name).map_err(ApiError::bad_request)?;
         app.services.rename_registry(&actor, &registry, &new).await?;
     }
     Ok(Json(json!({ "ok": true })).into_response())
@@ -350,7 +350,7 @@ pub async fn delete_package(
     let params = axum::extract::Query::<DeleteParams>::try_from_uri(&uri)
         .map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?
         .0;
-    let name = PackageName::parse(&name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let name = PackageName::parse(&name).map_err(ApiError::bad_request)?;
     let record = app.services.package_record(&registry, &name).await?;
     match params.version {
         Some(version) => {
@@ -378,7 +378,7 @@ pub async fn purge_package(
 ) -> ApiResult<Response> {
     let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
     let request: PurgeRequest = json_body(&body, "expected {\"package\": NAME}")?;
-    let name = PackageName::parse(&request.package).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let name = PackageName::parse(&request.package).map_err(ApiError::bad_request)?;
     let purged = app.services.purge_upstream_copies(&actor, &registry, &name).await?;
     Ok(Json(json!({ "ok": true, "purged": purged })).into_response())
 }
@@ -398,7 +398,7 @@ pub async fn clone_registry(
 ) -> ApiResult<Response> {
     let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
     let request: CloneRequest = json_body(&body, "expected {\"name\": NEW}")?;
-    let name = RegistryName::parse(&request.name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let name = RegistryName::parse(&request.name).map_err(ApiError::bad_request)?;
     let clone = app.services.clone_registry(&actor, &registry, &name).await?;
     let url = format!("{}/", app.registry_base(&clone));
     Ok((
@@ -451,13 +451,13 @@ pub async fn create_registry(
 ) -> ApiResult<Response> {
     let actor = admin_actor(&caller)?;
     let request: NewRegistryRequest = json_body(&body, "expected {\"name\", \"public\"?, \"upstreams\"?: [...]}")?;
-    let name = RegistryName::parse(&request.name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let name = RegistryName::parse(&request.name).map_err(ApiError::bad_request)?;
     let upstreams = request
         .upstreams
         .iter()
         .map(|raw| UpstreamSpec::parse(raw).map(UpstreamRequest::plain))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        .map_err(ApiError::bad_request)?;
     let registry = app
         .services
         .create_registry(&actor, &name, request.public, &upstreams)

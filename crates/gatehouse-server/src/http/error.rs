@@ -58,6 +58,12 @@ impl ApiError {
         ApiError::NotFound("Not found".into())
     }
 
+    /// A refusal whose reason is the error's message (a name, version or range that
+    /// doesn't parse).
+    pub fn bad_request(reason: impl std::fmt::Display) -> Self {
+        ApiError::BadRequest(reason.to_string())
+    }
+
     pub fn internal(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         ApiError::Internal(cause.into())
     }

@@ -19,7 +19,7 @@ pub async fn list(ctx: &Ctx, name: &PackageName) -> ApiResult<Response> {
 /// The body is a JSON string naming the version (`"1.2.3"`), as npm sends it.
 pub async fn set(ctx: &Ctx, name: &PackageName, tag: &str, body: &Bytes) -> ApiResult<Response> {
     ctx.require_writer()?;
-    let tag = DistTag::parse(tag).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let tag = DistTag::parse(tag).map_err(ApiError::bad_request)?;
     let version = match serde_json::from_slice::<Value>(body) {
         Ok(Value::String(v)) => v,
         _ => {

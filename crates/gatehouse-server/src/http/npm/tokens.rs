@@ -141,7 +141,7 @@ pub async fn create(ctx: &Ctx, body: &Bytes) -> ApiResult<Response> {
         .by_password(&principal.user.name, &password, ctx.client_ip)
         .await?;
     for cidr in &body.cidr_whitelist {
-        Cidr::parse(cidr).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        Cidr::parse(cidr).map_err(ApiError::bad_request)?;
     }
     let grant = grant(&body).map_err(ApiError::BadRequest)?;
     let readonly = grant.readonly;

@@ -46,10 +46,7 @@ async fn publish_version(ctx: &Ctx, publish: Publish) -> ApiResult<Response> {
             ctx.require_maintainer_of(&publish.name, &target.maintainers)?;
         }
         None => {
-            publish
-                .name
-                .check_new()
-                .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            publish.name.check_new().map_err(ApiError::bad_request)?;
             refuse_shadowing(ctx, &publish.name).await?;
         }
     }
