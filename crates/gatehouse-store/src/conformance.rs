@@ -12,7 +12,8 @@ use crate::blobs::{BlobError, BlobKey, BlobStore, Collected};
 use crate::registry::{RegistryName, Role};
 use crate::test_support::journaled_version;
 use crate::{
-    AuditAction, AuditEntry, AuditQuery, ChangeKind, Conflict, Meta, NewToken, NewUpstream, StoreError, now_millis,
+    AdvisoryRow, AuditAction, AuditEntry, AuditQuery, ChangeKind, Conflict, DecisionQuery, DecisionRow, Meta,
+    NewException, NewToken, NewUpstream, ReviewRow, StoreError, now_millis,
 };
 
 fn name(raw: &str) -> gatehouse_npm::name::PackageName {
@@ -326,6 +327,219 @@ pub async fn meta_store(meta: Meta) {
     ));
 }
 
+/// The firewall's tables: a policy per registry, one advisory database where the
+/// newer record wins and an import is all or nothing, exceptions and reviews that
+/// are in the change log, and decisions audited only when their outcome changes.
+pub async fn firewall_store(meta: Meta) {
+    let registry_name = RegistryName::parse("firewall").expect("registry name");
+    let registry = meta.create_registry(&registry_name, true).await.expect("registry");
+
+    assert!(
+        meta.policy(registry.id).await.expect("read").is_none(),
+        "the default policy has no row"
+    );
+    meta.set_policy(registry.id, Some("freeze = true\n"), Some("admin"))
+        .await
+        .expect("set");
+    let policy = meta.policy(registry.id).await.expect("read").expect("set");
+    assert_eq!(
+        (policy.document.as_str(), policy.updated_by.as_deref()),
+        ("freeze = true\n", Some("admin"))
+    );
+    meta.set_policy(registry.id, None, None).await.expect("back to default");
+    assert!(meta.policy(registry.id).await.expect("read").is_none());
+
+    let advisory = |id: &str, modified, packages: &[&str]| AdvisoryRow {
+        id: id.into(),
+        modified,
+        packages: packages.iter().map(|p| (*p).to_owned()).collect(),
+        record: format!("{{\"id\":\"{id}\",\"modified\":{modified}}}"),
+    };
+    let seen = meta.last_change().await.expect("seq");
+    let first = meta
+        .import_advisories(
+            &[advisory("GHSA-1", 10, &["lodash"]), advisory("GHSA-2", 10, &["a", "b"])],
+            "one.json",
+            false,
+            3,
+        )
+        .await
+        .expect("import");
+    assert_eq!((first.added, first.updated, first.skipped), (2, 0, 3));
+    assert_eq!(first.packages, ["a", "b", "lodash"]);
+    assert!(
+        meta.changes_since(seen)
+            .await
+            .expect("changes")
+            .iter()
+            .any(|c| c.kind == ChangeKind::Advisories),
+        "other processes learn of an import"
+    );
+    let second = meta
+        .import_advisories(
+            &[advisory("GHSA-1", 5, &["other"]), advisory("GHSA-2", 20, &["b"])],
+            "two.json",
+            false,
+            0,
+        )
+        .await
+        .expect("import");
+    assert_eq!(
+        (second.added, second.updated, second.unchanged),
+        (0, 1, 1),
+        "an older record loses"
+    );
+    assert_eq!(
+        second.packages,
+        ["a", "b"],
+        "the package GHSA-2 no longer names is touched too"
+    );
+    assert_eq!(meta.advisories_for("lodash").await.expect("read").len(), 1);
+    assert!(meta.advisories_for("a").await.expect("read").is_empty());
+    let replaced = meta
+        .import_advisories(&[advisory("GHSA-3", 1, &["c"])], "all.zip", true, 0)
+        .await
+        .expect("replace");
+    assert_eq!((replaced.added, replaced.removed), (1, 2));
+    assert!(meta.advisories_for("lodash").await.expect("read").is_empty());
+    let stats = meta.advisory_stats().await.expect("stats");
+    assert_eq!(
+        (stats.advisories, stats.packages, stats.newest_modified),
+        (1, 1, Some(1))
+    );
+    let last = stats.last_import.expect("recorded");
+    assert_eq!(
+        (last.source.as_str(), last.replaced, last.summary.removed),
+        ("all.zip", true, 2)
+    );
+
+    let seen = meta.last_change().await.expect("seq");
+    let exception = meta
+        .add_exception(
+            registry.id,
+            &NewException {
+                package: "lodash".into(),
+                range: "4.17.20".into(),
+                rule: "vulnerabilities".into(),
+                expires_at: now_millis() + 60_000,
+                reason: "patched in our fork".into(),
+                created_by: Some("admin".into()),
+            },
+        )
+        .await
+        .expect("add");
+    assert_eq!(
+        meta.exceptions(registry.id, Some("lodash")).await.expect("list"),
+        std::slice::from_ref(&exception)
+    );
+    assert!(
+        meta.exceptions(registry.id, Some("other"))
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    assert!(
+        meta.changes_since(seen)
+            .await
+            .expect("changes")
+            .iter()
+            .any(|c| c.kind == ChangeKind::Package(name("lodash")))
+    );
+    assert_eq!(
+        meta.remove_exception(registry.id, exception.id).await.expect("remove"),
+        Some(exception.clone())
+    );
+    assert_eq!(
+        meta.remove_exception(registry.id, exception.id).await.expect("remove"),
+        None
+    );
+
+    let mut review = ReviewRow {
+        package: "pkg".into(),
+        version: "1.0.0".into(),
+        approved: true,
+        reason: None,
+        reviewed_by: Some("admin".into()),
+        reviewed_at: now_millis(),
+    };
+    meta.set_review(registry.id, &review).await.expect("review");
+    review.approved = false;
+    review.reason = Some("it phones home".into());
+    meta.set_review(registry.id, &review).await.expect("review again");
+    assert_eq!(meta.reviews(registry.id, "pkg").await.expect("read"), [review]);
+
+    let decision = |package: &str, version: &str, verdict: &str, basis: &str| DecisionRow {
+        package: package.into(),
+        version: version.into(),
+        verdict: verdict.into(),
+        would: verdict.into(),
+        rule: (verdict != "allow").then(|| "install_scripts".to_owned()),
+        reason: "runs install".into(),
+        findings: "[]".into(),
+        basis: basis.into(),
+        facts: None,
+        decided_at: now_millis(),
+    };
+    let changed = meta
+        .record_decisions(
+            &registry,
+            &[
+                decision("pkg", "1.0.0", "quarantine", "a"),
+                decision("pkg", "2.0.0", "quarantine", "a"),
+            ],
+        )
+        .await
+        .expect("record");
+    assert_eq!(changed.len(), 2);
+    let again = meta
+        .record_decisions(&registry, &[decision("pkg", "2.0.0", "quarantine", "b")])
+        .await
+        .expect("record");
+    assert!(again.is_empty(), "a new basis with the same outcome is no new decision");
+    let queue = meta
+        .decisions(
+            registry.id,
+            &DecisionQuery {
+                unreviewed: true,
+                limit: 10,
+                ..DecisionQuery::default()
+            },
+        )
+        .await
+        .expect("queue");
+    assert_eq!(
+        queue.iter().map(|d| d.version.as_str()).collect::<Vec<_>>(),
+        ["2.0.0"],
+        "1.0.0 was reviewed"
+    );
+    assert_eq!(queue[0].basis, "b");
+    let audited = meta
+        .audit_entries(&AuditQuery {
+            action: Some(AuditAction::PolicyDecision),
+            ..AuditQuery::recent(10)
+        })
+        .await
+        .expect("audit");
+    assert_eq!(audited.len(), 2, "one entry per changed decision");
+    meta.record_decisions(&registry, &[decision("pkg", "2.0.0", "allow", "c")])
+        .await
+        .expect("record");
+    let listed = meta
+        .decisions(
+            registry.id,
+            &DecisionQuery {
+                limit: 10,
+                ..DecisionQuery::default()
+            },
+        )
+        .await
+        .expect("list");
+    assert_eq!(listed.len(), 1, "allowed versions are not listed by default");
+
+    meta.delete_registry(registry.id).await.expect("delete");
+    assert!(meta.exceptions(registry.id, None).await.expect("list").is_empty());
+}
+
 /// The blob backend's contract: stored by digest only, verified, listed, and a
 /// staged blob dropped without commit leaves nothing.
 pub async fn blob_store(store: Arc<dyn BlobStore>) {
@@ -392,12 +606,16 @@ mod tests {
         let store = SqliteStore::open(&dir.path().join("db.sqlite"), Durability::Full)
             .await
             .expect("open");
-        meta_store(Arc::new(store)).await;
+        let store: Meta = Arc::new(store);
+        meta_store(store.clone()).await;
+        firewall_store(store).await;
     }
 
     #[tokio::test]
     async fn sqlite_in_memory() {
-        meta_store(Arc::new(SqliteStore::open_in_memory().await.expect("open"))).await;
+        let store: Meta = Arc::new(SqliteStore::open_in_memory().await.expect("open"));
+        meta_store(store.clone()).await;
+        firewall_store(store).await;
     }
 
     #[tokio::test]

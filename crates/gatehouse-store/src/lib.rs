@@ -253,6 +253,17 @@ pub struct VersionRecord {
     pub publisher: Option<String>,
     pub deprecated: Option<String>,
     pub unpublished_at: Option<Millis>,
+    /// `publish`, `upstream:LABEL` or `promotion:REGISTRY`.
+    pub source: String,
+    /// What the tarball showed when it was inspected (JSON), if recorded.
+    pub facts: Option<String>,
+}
+
+impl VersionRecord {
+    /// Published to this registry, not pulled or promoted into it.
+    pub fn published_here(&self) -> bool {
+        self.source == "publish"
+    }
 }
 
 /// A version on its way in (see `admission`).
@@ -268,6 +279,8 @@ pub struct NewVersion {
     pub publisher_name: Option<String>,
     pub deprecated: Option<String>,
     pub source: String,
+    /// What the tarball showed when it was inspected (JSON), for the firewall's rules.
+    pub facts: Option<String>,
     /// Dist-tags to point at this version; `latest` is added when the package has none.
     pub tags: Vec<String>,
     /// Whether a package created by this insert is flagged internal.
@@ -352,6 +365,13 @@ pub enum AuditAction {
     AuthLoginFailed,
     /// Credentials sent with a request were refused.
     AuthFailed,
+    PolicySet,
+    PolicyDecision,
+    PolicyExceptionAdd,
+    PolicyExceptionRemove,
+    QuarantineApprove,
+    QuarantineReject,
+    AdvisoriesImport,
 }
 
 impl AuditAction {
@@ -394,6 +414,13 @@ impl AuditAction {
         AuditAction::AuthLogin,
         AuditAction::AuthLoginFailed,
         AuditAction::AuthFailed,
+        AuditAction::PolicySet,
+        AuditAction::PolicyDecision,
+        AuditAction::PolicyExceptionAdd,
+        AuditAction::PolicyExceptionRemove,
+        AuditAction::QuarantineApprove,
+        AuditAction::QuarantineReject,
+        AuditAction::AdvisoriesImport,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -436,6 +463,13 @@ impl AuditAction {
             AuditAction::AuthLogin => "auth.login",
             AuditAction::AuthLoginFailed => "auth.login_failed",
             AuditAction::AuthFailed => "auth.failed",
+            AuditAction::PolicySet => "policy.set",
+            AuditAction::PolicyDecision => "policy.decision",
+            AuditAction::PolicyExceptionAdd => "policy.exception_add",
+            AuditAction::PolicyExceptionRemove => "policy.exception_remove",
+            AuditAction::QuarantineApprove => "quarantine.approve",
+            AuditAction::QuarantineReject => "quarantine.reject",
+            AuditAction::AdvisoriesImport => "advisories.import",
         }
     }
 
@@ -593,6 +627,8 @@ pub enum ChangeKind {
     Credentials,
     /// A user's failed-login count was cleared.
     LoginUnlocked(String),
+    /// The advisory database changed: every decision may be different.
+    Advisories,
 }
 
 #[async_trait]
@@ -705,6 +741,157 @@ pub trait ClaimStore: Send + Sync {
     async fn claims(&self, registry: RegistryId) -> StoreResult<Vec<Claim>>;
 }
 
+/// An advisory as stored. The store does not read `record` (the firewall's
+/// normalized advisory, as JSON); it indexes it by id and by the packages it names.
+#[derive(Debug, Clone)]
+pub struct AdvisoryRow {
+    pub id: String,
+    pub modified: Millis,
+    pub packages: Vec<String>,
+    pub record: String,
+}
+
+/// What an advisory import changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportSummary {
+    pub added: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub removed: u64,
+    /// Records the reader skipped (bad ranges and the like), as it reported.
+    pub skipped: u64,
+    /// Packages whose advisories changed: their decisions must be made again.
+    pub packages: Vec<String>,
+}
+
+/// One import, as recorded.
+#[derive(Debug, Clone)]
+pub struct AdvisoryImport {
+    pub imported_at: Millis,
+    pub source: String,
+    pub replaced: bool,
+    pub summary: ImportSummary,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AdvisoryStats {
+    pub advisories: u64,
+    pub packages: u64,
+    pub newest_modified: Option<Millis>,
+    pub last_import: Option<AdvisoryImport>,
+}
+
+/// The advisory database (one for every registry).
+#[async_trait]
+pub trait AdvisoryStore: Send + Sync {
+    /// In one transaction: adds and updates advisories by id (a newer `modified`
+    /// wins), or with `replace` makes the database exactly `rows`; records the import
+    /// and logs an `Advisories` change. `skipped` is only recorded.
+    async fn import_advisories(
+        &self,
+        rows: &[AdvisoryRow],
+        source: &str,
+        replace: bool,
+        skipped: u64,
+    ) -> StoreResult<ImportSummary>;
+    /// The records of the advisories naming `package`.
+    async fn advisories_for(&self, package: &str) -> StoreResult<Vec<String>>;
+    async fn advisory_stats(&self) -> StoreResult<AdvisoryStats>;
+}
+
+/// A registry's policy document, as set.
+#[derive(Debug, Clone)]
+pub struct PolicyRow {
+    pub document: String,
+    pub updated_at: Millis,
+    pub updated_by: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExceptionRow {
+    pub id: i64,
+    pub package: String,
+    pub range: String,
+    pub rule: String,
+    pub expires_at: Millis,
+    pub reason: String,
+    pub created_by: Option<String>,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewException {
+    pub package: String,
+    pub range: String,
+    pub rule: String,
+    pub expires_at: Millis,
+    pub reason: String,
+    pub created_by: Option<String>,
+}
+
+/// A registry admin's verdict on a quarantined version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewRow {
+    pub package: String,
+    pub version: String,
+    pub approved: bool,
+    pub reason: Option<String>,
+    pub reviewed_by: Option<String>,
+    pub reviewed_at: Millis,
+}
+
+/// The latest decision for a version (see the `decisions` migration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecisionRow {
+    pub package: String,
+    pub version: String,
+    pub verdict: String,
+    /// What audit mode would have done.
+    pub would: String,
+    pub rule: Option<String>,
+    pub reason: String,
+    /// Every finding, as JSON.
+    pub findings: String,
+    pub basis: String,
+    /// What the tarball showed (JSON), when it was inspected but not stored.
+    pub facts: Option<String>,
+    pub decided_at: Millis,
+}
+
+/// Which decisions to list; every field narrows the answer.
+#[derive(Debug, Clone, Default)]
+pub struct DecisionQuery {
+    pub package: Option<String>,
+    /// Verdicts or would-be verdicts (audit mode) to list; empty: any but `allow`.
+    pub verdicts: Vec<String>,
+    /// Only quarantined versions nobody has reviewed (the queue).
+    pub unreviewed: bool,
+    pub limit: u32,
+}
+
+/// Policies, exceptions, reviews and decisions, per registry.
+#[async_trait]
+pub trait PolicyStore: Send + Sync {
+    /// `None`: the registry has the default policy.
+    async fn policy(&self, registry: RegistryId) -> StoreResult<Option<PolicyRow>>;
+    /// Sets the document (`None` goes back to the default); logs a registry change.
+    async fn set_policy(&self, registry: RegistryId, document: Option<&str>, by: Option<&str>) -> StoreResult<()>;
+    async fn exceptions(&self, registry: RegistryId, package: Option<&str>) -> StoreResult<Vec<ExceptionRow>>;
+    /// Logs a change of the package.
+    async fn add_exception(&self, registry: RegistryId, new: &NewException) -> StoreResult<ExceptionRow>;
+    /// `None` when there was no such exception; logs a change of its package.
+    async fn remove_exception(&self, registry: RegistryId, id: i64) -> StoreResult<Option<ExceptionRow>>;
+    async fn reviews(&self, registry: RegistryId, package: &str) -> StoreResult<Vec<ReviewRow>>;
+    /// Records (or replaces) a review; logs a change of the package.
+    async fn set_review(&self, registry: RegistryId, review: &ReviewRow) -> StoreResult<()>;
+    /// Stores each version's latest decision; for those whose verdict, rule or reason
+    /// changed, appends a `policy.decision` audit entry in the same transaction and
+    /// returns them.
+    async fn record_decisions(&self, registry: &Registry, rows: &[DecisionRow]) -> StoreResult<Vec<DecisionRow>>;
+    /// Newest first.
+    async fn decisions(&self, registry: RegistryId, query: &DecisionQuery) -> StoreResult<Vec<DecisionRow>>;
+}
+
 /// The whole metadata store, as the rest of the server sees it.
 pub trait MetaStore:
     RegistryStore
@@ -716,6 +903,8 @@ pub trait MetaStore:
     + ChangeLog
     + AuditLog
     + BlobJournalStore
+    + AdvisoryStore
+    + PolicyStore
 {
 }
 impl<
@@ -727,7 +916,9 @@ impl<
         + ClaimStore
         + ChangeLog
         + AuditLog
-        + BlobJournalStore,
+        + BlobJournalStore
+        + AdvisoryStore
+        + PolicyStore,
 > MetaStore for T
 {
 }

@@ -37,11 +37,13 @@ macro_rules! search_fields_from_latest {
 // First: its `record_version!` is used by `packages`.
 #[macro_use]
 mod versions;
+mod advisories;
 mod audit;
 mod changes;
 mod claims;
 mod journal;
 mod packages;
+mod policies;
 mod registries;
 mod tokens;
 mod upstreams;

@@ -30,6 +30,7 @@ pub fn journaled_version(
         publisher_name: None,
         deprecated: None,
         source: "publish".into(),
+        facts: None,
         tags: vec!["latest".into()],
         internal_if_new: false,
         published_at: None,

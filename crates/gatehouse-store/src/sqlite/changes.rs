@@ -24,6 +24,7 @@ impl ChangeLog for SqliteStore {
                     ("package", Some(name)) => ChangeKind::Package(package_name(name)?),
                     ("credentials", _) => ChangeKind::Credentials,
                     ("unlock", Some(name)) => ChangeKind::LoginUnlocked(name),
+                    ("advisories", _) => ChangeKind::Advisories,
                     _ => ChangeKind::Registry,
                 };
                 Ok(Change {

@@ -91,7 +91,8 @@ impl PackageStore for SqliteStore {
             .collect::<StoreResult<BTreeMap<String, String>>>()?;
         let maintainers = maintainers_of(&mut conn, id).await?;
         let versions = sqlx::query(
-            "SELECT version, manifest, blob_sha512, blob_size, published_at, publisher, deprecated, unpublished_at
+            "SELECT version, manifest, blob_sha512, blob_size, published_at, publisher, deprecated, unpublished_at,
+                    source, facts
              FROM versions WHERE package_id = $1 ORDER BY id",
         )
         .bind(id.0)
@@ -111,6 +112,8 @@ impl PackageStore for SqliteStore {
                 publisher: r.try_get("publisher")?,
                 deprecated: r.try_get("deprecated")?,
                 unpublished_at: r.try_get("unpublished_at")?,
+                source: r.try_get("source")?,
+                facts: r.try_get("facts")?,
             })
         })
         .collect::<StoreResult<Vec<_>>>()?;

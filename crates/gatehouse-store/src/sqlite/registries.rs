@@ -136,13 +136,15 @@ impl RegistryStore for SqliteStore {
              SELECT $1, user_id, role FROM registry_members WHERE registry_id = $2",
             "INSERT INTO claims (registry_id, pattern, claimed_by, claimed_at)
              SELECT $1, pattern, claimed_by, claimed_at FROM claims WHERE registry_id = $2",
+            "INSERT INTO policies (registry_id, document, updated_at, updated_by)
+             SELECT $1, document, updated_at, updated_by FROM policies WHERE registry_id = $2",
             "INSERT INTO packages (registry_id, name, name_folded, rev, created_at, modified_at, description, keywords, internal)
              SELECT $1, name, name_folded, rev, created_at, modified_at, description, keywords, internal
              FROM packages WHERE registry_id = $2",
             "INSERT INTO versions (package_id, version, release_key, manifest, blob_sha512, blob_size, published_at,
-                                   publisher, deprecated, unpublished_at, source)
+                                   publisher, deprecated, unpublished_at, source, facts)
              SELECT copy.id, v.version, v.release_key, v.manifest, v.blob_sha512, v.blob_size, v.published_at,
-                    v.publisher, v.deprecated, v.unpublished_at, v.source
+                    v.publisher, v.deprecated, v.unpublished_at, v.source, v.facts
              FROM versions v JOIN packages original ON original.id = v.package_id
              JOIN packages copy ON copy.registry_id = $1 AND copy.name = original.name
              WHERE original.registry_id = $2",
