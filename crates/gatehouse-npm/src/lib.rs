@@ -11,3 +11,4 @@ pub mod publish;
 pub mod route;
 pub mod tarball;
 pub mod version;
+pub mod withhold;

@@ -191,22 +191,24 @@ pub fn build(record: &PackageView<'_>, registry_base: &str) -> Result<Option<Pac
 /// The abbreviated ("corgi") document of a full one: install fields only, plus
 /// `time` (not in npm's format, but cheap, and pnpm/bun release-age gates use it).
 pub fn abbreviate(full: &Value) -> Value {
-    let versions: Map<String, Value> = full
-        .get("versions")
-        .and_then(Value::as_object)
-        .map(|versions| {
-            versions
-                .iter()
-                .map(|(version, manifest)| {
-                    let fields: Map<String, Value> = ABBREVIATED_VERSION_FIELDS
-                        .iter()
-                        .filter_map(|field| manifest.get(*field).map(|v| ((*field).to_owned(), v.clone())))
-                        .collect();
-                    (version.clone(), Value::Object(fields))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let abbreviated_versions = |versions: Option<&Value>| -> Map<String, Value> {
+        versions
+            .and_then(Value::as_object)
+            .map(|versions| {
+                versions
+                    .iter()
+                    .map(|(version, manifest)| {
+                        let fields: Map<String, Value> = ABBREVIATED_VERSION_FIELDS
+                            .iter()
+                            .filter_map(|field| manifest.get(*field).map(|v| ((*field).to_owned(), v.clone())))
+                            .collect();
+                        (version.clone(), Value::Object(fields))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let versions = abbreviated_versions(full.get("versions"));
     let mut abbreviated = Map::new();
     abbreviated.insert("name".into(), full.get("name").cloned().unwrap_or(Value::Null));
     // Absent rather than null when unknown: bun refuses a document whose `modified` is null.
@@ -223,6 +225,16 @@ pub fn abbreviate(full: &Value) -> Value {
     );
     abbreviated.insert("versions".into(), Value::Object(versions));
     abbreviated.insert("time".into(), full.get("time").cloned().unwrap_or_else(|| json!({})));
+    // npm reads it from either document (see `withhold`).
+    if let Some(restrictions) = full.get("policyRestrictions") {
+        abbreviated.insert(
+            "policyRestrictions".into(),
+            json!({
+                "versions": abbreviated_versions(restrictions.get("versions")),
+                "message": restrictions.get("message").cloned().unwrap_or(Value::Null),
+            }),
+        );
+    }
     Value::Object(abbreviated)
 }
 
