@@ -20,7 +20,11 @@ use gatehouse_store::{
 };
 use serde_json::{Map, Value};
 
-use crate::packument_cache::PackumentCache;
+use crate::firewall::{self, Firewall, FirewallError, PackageRules};
+use crate::packument_cache::{PackumentCache, PolicyOutcome};
+use gatehouse_policy::document::Rule;
+use gatehouse_policy::evaluate::{Decision, TarballFacts, Verdict};
+use std::sync::Arc;
 
 /// A version asking to enter a registry.
 pub struct Candidate<'a> {
@@ -39,6 +43,9 @@ pub struct Candidate<'a> {
     pub publisher: Option<&'a User>,
     pub origin: Origin,
     pub client_addr: Option<String>,
+    /// What the policy decided for the package's other versions, when the caller has
+    /// it at hand (pulls do); otherwise admission reads what it needs.
+    pub policy: Option<Arc<PolicyOutcome>>,
 }
 
 /// How the version arrived.
@@ -97,10 +104,34 @@ pub enum ManifestMismatch {
     Script { script: &'static str },
 }
 
+/// The registry's policy does not let a version in (or serve it).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct PolicyRefusal {
+    pub verdict: Verdict,
+    pub rule: Rule,
+    /// Which rule, why, and what to do.
+    pub message: String,
+}
+
+impl ManifestMismatch {
+    /// The manifest field that differs.
+    pub fn field(&self) -> &'static str {
+        match self {
+            ManifestMismatch::Name { .. } => "name",
+            ManifestMismatch::Version { .. } => "version",
+            ManifestMismatch::Dependencies { field } => field,
+            ManifestMismatch::Script { .. } => "scripts",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AdmissionError {
     #[error(transparent)]
     Refused(#[from] Refusal),
+    #[error(transparent)]
+    Policy(#[from] PolicyRefusal),
     #[error("You cannot publish over the previously published versions: {0}.")]
     VersionExists(Version),
     #[error("package name \"{0}\" differs only in case from an existing package; names are unique ignoring case")]
@@ -111,9 +142,19 @@ pub enum AdmissionError {
     Blob(#[from] BlobError),
 }
 
+impl From<FirewallError> for AdmissionError {
+    fn from(e: FirewallError) -> Self {
+        match e {
+            FirewallError::Store(e) => AdmissionError::Store(e),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Admitted {
     pub created_package: bool,
+    /// The policy let it in with a warning, or holds it for review: what to tell the publisher.
+    pub notice: Option<String>,
 }
 
 /// Admits versions into registries. Holds exactly what admission touches.
@@ -121,6 +162,7 @@ pub struct Admission {
     meta: Meta,
     blobs: Blobs,
     packuments: PackumentCache,
+    firewall: Arc<Firewall>,
     limits: TarballLimits,
     /// Flag a name internal when it is first published here.
     internal_by_default: bool,
@@ -131,6 +173,7 @@ impl Admission {
         meta: Meta,
         blobs: Blobs,
         packuments: PackumentCache,
+        firewall: Arc<Firewall>,
         limits: TarballLimits,
         internal_by_default: bool,
     ) -> Self {
@@ -138,6 +181,7 @@ impl Admission {
             meta,
             blobs,
             packuments,
+            firewall,
             limits,
             internal_by_default,
         }
@@ -157,6 +201,7 @@ impl Admission {
             publisher,
             origin,
             client_addr,
+            policy,
         } = candidate;
 
         // Cheap early refusal, before any bytes are written; the store's unique
@@ -174,7 +219,46 @@ impl Admission {
         }
 
         let inspected = inspect(&tarball, self.limits).await.map_err(Refusal::from)?;
-        check_manifest_matches_tarball(&name, &version, &manifest, &inspected).map_err(Refusal::from)?;
+        // Manifest confusion is refused at publish. A pulled or promoted version's
+        // mismatch is a fact for the policy's `manifest` rule; a tarball of another
+        // package or version is refused everywhere.
+        let mismatch = match check_manifest_matches_tarball(&name, &version, &manifest, &inspected) {
+            Ok(()) => None,
+            Err(mismatch @ (ManifestMismatch::Dependencies { .. } | ManifestMismatch::Script { .. }))
+                if !matches!(origin, Origin::Publish) =>
+            {
+                Some(mismatch.field().to_owned())
+            }
+            Err(mismatch) => return Err(Refusal::from(mismatch).into()),
+        };
+        let facts = TarballFacts {
+            gyp: inspected.has_binding_gyp,
+            mismatch,
+        };
+        let screened = self
+            .screen(
+                registry,
+                &name,
+                &version,
+                &manifest,
+                &origin,
+                &facts,
+                policy,
+                target.is_some(),
+            )
+            .await?;
+        if !screened.decision.verdict.served() && !matches!(origin, Origin::Publish | Origin::Promotion { .. }) {
+            return Err(self
+                .refuse(registry, &name, &version, &screened, Some(&facts))
+                .await
+                .into());
+        }
+        if screened.decision.verdict == Verdict::Block {
+            return Err(self
+                .refuse(registry, &name, &version, &screened, Some(&facts))
+                .await
+                .into());
+        }
         let manifest = match origin {
             Origin::Publish => served_manifest(manifest, &name, &version, &inspected, &digests, publisher),
             Origin::Upstream { .. } | Origin::Promotion { .. } => manifest,
@@ -212,6 +296,7 @@ impl Admission {
             publisher_name: publisher.map(|u| u.name.clone()),
             deprecated,
             source: origin.describe(),
+            facts: serde_json::to_string(&facts).ok(),
             tags: tags.iter().map(|t| t.as_str().to_owned()).collect(),
             // Names first published here are internal (dependency-confusion guard);
             // names that arrive from an upstream are not.
@@ -251,9 +336,117 @@ impl Admission {
             self.packuments.invalidate(registry.id, &name).await;
         }
         tracing::info!(registry.name = %registry.name, pkg.name = %name, pkg.version = %version, "version admitted");
+        // Quarantined (it waits for review) or warned: recorded, and said to the publisher.
+        let notice = (screened.decision.would() != Verdict::Allow).then(|| screened.row(&name, &version).reason);
+        if notice.is_some() {
+            self.record(registry, &name, &version, &screened, Some(&facts)).await;
+        }
         Ok(Admitted {
             created_package: inserted.created_package,
+            notice,
         })
+    }
+
+    /// What the policy says of a version about to enter, judged with the package's
+    /// other versions (two rules compare a version with the ones before it).
+    #[allow(clippy::too_many_arguments)]
+    async fn screen(
+        &self,
+        registry: &Registry,
+        name: &PackageName,
+        version: &Version,
+        manifest: &Map<String, Value>,
+        origin: &Origin,
+        facts: &TarballFacts,
+        known: Option<Arc<PolicyOutcome>>,
+        exists: bool,
+    ) -> Result<Screened, AdmissionError> {
+        let (rules, mut candidates) = match known {
+            Some(outcome) => (outcome.rules.clone(), outcome.candidates.clone()),
+            None => {
+                let rules = self.firewall.rules(registry, name).await?;
+                let policy = &rules.policy.policy;
+                let needs_history =
+                    policy.provenance.is_some() || policy.install_scripts.as_ref().is_some_and(|s| s.only_new);
+                let mut candidates = Vec::new();
+                if needs_history
+                    && (exists || !matches!(origin, Origin::Publish))
+                    && let Some(record) = self.meta.package(registry.id, name).await?
+                {
+                    for held in record.live_versions() {
+                        if let Ok(Value::Object(m)) = serde_json::from_str::<Value>(&held.manifest) {
+                            let mut candidate = firewall::Candidate::new(&held.version, &m);
+                            candidate.held = true;
+                            candidate.published_here = held.published_here();
+                            candidate.published_at = Some(held.published_at);
+                            candidates.push(candidate);
+                        }
+                    }
+                }
+                (rules, candidates)
+            }
+        };
+        let now = gatehouse_store::now_millis();
+        let mut entering = firewall::Candidate::new(version.as_str(), manifest);
+        entering.published_here = matches!(origin, Origin::Publish);
+        entering.published_at = Some(match origin {
+            Origin::Upstream { published_at, .. } => published_at.unwrap_or(now),
+            Origin::Publish | Origin::Promotion { .. } => now,
+        });
+        entering.tarball = Some(facts.clone());
+        candidates.retain(|c| c.version != version.as_str());
+        candidates.push(entering);
+        let decision = rules.decide_one(name, &candidates, version.as_str(), now);
+        Ok(Screened { rules, decision, now })
+    }
+
+    /// Records a refusal and says why. A pulled version's entry is dropped, so the
+    /// next build withholds it from the packument with what its tarball showed.
+    async fn refuse(
+        &self,
+        registry: &Registry,
+        name: &PackageName,
+        version: &Version,
+        screened: &Screened,
+        facts: Option<&TarballFacts>,
+    ) -> PolicyRefusal {
+        self.record(registry, name, version, screened, facts).await;
+        self.packuments.invalidate(registry.id, name).await;
+        let row = screened.row(name, version);
+        PolicyRefusal {
+            verdict: screened.decision.verdict,
+            rule: screened.decision.decisive().map_or(Rule::Review, |f| f.rule),
+            message: row.reason,
+        }
+    }
+
+    async fn record(
+        &self,
+        registry: &Registry,
+        name: &PackageName,
+        version: &Version,
+        screened: &Screened,
+        facts: Option<&TarballFacts>,
+    ) {
+        let row = screened
+            .rules
+            .row(name, version.as_str(), &screened.decision, facts, screened.now);
+        if let Err(e) = self.meta.record_decisions(registry, &[row]).await {
+            tracing::warn!(registry.name = %registry.name, pkg.name = %name, error = %e, "cannot record a policy decision");
+        }
+    }
+}
+
+/// A version's decision and what it was made with.
+struct Screened {
+    rules: Arc<PackageRules>,
+    decision: Decision,
+    now: i64,
+}
+
+impl Screened {
+    fn row(&self, name: &PackageName, version: &Version) -> gatehouse_store::DecisionRow {
+        self.rules.row(name, version.as_str(), &self.decision, None, self.now)
     }
 }
 
@@ -415,8 +608,16 @@ mod tests {
         let settings = UpstreamSettings::default();
         let upstreams = Arc::new(Upstreams::new(meta.clone(), &settings, 1 << 20).expect("upstreams"));
         let public_url = PublicUrl::parse("http://registry.test").expect("url");
-        let packuments = PackumentCache::new(meta.clone(), upstreams, public_url, settings, 1 << 20);
-        let admission = Admission::new(meta.clone(), blobs.clone(), packuments, TarballLimits::default(), true);
+        let firewall = Firewall::new(meta.clone());
+        let packuments = PackumentCache::new(meta.clone(), upstreams, public_url, settings, firewall.clone(), 1 << 20);
+        let admission = Admission::new(
+            meta.clone(),
+            blobs.clone(),
+            packuments,
+            firewall,
+            TarballLimits::default(),
+            true,
+        );
         let name = RegistryName::parse("test").expect("name");
         let registry = meta.create_registry(&name, false).await.expect("registry");
         Fixture {
@@ -470,6 +671,7 @@ mod tests {
                     publisher: None,
                     origin: Origin::Publish,
                     client_addr: None,
+                    policy: None,
                 })
                 .await
         }
@@ -567,6 +769,7 @@ mod tests {
                 publisher: None,
                 origin: Origin::Publish,
                 client_addr: None,
+                policy: None,
             })
             .await;
         assert!(

@@ -14,6 +14,7 @@ use crate::admission::Admission;
 use crate::auth::Authenticator;
 use crate::auth::web_login::WebLogins;
 use crate::config::{Config, PublicUrl};
+use crate::firewall::Firewall;
 use crate::packument_cache::PackumentCache;
 use crate::services::{Actor, Caches, Creation, NewUser, ServiceError, Services, UpstreamRequest};
 use crate::upstream::Upstreams;
@@ -28,6 +29,8 @@ pub struct App {
     /// The one way anything reads or writes a tarball.
     pub blobs: Blobs,
     pub packuments: PackumentCache,
+    /// Policies, and what the rules need per package.
+    pub firewall: Arc<Firewall>,
     pub auth: Arc<Authenticator>,
     pub web_logins: WebLogins,
     pub upstreams: Arc<Upstreams>,
@@ -141,11 +144,13 @@ impl App {
             &config.upstream,
             config.packument_cache_bytes,
         )?);
+        let firewall = Firewall::new(meta.clone());
         let packuments = PackumentCache::new(
             meta.clone(),
             upstreams.clone(),
             public_url.clone(),
             config.upstream.clone(),
+            firewall.clone(),
             config.packument_cache_bytes,
         );
         let limits = TarballLimits {
@@ -157,6 +162,7 @@ impl App {
             meta.clone(),
             blobs.clone(),
             packuments.clone(),
+            firewall.clone(),
             limits,
             config.internal_by_default,
         ));
@@ -183,6 +189,7 @@ impl App {
                 packuments: Some(packuments.clone()),
                 access: Some(access.clone()),
                 auth: Some(auth.clone()),
+                firewall: Some(firewall.clone()),
             },
         );
         Ok(Arc::new(App {
@@ -199,6 +206,7 @@ impl App {
             meta,
             blobs,
             packuments,
+            firewall,
         }))
     }
 
@@ -233,9 +241,13 @@ impl App {
                                     app.packuments.invalidate_everywhere(&name);
                                 }
                                 ChangeKind::Registry => {
+                                    app.firewall.forget_policies();
                                     app.packuments.invalidate_all();
                                     app.access.invalidate_all();
                                 }
+                                // This process dropped what an import of its own touched.
+                                ChangeKind::Advisories if change.own => {}
+                                ChangeKind::Advisories => app.packuments.invalidate_all(),
                                 ChangeKind::Credentials => app.auth.forget_tokens(),
                                 ChangeKind::LoginUnlocked(name) => app.auth.clear_failures(&name).await,
                             }

@@ -7,6 +7,7 @@ pub mod admission;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod firewall;
 pub mod http;
 pub mod offload;
 pub mod packument_cache;

@@ -22,12 +22,16 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::config::{PublicUrl, UpstreamSettings};
+use crate::firewall::{Candidate, Firewall, PackageRules, Withheld};
 use crate::upstream::fetch::UpstreamDoc;
 use crate::upstream::{Source, Upstreams};
 use gatehouse_npm::merge::{self, RemoteVersion};
 use gatehouse_npm::name::PackageName;
 use gatehouse_npm::packument::{self, rev_string};
-use gatehouse_store::{BlobRef, Meta, PackageRecord, Registry, RegistryId, StoreError};
+use gatehouse_npm::withhold::withhold;
+use gatehouse_store::{
+    BlobRef, DecisionRow, Meta, Millis, PackageRecord, Registry, RegistryId, StoreError, VersionRecord, now_millis,
+};
 
 /// One serialized representation of a packument, kept gzipped only: every client
 /// that installs asks for gzip (npm, pnpm, yarn and bun do), so the JSON text is
@@ -96,9 +100,26 @@ pub struct Prepared {
     pub remote: HashMap<String, RemoteTarball>,
     /// Some upstream data came from a stored copy because the upstream failed.
     pub stale: bool,
-    /// When upstream data must be revalidated; `None` for purely local packages.
+    /// What the registry's policy decided for every version.
+    pub policy: Arc<PolicyOutcome>,
+    /// When upstream data must be revalidated, or a decision changes by itself;
+    /// `None` when neither happens.
     ttl: Option<Duration>,
     built_at: Instant,
+}
+
+/// The policy's decisions, as the routes and admission need them.
+pub struct PolicyOutcome {
+    pub rules: Arc<PackageRules>,
+    /// Every version, as the rules see it: a pull judges its version again with what
+    /// its tarball shows.
+    pub candidates: Vec<Candidate>,
+    /// Versions not served (out of the documents); their tarballs answer 403.
+    pub withheld: BTreeMap<String, Withheld>,
+    /// Versions served with a notice.
+    pub warnings: HashMap<String, String>,
+    /// Said with the packument: dist-tags that had to move.
+    pub notice: Option<String>,
 }
 
 impl Prepared {
@@ -108,7 +129,7 @@ impl Prepared {
             .documents
             .as_ref()
             .map_or(0, |d| d.full.weight() + d.abbreviated.weight());
-        documents + self.remote.len() * 192 + self.tarballs.len() * 224 + 1024
+        documents + self.remote.len() * 192 + self.tarballs.len() * 224 + self.policy.candidates.len() * 160 + 1024
     }
 
     /// One version's manifest as the full document serves it, found without building
@@ -146,6 +167,9 @@ pub async fn version_manifest(
 pub enum CacheError {
     #[error("package not found")]
     Absent,
+    /// The registry is frozen and never held the package.
+    #[error("registry {0} is frozen: it serves only the packages it holds, and takes no new ones")]
+    Frozen(String),
     #[error("{0}")]
     Upstream(String),
     #[error("store: {0}")]
@@ -156,6 +180,12 @@ pub enum CacheError {
     /// [`PackumentCache::invalidate`]); the caller asks again.
     #[error("packument is being invalidated")]
     Retry,
+}
+
+impl From<crate::firewall::FirewallError> for CacheError {
+    fn from(e: crate::firewall::FirewallError) -> Self {
+        CacheError::Store(e.to_string())
+    }
 }
 
 impl From<StoreError> for CacheError {
@@ -188,6 +218,7 @@ pub struct PackumentCache {
     upstreams: Arc<Upstreams>,
     public_url: PublicUrl,
     settings: UpstreamSettings,
+    firewall: Arc<Firewall>,
     /// Bumped by every invalidation; a build that sees it move doesn't keep its result.
     generation: Arc<AtomicU64>,
 }
@@ -198,6 +229,7 @@ impl PackumentCache {
         upstreams: Arc<Upstreams>,
         public_url: PublicUrl,
         settings: UpstreamSettings,
+        firewall: Arc<Firewall>,
         max_bytes: u64,
     ) -> Self {
         let entries = Cache::builder()
@@ -212,6 +244,7 @@ impl PackumentCache {
             upstreams,
             public_url,
             settings,
+            firewall,
             generation: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -298,6 +331,7 @@ impl PackumentCache {
             tarballs,
             remote,
             stale: current.stale,
+            policy: current.policy.clone(),
             ttl: current.ttl,
             built_at: current.built_at,
         };
@@ -329,10 +363,21 @@ impl PackumentCache {
     async fn load(&self, registry: &Registry, name: &PackageName, depth: u8) -> Result<Arc<Prepared>, CacheError> {
         let generation = self.generation.load(Ordering::SeqCst);
         let local = self.meta.package(registry.id, name).await?;
+        let rules = self.firewall.rules(registry, name).await?;
         let base = self.registry_base(registry);
         let internal = local.as_ref().is_some_and(|r| r.internal);
+        let frozen = rules.policy.policy.freeze;
+        if frozen && local.is_none() {
+            return Err(CacheError::Frozen(registry.name.to_string()));
+        }
         let mut gathered = Gathered::default();
-        for row in self.meta.upstreams(registry.id).await? {
+        // A frozen registry does not ask its upstreams for anything new.
+        let upstreams = if frozen {
+            Vec::new()
+        } else {
+            self.meta.upstreams(registry.id).await?
+        };
+        for row in upstreams {
             let source = match self.upstreams.source(&row) {
                 Ok(source) => source,
                 Err(e) => {
@@ -349,9 +394,11 @@ impl PackumentCache {
             });
         }
         let settings_ttl = gathered.ttl;
-        let mut prepared = tokio::task::spawn_blocking(move || prepare(local, gathered, &base, settings_ttl))
-            .await
-            .map_err(|e| CacheError::Build(e.to_string()))??;
+        let (mut prepared, changed) =
+            tokio::task::spawn_blocking(move || prepare(local, gathered, &base, settings_ttl, rules))
+                .await
+                .map_err(|e| CacheError::Build(e.to_string()))??;
+        self.firewall.record(registry, changed);
         if self.generation.load(Ordering::SeqCst) != generation {
             // Something changed while we built: hand this to whoever waits, keep none of it.
             prepared.ttl = Some(Duration::ZERO);
@@ -455,12 +502,96 @@ fn held_tarballs(local: Option<&PackageRecord>) -> HashMap<String, BlobRef> {
         .collect()
 }
 
+/// The policy applied to a merged full document: withheld versions out, tags moved.
+/// Returns the document (`None` when no version is left), what was decided, the
+/// decisions to record, and when one changes by itself.
+fn screen(
+    mut full: Value,
+    local: Option<&PackageRecord>,
+    rules: Arc<PackageRules>,
+    now: Millis,
+) -> (Option<Value>, PolicyOutcome, Vec<DecisionRow>, Option<Millis>) {
+    let name = full
+        .get("name")
+        .and_then(Value::as_str)
+        .and_then(|n| PackageName::parse(n).ok());
+    let held: HashMap<&str, &VersionRecord> = local
+        .into_iter()
+        .flat_map(PackageRecord::live_versions)
+        .map(|v| (v.version.as_str(), v))
+        .collect();
+    let candidates: Vec<Candidate> = full
+        .get("versions")
+        .and_then(Value::as_object)
+        .map(|versions| {
+            versions
+                .iter()
+                .filter_map(|(version, manifest)| {
+                    let mut candidate = Candidate::new(version, manifest.as_object()?);
+                    candidate.published_at = full
+                        .get("time")
+                        .and_then(|t| t.get(version))
+                        .and_then(Value::as_str)
+                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                        .map(|t| t.timestamp_millis());
+                    if let Some(record) = held.get(version.as_str()) {
+                        candidate.held = true;
+                        candidate.published_here = record.published_here();
+                        candidate.tarball = record.facts.as_deref().and_then(|f| serde_json::from_str(f).ok());
+                    }
+                    Some(candidate)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let Some(name) = name else {
+        let outcome = PolicyOutcome {
+            rules,
+            candidates,
+            withheld: BTreeMap::new(),
+            warnings: HashMap::new(),
+            notice: None,
+        };
+        return (Some(full), outcome, Vec::new(), None);
+    };
+    let judgement = rules.judge(&name, &candidates, now);
+    let messages: BTreeMap<String, String> = judgement
+        .withheld
+        .iter()
+        .map(|(version, withheld)| (version.clone(), withheld.message.clone()))
+        .collect();
+    let moves = withhold(&mut full, &messages);
+    let notice = moves.first().map(|m| match &m.to {
+        Some(to) => format!(
+            "{name}: dist-tag \"{}\" held back from {} to {to}. {}",
+            m.tag, m.from, messages[&m.from]
+        ),
+        None => format!(
+            "{name}: dist-tag \"{}\" ({}) is withheld. {}",
+            m.tag, m.from, messages[&m.from]
+        ),
+    });
+    let empty = full
+        .get("versions")
+        .and_then(Value::as_object)
+        .is_none_or(Map::is_empty);
+    let outcome = PolicyOutcome {
+        rules,
+        candidates,
+        withheld: judgement.withheld,
+        warnings: judgement.warnings,
+        notice,
+    };
+    ((!empty).then_some(full), outcome, judgement.changed, judgement.until)
+}
+
 fn prepare(
     local: Option<PackageRecord>,
     gathered: Gathered,
     registry_base: &str,
     ttl: Option<Duration>,
-) -> Result<Prepared, CacheError> {
+    rules: Arc<PackageRules>,
+) -> Result<(Prepared, Vec<DecisionRow>), CacheError> {
     let local_docs = match &local {
         Some(record) => {
             packument::build(&record.view(), registry_base).map_err(|e| CacheError::Build(e.to_string()))?
@@ -514,6 +645,28 @@ fn prepare(
         }
     };
 
+    let now = now_millis();
+    let (full, policy, changed, until) = match full {
+        Some(full) => screen(full, local.as_ref(), rules, now),
+        None => {
+            let outcome = PolicyOutcome {
+                rules,
+                candidates: Vec::new(),
+                withheld: BTreeMap::new(),
+                warnings: HashMap::new(),
+                notice: None,
+            };
+            (None, outcome, Vec::new(), None)
+        }
+    };
+    // A held-back version appears by itself once old enough; an exception expires.
+    let ttl = match until {
+        Some(until) => {
+            let left = Duration::from_millis(u64::try_from(until - now).unwrap_or(0).max(1_000));
+            Some(ttl.map_or(left, |ttl| ttl.min(left)))
+        }
+        None => ttl,
+    };
     let (documents, dist_tags, modified_at) = match full {
         Some(mut full) => {
             if let Value::Object(map) = &mut full {
@@ -543,7 +696,7 @@ fn prepare(
         }
         None => (None, BTreeMap::new(), local_modified),
     };
-    Ok(Prepared {
+    let prepared = Prepared {
         local,
         documents,
         dist_tags,
@@ -551,7 +704,9 @@ fn prepare(
         tarballs,
         remote,
         stale: gathered.stale,
+        policy: Arc::new(policy),
         ttl,
         built_at: Instant::now(),
-    })
+    };
+    Ok((prepared, changed))
 }

@@ -6,6 +6,7 @@
 //! this process see it at once. The CLI has no caches of its own.
 
 mod packages;
+mod policy;
 mod registries;
 mod users;
 
@@ -15,12 +16,14 @@ use std::sync::Arc;
 use gatehouse_npm::name::PackageName;
 use gatehouse_store::{AuditAction, AuditEntry, Meta, Registry, RegistryId, StoreError};
 
+pub use policy::{ExceptionRequest, parse_expiry, split_spec};
 pub use registries::UpstreamRequest;
 pub use users::{Creation, NewUser, TokenRef};
 
 use crate::access::AccessCache;
 use crate::auth::Authenticator;
 use crate::auth::password::PasswordError;
+use crate::firewall::Firewall;
 use crate::packument_cache::PackumentCache;
 
 /// Who asks for a write, for the audit log.
@@ -73,6 +76,7 @@ pub struct Caches {
     pub packuments: Option<PackumentCache>,
     pub access: Option<Arc<AccessCache>>,
     pub auth: Option<Arc<Authenticator>>,
+    pub firewall: Option<Arc<Firewall>>,
 }
 
 impl Caches {
@@ -94,6 +98,24 @@ impl Caches {
         }
         if let Some(access) = &self.access {
             access.invalidate_all();
+        }
+    }
+
+    fn policy_changed(&self) {
+        if let Some(firewall) = &self.firewall {
+            firewall.forget_policies();
+        }
+        if let Some(packuments) = &self.packuments {
+            packuments.invalidate_all();
+        }
+    }
+
+    /// New advisory data: the packages it names are decided again.
+    async fn advisories_changed(&self, packages: &[String]) {
+        if let Some(packuments) = &self.packuments {
+            for name in packages.iter().filter_map(|n| PackageName::parse(n).ok()) {
+                packuments.invalidate_everywhere(&name);
+            }
         }
     }
 

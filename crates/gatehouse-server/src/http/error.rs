@@ -12,7 +12,7 @@ use gatehouse_store::StoreError;
 use gatehouse_store::blobs::BlobError;
 
 use crate::access::AccessError;
-use crate::admission::AdmissionError;
+use crate::admission::{AdmissionError, PolicyRefusal};
 use crate::auth::AuthError;
 use crate::packument_cache::CacheError;
 use crate::services::ServiceError;
@@ -46,6 +46,10 @@ pub enum ApiError {
     /// An upstream failed and nothing usable is stored.
     #[error("{0}")]
     BadGateway(String),
+    /// The registry's policy withholds what was asked for (403, with the rule and
+    /// the reason in the body and in `npm-notice`, which npm prints).
+    #[error("{}", .0.message)]
+    Policy(PolicyRefusal),
     /// Something broke on our side; the cause is logged, the client sees a generic message.
     #[error("internal error")]
     Internal(Box<dyn std::error::Error + Send + Sync>),
@@ -79,6 +83,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            ApiError::Policy(_) => StatusCode::FORBIDDEN,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -90,11 +95,26 @@ impl IntoResponse for ApiError {
             tracing::error!(error = %Chain(cause.as_ref()), "request failed");
         }
         let message = self.to_string();
-        let mut response = (
-            self.status(),
-            axum::Json(json!({ "error": message, "message": message })),
-        )
-            .into_response();
+        let body = match &self {
+            ApiError::Policy(refusal) => json!({
+                "error": message,
+                "message": message,
+                "code": "EPOLICY",
+                "rule": refusal.rule.as_str(),
+                "decision": refusal.verdict.as_str(),
+            }),
+            _ => json!({ "error": message, "message": message }),
+        };
+        let mut response = (self.status(), axum::Json(body)).into_response();
+        if let ApiError::Policy(refusal) = &self {
+            let headers = response.headers_mut();
+            headers.insert("npm-notice", header_text(&refusal.message));
+            headers.insert(
+                "x-gatehouse-decision",
+                HeaderValue::from_static(refusal.verdict.as_str()),
+            );
+            headers.insert("x-gatehouse-rule", HeaderValue::from_static(refusal.rule.as_str()));
+        }
         if matches!(self, ApiError::TooManyRequests(_)) {
             response.headers_mut().insert(
                 header::RETRY_AFTER,
@@ -115,6 +135,17 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// Text for a header a person reads (`npm-notice`): npm prints it verbatim, without
+/// decoding, so it is kept to printable ASCII.
+pub fn header_text(text: &str) -> HeaderValue {
+    let ascii: String = text
+        .chars()
+        .map(|c| if c == ' ' || c.is_ascii_graphic() { c } else { '?' })
+        .take(2000)
+        .collect();
+    HeaderValue::from_str(&ascii).unwrap_or_else(|_| HeaderValue::from_static("refused by the registry's policy"))
 }
 
 /// An error and its sources, for the log: `a: b: c`.
@@ -214,6 +245,7 @@ impl From<AdmissionError> for ApiError {
     fn from(e: AdmissionError) -> Self {
         match e {
             AdmissionError::Refused(refusal) => ApiError::BadRequest(refusal.to_string()),
+            AdmissionError::Policy(refusal) => ApiError::Policy(refusal),
             // npm's own wording and status (403) for a republish.
             AdmissionError::VersionExists(_) | AdmissionError::NameTaken(_) => ApiError::Forbidden(e.to_string()),
             AdmissionError::Store(e) => e.into(),
@@ -226,6 +258,7 @@ impl From<CacheError> for ApiError {
     fn from(e: CacheError) -> Self {
         match e {
             CacheError::Absent => ApiError::not_found(),
+            CacheError::Frozen(_) => ApiError::NotFound(e.to_string()),
             CacheError::Upstream(why) => ApiError::BadGateway(why),
             other => ApiError::internal(other),
         }
@@ -236,6 +269,7 @@ impl From<PullError> for ApiError {
     fn from(e: PullError) -> Self {
         match e {
             PullError::NotFound => ApiError::not_found(),
+            PullError::Policy(refusal) => ApiError::Policy(refusal),
             PullError::Internal(cause) => ApiError::internal(cause.to_string()),
             other => ApiError::BadGateway(other.to_string()),
         }

@@ -92,6 +92,18 @@ impl Ctx {
         Ok(self.app.packuments.get(&self.registry, name).await?)
     }
 
+    /// 403 for a version the registry's policy withholds, with the rule and the reason;
+    /// the request is recorded (a quarantined version enters the review queue so).
+    pub fn refuse_withheld(&self, prepared: &Prepared, version: &str) -> ApiResult<()> {
+        match prepared.policy.withheld.get(version) {
+            Some(withheld) => {
+                self.app.firewall.record_request(&self.registry, withheld);
+                Err(ApiError::Policy(withheld.refusal()))
+            }
+            None => Ok(()),
+        }
+    }
+
     /// The package as stored in this registry; 404 for packages only an upstream has
     /// (they can't be changed here).
     pub async fn local_package(&self, name: &PackageName) -> ApiResult<Arc<Prepared>> {

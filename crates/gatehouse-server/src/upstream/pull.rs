@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use super::client::{self, UpstreamError};
 use super::spec::origin;
 use super::{Source, Upstreams};
-use crate::admission::{Admission, AdmissionError, Candidate, Origin, Refusal};
+use crate::admission::{Admission, AdmissionError, Candidate, Origin, PolicyRefusal, Refusal};
 use crate::packument_cache::{self, CacheError, PackumentCache, Prepared, RemoteTarball};
 
 /// A failed pull. Cloned to every download that follows it.
@@ -47,6 +47,9 @@ pub enum PullError {
         version: String,
         refusal: Box<Refusal>,
     },
+    /// The registry's policy does not let the version in; nothing was stored.
+    #[error(transparent)]
+    Policy(#[from] PolicyRefusal),
     /// Storage failed; the cause is kept for the log.
     #[error("the pull failed: {0}")]
     Internal(Arc<dyn std::error::Error + Send + Sync>),
@@ -138,6 +141,11 @@ impl Pulls {
     ) -> BoxFuture<'a, Result<Download, PullError>> {
         Box::pin(async move {
             let prepared = self.packuments.get(registry, name).await?;
+            // Withheld by this registry's policy (or, through a registry upstream, by
+            // that registry's): never pulled, never served.
+            if let Some(withheld) = prepared.policy.withheld.get(version) {
+                return Err(PullError::Policy(withheld.refusal()));
+            }
             if let Some(blob) = prepared.tarballs.get(version) {
                 return Ok(Download::Held(blob.clone()));
             }
@@ -448,11 +456,13 @@ impl Job {
                 publisher: None,
                 origin: Origin::Upstream { label, published_at },
                 client_addr: None,
+                policy: Some(self.prepared.policy.clone()),
             })
             .await;
         match admitted {
             // Someone else pulled (or published) it meanwhile: same version, fine.
             Ok(_) | Err(AdmissionError::VersionExists(_)) => Ok(blob),
+            Err(AdmissionError::Policy(refusal)) => Err(PullError::Policy(refusal)),
             Err(AdmissionError::Refused(refusal)) => Err(PullError::Refused {
                 name: self.name.clone(),
                 version: self.version.clone(),

@@ -132,6 +132,7 @@ impl Promotion {
                             from: from.name.to_string(),
                         },
                         client_addr: None,
+                        policy: None,
                     })
                     .await
                     .map_err(|e| match e {

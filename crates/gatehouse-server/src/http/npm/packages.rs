@@ -10,7 +10,7 @@ use gatehouse_store::blobs::BlobKey;
 use serde_json::{Value, json};
 
 use super::Ctx;
-use crate::http::error::{ApiError, ApiResult};
+use crate::http::error::{ApiError, ApiResult, header_text};
 use crate::packument_cache::{self, Representation};
 use crate::upstream::pull::Download;
 
@@ -55,10 +55,23 @@ fn not_modified(headers: &HeaderMap, etag: &str, last_modified: &str) -> bool {
 /// Says, in a header, that upstream data came from a stored copy (upstream down).
 const STALE_HEADER: &str = "x-gatehouse-upstream";
 
+/// npm prints this header's text (`npm notice …`), once per command.
+const NPM_NOTICE: &str = "npm-notice";
+
 pub async fn packument(ctx: &Ctx, name: &PackageName, headers: &HeaderMap, head: bool) -> ApiResult<Response> {
     ctx.require_read()?;
     let prepared = ctx.package(name).await?;
-    let documents = prepared.documents.as_ref().ok_or_else(ApiError::not_found)?;
+    let Some(documents) = prepared.documents.as_ref() else {
+        // Every version withheld: said as a refusal, so every client shows why.
+        return Err(match prepared.policy.withheld.values().next_back() {
+            Some(withheld) => {
+                let mut refusal = withheld.refusal();
+                refusal.message = format!("no version of {name} is served here. {}", refusal.message);
+                ApiError::Policy(refusal)
+            }
+            None => ApiError::not_found(),
+        });
+    };
     let abbreviated = wants_abbreviated(headers);
     let (repr, content_type): (&Representation, &str) = if abbreviated {
         (&documents.abbreviated, ABBREVIATED_TYPE)
@@ -78,6 +91,9 @@ pub async fn packument(ctx: &Ctx, name: &PackageName, headers: &HeaderMap, head:
         .header(header::VARY, "Accept, Accept-Encoding, Authorization");
     if prepared.stale {
         builder = builder.header(STALE_HEADER, "stale");
+    }
+    if let Some(notice) = &prepared.policy.notice {
+        builder = builder.header(NPM_NOTICE, header_text(notice));
     }
     if not_modified(headers, &repr.etag, &last_modified) {
         return builder
@@ -106,6 +122,7 @@ pub async fn version(ctx: &Ctx, name: &PackageName, spec: &str) -> ApiResult<Res
     ctx.require_read()?;
     let prepared = ctx.package(name).await?;
     let version = prepared.dist_tags.get(spec).map_or(spec, String::as_str).to_owned();
+    ctx.refuse_withheld(&prepared, &version)?;
     let manifest = packument_cache::version_manifest(prepared, version)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("version not found: {name}@{spec}")))?;
@@ -120,6 +137,7 @@ pub async fn tarball(ctx: &Ctx, name: &PackageName, file: &str, head: bool) -> A
         .and_then(|rest| rest.strip_prefix('-'))
         .and_then(|rest| rest.strip_suffix(".tgz"))
         .ok_or_else(ApiError::not_found)?;
+    ctx.refuse_withheld(&prepared, version)?;
     let download = match prepared.tarballs.get(version) {
         Some(blob) => Download::Held(blob.clone()),
         None if prepared.remote.contains_key(version) => {
@@ -137,9 +155,12 @@ pub async fn tarball(ctx: &Ctx, name: &PackageName, file: &str, head: bool) -> A
     } else {
         "private, max-age=31536000, immutable"
     };
-    let builder = Response::builder()
+    let mut builder = Response::builder()
         .header(header::CONTENT_TYPE, "application/octet-stream")
         .header(header::CACHE_CONTROL, cache_control);
+    if let Some(warning) = prepared.policy.warnings.get(version) {
+        builder = builder.header(NPM_NOTICE, header_text(warning));
+    }
     match download {
         Download::Held(blob_ref) => {
             let key = BlobKey::parse_hex(&blob_ref.sha512_hex)?;

@@ -13,7 +13,7 @@ use gatehouse_npm::publish::{self, Document, PackageWrite, Publish};
 
 use super::Ctx;
 use crate::admission::{Candidate, Origin};
-use crate::http::error::{ApiError, ApiResult};
+use crate::http::error::{ApiError, ApiResult, header_text};
 use crate::packument_cache::CacheError;
 
 /// `PUT /{name}` and `PUT /{name}/-rev/{rev}`.
@@ -52,7 +52,8 @@ async fn publish_version(ctx: &Ctx, publish: Publish) -> ApiResult<Response> {
     }
     let name = publish.name.clone();
     let version = publish.version.to_string();
-    ctx.app
+    let admitted = ctx
+        .app
         .admission
         .admit(Candidate {
             registry: &ctx.registry,
@@ -67,13 +68,19 @@ async fn publish_version(ctx: &Ctx, publish: Publish) -> ApiResult<Response> {
             publisher: Some(&principal.user),
             origin: Origin::Publish,
             client_addr: Some(ctx.client_ip.to_string()),
+            policy: None,
         })
         .await?;
-    Ok((
+    let mut response = (
         StatusCode::CREATED,
         axum::Json(json!({ "ok": true, "success": true, "id": name.to_string(), "version": version })),
     )
-        .into_response())
+        .into_response();
+    // Quarantined for review, or let in with a warning: npm prints this.
+    if let Some(notice) = admitted.notice {
+        response.headers_mut().insert("npm-notice", header_text(&notice));
+    }
+    Ok(response)
 }
 
 /// A name new to this registry that one of its upstreams serves may only be published
@@ -93,7 +100,8 @@ async fn refuse_shadowing(ctx: &Ctx, name: &PackageName) -> ApiResult<()> {
         }
     );
     match ctx.app.packuments.get(&ctx.registry, name).await {
-        Err(CacheError::Absent) => Ok(()),
+        // A frozen registry refuses the publish in admission, saying so.
+        Err(CacheError::Absent | CacheError::Frozen(_)) => Ok(()),
         Ok(_) => Err(ApiError::Forbidden(format!(
             "\"{name}\" is served by an upstream of registry \"{}\"; publishing it here would hide that package \
              from everyone using this registry. Publish under a name of your own, or {claim}",
