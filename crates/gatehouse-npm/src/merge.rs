@@ -201,7 +201,9 @@ fn acceptable<'a>(name: &PackageName, version: &str, manifest: &'a Value) -> Opt
     consistent.then_some(manifest)
 }
 
-fn highest_stable(versions: &Map<String, Value>) -> Option<String> {
+/// The highest stable version (the highest of all when none is stable): what `latest`
+/// falls back to.
+pub(crate) fn highest_stable(versions: &Map<String, Value>) -> Option<String> {
     let parsed = versions
         .keys()
         .filter_map(|v| semver::Version::parse(v).ok().map(|p| (p, v)));

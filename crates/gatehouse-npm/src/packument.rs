@@ -171,7 +171,15 @@ pub fn build(record: &PackageView<'_>, registry_base: &str) -> Result<Option<Pac
             }
         }
     }
-    full.insert("dist-tags".into(), json!(record.dist_tags));
+    let mut dist_tags = json!(record.dist_tags);
+    // Versions only pulled from an upstream carry no tags of their own; served alone
+    // (a frozen registry asks no upstream), `latest` is the highest stable one.
+    if !record.dist_tags.contains_key("latest")
+        && let (Value::Object(tags), Some(latest)) = (&mut dist_tags, super::merge::highest_stable(&versions))
+    {
+        tags.insert("latest".into(), Value::String(latest));
+    }
+    full.insert("dist-tags".into(), dist_tags);
     full.insert("versions".into(), Value::Object(versions));
     full.insert("time".into(), Value::Object(time.clone()));
     full.insert("maintainers".into(), Value::Array(maintainers));

@@ -366,6 +366,8 @@ pub struct Manifest {
 pub struct Policy {
     /// The document as written, for `policy show`.
     pub source: String,
+    /// The top-level mode: the sections' default, and the mode of `[[deny]]`.
+    pub mode: Mode,
     pub freeze: bool,
     pub vulnerabilities: Option<Vulnerabilities>,
     pub licenses: Option<Licenses>,
@@ -562,6 +564,7 @@ impl Policy {
         );
         Ok(Policy {
             source: text.to_owned(),
+            mode,
             freeze: doc.freeze,
             vulnerabilities,
             licenses,
@@ -584,6 +587,7 @@ impl Policy {
     pub fn off() -> Policy {
         Policy {
             source: String::new(),
+            mode: Mode::Enforce,
             freeze: false,
             vulnerabilities: None,
             licenses: None,

@@ -313,7 +313,7 @@ fn decide(policy: &Policy, name: &str, subject: &Subject<'_>, before: &Before<'_
         push(
             Rule::Deny,
             Action::Block,
-            Mode::Enforce,
+            policy.mode,
             format!(
                 "listed in [[deny]] as {}@{} ({why})",
                 entry.package.as_str(),

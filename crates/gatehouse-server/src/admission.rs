@@ -608,7 +608,7 @@ mod tests {
         let settings = UpstreamSettings::default();
         let upstreams = Arc::new(Upstreams::new(meta.clone(), &settings, 1 << 20).expect("upstreams"));
         let public_url = PublicUrl::parse("http://registry.test").expect("url");
-        let firewall = Firewall::new(meta.clone());
+        let firewall = Firewall::new(meta.clone(), 7 * 86_400_000);
         let packuments = PackumentCache::new(meta.clone(), upstreams, public_url, settings, firewall.clone(), 1 << 20);
         let admission = Admission::new(
             meta.clone(),

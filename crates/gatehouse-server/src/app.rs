@@ -144,7 +144,7 @@ impl App {
             &config.upstream,
             config.packument_cache_bytes,
         )?);
-        let firewall = Firewall::new(meta.clone());
+        let firewall = Firewall::new(meta.clone(), config.advisories.stale_after.millis);
         let packuments = PackumentCache::new(
             meta.clone(),
             upstreams.clone(),
@@ -349,6 +349,16 @@ async fn ensure_registries(meta: &Meta, services: &Services, config: &Config) ->
                 .set_upstreams(&registry, &upstreams)
                 .await
                 .map_err(registry_error(&registry.name))?;
+        }
+        let wanted = config.registries.get(&registry.name).and_then(|s| s.policy_document());
+        if let Some(document) = wanted {
+            let current = meta.policy(registry.id).await?.map(|row| row.document);
+            if current.as_deref() != Some(document.as_str()) {
+                services
+                    .set_policy(&Actor::system(), &registry, Some(&document))
+                    .await
+                    .map_err(registry_error(&registry.name))?;
+            }
         }
     }
     Ok(())

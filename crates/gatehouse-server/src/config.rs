@@ -12,6 +12,7 @@ use gatehouse_store::registry::RegistryName;
 use gatehouse_store::storage::{BlobUrl, DatabaseUrl};
 
 use crate::auth::cidr::Cidr;
+use gatehouse_policy::document::Age;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4880";
 pub const DEFAULT_DATA_DIR: &str = "gatehouse-data";
@@ -45,6 +46,30 @@ pub struct Config {
     /// Registry serving tarballs requested at the host root (`/{name}/-/{file}.tgz`),
     /// for callers whose token doesn't name one.
     pub root_registry: RegistryName,
+    pub advisories: AdvisorySettings,
+}
+
+/// `[advisories]`: where the advisory database is synced from, and when it is stale.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdvisorySettings {
+    /// An OSV export to import on a schedule: an http(s) URL (a zip such as the OSV
+    /// project's `npm/all.zip`, or a JSON file) or a path (file, folder or zip).
+    pub sync_url: Option<String>,
+    /// How often to sync (`"1d"`, `"6h"`); needs `sync_url`.
+    pub sync_every: Option<Age>,
+    /// `npm audit` says the database is stale when its last import is older.
+    pub stale_after: Age,
+}
+
+impl Default for AdvisorySettings {
+    fn default() -> Self {
+        AdvisorySettings {
+            sync_url: None,
+            sync_every: None,
+            stale_after: Age { millis: 7 * 86_400_000 },
+        }
+    }
 }
 
 /// How upstreams are reached and cached.
@@ -119,6 +144,16 @@ pub struct RegistrySettings {
     /// Upstreams in order (`npmjs`, a URL, `registry:NAME`). When set, it replaces
     /// the registry's list at every start; when absent, the CLI manages the list.
     pub upstreams: Option<Vec<String>>,
+    /// The registry's policy (`[registries.NAME.policy]`). When set, it replaces the
+    /// registry's policy at every start; when absent, `gatehouse policy set` manages it.
+    pub policy: Option<toml::Table>,
+}
+
+impl RegistrySettings {
+    /// The policy as a document of its own, as `gatehouse policy set` takes it.
+    pub fn policy_document(&self) -> Option<String> {
+        self.policy.as_ref().map(|table| table.to_string())
+    }
 }
 
 /// A validated absolute http(s) base URL, stored without a trailing slash.
@@ -184,6 +219,7 @@ struct FileConfig {
     trusted_proxies: Vec<String>,
     upstream: Option<UpstreamSettings>,
     root_registry: Option<String>,
+    advisories: Option<AdvisorySettings>,
 }
 
 /// `[database]` and `[blobs]`: where a store lives, as a URL.
@@ -237,6 +273,10 @@ impl Config {
         let mut registries = BTreeMap::new();
         for (name, settings) in file.registries {
             let name = RegistryName::parse(&name).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            if let Some(document) = settings.policy_document() {
+                gatehouse_policy::document::Policy::parse(&document)
+                    .map_err(|e| ConfigError::Invalid(format!("[registries.{name}.policy]: {e}")))?;
+            }
             registries.insert(name, settings);
         }
         let trusted_proxies = file
@@ -257,7 +297,19 @@ impl Config {
             Some(url) => BlobUrl::parse(&url).map_err(url_error)?,
             None => BlobUrl::File(data_dir.join("blobs")),
         };
+        let advisories = file.advisories.unwrap_or_default();
+        if advisories.sync_every.is_some() != advisories.sync_url.is_some() {
+            return Err(ConfigError::Invalid(
+                "[advisories]: sync_url and sync_every go together (what to import, and how often)".into(),
+            ));
+        }
+        if advisories.sync_every.is_some_and(|every| every.millis < 60_000) {
+            return Err(ConfigError::Invalid(
+                "[advisories] sync_every must be at least 1m".into(),
+            ));
+        }
         Ok(Config {
+            advisories,
             database,
             blobs,
             data_dir,

@@ -23,6 +23,7 @@ pub struct RegistryPolicy {
 }
 
 /// Everything the rules need about one package in one registry, besides its versions.
+#[derive(Clone)]
 pub struct PackageRules {
     pub registry: String,
     pub policy: Arc<RegistryPolicy>,
@@ -115,6 +116,17 @@ impl Withheld {
 }
 
 impl PackageRules {
+    /// The same inputs under another policy (a dry run of one about to be set).
+    pub fn with_policy(&self, policy: Arc<Policy>) -> PackageRules {
+        PackageRules {
+            policy: Arc::new(RegistryPolicy {
+                policy: policy.as_ref().clone(),
+                basis: "candidate".into(),
+            }),
+            ..self.clone()
+        }
+    }
+
     /// Decides every version of `name`. `versions` includes the ones not held here.
     pub fn judge(&self, name: &PackageName, versions: &[Candidate], now: Millis) -> Judgement {
         let decisions = self.decide(name, versions, now);
@@ -254,13 +266,64 @@ pub enum FirewallError {
 pub struct Firewall {
     meta: Meta,
     policies: Mutex<HashMap<RegistryId, Arc<RegistryPolicy>>>,
+    /// The advisory database is stale when its last import is older than this.
+    stale_after: Millis,
+}
+
+/// What `npm audit` answers must say about the data behind it.
+pub struct Freshness {
+    pub advisories: u64,
+    pub last_import: Option<Millis>,
+    /// Set when the database is empty or stale: the report cannot be trusted as safe.
+    pub notice: Option<String>,
 }
 
 impl Firewall {
-    pub fn new(meta: Meta) -> Arc<Firewall> {
+    pub fn new(meta: Meta, stale_after: Millis) -> Arc<Firewall> {
         Arc::new(Firewall {
             meta,
             policies: Mutex::new(HashMap::new()),
+            stale_after,
+        })
+    }
+
+    /// The advisories naming `package`, one per advisory (aliases merged).
+    pub async fn advisories(&self, package: &str) -> Result<Vec<Advisory>, FirewallError> {
+        let advisories = self
+            .meta
+            .advisories_for(package)
+            .await?
+            .iter()
+            .filter_map(|record| match serde_json::from_str::<Advisory>(record) {
+                Ok(advisory) => Some(advisory),
+                Err(e) => {
+                    tracing::error!(pkg.name = %package, error = %e, "skipping an unreadable stored advisory");
+                    None
+                }
+            })
+            .collect();
+        Ok(gatehouse_policy::advisory::dedupe_aliases(advisories))
+    }
+
+    pub async fn advisory_freshness(&self) -> Result<Freshness, FirewallError> {
+        let stats = self.meta.advisory_stats().await?;
+        let last_import = stats.last_import.as_ref().map(|i| i.imported_at);
+        let notice = match last_import {
+            _ if stats.advisories == 0 => Some(
+                "this registry's advisory database is empty, so this audit could not find anything: \
+                 an admin imports advisories with `gatehouse advisories import PATH`"
+                    .to_owned(),
+            ),
+            Some(at) if now_millis() - at > self.stale_after => Some(format!(
+                "this registry's advisory database was last updated {}; newer advisories are missing from this audit",
+                gatehouse_npm::packument::iso_time(at)
+            )),
+            _ => None,
+        };
+        Ok(Freshness {
+            advisories: stats.advisories,
+            last_import,
+            notice,
         })
     }
 
@@ -306,19 +369,7 @@ impl Firewall {
     /// What applies to `name` in `registry`, read fresh (a packument build's worth).
     pub async fn rules(&self, registry: &Registry, name: &PackageName) -> Result<Arc<PackageRules>, FirewallError> {
         let policy = self.policy(registry.id).await?;
-        let advisories = self
-            .meta
-            .advisories_for(name.as_str())
-            .await?
-            .iter()
-            .filter_map(|record| match serde_json::from_str::<Advisory>(record) {
-                Ok(advisory) => Some(advisory),
-                Err(e) => {
-                    tracing::error!(pkg.name = %name, error = %e, "skipping an unreadable stored advisory");
-                    None
-                }
-            })
-            .collect();
+        let advisories = self.advisories(name.as_str()).await?;
         let exceptions = self
             .meta
             .exceptions(registry.id, Some(name.as_str()))
@@ -370,7 +421,7 @@ impl Firewall {
         Ok(Arc::new(PackageRules {
             registry: registry.name.to_string(),
             policy,
-            advisories: gatehouse_policy::advisory::dedupe_aliases(advisories),
+            advisories,
             exceptions,
             reviews,
             stored,

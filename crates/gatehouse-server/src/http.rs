@@ -59,7 +59,7 @@ pub fn router(app: Arc<App>) -> Router {
             axum::routing::delete(api::remove_claim),
         )
         .route("/r/{*rest}", any(npm::entry))
-        .fallback(npm::root_tarball)
+        .fallback(npm::root)
         // Bodies are read with our own limit (see `npm::read_body`) for a clear JSON error.
         .layer(DefaultBodyLimit::disable())
         .with_state(app)

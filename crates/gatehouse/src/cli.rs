@@ -25,11 +25,14 @@ use gatehouse_store::storage::DatabaseUrl;
 mod audit;
 mod housekeeping;
 mod packages;
+mod policy;
 mod registries;
 mod tokens;
 mod users;
 
 use packages::PackageCommand;
+pub use policy::Exit;
+use policy::{AdvisoryCommand, PolicyCommand, QuarantineCommand};
 use registries::RegistryCommand;
 use tokens::TokenCommand;
 use users::UserCommand;
@@ -86,6 +89,16 @@ enum Command {
     },
     /// Show the most recent audit log entries, newest first.
     Audit(audit::AuditArgs),
+    /// A registry's firewall: its policy, its decisions, exceptions, and what it would
+    /// do to a project (`policy check`).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Versions the policy holds for review: list, approve, reject.
+    #[command(subcommand)]
+    Quarantine(QuarantineCommand),
+    /// The advisory database the firewall and `npm audit` use.
+    #[command(subcommand)]
+    Advisories(AdvisoryCommand),
     /// Pull every package version a lockfile pins into a registry through its upstreams,
     /// so it can serve the project with the upstreams unplugged.
     Warm {
@@ -157,6 +170,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Registry(cmd) => registries::registry(config, cmd).await,
         Command::Token(cmd) => tokens::token_command(config, cmd).await,
         Command::Audit(args) => audit::audit(config, args).await,
+        Command::Policy(cmd) => policy::policy_command(config, cmd).await,
+        Command::Quarantine(cmd) => policy::quarantine_command(config, cmd).await,
+        Command::Advisories(cmd) => policy::advisory_command(config, cmd).await,
         Command::Check => housekeeping::check(config).await,
         Command::Warm {
             registry,

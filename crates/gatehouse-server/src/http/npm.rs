@@ -1,6 +1,7 @@
 //! The npm protocol under `/r/{registry}/`: one entry point resolves the registry,
 //! the caller and the route, then hands over to a handler by resource.
 
+mod audit;
 mod packages;
 mod search;
 mod tags;
@@ -162,21 +163,27 @@ pub async fn entry(
     }
 }
 
-/// Tarballs asked for at the host root (`/{name}/-/{file}.tgz`): npm rewrites
-/// public-registry tarball URLs of old lockfiles onto the configured registry's host
-/// and drops the `/r/{registry}/` prefix. They are served from the registry the
-/// caller's token is limited to, else the configured root registry, with the same
-/// access checks.
-pub async fn root_tarball(
+/// Requests at the host root that belong to a registry: tarballs
+/// (`/{name}/-/{file}.tgz`: npm rewrites public-registry tarball URLs of old
+/// lockfiles onto the configured registry's host and drops the `/r/{registry}/`
+/// prefix) and `npm audit` (which some clients send to the host). They are served by
+/// the registry the caller's token is limited to, else the configured root
+/// registry, with the same access checks.
+pub async fn root(
     State(app): State<Arc<App>>,
     caller: Caller,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+    body: Body,
 ) -> Response {
     let path = uri.path().to_owned();
-    let is_tarball = matches!(route::parse(&path), Ok(Route::Tarball { .. }));
-    if !is_tarball || !(method == Method::GET || method == Method::HEAD) {
+    let belongs = match route::parse(&path) {
+        Ok(Route::Tarball { .. }) => method == Method::GET || method == Method::HEAD,
+        Ok(Route::AuditBulk | Route::AuditLegacy) => method == Method::POST,
+        _ => false,
+    };
+    if !belongs {
         // Most often a client configured with the host instead of a registry's URL.
         return ApiError::NotFound(format!(
             "Gatehouse serves npm registries under /r/NAME/, not at the host root: \
@@ -200,7 +207,7 @@ pub async fn root_tarball(
         method,
         uri: &uri,
         headers,
-        body: Body::empty(),
+        body,
     };
     match dispatch(app, incoming, &registry, &path).await {
         Ok(response) => response,
@@ -305,9 +312,8 @@ async fn route_request(
         (M::DELETE, Route::DistTag { name, tag }) => tags::remove(ctx, &name, &tag).await,
         (M::GET, Route::Collaborators { name }) => packages::collaborators(ctx, &name).await,
         (M::GET, Route::Visibility { name }) => packages::visibility(ctx, &name).await,
-        // No advisory data yet: an empty report keeps `npm install` quiet and correct.
-        (M::POST, Route::AuditBulk) => Ok(axum::Json(json!({})).into_response()),
-        (M::POST, Route::AuditLegacy) => Ok(axum::Json(empty_legacy_audit()).into_response()),
+        (M::POST, Route::AuditBulk) => audit::bulk(ctx, headers, body).await,
+        (M::POST, Route::AuditLegacy) => audit::quick(ctx, headers, body).await,
         (M::GET | M::HEAD, Route::Packument { name }) => packages::packument(ctx, &name, headers, head).await,
         (M::PUT, Route::Packument { name }) => writes::put_package(ctx, &name, None, body).await,
         (M::GET, Route::VersionOrTag { name, spec }) => packages::version(ctx, &name, &spec).await,
@@ -351,14 +357,4 @@ fn over_limit(error: &axum::Error) -> bool {
         cause = e.source();
     }
     false
-}
-
-fn empty_legacy_audit() -> serde_json::Value {
-    json!({
-        "actions": [], "advisories": {}, "muted": [],
-        "metadata": {
-            "vulnerabilities": {"info": 0, "low": 0, "moderate": 0, "high": 0, "critical": 0},
-            "dependencies": 0, "devDependencies": 0, "optionalDependencies": 0, "totalDependencies": 0
-        }
-    })
 }

@@ -261,6 +261,10 @@ impl Services {
         Ok(())
     }
 
+    pub async fn advisory_stats(&self) -> ServiceResult<gatehouse_store::AdvisoryStats> {
+        Ok(self.meta.advisory_stats().await?)
+    }
+
     /// Stored decisions: the quarantine queue (`unreviewed`), or all that are not `allow`.
     pub async fn decisions(&self, registry: &Registry, query: &DecisionQuery) -> ServiceResult<Vec<DecisionRow>> {
         Ok(self.meta.decisions(registry.id, query).await?)

@@ -37,6 +37,10 @@ impl Services {
             .ok_or_else(|| ServiceError::NotFound(format!("no registry named \"{name}\"")))
     }
 
+    pub async fn registries(&self) -> ServiceResult<Vec<Registry>> {
+        Ok(self.meta.registries().await?)
+    }
+
     /// Creates a registry with its upstreams; every upstream is checked before
     /// anything is written.
     pub async fn create_registry(

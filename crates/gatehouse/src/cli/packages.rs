@@ -38,7 +38,7 @@ pub(super) enum PackageCommand {
 }
 
 /// The application for a command that pulls or pushes, on the stores that exist.
-async fn command_app(config: Config) -> anyhow::Result<std::sync::Arc<App>> {
+pub(super) async fn command_app(config: Config) -> anyhow::Result<std::sync::Arc<App>> {
     require_existing_store(&config)?;
     let public_url = config
         .public_url
@@ -103,7 +103,7 @@ pub(super) async fn warm(
                 } else {
                     match app.pulls.ensure_local(registry, &pin.name, pin.version.as_str()).await {
                         Ok(_) => Outcome::Pulled,
-                        Err(e @ PullError::Refused { .. }) => Outcome::Refused(e.to_string()),
+                        Err(e @ (PullError::Refused { .. } | PullError::Policy(_))) => Outcome::Refused(e.to_string()),
                         Err(PullError::NotFound) => Outcome::Failed("no upstream of the registry has it".into()),
                         Err(e) => Outcome::Failed(e.to_string()),
                     }

@@ -7,6 +7,7 @@ mod client_auth;
 mod client_proxy;
 mod clients;
 mod durability;
+mod firewall;
 mod npm_commands;
 mod promotion;
 mod protocol;
