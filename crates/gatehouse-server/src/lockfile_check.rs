@@ -52,10 +52,12 @@ pub async fn check(
     policy: Option<Arc<Policy>>,
 ) -> Result<CheckReport, CacheError> {
     let now = now_millis();
-    let results: Vec<Result<Option<Finding>, CacheError>> = futures_util::stream::iter(lockfile.packages.iter())
+    // Owned inputs per task: the stream's futures must not borrow across the closure
+    // (axum handlers need them `Send` for any lifetime).
+    let results: Vec<Result<Option<Finding>, CacheError>> = futures_util::stream::iter(lockfile.packages.clone())
         .map(|pin| {
-            let policy = policy.clone();
-            async move { judge(packuments, registry, pin, policy, now).await }
+            let (packuments, registry, policy) = (packuments.clone(), registry.clone(), policy.clone());
+            async move { judge(&packuments, &registry, &pin, policy, now).await }
         })
         .buffered(JOBS)
         .collect()

@@ -896,3 +896,86 @@ fn policy_check_lists_what_a_lockfile_pins_that_would_not_be_served() {
         assert!(output.contains("notes.txt"), "{output}");
     }
 }
+
+/// The first download of a version whose tarball the rules refuse is cut short (the
+/// rules could not know before its bytes arrived); it is recorded, and from then on
+/// refused with the reason before the first byte.
+fn refused_once_pulled(fake: &FakeUpstream, server: &TestServer, name: &str, version: &str, rule: &str, reason: &str) {
+    let token = server.admin_token();
+    let path = format!("{name}/-/{name}-{version}.tgz");
+    let first = get(server, &path, &token);
+    if first.status() == 200 {
+        assert!(first.bytes().is_err(), "the download is cut short, never completed");
+    } else {
+        assert_eq!(first.status(), 403);
+    }
+    assert!(eventually(Duration::from_secs(5), || get(server, &path, &token)
+        .status()
+        == 403));
+    assert_withheld(get(server, &path, &token), rule, reason);
+    let hits = fake.hits(&path);
+    assert_withheld(get(server, &path, &token), rule, reason);
+    assert_eq!(fake.hits(&path), hits, "refused without asking the upstream again");
+    let doc = get(server, name, &token);
+    if doc.status() == 200 {
+        let doc: Value = doc.json().expect("json");
+        assert!(
+            doc["versions"].get(version).is_none(),
+            "withheld from the packument too: {doc}"
+        );
+    } else {
+        assert_eq!(doc.status(), 403, "no version left to serve");
+    }
+    let decisions = cli_ok(server, &["policy", "decisions", "default"]);
+    assert!(decisions.contains(&format!("{name}\t{version}\tblock")), "{decisions}");
+}
+
+#[test]
+fn a_pulled_version_whose_tarball_differs_from_its_manifest_is_refused() {
+    let fake = FakeUpstream::start();
+    fake.publish("confused", "1.0.0");
+    // The tarball installs a dependency the served manifest does not show.
+    let packed = json!({"name": "confused", "version": "1.1.0", "dependencies": {"evil": "1.0.0"}});
+    let bytes = tarball(&[("package/package.json", packed.to_string().as_bytes())]);
+    fake.publish_bytes("confused", "1.1.0", &bytes, &bytes);
+    let server = guarded(&fake, "[manifest]\naction = \"block\"\n");
+    refused_once_pulled(&fake, &server, "confused", "1.1.0", "manifest", "manifest confusion");
+    assert_eq!(blob_count(&server), 0, "nothing of 1.1.0 is stored");
+}
+
+#[test]
+fn a_pulled_version_with_a_binding_gyp_runs_an_install_script() {
+    let fake = FakeUpstream::start();
+    let packed = json!({"name": "gyp", "version": "1.0.0"});
+    let bytes = tarball(&[
+        ("package/package.json", packed.to_string().as_bytes()),
+        ("package/binding.gyp", b"{\"targets\": []}\n"),
+    ]);
+    fake.publish_bytes("gyp", "1.0.0", &bytes, &bytes);
+    fake.edit("gyp", |doc| {
+        doc["versions"]["1.0.0"]["scripts"] = json!({"install": "node-gyp rebuild"})
+    });
+    // 1.0.1: a manifest that keeps quiet about it; the tarball tells.
+    let packed = json!({"name": "gyp", "version": "1.0.1"});
+    let quiet = tarball(&[
+        ("package/package.json", packed.to_string().as_bytes()),
+        ("package/binding.gyp", b"{\"targets\": []}\n"),
+    ]);
+    fake.publish_bytes("gyp", "1.0.1", &quiet, &quiet);
+    let server = guarded(&fake, "[install_scripts]\naction = \"block\"\nallow = [\"sharp\"]\n");
+    let token = server.admin_token();
+    // The upstream's manifest says so: refused before the first byte.
+    assert_withheld(
+        get(&server, "gyp/-/gyp-1.0.0.tgz", &token),
+        "install_scripts",
+        "install",
+    );
+    refused_once_pulled(
+        &fake,
+        &server,
+        "gyp",
+        "1.0.1",
+        "install_scripts",
+        "node-gyp rebuild (binding.gyp)",
+    );
+}
