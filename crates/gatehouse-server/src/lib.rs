@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod admission;
+pub mod advisory_sync;
 pub mod app;
 pub mod auth;
 pub mod config;

@@ -196,6 +196,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let admin_password = std::env::var("GATEHOUSE_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty());
     let app = App::start(config, public_url.clone(), admin_password).await?;
     app.watch_changes();
+    gatehouse_server::advisory_sync::spawn(&app);
     let registries = app.meta.registries().await?;
     let mut out = std::io::stdout().lock();
     writeln!(

@@ -979,3 +979,60 @@ fn a_pulled_version_with_a_binding_gyp_runs_an_install_script() {
         "node-gyp rebuild (binding.gyp)",
     );
 }
+
+#[test]
+fn advisories_sync_on_a_schedule_from_a_folder_or_a_url() {
+    let server = TestServer::start_with_config(&format!(
+        "[advisories]\nsync_url = \"{}\"\nsync_every = \"1h\"\n",
+        fixtures().join("github-reviewed").display()
+    ));
+    assert!(
+        eventually(Duration::from_secs(10), || cli_ok(&server, &["advisories", "stats"])
+            .contains("advisories\t4")),
+        "synced at start"
+    );
+
+    // A zip of the malicious-packages records, served over HTTP.
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for entry in std::fs::read_dir(fixtures().join("malicious")).expect("fixtures") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().and_then(|n| n.to_str()).expect("name").to_owned();
+        zip.start_file(name, zip::write::SimpleFileOptions::default())
+            .expect("entry");
+        std::io::Write::write_all(&mut zip, &std::fs::read(&path).expect("read")).expect("write");
+    }
+    let bytes = zip.finish().expect("zip").into_inner();
+    let fake = FakeUpstream::start();
+    fake.publish_bytes("osv", "1.0.0", &bytes, &bytes);
+    let server = TestServer::start_with_config(&format!(
+        "[advisories]\nsync_url = \"{}osv/-/osv-1.0.0.tgz\"\nsync_every = \"1h\"\n",
+        fake.url
+    ));
+    assert!(eventually(Duration::from_secs(10), || {
+        let stats = cli_ok(&server, &["advisories", "stats"]);
+        stats.contains("advisories\t2") && stats.contains("(--replace)")
+    }));
+
+    // A sync that cannot read its source changes nothing, and says why in the log.
+    let server = TestServer::start_with_config(&format!(
+        "[advisories]\nsync_url = \"{}missing.zip\"\nsync_every = \"1h\"\n",
+        fake.url
+    ));
+    assert!(eventually(Duration::from_secs(10), || server
+        .log()
+        .contains("advisory sync failed")));
+    assert!(cli_ok(&server, &["advisories", "stats"]).contains("advisories\t0"));
+    let (_, output) = {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("bad.toml");
+        std::fs::write(&config, "[advisories]\nsync_every = \"1h\"\n").expect("write");
+        let out = std::process::Command::new(BIN)
+            .args(["--config", config.to_str().expect("path"), "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .output()
+            .expect("run");
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    assert!(output.contains("sync_url and sync_every go together"), "{output}");
+}
