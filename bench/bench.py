@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import http, seed, workloads  # noqa: E402
+from harness import firewall, http, seed, workloads  # noqa: E402
 from harness.report import Metric, table  # noqa: E402
 from harness.servers import Gatehouse, MemorySampler, Server, Verdaccio  # noqa: E402
 
@@ -58,6 +58,8 @@ class Run:
         self.work.mkdir(parents=True, exist_ok=True)
         self.servers: list[Server] = []
         self.metrics: list[Metric] = []
+        # Gatehouse against itself: no policy (left) and every rule on (right).
+        self.firewall_metrics: list[Metric] = []
         self.notes: list[str] = []
         self.raw: dict = {"mode": self.mode, "config": self.cfg, "started_at": dt.datetime.now().isoformat(),
                           "load": [], "workloads": {}}
@@ -148,6 +150,9 @@ class Run:
                 value, note = getattr(m, kind), getattr(m, f"{kind}_note")
                 if value is None and not note.startswith("n/a"):
                     out.append(f"{m.label}: no value for {kind} ({note or 'missing'})")
+        for m in self.firewall_metrics:
+            if m.gatehouse is None:
+                out.append(f"{m.label}: no value")
         for key in ("fleet",):
             for kind, t in self.raw["workloads"].get(key, {}).get("totals", {}).items():
                 if not t["ok"]:
@@ -352,6 +357,9 @@ class Run:
             self.raw["workloads"]["wrk"] = self.load(pair)
         peak = {s.kind: max(s.hwm(), sampler.peaks[s.label]) for s in pair}
 
+        # The firewall's cost, on Gatehouse alone.
+        self.raw["workloads"]["firewall"] = self.firewall(g, pkgs)
+
         # Publishing.
         self.raw["workloads"]["publish"] = self.publish(pair)
 
@@ -519,6 +527,140 @@ class Run:
                                verdaccio_note=note(bv), gatehouse_note=note(bg), target_ratio=target))
         return raw
 
+    def firewall(self, g: Gatehouse, pkgs: list[seed.Pkg]) -> dict:
+        cfg = self.cfg
+        self.log("W6 firewall: no policy vs every rule on with 20,000 advisories (Gatehouse alone)")
+        self.note_load("before firewall")
+        raw: dict = {"none": {}, "rules": {}}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEHOUSE_")}
+        if g.config_toml is not None:
+            env["GATEHOUSE_CONFIG"] = str(g.workdir / f"{g.label}.toml")
+
+        def cli(*args: str) -> dict:
+            return firewall.run_measured([str(self.gatehouse_bin), "--data-dir", str(g.data_dir), *args], env)
+
+        def set_policy(text: str) -> None:
+            path = self.work / "policy.toml"
+            path.write_text(text)
+            r = cli("policy", "set", "default", "--file", str(path))
+            if r["status"] != 0:
+                raise RuntimeError(f"policy set: {r['stderr']}")
+            time.sleep(1.2)  # the server follows the change log every 500 ms
+
+        names = sorted({p.name for p in pkgs})
+        count = 20_000
+        first = firewall.osv_zip(self.work / "osv-a.zip", count, names, "2024-06-01T00:00:00Z")
+        second = firewall.osv_zip(self.work / "osv-b.zip", count, names, "2024-07-01T00:00:00Z")
+        auth = g.auth_headers()
+        threads = max(1, min(os.cpu_count() or 1, 4))
+
+        def endpoints() -> dict:
+            status, headers, _ = http.request("GET", g.packument_url("bench-big"),
+                                              {"Accept": workloads.ABBREVIATED_ACCEPT, **auth})
+            if status != 200:
+                raise RuntimeError(f"bench-big: HTTP {status} under the policy")
+            etag = headers.get("etag", "")
+            _, _, abbrev = http.request("GET", g.packument_url("express"), {"Accept": workloads.ABBREVIATED_ACCEPT, **auth})
+            versions = json.loads(abbrev)["versions"]
+            tarball = versions[max(versions, key=seed.version_key)]["dist"]["tarball"]
+            return {
+                "packument_full": (g.packument_url("bench-big"),
+                                   {"Accept": "application/json", "Accept-Encoding": "gzip", **auth}),
+                "tarball": (tarball, auth),
+                "revalidate_304": (g.packument_url("bench-big"),
+                                   {"Accept": workloads.ABBREVIATED_ACCEPT, "Accept-Encoding": "gzip",
+                                    "If-None-Match": etag, **auth}),
+            }
+
+        def measure(kind: str) -> None:
+            for key, (url, headers) in endpoints().items():
+                g.settle()
+                res = workloads.wrk(url, headers, cfg["wrk_connections"], threads, cfg["wrk_seconds"])
+                res["settle_s"] = g.settle()
+                raw[kind].setdefault(key, []).append(res)
+                self.log(f"  {kind:5s} {key:16s} {res['rps']:10.0f} req/s  p99 {res['lat_p99_us'] / 1000:7.1f} ms")
+
+        set_policy(firewall.NO_POLICY)
+        measure("none")
+        imported = cli("advisories", "import", str(first))
+        raw["import"] = imported
+        self.log(f"  import of {count} advisories: {imported['seconds']:.2f}s, peak RSS "
+                 f"{imported['peak_rss_bytes'] / MIB:.0f} MiB, exit {imported['status']}")
+        if imported["status"] != 0:
+            self.notes.append(f"W6: the advisory import failed: {imported['stderr'][-300:]}")
+        set_policy(firewall.ALL_RULES)
+        measure("rules")
+        for _ in range(cfg["wrk_rounds"] - 1):
+            set_policy(firewall.NO_POLICY)
+            measure("none")
+            set_policy(firewall.ALL_RULES)
+            measure("rules")
+
+        check = cli("policy", "check", "default", "--lockfile", str(BENCH / "app" / "package-lock.json"), "--json")
+        raw["policy_check"] = check
+        try:
+            report = json.loads(check["stdout"]) if check["status"] in (0, 1) else {}
+        except json.JSONDecodeError:
+            report = {}
+        if check["status"] not in (0, 1) or report.get("checked") is None:
+            self.notes.append(f"W6: policy check failed (exit {check['status']}): {check['stderr'][-300:]}")
+        else:
+            self.log(f"  policy check: {report['checked']} versions in {check['seconds']:.2f}s, "
+                     f"{len(report.get('held_back', []))} held back")
+            if report.get("held_back"):
+                self.notes.append(f"W6: policy check holds back {len(report['held_back'])} seeded versions: "
+                                  f"{report['held_back'][:3]}")
+
+        # p99 of packument reads: alone; from the moment an import that changes every
+        # advisory commits (the server re-decides what it touched); and while an
+        # import runs (its own CPU, on the same cores: shown, no target).
+        url, headers = g.packument_url("bench-big"), {"Accept": workloads.ABBREVIATED_ACCEPT,
+                                                      "Accept-Encoding": "gzip", **auth}
+        seconds = max(4, cfg["wrk_seconds"])
+        third = firewall.osv_zip(self.work / "osv-c.zip", count, names, "2024-08-01T00:00:00Z")
+        g.settle()
+        alone = workloads.wrk(url, headers, cfg["wrk_connections"], threads, seconds)
+        reimport = cli("advisories", "import", str(second), "--replace")
+        after = workloads.wrk(url, headers, cfg["wrk_connections"], threads, seconds)
+        g.settle()
+        background = firewall.Background([str(self.gatehouse_bin), "--data-dir", str(g.data_dir),
+                                          "advisories", "import", str(third), "--replace"], env)
+        background.start()
+        time.sleep(0.2)
+        during = workloads.wrk(url, headers, cfg["wrk_connections"], threads, seconds)
+        background.join(timeout=300)
+        raw["reevaluation"] = {"alone": alone, "after_import": after, "during_import": during,
+                               "imports": [reimport, background.result]}
+        self.log(f"  p99 alone {alone['lat_p99_us'] / 1000:.1f} ms, right after an import "
+                 f"{after['lat_p99_us'] / 1000:.1f} ms, during one {during['lat_p99_us'] / 1000:.1f} ms")
+
+        def best(kind: str, key: str) -> float | None:
+            runs = raw[kind].get(key) or []
+            return max(r["rps"] for r in runs) if runs else None
+
+        labels = {"packument_full": "W6 full packument (bench-big, gzip)", "tarball": "W6 tarball (express)",
+                  "revalidate_304": "W6 `304` revalidation"}
+        for key, label in labels.items():
+            self.firewall_metrics.append(Metric(f"fw_{key}", label, "req/s", True, best("none", key),
+                                                best("rules", key), target_ratio=0.9))
+        self.firewall_metrics.append(Metric(
+            "fw_import_seconds", f"W6 import of {count:,} OSV advisories (zip)", "s", False,
+            gatehouse=imported["seconds"] if imported["status"] == 0 else None, limit=10))
+        self.firewall_metrics.append(Metric(
+            "fw_import_rss", "W6 peak RSS of that import", "MiB", False,
+            gatehouse=imported["peak_rss_bytes"] / MIB if imported["status"] == 0 else None, limit=150))
+        self.firewall_metrics.append(Metric(
+            "fw_policy_check", f"W6 `policy check` of the app's lockfile ({self.raw['lockfile_versions']} versions)",
+            "s", False, gatehouse=check["seconds"] if report.get("checked") is not None else None, limit=1))
+        self.firewall_metrics.append(Metric(
+            "fw_p99_reevaluation", f"W6 abbreviated packument p99: alone vs the {seconds}s after a 20k re-import commits",
+            "ms", False, alone["lat_p99_us"] / 1000, after["lat_p99_us"] / 1000, target_ratio=0.9))
+        self.firewall_metrics.append(Metric(
+            "fw_p99_during_import", "W6 the same p99: alone vs while the import runs on the same 2 cores", "ms",
+            False, alone["lat_p99_us"] / 1000, during["lat_p99_us"] / 1000))
+        set_policy(firewall.NO_POLICY)
+        return raw
+
     def publish(self, pair: list[Server]) -> dict:
         cfg = self.cfg
         n, w = cfg["publish_n"], cfg["publish_workers"]
@@ -571,9 +713,14 @@ class Run:
             f"{self.raw['lockfile_bytes'] / MB:.1f} MB of tarballs."
         )
         md = header + "\n\n" + table(self.metrics) + "\n"
+        if self.firewall_metrics:
+            md += ("\nThe firewall's cost (Gatehouse alone; ratio = with the rules / without, for rates; "
+                   "without / with, for times):\n\n"
+                   + table(self.firewall_metrics, "No policy", "Every rule, 20k advisories") + "\n")
         if self.notes:
             md += "\nNotes:\n" + "".join(f"- {n}\n" for n in self.notes)
         self.raw["metrics"] = [x.to_json() for x in self.metrics]
+        self.raw["firewall_metrics"] = [x.to_json() for x in self.firewall_metrics]
         self.raw["notes"] = self.notes
         self.raw["elapsed_s"] = time.monotonic() - self.started
         (self.out / "results.json").write_text(json.dumps(self.raw, indent=2) + "\n")

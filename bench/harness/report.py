@@ -73,8 +73,8 @@ def cell(value: float | None, note: str, unit: str) -> str:
     return f"{text} ({note})" if note else text
 
 
-def table(metrics: list[Metric]) -> str:
-    rows = ["| Metric | Verdaccio | Gatehouse | Ratio | Target | Met |",
+def table(metrics: list[Metric], left: str = "Verdaccio", right: str = "Gatehouse") -> str:
+    rows = [f"| Metric | {left} | {right} | Ratio | Target | Met |",
             "| --- | ---: | ---: | ---: | --- | :---: |"]
     for m in metrics:
         ratio = f"{m.ratio:.1f}×" if m.ratio is not None else "—"

@@ -216,6 +216,9 @@ impl Decision {
                 " Use another version, or ask a registry admin for an exception (gatehouse policy exception add {registry} {name}@{version} --rule {rule} --expires 7d --reason ...)."
             ),
         };
+        if !advice.is_empty() && !text.ends_with('.') {
+            text.push('.');
+        }
         text.push_str(&advice);
         text
     }
