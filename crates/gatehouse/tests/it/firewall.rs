@@ -470,6 +470,31 @@ fn a_malformed_advisory_import_changes_nothing() {
         before,
         "the database is as it was"
     );
+
+    // A record whose range cannot be parsed is skipped, named, and counted; the rest is imported.
+    let dir = tempfile::tempdir().expect("tempdir");
+    for file in [
+        "bad/invalid-range.json",
+        "bad/withdrawn.json",
+        "malicious/MAL-2025-6974.json",
+    ] {
+        std::fs::copy(fixtures().join(file), dir.path().join(file.replace('/', "-"))).expect("copy");
+    }
+    let out = server.cli(&["advisories", "import", dir.path().to_str().expect("path")], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        stderr.contains("warning: skipped GHSA-xxxx-bad0-rnge") && stderr.contains("one point two"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("imported 1 npm advisories") && stdout.contains("1 records skipped, 1 ignored"),
+        "{stdout}"
+    );
+    assert!(cli_ok(&server, &["advisories", "stats"]).contains("advisories\t5"));
 }
 
 #[test]

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::support::clients::{ClientKind, Project, clients_or_skip, output_text};
+use crate::support::fake_upstream::FakeUpstream;
 use crate::support::*;
 
 const PASSWORD: &str = "e2e-password-1";
@@ -95,6 +96,48 @@ fn yarn_berry_installs_the_newest_allowed_version() {
 #[test]
 fn bun_installs_the_newest_allowed_version() {
     newest_allowed_version_is_installed(ClientKind::Bun);
+}
+
+/// Through a proxy whose newest upstream version is younger than the minimum release
+/// age, the client installs the one before it (and its lockfile says so).
+fn too_young_versions_are_not_installed(kind: ClientKind) {
+    if clients_or_skip(&format!("firewall_clients::young_{}", kind.slug())).is_none() {
+        return;
+    }
+    let fake = FakeUpstream::start();
+    fake.publish("young-pkg", "1.0.0");
+    fake.publish("young-pkg", "1.1.0");
+    let just_now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+    fake.edit("young-pkg", |doc| doc["time"]["1.1.0"] = json!(just_now));
+    let server = TestServer::start_with_config(&format!(
+        "[upstream]\nnpmjs_url = \"{}\"\n[registries.default]\nupstreams = [\"npmjs\"]\n\
+         [registries.default.policy.release_age]\nmin = \"2d\"\n",
+        fake.url
+    ));
+    let app = Project::new(kind);
+    app.configure(&server.registry_url("default"), &server.admin_token());
+    app.install(&[("young-pkg", "^1.0.0")]);
+    assert_eq!(
+        app.read_installed("young-pkg", "index.js"),
+        "module.exports = 'young-pkg@1.0.0';\n"
+    );
+    assert_eq!(app.lockfile().get("young-pkg").version, "1.0.0");
+    assert_eq!(fake.hits("young-pkg/-/young-pkg-1.1.0.tgz"), 0);
+}
+
+#[test]
+fn npm_does_not_install_a_version_younger_than_the_release_age() {
+    too_young_versions_are_not_installed(ClientKind::Npm);
+}
+
+#[test]
+fn pnpm_does_not_install_a_version_younger_than_the_release_age() {
+    too_young_versions_are_not_installed(ClientKind::Pnpm);
+}
+
+#[test]
+fn bun_does_not_install_a_version_younger_than_the_release_age() {
+    too_young_versions_are_not_installed(ClientKind::Bun);
 }
 
 #[test]
