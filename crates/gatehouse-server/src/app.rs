@@ -247,7 +247,10 @@ impl App {
                                 }
                                 // This process dropped what an import of its own touched.
                                 ChangeKind::Advisories if change.own => {}
-                                ChangeKind::Advisories => app.packuments.invalidate_all(),
+                                ChangeKind::Advisories => {
+                                    app.firewall.forget_advisories_basis();
+                                    app.packuments.invalidate_all();
+                                }
                                 ChangeKind::Credentials => app.auth.forget_tokens(),
                                 ChangeKind::LoginUnlocked(name) => app.auth.clear_failures(&name).await,
                             }

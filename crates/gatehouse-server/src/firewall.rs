@@ -27,6 +27,8 @@ pub struct RegistryPolicy {
 pub struct PackageRules {
     pub registry: String,
     pub policy: Arc<RegistryPolicy>,
+    /// The advisory database's last import, for the decisions' basis.
+    pub advisories_basis: String,
     pub advisories: Vec<Advisory>,
     pub exceptions: Vec<Exception>,
     pub reviews: HashMap<String, Review>,
@@ -248,7 +250,7 @@ impl PackageRules {
     }
 
     fn basis(&self) -> String {
-        format!("policy={}", self.policy.basis)
+        format!("policy={} advisories={}", self.policy.basis, self.advisories_basis)
     }
 }
 
@@ -266,6 +268,8 @@ pub enum FirewallError {
 pub struct Firewall {
     meta: Meta,
     policies: Mutex<HashMap<RegistryId, Arc<RegistryPolicy>>>,
+    /// When the advisory database was last imported into (`none`), read once per change.
+    advisories_basis: Mutex<Option<String>>,
     /// The advisory database is stale when its last import is older than this.
     stale_after: Millis,
 }
@@ -283,8 +287,26 @@ impl Firewall {
         Arc::new(Firewall {
             meta,
             policies: Mutex::new(HashMap::new()),
+            advisories_basis: Mutex::new(None),
             stale_after,
         })
+    }
+
+    /// The advisory database changed (an import here or, through the change log, elsewhere).
+    pub fn forget_advisories_basis(&self) {
+        *self.advisories_basis.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    async fn advisories_basis(&self) -> Result<String, FirewallError> {
+        if let Some(basis) = self.advisories_basis.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            return Ok(basis);
+        }
+        let basis = match self.meta.advisory_stats().await?.last_import {
+            Some(import) => gatehouse_npm::packument::iso_time(import.imported_at),
+            None => "none".to_owned(),
+        };
+        *self.advisories_basis.lock().unwrap_or_else(|p| p.into_inner()) = Some(basis.clone());
+        Ok(basis)
     }
 
     /// The advisories naming `package`, one per advisory (aliases merged).
@@ -421,6 +443,7 @@ impl Firewall {
         Ok(Arc::new(PackageRules {
             registry: registry.name.to_string(),
             policy,
+            advisories_basis: self.advisories_basis().await?,
             advisories,
             exceptions,
             reviews,

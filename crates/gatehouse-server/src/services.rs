@@ -112,6 +112,9 @@ impl Caches {
 
     /// New advisory data: the packages it names are decided again.
     async fn advisories_changed(&self, packages: &[String]) {
+        if let Some(firewall) = &self.firewall {
+            firewall.forget_advisories_basis();
+        }
         if let Some(packuments) = &self.packuments {
             for name in packages.iter().filter_map(|n| PackageName::parse(n).ok()) {
                 packuments.invalidate_everywhere(&name);
