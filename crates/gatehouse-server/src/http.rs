@@ -58,6 +58,34 @@ pub fn router(app: Arc<App>) -> Router {
             "/-/api/v1/registries/{registry}/claims/{*pattern}",
             axum::routing::delete(api::remove_claim),
         )
+        .route(
+            "/-/api/v1/registries/{registry}/policy",
+            get(api::get_policy).put(api::set_policy).delete(api::reset_policy),
+        )
+        .route(
+            "/-/api/v1/registries/{registry}/policy/check",
+            post(api::check_lockfile),
+        )
+        .route("/-/api/v1/registries/{registry}/decisions", get(api::decisions))
+        .route("/-/api/v1/registries/{registry}/quarantine", get(api::quarantine_queue))
+        .route(
+            "/-/api/v1/registries/{registry}/quarantine/approve",
+            post(api::quarantine_approve),
+        )
+        .route(
+            "/-/api/v1/registries/{registry}/quarantine/reject",
+            post(api::quarantine_reject),
+        )
+        .route(
+            "/-/api/v1/registries/{registry}/exceptions",
+            get(api::list_exceptions).post(api::add_exception),
+        )
+        .route(
+            "/-/api/v1/registries/{registry}/exceptions/{id}",
+            axum::routing::delete(api::remove_exception),
+        )
+        .route("/-/api/v1/advisories", get(api::advisory_stats))
+        .route("/-/api/v1/advisories/import", post(api::import_advisories))
         .route("/r/{*rest}", any(npm::entry))
         .fallback(npm::root)
         // Bodies are read with our own limit (see `npm::read_body`) for a clear JSON error.

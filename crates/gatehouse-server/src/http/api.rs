@@ -24,6 +24,12 @@ use crate::auth::Principal;
 use crate::services::{Actor, Creation, NewUser, UpstreamRequest};
 use crate::upstream::spec::UpstreamSpec;
 
+mod firewall;
+pub use firewall::{
+    add_exception, advisory_stats, check_lockfile, decisions, get_policy, import_advisories, list_exceptions,
+    quarantine_approve, quarantine_queue, quarantine_reject, remove_exception, reset_policy, set_policy,
+};
+
 /// A JSON request body; a wrong one is refused saying what was expected.
 fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], expected: &str) -> ApiResult<T> {
     serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("{expected}: {e}")))

@@ -89,3 +89,35 @@ impl FromRequestParts<Arc<App>> for Caller {
         Ok(Caller { ip, credentials })
     }
 }
+
+/// Reads a request body up to `limit` bytes, refusing early on a declared
+/// `Content-Length` that is already too big; never buffers more than the limit.
+pub async fn read_body(headers: &HeaderMap, body: axum::body::Body, limit: u64) -> Result<bytes::Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(ApiError::PayloadTooLarge(limit));
+    }
+    let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
+    axum::body::to_bytes(body, limit_usize).await.map_err(|e| {
+        if over_limit(&e) {
+            ApiError::PayloadTooLarge(limit)
+        } else {
+            ApiError::BadRequest(format!("could not read the request body: {e}"))
+        }
+    })
+}
+
+/// Whether reading a body failed because it passed the limit (not a broken connection).
+fn over_limit(error: &axum::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}

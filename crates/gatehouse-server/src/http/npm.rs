@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, Uri, header};
+use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use gatehouse_npm::name::PackageName;
 use gatehouse_npm::route::{self, Route};
@@ -272,7 +272,7 @@ async fn dispatch(app: Arc<App>, incoming: Incoming<'_>, registry_raw: &str, res
         client_ip,
     };
     let body = if method == Method::PUT || method == Method::POST {
-        read_body(&ctx, &headers, body).await?
+        super::extract::read_body(&headers, body, ctx.app.config.limits.max_body_bytes).await?
     } else {
         Bytes::new()
     };
@@ -324,37 +324,4 @@ async fn route_request(
         (_, Route::UnknownApi) => Err(ApiError::NotFound("this registry endpoint is not supported".into())),
         _ => Err(ApiError::MethodNotAllowed),
     }
-}
-
-/// Reads a request body up to the configured limit, refusing early on a declared
-/// `Content-Length` that is already too big; never buffers more than the limit.
-async fn read_body(ctx: &Ctx, headers: &HeaderMap, body: Body) -> ApiResult<Bytes> {
-    let limit = ctx.app.config.limits.max_body_bytes;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit) {
-        return Err(ApiError::PayloadTooLarge(limit));
-    }
-    let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
-    axum::body::to_bytes(body, limit_usize).await.map_err(|e| {
-        if over_limit(&e) {
-            ApiError::PayloadTooLarge(limit)
-        } else {
-            ApiError::BadRequest(format!("could not read the request body: {e}"))
-        }
-    })
-}
-
-/// Whether reading a body failed because it passed the limit (not a broken connection).
-fn over_limit(error: &axum::Error) -> bool {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = cause {
-        if e.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        cause = e.source();
-    }
-    false
 }

@@ -8,6 +8,7 @@ mod client_proxy;
 mod clients;
 mod durability;
 mod firewall;
+mod firewall_api;
 mod firewall_clients;
 mod npm_commands;
 mod promotion;
