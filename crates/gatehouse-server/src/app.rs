@@ -245,11 +245,17 @@ impl App {
                                     app.packuments.invalidate_all();
                                     app.access.invalidate_all();
                                 }
-                                // This process dropped what an import of its own touched.
-                                ChangeKind::Advisories if change.own => {}
+                                // This process saw to what an import or a policy of its own touched.
+                                ChangeKind::Advisories | ChangeKind::Policy if change.own => {}
                                 ChangeKind::Advisories => {
                                     app.firewall.forget_advisories_basis();
-                                    app.packuments.invalidate_all();
+                                    let packuments = app.packuments.clone();
+                                    tokio::spawn(async move { packuments.refresh(None).await });
+                                }
+                                ChangeKind::Policy => {
+                                    app.firewall.forget_policies();
+                                    let packuments = app.packuments.clone();
+                                    tokio::spawn(async move { packuments.refresh(None).await });
                                 }
                                 ChangeKind::Credentials => app.auth.forget_tokens(),
                                 ChangeKind::LoginUnlocked(name) => app.auth.clear_failures(&name).await,

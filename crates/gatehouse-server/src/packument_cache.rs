@@ -15,6 +15,7 @@ use bytes::Bytes;
 use flate2::Compression;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
+use futures_util::StreamExt as _;
 use moka::Expiry;
 use moka::future::Cache;
 use serde_json::value::RawValue;
@@ -208,6 +209,9 @@ impl Expiry<Key, Arc<Prepared>> for PreparedExpiry {
 /// Tries of the cache before `get` reads through it (see `CacheError::Retry`).
 const MAX_ATTEMPTS: usize = 8;
 
+/// Packages decided again at a time by [`PackumentCache::refresh`].
+const REFRESH_JOBS: usize = 2;
+
 /// Registry upstream chains (`team` → `default` → …) are followed this deep, no further.
 const MAX_CHAIN: u8 = 4;
 
@@ -360,6 +364,92 @@ impl PackumentCache {
         self.entries.invalidate_all();
     }
 
+    /// Decides the prepared packages again, serving each old entry until its new one
+    /// is ready: for changes that alter decisions but no stored package (a policy, the
+    /// advisory database), so that re-deciding never makes a request wait. Returns
+    /// when every entry is replaced (the change's own request waits; spawn it to not).
+    /// `names`: only these packages (in every registry); `None`: all.
+    pub async fn refresh(&self, names: Option<Vec<PackageName>>) {
+        let wanted: Option<std::collections::HashSet<PackageName>> = names.map(|n| n.into_iter().collect());
+        let keys: Vec<Key> = self
+            .entries
+            .iter()
+            .map(|(key, _)| (*key).clone())
+            .filter(|(_, name)| wanted.as_ref().is_none_or(|w| w.contains(name)))
+            .collect();
+        if keys.is_empty() {
+            return;
+        }
+        let depths = match self.registry_depths().await {
+            Ok(depths) => depths,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot refresh prepared packuments; dropping them");
+                self.invalidate_all();
+                return;
+            }
+        };
+        // A registry behind another is built from that one's entry: upstream
+        // registries first, so no downstream entry is rebuilt from an old one.
+        let mut keys = keys;
+        keys.sort_by_key(|key| depths.get(&key.0).map_or(0, |(_, depth)| *depth));
+        for level in keys.chunk_by(|a, b| depths.get(&a.0).map(|d| d.1) == depths.get(&b.0).map(|d| d.1)) {
+            futures_util::stream::iter(level.iter().cloned())
+                .for_each_concurrent(REFRESH_JOBS, |key| {
+                    let depths = &depths;
+                    async move { self.refresh_one(depths, key).await }
+                })
+                .await;
+        }
+    }
+
+    /// Every registry, with how many registry upstreams deep its chain is.
+    async fn registry_depths(&self) -> Result<HashMap<RegistryId, (Registry, u8)>, StoreError> {
+        let registries = self.meta.registries().await?;
+        let mut behind: HashMap<RegistryId, Vec<RegistryId>> = HashMap::new();
+        for registry in &registries {
+            for row in self.meta.upstreams(registry.id).await? {
+                if let Ok(crate::upstream::spec::UpstreamSpec::Registry(name)) =
+                    crate::upstream::spec::UpstreamSpec::parse(&row.spec)
+                    && let Some(upstream) = registries.iter().find(|r| r.name == name)
+                {
+                    behind.entry(registry.id).or_default().push(upstream.id);
+                }
+            }
+        }
+        fn depth(id: RegistryId, behind: &HashMap<RegistryId, Vec<RegistryId>>, left: u8) -> u8 {
+            match behind.get(&id) {
+                Some(ups) if left > 0 => 1 + ups.iter().map(|u| depth(*u, behind, left - 1)).max().unwrap_or(0),
+                _ => 0,
+            }
+        }
+        Ok(registries
+            .into_iter()
+            .map(|r| {
+                let d = depth(r.id, &behind, MAX_CHAIN);
+                (r.id, (r, d))
+            })
+            .collect())
+    }
+
+    async fn refresh_one(&self, registries: &HashMap<RegistryId, (Registry, u8)>, key: Key) {
+        let Some((registry, _)) = registries.get(&key.0) else {
+            self.entries.invalidate(&key).await;
+            return;
+        };
+        let generation = self.generation.load(Ordering::SeqCst);
+        match self.load(registry, &key.1, 0).await {
+            // A write since the build started made it old already: drop it instead
+            // (checked again after the insert, which may race with the write's own drop).
+            Ok(fresh) if self.generation.load(Ordering::SeqCst) == generation => {
+                self.entries.insert(key.clone(), fresh).await;
+                if self.generation.load(Ordering::SeqCst) != generation {
+                    self.entries.invalidate(&key).await;
+                }
+            }
+            _ => self.entries.invalidate(&key).await,
+        }
+    }
+
     async fn load(&self, registry: &Registry, name: &PackageName, depth: u8) -> Result<Arc<Prepared>, CacheError> {
         let generation = self.generation.load(Ordering::SeqCst);
         let local = self.meta.package(registry.id, name).await?;
@@ -394,15 +484,18 @@ impl PackumentCache {
             });
         }
         let settings_ttl = gathered.ttl;
+        let started = Instant::now();
         let (mut prepared, changed) =
             tokio::task::spawn_blocking(move || prepare(local, gathered, &base, settings_ttl, rules))
                 .await
                 .map_err(|e| CacheError::Build(e.to_string()))??;
         self.firewall.record(registry, changed);
-        if self.generation.load(Ordering::SeqCst) != generation {
+        let stale = self.generation.load(Ordering::SeqCst) != generation;
+        if stale {
             // Something changed while we built: hand this to whoever waits, keep none of it.
             prepared.ttl = Some(Duration::ZERO);
         }
+        tracing::debug!(pkg.name = %name, registry.name = %registry.name, elapsed = ?started.elapsed(), stale, "packument built");
         Ok(Arc::new(prepared))
     }
 

@@ -101,24 +101,28 @@ impl Caches {
         }
     }
 
-    fn policy_changed(&self) {
+    /// A policy changed: prepared packages are decided again (others' requests keep
+    /// being served from the old entries meanwhile; the change's own waits for it).
+    async fn policy_changed(&self) {
         if let Some(firewall) = &self.firewall {
             firewall.forget_policies();
         }
         if let Some(packuments) = &self.packuments {
-            packuments.invalidate_all();
+            packuments.refresh(None).await;
         }
     }
 
-    /// New advisory data: the packages it names are decided again.
+    /// New advisory data: the packages it names are decided again, as for a policy.
     async fn advisories_changed(&self, packages: &[String]) {
         if let Some(firewall) = &self.firewall {
             firewall.forget_advisories_basis();
         }
         if let Some(packuments) = &self.packuments {
-            for name in packages.iter().filter_map(|n| PackageName::parse(n).ok()) {
-                packuments.invalidate_everywhere(&name);
-            }
+            packuments
+                .refresh(Some(
+                    packages.iter().filter_map(|n| PackageName::parse(n).ok()).collect(),
+                ))
+                .await;
         }
     }
 

@@ -629,6 +629,8 @@ pub enum ChangeKind {
     LoginUnlocked(String),
     /// The advisory database changed: every decision may be different.
     Advisories,
+    /// A registry's policy changed: its decisions (and those of registries behind it).
+    Policy,
 }
 
 #[async_trait]
@@ -874,7 +876,7 @@ pub struct DecisionQuery {
 pub trait PolicyStore: Send + Sync {
     /// `None`: the registry has the default policy.
     async fn policy(&self, registry: RegistryId) -> StoreResult<Option<PolicyRow>>;
-    /// Sets the document (`None` goes back to the default); logs a registry change.
+    /// Sets the document (`None` goes back to the default); logs a `Policy` change.
     async fn set_policy(&self, registry: RegistryId, document: Option<&str>, by: Option<&str>) -> StoreResult<()>;
     async fn exceptions(&self, registry: RegistryId, package: Option<&str>) -> StoreResult<Vec<ExceptionRow>>;
     /// Logs a change of the package.

@@ -64,7 +64,7 @@ impl Services {
         self.meta
             .set_policy(registry.id, document, actor.name.as_deref())
             .await?;
-        self.caches.policy_changed();
+        self.caches.policy_changed().await;
         let detail = match document {
             Some(_) => "set",
             None => "reset to the default policy",

@@ -24,58 +24,79 @@ impl AdvisoryStore for SqliteStore {
             skipped,
             ..ImportSummary::default()
         };
+        // Written in chunks of set-based statements over JSON arrays (`json_each`): an
+        // import of 20,000 advisories is a few hundred statements, not 100,000.
         let mut touched = BTreeSet::new();
+        let mut changed: Vec<&AdvisoryRow> = Vec::new();
+        let mut updated_ids: Vec<&str> = Vec::new();
         for row in rows {
             match existing.get(&row.id) {
-                Some(&modified) if modified >= row.modified => {
-                    summary.unchanged += 1;
-                    continue;
-                }
+                Some(&modified) if modified >= row.modified => summary.unchanged += 1,
                 Some(_) => {
-                    // The packages it named before may be different ones.
-                    for package in packages_of(&mut tx, &row.id).await? {
-                        touched.insert(package);
-                    }
-                    sqlx::query("DELETE FROM advisory_packages WHERE advisory_id = $1")
-                        .bind(&row.id)
-                        .execute(&mut *tx)
-                        .await?;
                     summary.updated += 1;
+                    updated_ids.push(&row.id);
+                    changed.push(row);
                 }
-                None => summary.added += 1,
+                None => {
+                    summary.added += 1;
+                    changed.push(row);
+                }
             }
+        }
+        let json =
+            |value: serde_json::Value| serde_json::to_string(&value).map_err(|e| StoreError::Corrupt(e.to_string()));
+        // The packages an updated advisory named before may be others than now.
+        for ids in updated_ids.chunks(CHUNK) {
+            for package in forget_packages(&mut tx, &json(serde_json::json!(ids))?).await? {
+                touched.insert(package);
+            }
+        }
+        for chunk in changed.chunks(CHUNK) {
+            let advisories: Vec<serde_json::Value> = chunk
+                .iter()
+                .map(|r| serde_json::json!({"id": r.id, "modified": r.modified, "record": r.record}))
+                .collect();
             sqlx::query(
-                "INSERT INTO advisories (id, modified, record) VALUES ($1, $2, $3)
+                "INSERT INTO advisories (id, modified, record)
+                 SELECT json_extract(value, '$.id'), json_extract(value, '$.modified'), json_extract(value, '$.record')
+                 FROM json_each($1) WHERE true
                  ON CONFLICT (id) DO UPDATE SET modified = excluded.modified, record = excluded.record",
             )
-            .bind(&row.id)
-            .bind(row.modified)
-            .bind(&row.record)
+            .bind(json(serde_json::Value::Array(advisories))?)
             .execute(&mut *tx)
             .await?;
-            for package in &row.packages {
-                sqlx::query(
-                    "INSERT INTO advisory_packages (package, advisory_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                )
-                .bind(package)
-                .bind(&row.id)
-                .execute(&mut *tx)
-                .await?;
-                touched.insert(package.clone());
-            }
+            let named: Vec<serde_json::Value> = chunk
+                .iter()
+                .flat_map(|r| r.packages.iter().map(|p| serde_json::json!({"package": p, "id": r.id})))
+                .collect();
+            sqlx::query(
+                "INSERT INTO advisory_packages (package, advisory_id)
+                 SELECT json_extract(value, '$.package'), json_extract(value, '$.id') FROM json_each($1) WHERE true
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(json(serde_json::Value::Array(named))?)
+            .execute(&mut *tx)
+            .await?;
+            touched.extend(chunk.iter().flat_map(|r| r.packages.iter().cloned()));
         }
         if replace {
             let kept: std::collections::HashSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();
-            for id in existing.keys().filter(|id| !kept.contains(id.as_str())) {
-                for package in packages_of(&mut tx, id).await? {
+            let gone: Vec<&str> = existing
+                .keys()
+                .map(String::as_str)
+                .filter(|id| !kept.contains(id))
+                .collect();
+            for ids in gone.chunks(CHUNK) {
+                let ids = json(serde_json::json!(ids))?;
+                for package in forget_packages(&mut tx, &ids).await? {
                     touched.insert(package);
                 }
-                sqlx::query("DELETE FROM advisories WHERE id = $1")
-                    .bind(id)
+                sqlx::query("DELETE FROM advisories WHERE id IN (SELECT value FROM json_each($1))")
+                    .bind(ids)
                     .execute(&mut *tx)
                     .await?;
-                summary.removed += 1;
             }
+            summary.removed = gone.len() as u64;
         }
         let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         sqlx::query(
@@ -150,11 +171,15 @@ impl AdvisoryStore for SqliteStore {
     }
 }
 
-async fn packages_of(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, id: &str) -> StoreResult<Vec<String>> {
-    Ok(
-        sqlx::query_scalar("SELECT package FROM advisory_packages WHERE advisory_id = $1")
-            .bind(id)
-            .fetch_all(&mut **tx)
-            .await?,
+/// Advisories written per statement.
+const CHUNK: usize = 1000;
+
+/// Drops what the advisories `ids` (a JSON array) name; returns the packages.
+async fn forget_packages(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, ids: &str) -> StoreResult<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "DELETE FROM advisory_packages WHERE advisory_id IN (SELECT value FROM json_each($1)) RETURNING package",
     )
+    .bind(ids)
+    .fetch_all(&mut **tx)
+    .await?)
 }

@@ -25,6 +25,7 @@ impl ChangeLog for SqliteStore {
                     ("credentials", _) => ChangeKind::Credentials,
                     ("unlock", Some(name)) => ChangeKind::LoginUnlocked(name),
                     ("advisories", _) => ChangeKind::Advisories,
+                    ("policy", _) => ChangeKind::Policy,
                     _ => ChangeKind::Registry,
                 };
                 Ok(Change {

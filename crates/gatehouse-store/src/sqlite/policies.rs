@@ -73,15 +73,20 @@ impl PolicyStore for SqliteStore {
                     .await?;
             }
         }
-        registry_changed(&mut tx, registry).await?;
+        log_change(&mut *tx, "policy", Some(registry)).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn exceptions(&self, registry: RegistryId, package: Option<&str>) -> StoreResult<Vec<ExceptionRow>> {
+        // Two statements rather than `$2 IS NULL OR …`, which keeps SQLite off the index.
+        let filter = if package.is_some() {
+            "AND package = $2"
+        } else {
+            "AND $2 IS NULL"
+        };
         sqlx::query(&format!(
-            "SELECT {EXCEPTION_COLUMNS} FROM policy_exceptions
-             WHERE registry_id = $1 AND ($2 IS NULL OR package = $2) ORDER BY id"
+            "SELECT {EXCEPTION_COLUMNS} FROM policy_exceptions WHERE registry_id = $1 {filter} ORDER BY id"
         ))
         .bind(registry.0)
         .bind(package)
@@ -252,9 +257,14 @@ impl PolicyStore for SqliteStore {
 
     async fn decisions(&self, registry: RegistryId, query: &DecisionQuery) -> StoreResult<Vec<DecisionRow>> {
         let verdicts = serde_json::to_string(&query.verdicts).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let filter = if query.package.is_some() {
+            "AND package = $2"
+        } else {
+            "AND $2 IS NULL"
+        };
         sqlx::query(&format!(
             "SELECT {DECISION_COLUMNS} FROM decisions d
-             WHERE registry_id = $1 AND ($2 IS NULL OR package = $2)
+             WHERE registry_id = $1 {filter}
                AND CASE WHEN json_array_length($3) = 0 THEN (verdict != 'allow' OR would != 'allow')
                         ELSE (verdict IN (SELECT value FROM json_each($3)) OR would IN (SELECT value FROM json_each($3)))
                    END

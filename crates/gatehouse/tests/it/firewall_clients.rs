@@ -1,5 +1,5 @@
 //! The firewall with the real clients: every one installs the newest version the
-//! policy serves when the newest is blocked; `npm ci` of a lockfile that pins a
+//! policy serves when the newest is blocked or too young; `npm ci` of a lockfile that pins a
 //! blocked version fails saying why; `npm audit`, `pnpm audit`, `yarn npm audit`
 //! and `bun audit` report an imported advisory; approving a
 //! quarantined version makes it installable.
@@ -133,6 +133,16 @@ fn npm_does_not_install_a_version_younger_than_the_release_age() {
 #[test]
 fn pnpm_does_not_install_a_version_younger_than_the_release_age() {
     too_young_versions_are_not_installed(ClientKind::Pnpm);
+}
+
+#[test]
+fn yarn_classic_does_not_install_a_version_younger_than_the_release_age() {
+    too_young_versions_are_not_installed(ClientKind::YarnClassic);
+}
+
+#[test]
+fn yarn_berry_does_not_install_a_version_younger_than_the_release_age() {
+    too_young_versions_are_not_installed(ClientKind::YarnBerry);
 }
 
 #[test]
