@@ -512,7 +512,22 @@ fn install_scripts(subject: &Subject<'_>) -> Option<String> {
         .then(|| "an install script".to_owned())
 }
 
-fn has_attestations(manifest: &Map<String, Value>) -> bool {
+/// Whether a version runs install scripts (what `install_scripts` looks for), for
+/// storing with it.
+pub fn runs_install_scripts(manifest: &Map<String, Value>, tarball: Option<&TarballFacts>) -> bool {
+    let subject = Subject {
+        version: "",
+        manifest,
+        published_at: None,
+        published_here: false,
+        held: false,
+        tarball,
+    };
+    install_scripts(&subject).is_some()
+}
+
+/// Whether a manifest carries provenance attestations (`dist.attestations`).
+pub fn has_attestations(manifest: &Map<String, Value>) -> bool {
     manifest
         .get("dist")
         .and_then(|d| d.get("attestations"))

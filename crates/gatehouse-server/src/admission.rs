@@ -281,6 +281,9 @@ impl Admission {
             }
         };
         let journaled = journal.is_some();
+        // Stored with the version: what the next one is compared with.
+        let install_scripts = gatehouse_policy::evaluate::runs_install_scripts(&manifest, Some(&facts));
+        let attested = gatehouse_policy::evaluate::has_attestations(&manifest);
 
         let new = NewVersion {
             registry_id: registry.id,
@@ -297,6 +300,8 @@ impl Admission {
             deprecated,
             source: origin.describe(),
             facts: serde_json::to_string(&facts).ok(),
+            install_scripts,
+            attested,
             tags: tags.iter().map(|t| t.as_str().to_owned()).collect(),
             // Names first published here are internal (dependency-confusion guard);
             // names that arrive from an upstream are not.
@@ -369,18 +374,9 @@ impl Admission {
                 let needs_history =
                     policy.provenance.is_some() || policy.install_scripts.as_ref().is_some_and(|s| s.only_new);
                 let mut candidates = Vec::new();
-                if needs_history
-                    && (exists || !matches!(origin, Origin::Publish))
-                    && let Some(record) = self.meta.package(registry.id, name).await?
-                {
-                    for held in record.live_versions() {
-                        if let Ok(Value::Object(m)) = serde_json::from_str::<Value>(&held.manifest) {
-                            let mut candidate = firewall::Candidate::new(&held.version, &m);
-                            candidate.held = true;
-                            candidate.published_here = held.published_here();
-                            candidate.published_at = Some(held.published_at);
-                            candidates.push(candidate);
-                        }
+                if needs_history && (exists || !matches!(origin, Origin::Publish)) {
+                    for held in self.meta.version_history(registry.id, name).await? {
+                        candidates.push(firewall::Candidate::from_history(&held));
                     }
                 }
                 (rules, candidates)

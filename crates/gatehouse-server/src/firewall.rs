@@ -84,6 +84,28 @@ impl Candidate {
     }
 }
 
+impl Candidate {
+    /// A held version from the store's lean history: what the rules compare a new
+    /// version with (install scripts, attestations), no whole manifest read.
+    pub fn from_history(held: &gatehouse_store::VersionHistory) -> Candidate {
+        let mut manifest = Map::new();
+        if held.install_scripts {
+            manifest.insert("hasInstallScript".into(), Value::Bool(true));
+        }
+        if held.attested {
+            manifest.insert("dist".into(), serde_json::json!({ "attestations": {} }));
+        }
+        Candidate {
+            version: held.version.clone(),
+            manifest,
+            published_at: Some(held.published_at),
+            published_here: held.source == "publish",
+            held: true,
+            tarball: None,
+        }
+    }
+}
+
 /// The outcome for a package's versions, as a packument build uses it.
 #[derive(Default)]
 pub struct Judgement {

@@ -128,8 +128,14 @@ pub async fn meta_store(meta: Meta) {
         meta.insert_version(&folded).await,
         Err(StoreError::Conflict(Conflict::NameTakenIgnoringCase))
     ));
-    let second = journaled_version(registry.id, "lib", "1.1.0", &tarball, Some(inserted.package_id));
+    let mut second = journaled_version(registry.id, "lib", "1.1.0", &tarball, Some(inserted.package_id));
+    second.install_scripts = true;
+    second.attested = true;
     meta.insert_version(&second).await.expect("second version");
+    let mut history = meta.version_history(registry.id, &name("lib")).await.expect("history");
+    history.sort_by(|a, b| a.version.cmp(&b.version));
+    let facts: Vec<(bool, bool)> = history.iter().map(|h| (h.install_scripts, h.attested)).collect();
+    assert_eq!(facts, [(false, false), (true, true)]);
     let record = meta
         .package(registry.id, &name("lib"))
         .await

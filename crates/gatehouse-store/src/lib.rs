@@ -281,6 +281,10 @@ pub struct NewVersion {
     pub source: String,
     /// What the tarball showed when it was inspected (JSON), for the firewall's rules.
     pub facts: Option<String>,
+    /// It runs install scripts (declared, or a binding.gyp).
+    pub install_scripts: bool,
+    /// Its manifest carries provenance attestations.
+    pub attested: bool,
     /// Dist-tags to point at this version; `latest` is added when the package has none.
     pub tags: Vec<String>,
     /// Whether a package created by this insert is flagged internal.
@@ -606,6 +610,21 @@ pub trait PackageStore: Send + Sync {
     /// rows keep their blobs): what `check` verifies and `gc` must keep.
     async fn blob_references(&self) -> StoreResult<Vec<BlobReference>>;
     async fn set_internal(&self, package: PackageId, internal: bool) -> StoreResult<()>;
+    /// The live versions of a package with only what the firewall compares a new
+    /// version with (install scripts, attestations), read without loading manifests.
+    async fn version_history(&self, registry: RegistryId, name: &PackageName) -> StoreResult<Vec<VersionHistory>>;
+}
+
+/// A version as [`PackageStore::version_history`] returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionHistory {
+    pub version: String,
+    pub published_at: Millis,
+    pub source: String,
+    /// It runs install scripts (declared, or a binding.gyp when it was stored).
+    pub install_scripts: bool,
+    /// The manifest has `dist.attestations`.
+    pub attested: bool,
 }
 
 /// One entry of the change log (see `ChangeLog`).

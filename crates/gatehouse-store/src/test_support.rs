@@ -31,6 +31,8 @@ pub fn journaled_version(
         deprecated: None,
         source: "publish".into(),
         facts: None,
+        install_scripts: false,
+        attested: false,
         tags: vec!["latest".into()],
         internal_if_new: false,
         published_at: None,

@@ -452,6 +452,43 @@ impl PackageStore for SqliteStore {
         Ok(())
     }
 
+    async fn version_history(&self, registry: RegistryId, name: &PackageName) -> StoreResult<Vec<VersionHistory>> {
+        // One row (a JSON array) rather than a row per version: a publish reads this
+        // for packages of thousands of versions, and rows cross threads one by one.
+        // Versions stored before the two columns have them NULL: read their manifests.
+        let rows: Option<String> = sqlx::query_scalar(
+            "SELECT json_group_array(json_array(
+                        v.version, v.published_at, v.source,
+                        coalesce(v.install_scripts,
+                                 coalesce(json_extract(v.manifest, '$.scripts.preinstall'),
+                                          json_extract(v.manifest, '$.scripts.install'),
+                                          json_extract(v.manifest, '$.scripts.postinstall')) IS NOT NULL
+                                 OR coalesce(json_extract(v.manifest, '$.hasInstallScript') = 1, 0)),
+                        coalesce(v.attested, coalesce(json_type(v.manifest, '$.dist.attestations') = 'object', 0))))
+             FROM versions v JOIN packages p ON p.id = v.package_id
+             WHERE p.registry_id = $1 AND p.name = $2 AND v.unpublished_at IS NULL",
+        )
+        .bind(registry.0)
+        .bind(name.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        // SQLite's booleans are the integers 0 and 1.
+        let rows: Vec<(String, Millis, String, u8, u8)> =
+            serde_json::from_str(rows.as_deref().unwrap_or("[]")).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(version, published_at, source, install_scripts, attested)| VersionHistory {
+                    version,
+                    published_at,
+                    source,
+                    install_scripts: install_scripts != 0,
+                    attested: attested != 0,
+                },
+            )
+            .collect())
+    }
+
     async fn all_packages(&self, registry: RegistryId) -> StoreResult<Vec<PackageName>> {
         sqlx::query_scalar::<_, String>(
             "SELECT p.name FROM packages p WHERE p.registry_id = $1

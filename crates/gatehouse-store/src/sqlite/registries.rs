@@ -142,9 +142,9 @@ impl RegistryStore for SqliteStore {
              SELECT $1, name, name_folded, rev, created_at, modified_at, description, keywords, internal
              FROM packages WHERE registry_id = $2",
             "INSERT INTO versions (package_id, version, release_key, manifest, blob_sha512, blob_size, published_at,
-                                   publisher, deprecated, unpublished_at, source, facts)
+                                   publisher, deprecated, unpublished_at, source, facts, install_scripts, attested)
              SELECT copy.id, v.version, v.release_key, v.manifest, v.blob_sha512, v.blob_size, v.published_at,
-                    v.publisher, v.deprecated, v.unpublished_at, v.source, v.facts
+                    v.publisher, v.deprecated, v.unpublished_at, v.source, v.facts, v.install_scripts, v.attested
              FROM versions v JOIN packages original ON original.id = v.package_id
              JOIN packages copy ON copy.registry_id = $1 AND copy.name = original.name
              WHERE original.registry_id = $2",
