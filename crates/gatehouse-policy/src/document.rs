@@ -577,6 +577,12 @@ impl Policy {
         })
     }
 
+    /// Whether a rule compares a version with the package's earlier ones (a new
+    /// version can't be decided alone then).
+    pub fn compares_with_history(&self) -> bool {
+        self.provenance.is_some() || self.install_scripts.as_ref().is_some_and(|s| s.only_new)
+    }
+
     /// The policy of a registry nobody has set one for.
     pub fn default_policy() -> Policy {
         // The constant is tested to parse (see the tests below).

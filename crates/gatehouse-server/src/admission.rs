@@ -16,7 +16,8 @@ use gatehouse_npm::tarball::{self, TarballError, TarballInfo, TarballLimits};
 use gatehouse_npm::version::Version;
 use gatehouse_store::blobs::{BlobError, BlobKey, Blobs, StagedBlob};
 use gatehouse_store::{
-    AuditAction, AuditEntry, BlobRef, Conflict, Meta, NewVersion, PublishTarget, Registry, StoreError, User,
+    AuditAction, AuditEntry, BlobRef, Conflict, DecisionRow, Meta, NewVersion, PublishTarget, Registry, StoreError,
+    User,
 };
 use serde_json::{Map, Value};
 
@@ -122,6 +123,17 @@ impl ManifestMismatch {
             ManifestMismatch::Version { .. } => "version",
             ManifestMismatch::Dependencies { field } => field,
             ManifestMismatch::Script { .. } => "scripts",
+        }
+    }
+}
+
+impl PolicyRefusal {
+    /// What `decision` (not `allow`) refuses, in `message`'s words.
+    pub fn new(decision: &Decision, message: String) -> PolicyRefusal {
+        PolicyRefusal {
+            verdict: decision.verdict,
+            rule: decision.decisive().map_or(Rule::Review, |f| f.rule),
+            message,
         }
     }
 }
@@ -247,17 +259,16 @@ impl Admission {
                 target.is_some(),
             )
             .await?;
-        if !screened.decision.verdict.served() && !matches!(origin, Origin::Publish | Origin::Promotion { .. }) {
-            return Err(self
-                .refuse(registry, &name, &version, &screened, Some(&facts))
-                .await
-                .into());
-        }
-        if screened.decision.verdict == Verdict::Block {
-            return Err(self
-                .refuse(registry, &name, &version, &screened, Some(&facts))
-                .await
-                .into());
+        // A blocked version never enters. A quarantined one is held if it was published
+        // or promoted here (it waits for review), refused if it was pulled (asked for
+        // again once approved).
+        let pulled_and_held = !screened.decision.verdict.served() && matches!(origin, Origin::Upstream { .. });
+        if screened.decision.verdict == Verdict::Block || pulled_and_held {
+            let row = screened.row(&name, &version, &facts);
+            self.record(registry, &name, &row).await;
+            // Dropped, so the next build withholds it with what its tarball showed.
+            self.packuments.invalidate(registry.id, &name).await;
+            return Err(PolicyRefusal::new(&screened.decision, row.reason).into());
         }
         let manifest = match origin {
             Origin::Publish => served_manifest(manifest, &name, &version, &inspected, &digests, publisher),
@@ -342,10 +353,14 @@ impl Admission {
         }
         tracing::info!(registry.name = %registry.name, pkg.name = %name, pkg.version = %version, "version admitted");
         // Quarantined (it waits for review) or warned: recorded, and said to the publisher.
-        let notice = (screened.decision.would() != Verdict::Allow).then(|| screened.row(&name, &version).reason);
-        if notice.is_some() {
-            self.record(registry, &name, &version, &screened, Some(&facts)).await;
-        }
+        let notice = match screened.decision.would() {
+            Verdict::Allow => None,
+            _ => {
+                let row = screened.row(&name, &version, &facts);
+                self.record(registry, &name, &row).await;
+                Some(row.reason)
+            }
+        };
         Ok(Admitted {
             created_package: inserted.created_package,
             notice,
@@ -370,11 +385,8 @@ impl Admission {
             Some(outcome) => (outcome.rules.clone(), outcome.candidates.clone()),
             None => {
                 let rules = self.firewall.rules(registry, name).await?;
-                let policy = &rules.policy.policy;
-                let needs_history =
-                    policy.provenance.is_some() || policy.install_scripts.as_ref().is_some_and(|s| s.only_new);
                 let mut candidates = Vec::new();
-                if needs_history && (exists || !matches!(origin, Origin::Publish)) {
+                if rules.policy.policy.compares_with_history() && (exists || !matches!(origin, Origin::Publish)) {
                     for held in self.meta.version_history(registry.id, name).await? {
                         candidates.push(firewall::Candidate::from_history(&held));
                     }
@@ -396,38 +408,8 @@ impl Admission {
         Ok(Screened { rules, decision, now })
     }
 
-    /// Records a refusal and says why. A pulled version's entry is dropped, so the
-    /// next build withholds it from the packument with what its tarball showed.
-    async fn refuse(
-        &self,
-        registry: &Registry,
-        name: &PackageName,
-        version: &Version,
-        screened: &Screened,
-        facts: Option<&TarballFacts>,
-    ) -> PolicyRefusal {
-        self.record(registry, name, version, screened, facts).await;
-        self.packuments.invalidate(registry.id, name).await;
-        let row = screened.row(name, version);
-        PolicyRefusal {
-            verdict: screened.decision.verdict,
-            rule: screened.decision.decisive().map_or(Rule::Review, |f| f.rule),
-            message: row.reason,
-        }
-    }
-
-    async fn record(
-        &self,
-        registry: &Registry,
-        name: &PackageName,
-        version: &Version,
-        screened: &Screened,
-        facts: Option<&TarballFacts>,
-    ) {
-        let row = screened
-            .rules
-            .row(name, version.as_str(), &screened.decision, facts, screened.now);
-        if let Err(e) = self.meta.record_decisions(registry, &[row]).await {
+    async fn record(&self, registry: &Registry, name: &PackageName, row: &DecisionRow) {
+        if let Err(e) = self.meta.record_decisions(registry, std::slice::from_ref(row)).await {
             tracing::warn!(registry.name = %registry.name, pkg.name = %name, error = %e, "cannot record a policy decision");
         }
     }
@@ -441,8 +423,10 @@ struct Screened {
 }
 
 impl Screened {
-    fn row(&self, name: &PackageName, version: &Version) -> gatehouse_store::DecisionRow {
-        self.rules.row(name, version.as_str(), &self.decision, None, self.now)
+    /// The decision as it is stored and told (with what the tarball showed).
+    fn row(&self, name: &PackageName, version: &Version, facts: &TarballFacts) -> DecisionRow {
+        self.rules
+            .row(name, version.as_str(), &self.decision, Some(facts), self.now)
     }
 }
 

@@ -8,8 +8,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use gatehouse_npm::name::PackageName;
+
+use crate::admission::PolicyRefusal;
 use gatehouse_policy::advisory::Advisory;
-use gatehouse_policy::document::{Policy, Rule};
+use gatehouse_policy::document::Policy;
 use gatehouse_policy::evaluate::{self, Context, Decision, Exception, Review, Subject, TarballFacts, Verdict};
 use gatehouse_policy::range::VersionRange;
 use gatehouse_store::{DecisionQuery, DecisionRow, Meta, Millis, Registry, RegistryId, StoreError, now_millis};
@@ -99,7 +101,7 @@ impl Candidate {
             version: held.version.clone(),
             manifest,
             published_at: Some(held.published_at),
-            published_here: held.source == "publish",
+            published_here: held.published_here(),
             held: true,
             tarball: None,
         }
@@ -122,21 +124,10 @@ pub struct Judgement {
 /// A version the registry does not serve.
 #[derive(Debug, Clone)]
 pub struct Withheld {
-    pub verdict: Verdict,
-    pub rule: Rule,
-    pub message: String,
+    /// What a request for it is told.
+    pub refusal: PolicyRefusal,
     /// The decision, to record when the version is asked for.
     pub row: DecisionRow,
-}
-
-impl Withheld {
-    pub fn refusal(&self) -> crate::admission::PolicyRefusal {
-        crate::admission::PolicyRefusal {
-            verdict: self.verdict,
-            rule: self.rule,
-            message: self.message.clone(),
-        }
-    }
 }
 
 impl PackageRules {
@@ -179,16 +170,10 @@ impl PackageRules {
                     judgement.warnings.insert(candidate.version.clone(), row.reason.clone());
                 }
                 Verdict::Quarantine | Verdict::Block => {
-                    let rule = decision.decisive().map_or(Rule::Review, |f| f.rule);
-                    judgement.withheld.insert(
-                        candidate.version.clone(),
-                        Withheld {
-                            verdict: decision.verdict,
-                            rule,
-                            message: row.reason.clone(),
-                            row,
-                        },
-                    );
+                    let refusal = PolicyRefusal::new(&decision, row.reason.clone());
+                    judgement
+                        .withheld
+                        .insert(candidate.version.clone(), Withheld { refusal, row });
                 }
             }
         }

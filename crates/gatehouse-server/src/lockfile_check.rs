@@ -123,9 +123,9 @@ async fn judge(
     Ok(match policy {
         None => match outcome.withheld.get(&version) {
             Some(withheld) => Some(finding(
-                withheld.verdict,
-                Some(withheld.rule.to_string()),
-                withheld.message.clone(),
+                withheld.refusal.verdict,
+                Some(withheld.refusal.rule.to_string()),
+                withheld.refusal.message.clone(),
             )),
             None => outcome
                 .warnings

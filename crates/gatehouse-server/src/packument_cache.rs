@@ -123,6 +123,19 @@ pub struct PolicyOutcome {
     pub notice: Option<String>,
 }
 
+impl PolicyOutcome {
+    /// Nothing withheld, nothing to say: a document with no name, or none at all.
+    fn undecided(rules: Arc<PackageRules>, candidates: Vec<Candidate>) -> Self {
+        PolicyOutcome {
+            rules,
+            candidates,
+            withheld: BTreeMap::new(),
+            warnings: HashMap::new(),
+            notice: None,
+        }
+    }
+}
+
 impl Prepared {
     /// Roughly the bytes this entry holds, for the cache's bound.
     fn weight(&self) -> usize {
@@ -638,20 +651,18 @@ fn screen(
         })
         .unwrap_or_default();
     let Some(name) = name else {
-        let outcome = PolicyOutcome {
-            rules,
-            candidates,
-            withheld: BTreeMap::new(),
-            warnings: HashMap::new(),
-            notice: None,
-        };
-        return (Some(full), outcome, Vec::new(), None);
+        return (
+            Some(full),
+            PolicyOutcome::undecided(rules, candidates),
+            Vec::new(),
+            None,
+        );
     };
     let judgement = rules.judge(&name, &candidates, now);
     let messages: BTreeMap<String, String> = judgement
         .withheld
         .iter()
-        .map(|(version, withheld)| (version.clone(), withheld.message.clone()))
+        .map(|(version, withheld)| (version.clone(), withheld.refusal.message.clone()))
         .collect();
     let moves = withhold(&mut full, &messages);
     let notice = moves.first().map(|m| match &m.to {
@@ -741,16 +752,7 @@ fn prepare(
     let now = now_millis();
     let (full, policy, changed, until) = match full {
         Some(full) => screen(full, local.as_ref(), rules, now),
-        None => {
-            let outcome = PolicyOutcome {
-                rules,
-                candidates: Vec::new(),
-                withheld: BTreeMap::new(),
-                warnings: HashMap::new(),
-                notice: None,
-            };
-            (None, outcome, Vec::new(), None)
-        }
+        None => (None, PolicyOutcome::undecided(rules, Vec::new()), Vec::new(), None),
     };
     // A held-back version appears by itself once old enough; an exception expires.
     let ttl = match until {

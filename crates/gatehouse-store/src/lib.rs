@@ -627,6 +627,13 @@ pub struct VersionHistory {
     pub attested: bool,
 }
 
+impl VersionHistory {
+    /// Published to this registry, not pulled or promoted into it.
+    pub fn published_here(&self) -> bool {
+        self.source == "publish"
+    }
+}
+
 /// One entry of the change log (see `ChangeLog`).
 #[derive(Debug, Clone)]
 pub struct Change {

@@ -99,7 +99,7 @@ impl Ctx {
         match prepared.policy.withheld.get(version) {
             Some(withheld) => {
                 self.app.firewall.record_request(&self.registry, withheld);
-                Err(ApiError::Policy(withheld.refusal()))
+                Err(ApiError::Policy(withheld.refusal.clone()))
             }
             None => Ok(()),
         }

@@ -144,7 +144,7 @@ impl Pulls {
             // Withheld by this registry's policy (or, through a registry upstream, by
             // that registry's): never pulled, never served.
             if let Some(withheld) = prepared.policy.withheld.get(version) {
-                return Err(PullError::Policy(withheld.refusal()));
+                return Err(PullError::Policy(withheld.refusal.clone()));
             }
             if let Some(blob) = prepared.tarballs.get(version) {
                 return Ok(Download::Held(blob.clone()));

@@ -65,7 +65,7 @@ pub async fn packument(ctx: &Ctx, name: &PackageName, headers: &HeaderMap, head:
         // Every version withheld: said as a refusal, so every client shows why.
         return Err(match prepared.policy.withheld.values().next_back() {
             Some(withheld) => {
-                let mut refusal = withheld.refusal();
+                let mut refusal = withheld.refusal.clone();
                 refusal.message = format!("no version of {name} is served here. {}", refusal.message);
                 ApiError::Policy(refusal)
             }
