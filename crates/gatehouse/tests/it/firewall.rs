@@ -2,12 +2,12 @@
 //! and tarball), advisories and `npm audit`, quarantine, exceptions, freeze, audit
 //! mode, registry chains and `policy check`. Real clients are in `firewall_clients`.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::support::fake_upstream::FakeUpstream;
+use crate::support::firewall::{osv_fixtures, package_lock, policy_in_config, publish_with_postinstall, zip_of};
 use crate::support::*;
 
 /// A server whose `default` registry proxies `fake`, with `policy` (a policy
@@ -16,35 +16,12 @@ fn guarded(fake: &FakeUpstream, policy: &str) -> TestServer {
     TestServer::start_with_config(&format!(
         "[upstream]\nnpmjs_url = \"{}\"\n[registries.default]\nupstreams = [\"npmjs\"]\n{}",
         fake.url,
-        in_config("default", policy)
+        policy_in_config("default", policy)
     ))
-}
-
-/// A policy document as the config file holds it: its tables under
-/// `[registries.NAME.policy]`.
-fn in_config(registry: &str, policy: &str) -> String {
-    let prefix = format!("registries.{registry}.policy");
-    let mut out = format!("[{prefix}]\n");
-    for line in policy.lines() {
-        let line = match line.strip_prefix("[[") {
-            Some(rest) => format!("[[{prefix}.{rest}"),
-            None => match line.strip_prefix('[') {
-                Some(rest) => format!("[{prefix}.{rest}"),
-                None => line.to_owned(),
-            },
-        };
-        out.push_str(&line);
-        out.push('\n');
-    }
-    out
 }
 
 fn get(server: &TestServer, path: &str, token: &str) -> reqwest::blocking::Response {
     get_from(server, "default", path, token)
-}
-
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../gatehouse-policy/tests/fixtures/osv")
 }
 
 fn cli_ok(server: &TestServer, args: &[&str]) -> String {
@@ -299,7 +276,7 @@ fn a_young_version_is_held_back_until_it_is_old_enough_then_appears_by_itself() 
 fn versions_published_here_are_exempt_from_release_age_but_not_from_other_rules() {
     let server = TestServer::start_with_config(&format!(
         "[registries.default]\nupstreams = []\n{}",
-        in_config(
+        policy_in_config(
             "default",
             "[release_age]\nmin = \"3d\"\n[[deny]]\npackage = \"@acme/bad\"\nrange = \"2.0.0\"\nreason = \"do not ship 2.0.0\"\n"
         )
@@ -361,7 +338,7 @@ fn imported_advisories_block_vulnerable_versions_and_npm_audit_reports_them() {
         &[
             "advisories",
             "import",
-            fixtures().join("github-reviewed").to_str().expect("path"),
+            osv_fixtures().join("github-reviewed").to_str().expect("path"),
         ],
     );
     assert!(out.contains("imported 4 npm advisories"), "{out}");
@@ -427,7 +404,7 @@ fn a_malformed_advisory_import_changes_nothing() {
         &[
             "advisories",
             "import",
-            fixtures().join("github-reviewed").to_str().expect("path"),
+            osv_fixtures().join("github-reviewed").to_str().expect("path"),
         ],
     );
     let before = cli_ok(&server, &["advisories", "stats"]);
@@ -436,7 +413,7 @@ fn a_malformed_advisory_import_changes_nothing() {
         &[
             "advisories",
             "import",
-            fixtures().join("bad/malformed.json").to_str().expect("path"),
+            osv_fixtures().join("bad/malformed.json").to_str().expect("path"),
             "--replace",
         ],
     );
@@ -451,18 +428,12 @@ fn a_malformed_advisory_import_changes_nothing() {
     // A zip with a traversal name is refused as a whole.
     let dir = tempfile::tempdir().expect("tempdir");
     let zip_path = dir.path().join("evil.zip");
-    {
-        let file = std::fs::File::create(&zip_path).expect("create");
-        let mut zip = zip::ZipWriter::new(file);
-        let good = std::fs::read(fixtures().join("malicious/MAL-2025-6974.json")).expect("fixture");
-        zip.start_file("MAL-2025-6974.json", zip::write::SimpleFileOptions::default())
-            .expect("entry");
-        std::io::Write::write_all(&mut zip, &good).expect("write");
-        zip.start_file("../../etc/evil.json", zip::write::SimpleFileOptions::default())
-            .expect("entry");
-        std::io::Write::write_all(&mut zip, &good).expect("write");
-        zip.finish().expect("zip");
-    }
+    let good = std::fs::read(osv_fixtures().join("malicious/MAL-2025-6974.json")).expect("fixture");
+    std::fs::write(
+        &zip_path,
+        zip_of(&[("MAL-2025-6974.json", &good), ("../../etc/evil.json", &good)]),
+    )
+    .expect("write zip");
     let (_, output) = cli_failing(&server, &["advisories", "import", zip_path.to_str().expect("path")]);
     assert!(output.contains("../../etc/evil.json"), "{output}");
     assert_eq!(
@@ -478,7 +449,7 @@ fn a_malformed_advisory_import_changes_nothing() {
         "bad/withdrawn.json",
         "malicious/MAL-2025-6974.json",
     ] {
-        std::fs::copy(fixtures().join(file), dir.path().join(file.replace('/', "-"))).expect("copy");
+        std::fs::copy(osv_fixtures().join(file), dir.path().join(file.replace('/', "-"))).expect("copy");
     }
     let out = server.cli(&["advisories", "import", dir.path().to_str().expect("path")], "");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -501,7 +472,7 @@ fn a_malformed_advisory_import_changes_nothing() {
 fn malware_is_blocked_in_audit_mode_and_takes_no_exception() {
     let fake = FakeUpstream::start();
     let advisory: Value =
-        serde_json::from_slice(&std::fs::read(fixtures().join("malicious/MAL-2025-6974.json")).expect("fixture"))
+        serde_json::from_slice(&std::fs::read(osv_fixtures().join("malicious/MAL-2025-6974.json")).expect("fixture"))
             .expect("json");
     let name = advisory["affected"][0]["package"]["name"]
         .as_str()
@@ -515,7 +486,7 @@ fn malware_is_blocked_in_audit_mode_and_takes_no_exception() {
         &[
             "advisories",
             "import",
-            fixtures().join("malicious").to_str().expect("path"),
+            osv_fixtures().join("malicious").to_str().expect("path"),
         ],
     );
     assert!(eventually(Duration::from_secs(5), || {
@@ -564,19 +535,6 @@ fn audit_mode_serves_what_it_would_block_and_records_it() {
         let decisions = cli_ok(&server, &["policy", "decisions", "default"]);
         decisions.contains("evt\t1.0.0\tallow\tblock\tdeny")
     }));
-}
-
-/// A tarball whose package.json declares a postinstall script, published upstream.
-fn publish_with_postinstall(fake: &FakeUpstream, name: &str, version: &str) {
-    let manifest = json!({ "name": name, "version": version, "scripts": {"postinstall": "node setup.js"} });
-    let bytes = tarball(&[
-        ("package/package.json", manifest.to_string().as_bytes()),
-        ("package/setup.js", b"console.log('hi')\n"),
-    ]);
-    fake.publish_bytes(name, version, &bytes, &bytes);
-    fake.edit(name, |doc| {
-        doc["versions"][version]["scripts"] = json!({"postinstall": "node setup.js"});
-    });
 }
 
 #[test]
@@ -780,7 +738,7 @@ fn a_downstream_registry_never_serves_what_its_upstream_registry_withholds() {
         "[upstream]\nnpmjs_url = \"{}\"\n[registries.default]\nupstreams = [\"npmjs\"]\n\
          {}[registries.team]\nupstreams = [\"registry:default\"]\n[registries.team.policy]\n",
         fake.url,
-        in_config(
+        policy_in_config(
             "default",
             "[[deny]]\npackage = \"evt\"\nrange = \"1.1.0\"\nreason = \"compromised\"\n"
         )
@@ -845,18 +803,8 @@ fn policy_check_lists_what_a_lockfile_pins_that_would_not_be_served() {
     );
     let dir = tempfile::tempdir().expect("tempdir");
     let lockfile = |pins: &[(&str, &str)]| {
-        let packages: serde_json::Map<String, Value> = std::iter::once(("".to_owned(), json!({"name": "app"})))
-            .chain(
-                pins.iter()
-                    .map(|(n, v)| (format!("node_modules/{n}"), json!({"version": v}))),
-            )
-            .collect();
         let path = dir.path().join("package-lock.json");
-        std::fs::write(
-            &path,
-            json!({"name": "app", "lockfileVersion": 3, "packages": packages}).to_string(),
-        )
-        .expect("write");
+        std::fs::write(&path, package_lock(pins)).expect("write");
         path.to_str().expect("path").to_owned()
     };
 
@@ -1009,7 +957,7 @@ fn a_pulled_version_with_a_binding_gyp_runs_an_install_script() {
 fn advisories_sync_on_a_schedule_from_a_folder_or_a_url() {
     let server = TestServer::start_with_config(&format!(
         "[advisories]\nsync_url = \"{}\"\nsync_every = \"1h\"\n",
-        fixtures().join("github-reviewed").display()
+        osv_fixtures().join("github-reviewed").display()
     ));
     assert!(
         eventually(Duration::from_secs(10), || cli_ok(&server, &["advisories", "stats"])
@@ -1018,15 +966,16 @@ fn advisories_sync_on_a_schedule_from_a_folder_or_a_url() {
     );
 
     // A zip of the malicious-packages records, served over HTTP.
-    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    for entry in std::fs::read_dir(fixtures().join("malicious")).expect("fixtures") {
-        let path = entry.expect("entry").path();
-        let name = path.file_name().and_then(|n| n.to_str()).expect("name").to_owned();
-        zip.start_file(name, zip::write::SimpleFileOptions::default())
-            .expect("entry");
-        std::io::Write::write_all(&mut zip, &std::fs::read(&path).expect("read")).expect("write");
-    }
-    let bytes = zip.finish().expect("zip").into_inner();
+    let records: Vec<(String, Vec<u8>)> = std::fs::read_dir(osv_fixtures().join("malicious"))
+        .expect("fixtures")
+        .map(|entry| {
+            let path = entry.expect("entry").path();
+            let name = path.file_name().and_then(|n| n.to_str()).expect("name").to_owned();
+            (name, std::fs::read(&path).expect("read"))
+        })
+        .collect();
+    let entries: Vec<(&str, &[u8])> = records.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
+    let bytes = zip_of(&entries);
     let fake = FakeUpstream::start();
     fake.publish_bytes("osv", "1.0.0", &bytes, &bytes);
     let server = TestServer::start_with_config(&format!(

@@ -3,13 +3,13 @@
 //! checks what the call changes (or, refused, that nothing changed), through the
 //! registry's answers where it can.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use reqwest::blocking::{RequestBuilder, Response};
 use serde_json::{Value, json};
 
 use crate::support::fake_upstream::FakeUpstream;
+use crate::support::firewall::{osv_fixtures, package_lock, policy_in_config, publish_with_postinstall, zip_of};
 use crate::support::*;
 
 const DENY_EVT: &str = "[[deny]]\npackage = \"evt\"\nrange = \"1.1.0\"\nreason = \"compromised release\"\n";
@@ -22,18 +22,7 @@ fn proxying(fake: &FakeUpstream, policy: Option<&str>) -> TestServer {
         fake.url
     );
     if let Some(policy) = policy {
-        config.push_str("[registries.default.policy]\n");
-        for line in policy.lines() {
-            let line = match line.strip_prefix("[[") {
-                Some(rest) => format!("[[registries.default.policy.{rest}"),
-                None => match line.strip_prefix('[') {
-                    Some(rest) => format!("[registries.default.policy.{rest}"),
-                    None => line.to_owned(),
-                },
-            };
-            config.push_str(&line);
-            config.push('\n');
-        }
+        config.push_str(&policy_in_config("default", policy));
     }
     TestServer::start_with_config(&config)
 }
@@ -52,6 +41,18 @@ fn api(server: &TestServer, path: &str) -> String {
 
 fn send(request: RequestBuilder, token: &str) -> Response {
     request.bearer_auth(token).send().expect("request")
+}
+
+/// Sends a body the server refuses before reading it all. The server answers and
+/// closes; a client still writing may see the connection reset before it reads the
+/// answer (a race in the OS, not an answer), so a reset is tried again, a few times.
+fn refused_body(request: impl Fn() -> RequestBuilder, token: &str) -> Response {
+    for _ in 0..4 {
+        if let Ok(response) = request().bearer_auth(token).send() {
+            return response;
+        }
+    }
+    send(request(), token)
 }
 
 /// A 2xx JSON answer with the expected status.
@@ -83,12 +84,8 @@ fn assert_policy_refusal(response: Response, rule: &str) {
     assert_eq!(body["rule"], rule, "{body}");
 }
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../gatehouse-policy/tests/fixtures/osv")
-}
-
 fn fixture(path: &str) -> Vec<u8> {
-    std::fs::read(fixtures().join(path)).expect("fixture")
+    std::fs::read(osv_fixtures().join(path)).expect("fixture")
 }
 
 fn fixture_json(path: &str) -> Value {
@@ -109,17 +106,6 @@ fn github_reviewed() -> Vec<u8> {
     serde_json::to_vec(&records).expect("json")
 }
 
-/// A zip with `(name, bytes)` entries.
-fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    for (name, bytes) in entries {
-        zip.start_file(*name, zip::write::SimpleFileOptions::default())
-            .expect("entry");
-        std::io::Write::write_all(&mut zip, bytes).expect("write");
-    }
-    zip.finish().expect("zip").into_inner()
-}
-
 fn import(server: &TestServer, token: &str, query: &str, body: Vec<u8>) -> Response {
     send(
         http()
@@ -127,30 +113,6 @@ fn import(server: &TestServer, token: &str, query: &str, body: Vec<u8>) -> Respo
             .body(body),
         token,
     )
-}
-
-/// A package-lock.json (v3) pinning `pins`.
-fn package_lock(pins: &[(&str, &str)]) -> String {
-    let packages: serde_json::Map<String, Value> = std::iter::once((String::new(), json!({"name": "app"})))
-        .chain(
-            pins.iter()
-                .map(|(n, v)| (format!("node_modules/{n}"), json!({"version": v}))),
-        )
-        .collect();
-    json!({"name": "app", "lockfileVersion": 3, "packages": packages}).to_string()
-}
-
-/// A tarball whose package.json declares a postinstall script, published upstream.
-fn publish_with_postinstall(fake: &FakeUpstream, name: &str, version: &str) {
-    let manifest = json!({ "name": name, "version": version, "scripts": {"postinstall": "node setup.js"} });
-    let bytes = tarball(&[
-        ("package/package.json", manifest.to_string().as_bytes()),
-        ("package/setup.js", b"console.log('hi')\n"),
-    ]);
-    fake.publish_bytes(name, version, &bytes, &bytes);
-    fake.edit(name, |doc| {
-        doc["versions"][version]["scripts"] = json!({"postinstall": "node setup.js"});
-    });
 }
 
 #[test]
@@ -717,23 +679,35 @@ fn bodies_over_the_configured_limit_are_refused_and_change_nothing() {
     let token = server.admin_token();
     let big = github_reviewed();
     assert!(big.len() > 4096);
-    let error = expect_error(import(&server, &token, "", big.clone()), 413);
+    let error = expect_error(
+        refused_body(
+            || http().post(api(&server, "advisories/import")).body(big.clone()),
+            &token,
+        ),
+        413,
+    );
     assert!(error.contains("4096"), "{error}");
     assert_eq!(get_api(&server, "advisories", &token)["advisories"], 0);
 
     // Streamed without a length, the limit still holds.
-    let streamed = send(
-        http()
-            .post(api(&server, "advisories/import"))
-            .body(reqwest::blocking::Body::new(std::io::Cursor::new(big))),
+    let streamed = refused_body(
+        || {
+            http()
+                .post(api(&server, "advisories/import"))
+                .body(reqwest::blocking::Body::new(std::io::Cursor::new(big.clone())))
+        },
         &token,
     );
     expect_error(streamed, 413);
 
     let padded = format!("{DENY_EVT}{}", "# padding\n".repeat(500));
     expect_error(
-        send(
-            http().put(api(&server, "registries/default/policy")).body(padded),
+        refused_body(
+            || {
+                http()
+                    .put(api(&server, "registries/default/policy"))
+                    .body(padded.clone())
+            },
             &token,
         ),
         413,

@@ -4,13 +4,13 @@
 //! and `bun audit` report an imported advisory; approving a
 //! quarantined version makes it installable.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::support::clients::{ClientKind, Project, clients_or_skip, output_text};
 use crate::support::fake_upstream::FakeUpstream;
+use crate::support::firewall::osv_fixtures;
 use crate::support::*;
 
 const PASSWORD: &str = "e2e-password-1";
@@ -240,10 +240,6 @@ fn approving_a_quarantined_version_makes_it_installable() {
     );
 }
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../gatehouse-policy/tests/fixtures/osv")
-}
-
 /// Every client's audit reports GHSA-35jh-r3h4-6jhm for lodash 4.17.20, from the
 /// registry's own advisory database (no internet here). Not yarn 1: its `yarn audit`
 /// always asks https://registry.yarnpkg.com (`YARN_REGISTRY` in yarn 1.22.22's
@@ -259,7 +255,7 @@ fn audit_reports_an_imported_advisory(kind: ClientKind) {
         &[
             "advisories",
             "import",
-            fixtures().join("github-reviewed").to_str().expect("path"),
+            osv_fixtures().join("github-reviewed").to_str().expect("path"),
         ],
         "",
     );

@@ -5,6 +5,7 @@
 
 pub mod clients;
 pub mod fake_upstream;
+pub mod firewall;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
