@@ -63,6 +63,12 @@ pub enum Origin {
     Promotion {
         from: String,
     },
+    /// Moved in from another registry's storage (`gatehouse import`): checked like a
+    /// publish, keeping its publish time and the `_npmUser` it recorded.
+    Import {
+        from: &'static str,
+        published_at: Option<i64>,
+    },
 }
 
 impl Origin {
@@ -71,6 +77,7 @@ impl Origin {
             Origin::Publish => "publish".into(),
             Origin::Upstream { label, .. } => format!("upstream:{label}"),
             Origin::Promotion { from } => format!("promotion:{from}"),
+            Origin::Import { from, .. } => format!("import:{from}"),
         }
     }
 
@@ -79,6 +86,15 @@ impl Origin {
             Origin::Publish => AuditAction::VersionPublish,
             Origin::Upstream { .. } => AuditAction::VersionPull,
             Origin::Promotion { .. } => AuditAction::VersionPromote,
+            Origin::Import { .. } => AuditAction::VersionImport,
+        }
+    }
+
+    /// When it was first published, when that is known to be other than now.
+    fn published_at(&self) -> Option<i64> {
+        match self {
+            Origin::Upstream { published_at, .. } | Origin::Import { published_at, .. } => *published_at,
+            Origin::Publish | Origin::Promotion { .. } => None,
         }
     }
 }
@@ -237,7 +253,7 @@ impl Admission {
         let mismatch = match check_manifest_matches_tarball(&name, &version, &manifest, &inspected) {
             Ok(()) => None,
             Err(mismatch @ (ManifestMismatch::Dependencies { .. } | ManifestMismatch::Script { .. }))
-                if !matches!(origin, Origin::Publish) =>
+                if !matches!(origin, Origin::Publish | Origin::Import { .. }) =>
             {
                 Some(mismatch.field().to_owned())
             }
@@ -272,6 +288,15 @@ impl Admission {
         }
         let manifest = match origin {
             Origin::Publish => served_manifest(manifest, &name, &version, &inspected, &digests, publisher),
+            Origin::Import { .. } => {
+                // Who published it there, not who runs the import.
+                let npm_user = manifest.get("_npmUser").cloned();
+                let mut served = served_manifest(manifest, &name, &version, &inspected, &digests, None);
+                if let Some(npm_user) = npm_user {
+                    served.insert("_npmUser".into(), npm_user);
+                }
+                served
+            }
             Origin::Upstream { .. } | Origin::Promotion { .. } => manifest,
         };
         let pulled = matches!(origin, Origin::Upstream { .. });
@@ -317,11 +342,9 @@ impl Admission {
             // Names first published here are internal (dependency-confusion guard);
             // names that arrive from an upstream are not.
             internal_if_new: !pulled && self.internal_by_default,
-            published_at: match origin {
-                Origin::Upstream { published_at, .. } => published_at,
-                Origin::Publish | Origin::Promotion { .. } => None,
-            },
-            claim_latest: !pulled,
+            published_at: origin.published_at(),
+            // An import sets its tags once all of a package's versions are in.
+            claim_latest: !pulled && !matches!(origin, Origin::Import { .. }),
             audit: AuditEntry {
                 actor: publisher.map(|u| u.name.clone()),
                 action: origin.audit_action(),
@@ -396,11 +419,8 @@ impl Admission {
         };
         let now = gatehouse_store::now_millis();
         let mut entering = firewall::Candidate::new(version.as_str(), manifest);
-        entering.published_here = matches!(origin, Origin::Publish);
-        entering.published_at = Some(match origin {
-            Origin::Upstream { published_at, .. } => published_at.unwrap_or(now),
-            Origin::Publish | Origin::Promotion { .. } => now,
-        });
+        entering.published_here = matches!(origin, Origin::Publish | Origin::Import { .. });
+        entering.published_at = Some(origin.published_at().unwrap_or(now));
         entering.tarball = Some(facts.clone());
         candidates.retain(|c| c.version != version.as_str());
         candidates.push(entering);

@@ -18,6 +18,7 @@ use moka::future::Cache;
 use sha2::{Digest, Sha256};
 
 use gatehouse_store::{Meta, StoreError, Token, User, now_millis};
+use password::Verified;
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]
@@ -295,21 +296,48 @@ impl Authenticator {
             let _ = password::verify(password.to_owned(), dummy.clone()).await;
             return Err(AuthError::BadPassword);
         };
-        let valid = match self.verified_passwords.get(&cache_key).await {
-            Some(hash) => hash == user.password_hash,
-            None => password::verify(password.to_owned(), user.password_hash.clone()).await,
+        let verified = match self.verified_passwords.get(&cache_key).await {
+            Some(hash) if hash == user.password_hash => Verified::Yes,
+            _ => password::verify(password.to_owned(), user.password_hash.clone()).await,
         };
-        if !valid {
+        if !verified.matches() {
             return Err(AuthError::BadPassword);
         }
         // Said only to someone who knows the password.
         if user.disabled {
             return Err(AuthError::UserDisabled(user.name));
         }
+        let mut user = user;
+        if verified == Verified::Rehash {
+            user.password_hash = self.replace_weak_hash(&user, password).await;
+        }
         self.verified_passwords
             .insert(cache_key, user.password_hash.clone())
             .await;
         Ok(Principal { user, token: None })
+    }
+
+    /// A password an imported weak hash (`{SHA}`, `$apr1$`, crypt) just verified is
+    /// stored as argon2id from now on. On failure the old hash stays and the login
+    /// goes on; the next one tries again.
+    async fn replace_weak_hash(&self, user: &User, password: &str) -> String {
+        let stored = match password::rehash(password.to_owned()).await {
+            Ok(hash) => self.meta.set_password_hash(user.id, &hash).await.map(|()| hash),
+            Err(e) => {
+                tracing::warn!(user = %user.name, error = %e, "cannot re-hash an imported password");
+                return user.password_hash.clone();
+            }
+        };
+        match stored {
+            Ok(hash) => {
+                tracing::info!(user = %user.name, "imported password re-hashed with argon2id");
+                hash
+            }
+            Err(e) => {
+                tracing::warn!(user = %user.name, error = %e, "cannot store a re-hashed password");
+                user.password_hash.clone()
+            }
+        }
     }
 }
 

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod config;
 pub mod firewall;
 pub mod http;
+pub mod import;
 pub mod lockfile_check;
 pub mod offload;
 pub mod packument_cache;

@@ -253,17 +253,23 @@ pub struct VersionRecord {
     pub publisher: Option<String>,
     pub deprecated: Option<String>,
     pub unpublished_at: Option<Millis>,
-    /// `publish`, `upstream:LABEL` or `promotion:REGISTRY`.
+    /// `publish`, `upstream:LABEL`, `promotion:REGISTRY` or `import:FROM`.
     pub source: String,
     /// What the tarball showed when it was inspected (JSON), if recorded.
     pub facts: Option<String>,
 }
 
 impl VersionRecord {
-    /// Published to this registry, not pulled or promoted into it.
+    /// Published to this registry (or imported from where it was published), not
+    /// pulled or promoted into it.
     pub fn published_here(&self) -> bool {
-        self.source == "publish"
+        published_here(&self.source)
     }
+}
+
+/// Whether a version's `source` (see `NewVersion::source`) says it was published here.
+fn published_here(source: &str) -> bool {
+    source == "publish" || source.starts_with("import:")
 }
 
 /// A version on its way in (see `admission`).
@@ -332,6 +338,7 @@ pub struct SearchHit {
 pub enum AuditAction {
     VersionPublish,
     VersionPull,
+    VersionImport,
     VersionPromote,
     VersionPush,
     VersionUnpublish,
@@ -382,6 +389,7 @@ impl AuditAction {
     pub const ALL: &[AuditAction] = &[
         AuditAction::VersionPublish,
         AuditAction::VersionPull,
+        AuditAction::VersionImport,
         AuditAction::VersionPromote,
         AuditAction::VersionPush,
         AuditAction::VersionUnpublish,
@@ -431,6 +439,7 @@ impl AuditAction {
         match self {
             AuditAction::VersionPublish => "version.publish",
             AuditAction::VersionPull => "version.pull",
+            AuditAction::VersionImport => "version.import",
             AuditAction::VersionPromote => "version.promote",
             AuditAction::VersionPush => "version.push",
             AuditAction::VersionUnpublish => "version.unpublish",
@@ -628,9 +637,10 @@ pub struct VersionHistory {
 }
 
 impl VersionHistory {
-    /// Published to this registry, not pulled or promoted into it.
+    /// Published to this registry (or imported from where it was published), not
+    /// pulled or promoted into it.
     pub fn published_here(&self) -> bool {
-        self.source == "publish"
+        published_here(&self.source)
     }
 }
 

@@ -24,6 +24,7 @@ use gatehouse_store::storage::DatabaseUrl;
 
 mod audit;
 mod housekeeping;
+mod import;
 mod packages;
 mod policy;
 mod registries;
@@ -99,6 +100,9 @@ enum Command {
     /// The advisory database the firewall and `npm audit` use.
     #[command(subcommand)]
     Advisories(AdvisoryCommand),
+    /// Move in from another registry.
+    #[command(subcommand)]
+    Import(import::ImportCommand),
     /// Pull every package version a lockfile pins into a registry through its upstreams,
     /// so it can serve the project with the upstreams unplugged.
     Warm {
@@ -174,6 +178,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Quarantine(cmd) => policy::quarantine_command(config, cmd).await,
         Command::Advisories(cmd) => policy::advisory_command(config, cmd).await,
         Command::Check => housekeeping::check(config).await,
+        Command::Import(cmd) => import::import_command(config, cmd).await,
         Command::Warm {
             registry,
             lockfile,

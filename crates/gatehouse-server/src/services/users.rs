@@ -68,6 +68,29 @@ impl Services {
         Ok(user)
     }
 
+    /// Creates a user moved in from another registry, keeping the password hash it had
+    /// there (a form [`password::HashKind`] knows; a weak one is replaced at the first
+    /// login). `None` when a user of that name exists already: a re-run skips it.
+    pub async fn import_user(&self, actor: &Actor, name: &str, hash: &str, from: &str) -> ServiceResult<Option<User>> {
+        if !valid_user_name(name) {
+            return Err(ServiceError::Invalid(
+                "user names here are 1-64 characters of a-z, 0-9, '.', '-' and '_'; create this user under such a name \
+                 (gatehouse user add) and ask them to set a password"
+                    .into(),
+            ));
+        }
+        let user = match self.meta.create_user(name, None, hash, false).await {
+            Ok(user) => user,
+            Err(StoreError::Conflict(Conflict::UserExists)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let form = password::HashKind::of(hash).map_or("unknown".to_owned(), |k| format!("{k:?}").to_lowercase());
+        let entry =
+            Audited::new(AuditAction::UserCreate).detail(format!("{} imported from {from} hash={form}", user.name));
+        self.record(actor, entry).await;
+        Ok(Some(user))
+    }
+
     /// Sets a new password for `user`. Logins with the old one fail from now on, also
     /// where it was remembered (the check compares against the stored hash).
     pub async fn set_password(&self, actor: &Actor, user: &User, password: String) -> ServiceResult<()> {

@@ -10,6 +10,7 @@ mod durability;
 mod firewall;
 mod firewall_api;
 mod firewall_clients;
+mod import;
 mod npm_commands;
 mod promotion;
 mod protocol;

@@ -1,7 +1,7 @@
 //! The npm registry this machine reaches (the public one, or the mirror `npm config get registry`
 //! names), for tests that install real public packages. Such tests call [`public_registry`] first
 //! and return early, with a "skipped" line, when it is unreachable or `GATEHOUSE_OFFLINE=1`, so
-//! the suite stays green offline.
+//! the suite stays green offline; under `CI=true` they fail instead.
 
 use std::io::Write as _;
 use std::process::Command;
@@ -55,6 +55,10 @@ pub fn public_registry(test: &str) -> Option<PublicRegistry> {
     match probed {
         Ok(registry) => Some(registry.clone()),
         Err(why) => {
+            // CI has every component the tests need: a missing one is a failure there.
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("{test}: {why}; under CI=true a test never skips");
+            }
             // Straight to the stream, past libtest's capture: a skip must be visible.
             let line = format!("{test}: skipped: {why}\n");
             let _ = std::io::stderr().lock().write_all(line.as_bytes());
