@@ -10,5 +10,6 @@ pub mod packument;
 pub mod publish;
 pub mod route;
 pub mod tarball;
+pub mod trust;
 pub mod version;
 pub mod withhold;

@@ -53,6 +53,20 @@ pub enum Route {
     Visibility {
         name: PackageName,
     },
+    /// `-/package/{name}/trust`: `npm trust github|gitlab|list`.
+    Trust {
+        name: PackageName,
+    },
+    /// `-/package/{name}/trust/{id}`: `npm trust revoke`.
+    TrustConfig {
+        name: PackageName,
+        id: String,
+    },
+    /// `-/npm/v1/oidc/token/exchange/package/{name}`: a CI job's OIDC token for a
+    /// publish token (trusted publishing).
+    OidcExchange {
+        name: PackageName,
+    },
     AuditBulk,
     AuditLegacy,
     /// Any other `-/…` endpoint.
@@ -152,6 +166,13 @@ fn parse_api(segments: &[&str]) -> Result<Route, RouteError> {
         ["npm", "v1", "security", "advisories", "bulk"] => Route::AuditBulk,
         ["npm", "v1", "security", "audits"] | ["npm", "v1", "security", "audits", "quick"] => Route::AuditLegacy,
         ["package", package @ ..] => return parse_package_api(package),
+        ["npm", "v1", "oidc", "token", "exchange", "package", package @ ..] => {
+            let (name, rest) = take_package_name(package)?;
+            if !rest.is_empty() {
+                return Err(RouteError::NotFound);
+            }
+            Route::OidcExchange { name }
+        }
         _ => Route::UnknownApi,
     };
     Ok(route)
@@ -168,6 +189,8 @@ fn parse_package_api(segments: &[&str]) -> Result<Route, RouteError> {
         }),
         ["collaborators"] => Ok(Route::Collaborators { name }),
         ["visibility"] => Ok(Route::Visibility { name }),
+        ["trust"] => Ok(Route::Trust { name }),
+        ["trust", id] => Ok(Route::TrustConfig { name, id: decode(id)? }),
         _ => Ok(Route::UnknownApi),
     }
 }
@@ -253,6 +276,28 @@ mod tests {
                 rev: "3-abc".into()
             })
         );
+    }
+
+    #[test]
+    fn trusted_publishing_routes() {
+        let lib = || name("@acme/lib");
+        assert_eq!(parse("/-/package/@acme%2flib/trust"), Ok(Route::Trust { name: lib() }));
+        assert_eq!(
+            parse("/-/package/@acme/lib/trust/12"),
+            Ok(Route::TrustConfig {
+                name: lib(),
+                id: "12".into()
+            })
+        );
+        assert_eq!(
+            parse("/-/npm/v1/oidc/token/exchange/package/@acme%2flib"),
+            Ok(Route::OidcExchange { name: lib() })
+        );
+        assert_eq!(
+            parse("/-/npm/v1/oidc/token/exchange/package/lodash/extra"),
+            Err(RouteError::NotFound)
+        );
+        assert!(parse("/-/npm/v1/oidc/token/exchange/package/%2e%2e").is_err());
     }
 
     #[test]

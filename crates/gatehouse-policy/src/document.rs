@@ -377,6 +377,9 @@ pub struct Policy {
     pub manifest: Manifest,
     pub deny: Vec<Listed>,
     pub allow: Vec<Listed>,
+    /// Packages whose new versions must come through trusted publishing (OIDC from
+    /// CI): a publish with any other credential is refused.
+    pub trusted_publishing: Vec<NamePattern>,
 }
 
 /// Why a policy document was refused; the old policy stays in force.
@@ -407,6 +410,13 @@ struct Document {
     deny: Vec<Listed>,
     #[serde(default)]
     allow: Vec<Listed>,
+    trusted_publishing: Option<TrustedPublishingDoc>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrustedPublishingDoc {
+    require: Vec<NamePattern>,
 }
 
 #[derive(Deserialize)]
@@ -574,7 +584,13 @@ impl Policy {
             manifest,
             deny: doc.deny,
             allow: doc.allow,
+            trusted_publishing: doc.trusted_publishing.map(|t| t.require).unwrap_or_default(),
         })
+    }
+
+    /// Whether new versions of `name` may only be published through trusted publishing.
+    pub fn requires_trusted_publishing(&self, name: &str) -> bool {
+        self.trusted_publishing.iter().any(|p| p.matches(name))
     }
 
     /// Whether a rule compares a version with the package's earlier ones (a new
@@ -606,6 +622,7 @@ impl Policy {
             },
             deny: Vec::new(),
             allow: Vec::new(),
+            trusted_publishing: Vec::new(),
         }
     }
 }
@@ -613,6 +630,17 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trusted_publishing_can_be_required_for_chosen_packages() {
+        let policy = Policy::parse("[trusted_publishing]\nrequire = [\"@acme/*\", \"tool\"]\n").expect("parses");
+        assert!(policy.requires_trusted_publishing("@acme/lib"));
+        assert!(policy.requires_trusted_publishing("tool"));
+        assert!(!policy.requires_trusted_publishing("@other/lib"));
+        assert!(!Policy::default_policy().requires_trusted_publishing("@acme/lib"));
+        let err = Policy::parse("[trusted_publishing]\nrequired = []\n").expect_err("unknown key");
+        assert!(err.to_string().contains("unknown field `required`"), "{err}");
+    }
 
     const EXAMPLE: &str = r#"
 mode = "enforce"

@@ -29,6 +29,11 @@ pub enum AccessError {
     TokenForOtherPackages { package: PackageName },
     #[error("this token is not valid for registry \"{registry}\"; use a token created for it")]
     TokenForOtherRegistry { registry: RegistryName },
+    #[error(
+        "this token came from trusted publishing and only publishes new versions of {packages}; \
+         use a maintainer's own token for anything else"
+    )]
+    TrustedPublishingOnly { packages: String },
     #[error("the admin API needs an administrator's token")]
     AdminLoginRequired,
     #[error("the admin API is for administrators with a read-write token")]
@@ -59,14 +64,29 @@ impl<'a> Access<'a> {
         }
     }
 
+    /// A signed-in caller, acting as themselves (not through a trusted-publishing token,
+    /// which only publishes: see [`Access::require_publisher`]).
     pub fn require_user(&self) -> Result<&'a Principal, AccessError> {
-        self.principal.ok_or_else(|| self.login_required())
+        let principal = self.principal.ok_or_else(|| self.login_required())?;
+        refuse_trusted_publishing(principal)?;
+        Ok(principal)
     }
 
     /// A caller allowed to change things: logged in with publish rights, and not
     /// through a read-only token.
     pub fn require_writer(&self) -> Result<&'a Principal, AccessError> {
         let principal = self.require_user()?;
+        self.require_publish_role(principal)
+    }
+
+    /// A caller allowed to publish: a writer, or a trusted-publishing token (its
+    /// package limit is checked with the package).
+    pub fn require_publisher(&self) -> Result<&'a Principal, AccessError> {
+        let principal = self.principal.ok_or_else(|| self.login_required())?;
+        self.require_publish_role(principal)
+    }
+
+    fn require_publish_role(&self, principal: &'a Principal) -> Result<&'a Principal, AccessError> {
         if principal.is_readonly() {
             return Err(AccessError::ReadOnlyToken);
         }
@@ -126,9 +146,20 @@ pub fn check_token_registry(principal: &Principal, registry: &RegistryName) -> R
     }
 }
 
+/// A trusted-publishing token is refused for everything but a publish.
+fn refuse_trusted_publishing(principal: &Principal) -> Result<(), AccessError> {
+    match &principal.token {
+        Some(token) if token.published_by.is_some() => Err(AccessError::TrustedPublishingOnly {
+            packages: token.packages.join(", "),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// The admin API: administrators with a read-write credential.
 pub fn require_admin(principal: Option<&Principal>) -> Result<&Principal, AccessError> {
     let principal = principal.ok_or(AccessError::AdminLoginRequired)?;
+    refuse_trusted_publishing(principal)?;
     if !principal.user.is_admin || principal.is_readonly() {
         return Err(AccessError::AdminOnly);
     }

@@ -13,6 +13,7 @@ use gatehouse_npm::dist_tag::DistTag;
 use gatehouse_npm::integrity::Digests;
 use gatehouse_npm::name::PackageName;
 use gatehouse_npm::tarball::{self, TarballError, TarballInfo, TarballLimits};
+use gatehouse_npm::trust::PublishedBy;
 use gatehouse_npm::version::Version;
 use gatehouse_store::blobs::{BlobError, BlobKey, Blobs, StagedBlob};
 use gatehouse_store::{
@@ -53,6 +54,9 @@ pub struct Candidate<'a> {
 #[derive(Debug, Clone)]
 pub enum Origin {
     Publish,
+    /// Published by a CI job through trusted publishing (an exchanged OIDC token):
+    /// a publish, whose `_npmUser` says which run published it.
+    TrustedPublish(PublishedBy),
     /// Pulled from an upstream on first download; its manifest passes through
     /// unchanged and it keeps the upstream's publish time.
     Upstream {
@@ -74,7 +78,7 @@ pub enum Origin {
 impl Origin {
     fn describe(&self) -> String {
         match self {
-            Origin::Publish => "publish".into(),
+            Origin::Publish | Origin::TrustedPublish(_) => "publish".into(),
             Origin::Upstream { label, .. } => format!("upstream:{label}"),
             Origin::Promotion { from } => format!("promotion:{from}"),
             Origin::Import { from, .. } => format!("import:{from}"),
@@ -83,18 +87,27 @@ impl Origin {
 
     fn audit_action(&self) -> AuditAction {
         match self {
-            Origin::Publish => AuditAction::VersionPublish,
+            Origin::Publish | Origin::TrustedPublish(_) => AuditAction::VersionPublish,
             Origin::Upstream { .. } => AuditAction::VersionPull,
             Origin::Promotion { .. } => AuditAction::VersionPromote,
             Origin::Import { .. } => AuditAction::VersionImport,
         }
     }
 
+    /// Published here or moved in from where it was published: the manifest must agree
+    /// with the tarball, and the version counts as this registry's own.
+    fn is_checked_like_a_publish(&self) -> bool {
+        matches!(
+            self,
+            Origin::Publish | Origin::TrustedPublish(_) | Origin::Import { .. }
+        )
+    }
+
     /// When it was first published, when that is known to be other than now.
     fn published_at(&self) -> Option<i64> {
         match self {
             Origin::Upstream { published_at, .. } | Origin::Import { published_at, .. } => *published_at,
-            Origin::Publish | Origin::Promotion { .. } => None,
+            Origin::Publish | Origin::TrustedPublish(_) | Origin::Promotion { .. } => None,
         }
     }
 }
@@ -253,7 +266,7 @@ impl Admission {
         let mismatch = match check_manifest_matches_tarball(&name, &version, &manifest, &inspected) {
             Ok(()) => None,
             Err(mismatch @ (ManifestMismatch::Dependencies { .. } | ManifestMismatch::Script { .. }))
-                if !matches!(origin, Origin::Publish | Origin::Import { .. }) =>
+                if !origin.is_checked_like_a_publish() =>
             {
                 Some(mismatch.field().to_owned())
             }
@@ -288,6 +301,11 @@ impl Admission {
         }
         let manifest = match origin {
             Origin::Publish => served_manifest(manifest, &name, &version, &inspected, &digests, publisher),
+            Origin::TrustedPublish(ref by) => {
+                let mut served = served_manifest(manifest, &name, &version, &inspected, &digests, None);
+                served.insert("_npmUser".into(), by.npm_user());
+                served
+            }
             Origin::Import { .. } => {
                 // Who published it there, not who runs the import.
                 let npm_user = manifest.get("_npmUser").cloned();
@@ -409,7 +427,9 @@ impl Admission {
             None => {
                 let rules = self.firewall.rules(registry, name).await?;
                 let mut candidates = Vec::new();
-                if rules.policy.policy.compares_with_history() && (exists || !matches!(origin, Origin::Publish)) {
+                if rules.policy.policy.compares_with_history()
+                    && (exists || !matches!(origin, Origin::Publish | Origin::TrustedPublish(_)))
+                {
                     for held in self.meta.version_history(registry.id, name).await? {
                         candidates.push(firewall::Candidate::from_history(&held));
                     }
@@ -419,7 +439,7 @@ impl Admission {
         };
         let now = gatehouse_store::now_millis();
         let mut entering = firewall::Candidate::new(version.as_str(), manifest);
-        entering.published_here = matches!(origin, Origin::Publish | Origin::Import { .. });
+        entering.published_here = origin.is_checked_like_a_publish();
         entering.published_at = Some(origin.published_at().unwrap_or(now));
         entering.tarball = Some(facts.clone());
         candidates.retain(|c| c.version != version.as_str());

@@ -15,6 +15,7 @@ use crate::auth::Authenticator;
 use crate::auth::web_login::WebLogins;
 use crate::config::{Config, PublicUrl};
 use crate::firewall::Firewall;
+use crate::oidc::Issuers;
 use crate::packument_cache::PackumentCache;
 use crate::services::{Actor, Caches, Creation, NewUser, ServiceError, Services, UpstreamRequest};
 use crate::upstream::Upstreams;
@@ -41,6 +42,8 @@ pub struct App {
     pub pulls: Arc<Pulls>,
     pub promotion: Promotion,
     pub services: Services,
+    /// Trusted publishing's OIDC issuers and their keys.
+    pub issuers: Arc<Issuers>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -181,6 +184,14 @@ impl App {
             pulls.clone(),
             admission.clone(),
         );
+        // The issuers' discovery documents and keys: the upstreams' timeouts, no redirects.
+        let oidc_client = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_millis(config.upstream.connect_timeout_ms))
+            .timeout(std::time::Duration::from_millis(config.upstream.first_byte_timeout_ms))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let issuers = Arc::new(Issuers::new(&config.oidc, &public_url, oidc_client));
         let auth = Arc::new(Authenticator::new(meta.clone()));
         let access = AccessCache::new(meta.clone());
         let services = Services::new(
@@ -201,6 +212,7 @@ impl App {
             pulls,
             promotion,
             services,
+            issuers,
             config,
             public_url,
             meta,

@@ -17,6 +17,7 @@ use base64::Engine as _;
 use moka::future::Cache;
 use sha2::{Digest, Sha256};
 
+use gatehouse_npm::trust::PublishedBy;
 use gatehouse_store::{Meta, StoreError, Token, User, now_millis};
 use password::Verified;
 
@@ -36,9 +37,17 @@ pub struct TokenGrant {
     pub registries: Vec<String>,
     /// Package patterns the token is limited to; empty: all.
     pub packages: Vec<String>,
+    /// Exchanged by trusted publishing: the CI run it was exchanged for. Such a token
+    /// publishes new versions of its one package and does nothing else.
+    pub published_by: Option<PublishedBy>,
 }
 
 impl Principal {
+    /// The CI run a trusted-publishing token was exchanged for.
+    pub fn published_by(&self) -> Option<&PublishedBy> {
+        self.token.as_ref().and_then(|t| t.published_by.as_ref())
+    }
+
     pub fn is_readonly(&self) -> bool {
         self.token.as_ref().is_some_and(|t| t.readonly)
     }
@@ -231,12 +240,20 @@ impl Authenticator {
             touched.last_used_at = Some(now);
             self.tokens.insert(hash, touched).await;
         }
+        let published_by = match &token.published_by {
+            Some(json) => Some(serde_json::from_str(json).map_err(|e| {
+                tracing::error!(token = %token.key, error = %e, "unreadable trusted-publishing token");
+                AuthError::UnknownToken
+            })?),
+            None => None,
+        };
         Ok(Principal {
             token: Some(TokenGrant {
                 key: token.key,
                 readonly: token.readonly,
                 registries: token.registries,
                 packages: token.packages,
+                published_by,
             }),
             user: token.user,
         })

@@ -47,6 +47,8 @@ pub struct Config {
     /// for callers whose token doesn't name one.
     pub root_registry: RegistryName,
     pub advisories: AdvisorySettings,
+    /// Trusted publishing: the OIDC issuers whose CI jobs may publish.
+    pub oidc: crate::oidc::OidcSettings,
 }
 
 /// `[advisories]`: where the advisory database is synced from, and when it is stale.
@@ -220,6 +222,7 @@ struct FileConfig {
     upstream: Option<UpstreamSettings>,
     root_registry: Option<String>,
     advisories: Option<AdvisorySettings>,
+    oidc: Option<crate::oidc::OidcSettings>,
 }
 
 /// `[database]` and `[blobs]`: where a store lives, as a URL.
@@ -308,8 +311,11 @@ impl Config {
                 "[advisories] sync_every must be at least 1m".into(),
             ));
         }
+        let oidc = file.oidc.unwrap_or_default();
+        oidc.validate().map_err(ConfigError::Invalid)?;
         Ok(Config {
             advisories,
+            oidc,
             database,
             blobs,
             data_dir,

@@ -84,6 +84,14 @@ pub fn router(app: Arc<App>) -> Router {
             "/-/api/v1/registries/{registry}/exceptions/{id}",
             axum::routing::delete(api::remove_exception),
         )
+        .route(
+            "/-/api/v1/registries/{registry}/trust",
+            get(api::list_trust).post(api::add_trust),
+        )
+        .route(
+            "/-/api/v1/registries/{registry}/trust/{id}",
+            axum::routing::delete(api::remove_trust),
+        )
         .route("/-/api/v1/advisories", get(api::advisory_stats))
         .route("/-/api/v1/advisories/import", post(api::import_advisories))
         .route("/r/{*rest}", any(npm::entry))

@@ -13,6 +13,7 @@ pub mod http;
 pub mod import;
 pub mod lockfile_check;
 pub mod offload;
+pub mod oidc;
 pub mod packument_cache;
 pub mod services;
 pub mod upstream;

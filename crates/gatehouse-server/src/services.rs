@@ -8,6 +8,7 @@
 mod packages;
 mod policy;
 mod registries;
+mod trust;
 mod users;
 
 use std::net::IpAddr;
@@ -18,6 +19,7 @@ use gatehouse_store::{AuditAction, AuditEntry, Meta, Registry, RegistryId, Store
 
 pub use policy::{ExceptionRequest, parse_expiry, split_spec};
 pub use registries::UpstreamRequest;
+pub use trust::{ExchangeError, Exchanged, TrustConfig};
 pub use users::{Creation, NewUser, TokenRef};
 
 use crate::access::AccessCache;

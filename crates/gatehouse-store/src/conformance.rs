@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use gatehouse_npm::name::PackageName;
 use sha2::{Digest as _, Sha512};
 
 use crate::blobs::{BlobError, BlobKey, BlobStore, Collected};
@@ -94,6 +95,7 @@ pub async fn meta_store(meta: Meta) {
         registries: vec!["conformance".into()],
         packages: vec!["@acme/*".into()],
         expires_at: None,
+        published_by: Some("{\"kind\":\"github\"}".into()),
     })
     .await
     .expect("token");
@@ -104,6 +106,43 @@ pub async fn meta_store(meta: Meta) {
         .expect("there");
     assert_eq!((token.user.name.as_str(), token.readonly), ("alice", true));
     assert_eq!(token.packages, ["@acme/*"]);
+    assert_eq!(token.published_by.as_deref(), Some("{\"kind\":\"github\"}"));
+
+    // Trust configurations, for names with or without a package.
+    let lib = PackageName::parse("@acme/lib").expect("name");
+    let added = meta
+        .add_trusted_publisher(registry.id, &lib, "github", "{}", "alice")
+        .await
+        .expect("trust");
+    let other = meta
+        .create_registry(&RegistryName::parse("conformance-trust").expect("name"), false)
+        .await
+        .expect("registry");
+    meta.add_trusted_publisher(other.id, &lib, "gitlab", "{}", "alice")
+        .await
+        .expect("trust");
+    assert_eq!(
+        meta.trusted_publishers(Some(registry.id), &lib).await.expect("list"),
+        std::slice::from_ref(&added)
+    );
+    assert_eq!(meta.trusted_publishers(None, &lib).await.expect("all").len(), 2);
+    assert!(
+        !meta
+            .remove_trusted_publisher(other.id, &lib, added.id)
+            .await
+            .expect("not there")
+    );
+    assert!(
+        meta.remove_trusted_publisher(registry.id, &lib, added.id)
+            .await
+            .expect("remove")
+    );
+    assert!(
+        meta.trusted_publishers(Some(registry.id), &lib)
+            .await
+            .expect("list")
+            .is_empty()
+    );
     let seen = meta.last_change().await.expect("seq");
     assert!(meta.revoke_token(Some(alice.id), &token.key, 1).await.expect("revoke"));
     assert!(

@@ -150,6 +150,8 @@ pub struct NewToken {
     pub registries: Vec<String>,
     pub packages: Vec<String>,
     pub expires_at: Option<Millis>,
+    /// Exchanged by trusted publishing: who published (JSON); such a token only publishes.
+    pub published_by: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -168,6 +170,8 @@ pub struct Token {
     pub last_used_at: Option<Millis>,
     pub expires_at: Option<Millis>,
     pub revoked_at: Option<Millis>,
+    /// See `NewToken::published_by`.
+    pub published_by: Option<String>,
 }
 
 /// Where a version's bytes live: the sha512 of the tarball, in hex.
@@ -383,6 +387,9 @@ pub enum AuditAction {
     QuarantineApprove,
     QuarantineReject,
     AdvisoriesImport,
+    TrustAdd,
+    TrustRemove,
+    TokenExchange,
 }
 
 impl AuditAction {
@@ -433,6 +440,9 @@ impl AuditAction {
         AuditAction::QuarantineApprove,
         AuditAction::QuarantineReject,
         AuditAction::AdvisoriesImport,
+        AuditAction::TrustAdd,
+        AuditAction::TrustRemove,
+        AuditAction::TokenExchange,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -483,6 +493,9 @@ impl AuditAction {
             AuditAction::QuarantineApprove => "quarantine.approve",
             AuditAction::QuarantineReject => "quarantine.reject",
             AuditAction::AdvisoriesImport => "advisories.import",
+            AuditAction::TrustAdd => "trust.add",
+            AuditAction::TrustRemove => "trust.remove",
+            AuditAction::TokenExchange => "token.exchange",
         }
     }
 
@@ -769,6 +782,35 @@ pub struct Claim {
     pub claimed_at: Millis,
 }
 
+/// A trust configuration: which CI jobs may publish `name` (see the
+/// `trusted_publishing` migration). The store does not read `rule`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustRow {
+    pub id: i64,
+    pub registry_id: RegistryId,
+    pub name: PackageName,
+    pub kind: String,
+    pub rule: String,
+    pub created_by: String,
+    pub created_at: Millis,
+}
+
+#[async_trait]
+pub trait TrustStore: Send + Sync {
+    async fn add_trusted_publisher(
+        &self,
+        registry: RegistryId,
+        name: &PackageName,
+        kind: &str,
+        rule: &str,
+        created_by: &str,
+    ) -> StoreResult<TrustRow>;
+    /// The package's configurations in `registry`, or in every registry (`None`).
+    async fn trusted_publishers(&self, registry: Option<RegistryId>, name: &PackageName) -> StoreResult<Vec<TrustRow>>;
+    /// False when there was no such configuration.
+    async fn remove_trusted_publisher(&self, registry: RegistryId, name: &PackageName, id: i64) -> StoreResult<bool>;
+}
+
 /// Names claimed for registries (see the `claims` migration for why).
 #[async_trait]
 pub trait ClaimStore: Send + Sync {
@@ -938,6 +980,7 @@ pub trait MetaStore:
     + PackageStore
     + UpstreamStore
     + ClaimStore
+    + TrustStore
     + ChangeLog
     + AuditLog
     + BlobJournalStore
@@ -952,6 +995,7 @@ impl<
         + PackageStore
         + UpstreamStore
         + ClaimStore
+        + TrustStore
         + ChangeLog
         + AuditLog
         + BlobJournalStore

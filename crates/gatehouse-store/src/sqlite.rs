@@ -46,6 +46,7 @@ mod packages;
 mod policies;
 mod registries;
 mod tokens;
+mod trust;
 mod upstreams;
 mod users;
 

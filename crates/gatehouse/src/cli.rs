@@ -29,6 +29,7 @@ mod packages;
 mod policy;
 mod registries;
 mod tokens;
+mod trust;
 mod users;
 
 use packages::PackageCommand;
@@ -100,6 +101,9 @@ enum Command {
     /// The advisory database the firewall and `npm audit` use.
     #[command(subcommand)]
     Advisories(AdvisoryCommand),
+    /// Trusted publishing: which CI jobs may publish a package with an OIDC token.
+    #[command(subcommand)]
+    Trust(trust::TrustCommand),
     /// Move in from another registry.
     #[command(subcommand)]
     Import(import::ImportCommand),
@@ -179,6 +183,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Advisories(cmd) => policy::advisory_command(config, cmd).await,
         Command::Check => housekeeping::check(config).await,
         Command::Import(cmd) => import::import_command(config, cmd).await,
+        Command::Trust(cmd) => trust::trust_command(config, cmd).await,
         Command::Warm {
             registry,
             lockfile,

@@ -46,6 +46,8 @@ pub struct TokenSpec {
     pub registries: Vec<String>,
     pub packages: Vec<String>,
     pub expires_at: Option<i64>,
+    /// Exchanged by trusted publishing: who published (`PublishedBy`, JSON).
+    pub published_by: Option<String>,
 }
 
 /// Mints a token for `user` and stores its hash. The returned secret is shown once.
@@ -62,6 +64,7 @@ pub async fn issue(meta: &Meta, user: UserId, spec: TokenSpec) -> StoreResult<Mi
         registries: spec.registries,
         packages: spec.packages,
         expires_at: spec.expires_at,
+        published_by: spec.published_by,
     })
     .await?;
     Ok(minted)

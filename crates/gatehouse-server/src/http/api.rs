@@ -25,10 +25,12 @@ use crate::services::{Actor, Creation, NewUser, UpstreamRequest};
 use crate::upstream::spec::UpstreamSpec;
 
 mod firewall;
+mod trust;
 pub use firewall::{
     add_exception, advisory_stats, check_lockfile, decisions, get_policy, import_advisories, list_exceptions,
     quarantine_approve, quarantine_queue, quarantine_reject, remove_exception, reset_policy, set_policy,
 };
+pub use trust::{add_trust, list_trust, remove_trust};
 
 /// A JSON request body; a wrong one is refused saying what was expected.
 fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], expected: &str) -> ApiResult<T> {

@@ -15,7 +15,7 @@ use crate::access::AccessError;
 use crate::admission::{AdmissionError, PolicyRefusal};
 use crate::auth::AuthError;
 use crate::packument_cache::CacheError;
-use crate::services::ServiceError;
+use crate::services::{ExchangeError, ServiceError};
 use crate::upstream::pull::PullError;
 use crate::upstream::push::PushError;
 
@@ -284,6 +284,20 @@ impl From<PushError> for ApiError {
             PushError::Refused(_) => ApiError::Conflict(e.to_string()),
             PushError::Upstream(u) => ApiError::BadGateway(u.to_string()),
             PushError::Internal(m) => ApiError::internal(m),
+        }
+    }
+}
+
+impl From<ExchangeError> for ApiError {
+    fn from(e: ExchangeError) -> Self {
+        use crate::oidc::OidcError;
+        match e {
+            ExchangeError::Oidc(e @ OidcError::Audience { .. }) => ApiError::BadRequest(e.to_string()),
+            ExchangeError::Oidc(e @ OidcError::Keys { .. }) => ApiError::BadGateway(e.to_string()),
+            ExchangeError::Oidc(e) => ApiError::Unauthorized(e.to_string()),
+            ExchangeError::NoMatch(message) => ApiError::NotFound(message),
+            ExchangeError::Ambiguous(message) => ApiError::Conflict(message),
+            ExchangeError::Service(e) => e.into(),
         }
     }
 }

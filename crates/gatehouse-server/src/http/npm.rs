@@ -6,6 +6,7 @@ mod packages;
 mod search;
 mod tags;
 mod tokens;
+mod trust;
 mod users;
 mod web_login;
 mod writes;
@@ -64,6 +65,10 @@ impl Ctx {
 
     pub fn require_writer(&self) -> ApiResult<&Principal> {
         Ok(self.access().require_writer()?)
+    }
+
+    pub fn require_publisher(&self) -> ApiResult<&Principal> {
+        Ok(self.access().require_publisher()?)
     }
 
     pub fn require_maintainer(&self, record: &PackageRecord) -> ApiResult<&Principal> {
@@ -178,6 +183,18 @@ pub async fn root(
     body: Body,
 ) -> Response {
     let path = uri.path().to_owned();
+    // npm sends the exchange to the host root; the trust configurations say which
+    // registry it is for.
+    if let (Ok(Route::OidcExchange { name }), &Method::POST) = (route::parse(&path), &method) {
+        let actor = Actor {
+            name: None,
+            client_addr: Some(caller.ip),
+        };
+        return match trust::exchange(&app, None, &name, &headers, actor).await {
+            Ok(response) => response,
+            Err(error) => error.into_response(),
+        };
+    }
     let belongs = match route::parse(&path) {
         Ok(Route::Tarball { .. }) => method == Method::GET || method == Method::HEAD,
         Ok(Route::AuditBulk | Route::AuditLegacy) => method == Method::POST,
@@ -244,6 +261,8 @@ async fn dispatch(app: Arc<App>, incoming: Incoming<'_>, registry_raw: &str, res
     let principal = match (&route, caller.credentials) {
         // A login carries its credentials in the body; a stale header must not block it.
         (Route::User { .. } | Route::WebLoginPage { .. } | Route::WebLoginDone { .. }, Err(_)) => None,
+        // Its bearer credential is a CI job's OIDC token, not ours.
+        (Route::OidcExchange { .. }, _) => None,
         (_, Ok(principal)) => principal,
         (_, Err(e)) => {
             let actor = Actor {
@@ -312,6 +331,12 @@ async fn route_request(
         (M::DELETE, Route::DistTag { name, tag }) => tags::remove(ctx, &name, &tag).await,
         (M::GET, Route::Collaborators { name }) => packages::collaborators(ctx, &name).await,
         (M::GET, Route::Visibility { name }) => packages::visibility(ctx, &name).await,
+        (M::GET, Route::Trust { name }) => trust::list(ctx, &name).await,
+        (M::POST, Route::Trust { name }) => trust::add(ctx, &name, &body).await,
+        (M::DELETE, Route::TrustConfig { name, id }) => trust::remove(ctx, &name, &id).await,
+        (M::POST, Route::OidcExchange { name }) => {
+            trust::exchange(&ctx.app, Some(&ctx.registry), &name, headers, ctx.actor()).await
+        }
         (M::POST, Route::AuditBulk) => audit::bulk(ctx, headers, body).await,
         (M::POST, Route::AuditLegacy) => audit::quick(ctx, headers, body).await,
         (M::GET | M::HEAD, Route::Packument { name }) => packages::packument(ctx, &name, headers, head).await,

@@ -16,12 +16,13 @@ fn token_from_row(row: &SqliteRow) -> StoreResult<Token> {
         last_used_at: row.try_get("last_used_at")?,
         expires_at: row.try_get("expires_at")?,
         revoked_at: row.try_get("revoked_at")?,
+        published_by: row.try_get("published_by")?,
     })
 }
 
 const TOKEN_SELECT: &str = "SELECT tokens.key, tokens.display, tokens.name AS token_name, tokens.readonly,
         tokens.cidr_whitelist, tokens.registries, tokens.packages, tokens.created_at AS token_created_at, tokens.last_used_at,
-        tokens.expires_at, tokens.revoked_at, users.id AS user_id, users.name AS user_name, users.email,
+        tokens.expires_at, tokens.revoked_at, tokens.published_by, users.id AS user_id, users.name AS user_name, users.email,
         users.is_admin, users.password_hash, users.created_at AS user_created_at,
         users.disabled_at AS user_disabled_at
      FROM tokens JOIN users ON users.id = tokens.user_id";
@@ -31,8 +32,8 @@ impl TokenStore for SqliteStore {
     async fn insert_token(&self, token: &NewToken) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO tokens (key, secret_hash, display, user_id, name, readonly, cidr_whitelist, registries,
-                                 packages, created_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                                 packages, created_at, expires_at, published_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(&token.key)
         .bind(&token.secret_hash)
@@ -45,6 +46,7 @@ impl TokenStore for SqliteStore {
         .bind(json_list_text(&token.packages)?)
         .bind(now_millis())
         .bind(token.expires_at)
+        .bind(&token.published_by)
         .execute(&self.writer)
         .await?;
         Ok(())

@@ -72,6 +72,7 @@ pub(super) async fn token_command(config: Config, cmd: TokenCommand) -> anyhow::
                 registries,
                 packages,
                 expires_at,
+                published_by: None,
             };
             let minted = services.issue_token(&Actor::cli(), &owner, spec).await?;
             eprintln!(

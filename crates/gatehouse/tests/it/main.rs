@@ -15,4 +15,5 @@ mod npm_commands;
 mod promotion;
 mod protocol;
 mod support;
+mod trusted_publishing;
 mod upstream;

@@ -160,6 +160,7 @@ pub async fn create(ctx: &Ctx, body: &Bytes) -> ApiResult<Response> {
                 registries: vec![ctx.registry.name.to_string()],
                 packages: grant.packages.clone(),
                 expires_at,
+                published_by: None,
             },
         )
         .await?;

@@ -18,7 +18,8 @@ use crate::packument_cache::CacheError;
 
 /// `PUT /{name}` and `PUT /{name}/-rev/{rev}`.
 pub async fn put_package(ctx: &Ctx, name: &PackageName, rev: Option<&str>, body: Bytes) -> ApiResult<Response> {
-    ctx.require_writer()?;
+    // Each kind of write checks its own caller below; a trusted-publishing token only publishes.
+    ctx.require_publisher()?;
     let url_name = name.clone();
     let write = crate::offload::cpu(body.len(), move || publish::parse(&url_name, &body))
         .await
@@ -32,16 +33,20 @@ pub async fn put_package(ctx: &Ctx, name: &PackageName, rev: Option<&str>, body:
 }
 
 async fn publish_version(ctx: &Ctx, publish: Publish) -> ApiResult<Response> {
-    let principal = ctx.require_writer()?;
+    let principal = ctx.require_publisher()?;
     // Only this registry's own record counts: a first publish must not ask the
     // upstreams about a (possibly internal) name.
     ctx.check_token_package(&publish.name)?;
+    let trusted = principal.published_by();
+    require_trusted_publishing_if_asked(ctx, &publish.name, trusted.is_some()).await?;
     let target = ctx
         .app
         .meta
         .publish_target(ctx.registry.id, &publish.name, publish.version.release_key())
         .await?;
     match &target {
+        // A trust configuration, made by a maintainer, lets its CI job publish.
+        Some(_) if trusted.is_some() => {}
         Some(target) => {
             ctx.require_maintainer_of(&publish.name, &target.maintainers)?;
         }
@@ -66,7 +71,10 @@ async fn publish_version(ctx: &Ctx, publish: Publish) -> ApiResult<Response> {
             digests: publish.digests,
             tags: publish.tags,
             publisher: Some(&principal.user),
-            origin: Origin::Publish,
+            origin: match trusted {
+                Some(by) => Origin::TrustedPublish(by.clone()),
+                None => Origin::Publish,
+            },
             client_addr: Some(ctx.client_ip.to_string()),
             policy: None,
         })
@@ -81,6 +89,28 @@ async fn publish_version(ctx: &Ctx, publish: Publish) -> ApiResult<Response> {
         response.headers_mut().insert("npm-notice", header_text(&notice));
     }
     Ok(response)
+}
+
+/// A registry whose policy names the package in `[trusted_publishing] require`
+/// refuses a publish with any credential but a trusted-publishing token.
+async fn require_trusted_publishing_if_asked(ctx: &Ctx, name: &PackageName, trusted: bool) -> ApiResult<()> {
+    if trusted {
+        return Ok(());
+    }
+    let policy = ctx
+        .app
+        .firewall
+        .policy(ctx.registry.id)
+        .await
+        .map_err(ApiError::internal)?;
+    if policy.policy.requires_trusted_publishing(name.as_str()) {
+        return Err(ApiError::Forbidden(format!(
+            "the policy of registry \"{}\" requires new versions of {name} to come through trusted publishing: \
+             publish from the CI workflow its trust configuration names (npm trust list {name}), not with a token",
+            ctx.registry.name
+        )));
+    }
+    Ok(())
 }
 
 /// A name new to this registry that one of its upstreams serves may only be published

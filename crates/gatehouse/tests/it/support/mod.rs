@@ -6,6 +6,7 @@
 pub mod clients;
 pub mod fake_upstream;
 pub mod firewall;
+pub mod oidc;
 pub mod verdaccio;
 
 use std::io::{BufRead, BufReader, Write};

@@ -1,0 +1,105 @@
+//! Trusted publishing in the admin API: a package's trust configurations.
+//! `GET|POST /-/api/v1/registries/{registry}/trust?package=NAME`,
+//! `DELETE /-/api/v1/registries/{registry}/trust/{id}?package=NAME`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use gatehouse_npm::name::PackageName;
+use gatehouse_npm::trust::TrustRule;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{admin_registry, json_body};
+use crate::app::App;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::Caller;
+use crate::services::TrustConfig;
+
+#[derive(Deserialize)]
+pub struct PackageQuery {
+    package: String,
+}
+
+fn package(query: &PackageQuery) -> ApiResult<PackageName> {
+    PackageName::parse(&query.package).map_err(ApiError::bad_request)
+}
+
+fn config_json(config: &TrustConfig) -> Value {
+    let mut out = config.to_npm();
+    if let Some(obj) = out.as_object_mut() {
+        obj.insert("owner".into(), json!(config.row.created_by));
+    }
+    out
+}
+
+pub async fn list_trust(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(registry): Path<String>,
+    Query(query): Query<PackageQuery>,
+) -> ApiResult<Response> {
+    let (_, registry) = admin_registry(&app, &caller, &registry).await?;
+    let name = package(&query)?;
+    let configs = app.services.trust_configs(&registry, &name).await?;
+    let trust: Vec<Value> = configs.iter().map(config_json).collect();
+    Ok(Json(json!({ "package": name.to_string(), "trust": trust })).into_response())
+}
+
+/// The body is a configuration as `npm trust` posts it, plus an optional `owner`: the
+/// user whose token the exchanges mint (default: the package's first maintainer,
+/// else the calling administrator, who then becomes its first maintainer).
+pub async fn add_trust(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(registry): Path<String>,
+    Query(query): Query<PackageQuery>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
+    let name = package(&query)?;
+    let body: Value = json_body(
+        &body,
+        "expected {\"type\": \"github\", \"claims\": {\"repository\": \"OWNER/REPO\", \"workflow_ref\": {\"file\": \"release.yml\"}}}",
+    )?;
+    let rule = TrustRule::parse_npm(&body).map_err(ApiError::bad_request)?;
+    let owner = match body.get("owner").and_then(Value::as_str) {
+        Some(owner) => owner.to_owned(),
+        None => match app
+            .meta
+            .package(registry.id, &name)
+            .await?
+            .and_then(|r| r.maintainers.first().cloned())
+        {
+            Some(first) => first.name,
+            None => actor.name.clone().unwrap_or_default(),
+        },
+    };
+    let creator = app.services.user(&owner).await?;
+    let added = app
+        .services
+        .add_trust(&actor, &registry, &name, &creator, std::slice::from_ref(&rule))
+        .await?;
+    let trust: Vec<Value> = added.iter().map(config_json).collect();
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "package": name.to_string(), "trust": trust })),
+    )
+        .into_response())
+}
+
+pub async fn remove_trust(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path((registry, id)): Path<(String, String)>,
+    Query(query): Query<PackageQuery>,
+) -> ApiResult<Response> {
+    let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
+    let name = package(&query)?;
+    app.services.remove_trust(&actor, &registry, &name, &id).await?;
+    Ok(Json(json!({ "ok": true })).into_response())
+}
