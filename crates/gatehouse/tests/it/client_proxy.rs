@@ -414,3 +414,85 @@ fn pulled_into(server: &TestServer, registry: &str) -> BTreeSet<(String, String)
         })
         .collect()
 }
+
+/// `gatehouse warm` prepares a registry for a project it never served: the lockfile a
+/// real client wrote against another Gatehouse is warmed into a fresh one, the
+/// upstream is unplugged, and the client installs from that lockfile alone.
+fn warm_then_install_with_the_upstream_unplugged(kind: ClientKind) {
+    use crate::support::fake_upstream::FakeUpstream;
+    if crate::support::clients::clients_or_skip(&format!("client_proxy::warm_{}", kind.slug())).is_none() {
+        return;
+    }
+    let packages = [("alpha", "1.0.0"), ("@scope/gamma", "0.3.0"), ("delta", "4.0.0")];
+    let fake = FakeUpstream::start();
+    for (name, version) in packages {
+        fake.publish(name, version);
+    }
+    let config = format!(
+        "[upstream]\nnpmjs_url = \"{}\"\n\n[registries.default]\nupstreams = [\"npmjs\"]\n",
+        fake.url
+    );
+    // Where the project's lockfile was made.
+    let first = TestServer::start_with_config(&config);
+    let made = Project::new(kind);
+    made.configure(&first.registry_url("default"), &first.admin_token());
+    made.install(&packages);
+
+    // A fresh registry, warmed from that lockfile (naming the first one's URLs).
+    let server = TestServer::start_with_config(&config);
+    let lockfile = made.lockfile().text.replace(&first.base, &server.base);
+    let warm_dir = tempfile::tempdir().expect("tempdir");
+    let path = warm_dir.path().join(kind.lockfile_name());
+    std::fs::write(&path, &lockfile).expect("lockfile");
+    let out = server.cli(&["warm", "default", "--lockfile", path.to_str().expect("utf-8")], "");
+    let summary = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}: {summary}{}",
+        kind.slug(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        summary.contains("3 pulled, 0 already held, 0 refused, 0 failed"),
+        "{}: {summary}",
+        kind.slug()
+    );
+    drop(first);
+    fake.go_down();
+
+    let offline = Project::new(kind);
+    offline.configure(&server.registry_url("default"), &server.admin_token());
+    offline.copy_from(&made, &["package.json"]);
+    offline.write(kind.lockfile_name(), &lockfile);
+    offline.install_frozen();
+    for (name, version) in packages {
+        let manifest: Value =
+            serde_json::from_str(&offline.read_installed(name, "package.json")).expect("installed package.json");
+        assert_eq!(manifest["version"], version, "{}: {name}", kind.slug());
+    }
+}
+
+#[test]
+fn warm_then_npm_installs_with_the_upstream_unplugged() {
+    warm_then_install_with_the_upstream_unplugged(ClientKind::Npm);
+}
+
+#[test]
+fn warm_then_pnpm_installs_with_the_upstream_unplugged() {
+    warm_then_install_with_the_upstream_unplugged(ClientKind::Pnpm);
+}
+
+#[test]
+fn warm_then_yarn_classic_installs_with_the_upstream_unplugged() {
+    warm_then_install_with_the_upstream_unplugged(ClientKind::YarnClassic);
+}
+
+#[test]
+fn warm_then_yarn_berry_installs_with_the_upstream_unplugged() {
+    warm_then_install_with_the_upstream_unplugged(ClientKind::YarnBerry);
+}
+
+#[test]
+fn warm_then_bun_installs_with_the_upstream_unplugged() {
+    warm_then_install_with_the_upstream_unplugged(ClientKind::Bun);
+}
