@@ -172,6 +172,7 @@ fn two_publishes_racing_for_one_version_have_exactly_one_winner() {
 }
 
 /// A publish acknowledged with 201 before the crash.
+#[derive(Clone)]
 struct Acked {
     name: String,
     version: String,
@@ -420,9 +421,12 @@ fn a_backup_taken_while_publishing_restores_every_acknowledged_version() {
 /// upstream: every acknowledged version survives with its bytes, a pull never hands
 /// out wrong bytes, and `gatehouse check` is clean at the end.
 #[test]
-fn fifty_crashes_during_publishes_and_pulls_lose_nothing() {
+fn fifty_crashes_during_publishes_promotions_and_pulls_lose_nothing() {
     const ROUNDS: usize = 50;
-    let mut server = TestServer::start_with_config("[registries.team]\nupstreams = [\"registry:default\"]\n");
+    let mut server = TestServer::start_with_config(
+        "[registries.prod]\nupstreams = []\n[registries.default]\nupstreams = [\"registry:prod\"]\n\
+         [registries.team]\nupstreams = [\"registry:default\"]\n",
+    );
     let token = server.create_token(&["--user", "admin"]);
     let mut seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -436,17 +440,40 @@ fn fifty_crashes_during_publishes_and_pulls_lose_nothing() {
         seed % below
     };
     let acked: Arc<Mutex<Vec<Acked>>> = Arc::default();
+    let promoted: Arc<Mutex<Vec<Acked>>> = Arc::default();
     for round in 0..ROUNDS {
         let stop = Arc::new(AtomicBool::new(false));
         let base = server.base.clone();
-        let workers: Vec<_> = (0..3)
+        let workers: Vec<_> = (0..4)
             .map(|worker| {
                 let (acked, stop, token, base) = (Arc::clone(&acked), Arc::clone(&stop), token.clone(), base.clone());
+                let promoted = Arc::clone(&promoted);
                 std::thread::spawn(move || {
                     let client = http();
                     let mut i = 0;
                     while !stop.load(Ordering::Relaxed) && i < 200 {
                         i += 1;
+                        if worker == 3 {
+                            // Promote to `prod` what `default` acknowledged.
+                            let Some(a) = acked.lock().expect("lock").last().cloned() else {
+                                continue;
+                            };
+                            if promoted.lock().expect("lock").iter().any(|p| p.version == a.version && p.name == a.name) {
+                                continue;
+                            }
+                            let Ok(response) = client
+                                .post(format!("{base}/-/api/v1/registries/default/push"))
+                                .bearer_auth(&token)
+                                .json(&serde_json::json!({"package": a.name, "version": a.version, "to": "registry:prod"}))
+                                .send()
+                            else {
+                                return;
+                            };
+                            if response.status() == 200 {
+                                promoted.lock().expect("lock").push(a);
+                            }
+                            continue;
+                        }
                         if worker == 2 {
                             // Pull through `team` what `default` acknowledged.
                             let Some(a) = acked
@@ -518,6 +545,33 @@ fn fifty_crashes_during_publishes_and_pulls_lose_nothing() {
             "acknowledged {}@{} lost or changed by a crash",
             a.name,
             a.version
+        );
+    }
+    let promoted = std::mem::take(&mut *promoted.lock().expect("lock"));
+    assert!(!promoted.is_empty(), "no promotion was acknowledged in {ROUNDS} rounds");
+    let prod_token = server.login("prod", "admin", ADMIN_PASSWORD);
+    for p in &promoted {
+        let url = format!(
+            "{}{}/-/{}-{}.tgz",
+            server.registry_url("prod"),
+            p.name,
+            p.name,
+            p.version
+        );
+        let response = http().get(&url).bearer_auth(&prod_token).send().expect("prod tarball");
+        assert_eq!(
+            response.status(),
+            200,
+            "acknowledged promotion of {}@{} lost by a crash",
+            p.name,
+            p.version
+        );
+        assert_eq!(
+            response.bytes().expect("bytes").as_ref(),
+            p.tarball.as_slice(),
+            "{}@{}",
+            p.name,
+            p.version
         );
     }
     let check = server.cli(&["check"], "");
