@@ -256,6 +256,20 @@ fn is_windows_device_name(basename: &str) -> bool {
     }
 }
 
+/// Whether `name` matches `pattern`, where `*` matches any run of characters (`/`
+/// included): `@acme/*`, `*-plugin`, `lodash`. Token package limits use it.
+pub fn glob_matches(pattern: &str, name: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == name,
+        Some((prefix, rest)) => {
+            let Some(tail) = name.strip_prefix(prefix) else {
+                return false;
+            };
+            (0..=tail.len()).any(|i| tail.is_char_boundary(i) && glob_matches(rest, &tail[i..]))
+        }
+    }
+}
+
 impl fmt::Display for PackageName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -604,5 +618,17 @@ mod tests {
     fn from_str_and_try_from_agree_with_parse() {
         assert_eq!("lodash".parse::<PackageName>(), parse("lodash"));
         assert_eq!(PackageName::try_from("a b".to_owned()), parse("a b"));
+    }
+
+    #[test]
+    fn glob_patterns() {
+        assert!(glob_matches("@acme/*", "@acme/lib"));
+        assert!(!glob_matches("@acme/*", "@other/lib"));
+        assert!(glob_matches("lodash", "lodash"));
+        assert!(!glob_matches("lodash", "lodash.merge"));
+        assert!(glob_matches("*-plugin", "babel-plugin"));
+        assert!(glob_matches("*", "anything"));
+        assert!(glob_matches("a*b*c", "a-b-c"));
+        assert!(!glob_matches("a*b*c", "a-c-b"));
     }
 }
