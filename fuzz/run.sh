@@ -22,10 +22,10 @@ scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 for target in $targets; do
     mkdir -p "$scratch/$target" "artifacts/$target"
-    # -timeout: a few seconds for one small input is a bug (a slow path an
-    # attacker can pick), not a slow machine.
+    # -timeout: seconds for one small input is a bug (a slow path an attacker can
+    # pick); 20 leaves room for a machine busy with other builds.
     if ! "$bin/$target" "$scratch/$target" "corpus/$target" \
-        -max_total_time="$each" -timeout=10 -rss_limit_mb=2048 \
+        -max_total_time="$each" -timeout=20 -rss_limit_mb=2048 \
         -artifact_prefix="artifacts/$target/" >"$scratch/$target.log" 2>&1; then
         tail -n 60 "$scratch/$target.log"
         echo "fuzz: $target failed; the input is in fuzz/artifacts/$target/" >&2
