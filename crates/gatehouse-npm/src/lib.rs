@@ -1,6 +1,7 @@
 //! The npm registry protocol, pure (no IO, no async runtime, no HTTP server, no SQL): names, versions, tags, tarball inspection,
-//! publish bodies, packument building and request paths.
+//! publish bodies, packument building, request paths and `Authorization` headers.
 
+pub mod authorization;
 pub mod dist_tag;
 pub mod integrity;
 pub mod lockfile;

@@ -112,7 +112,7 @@ pub fn parse(raw_rest: &str) -> Result<Route, RouteError> {
     let segments: Vec<&str> = rest.split('/').collect();
     for segment in &segments {
         let decoded = percent_decode_str(segment).decode_utf8_lossy();
-        if decoded == "." || decoded == ".." || decoded.split('/').any(|part| part == "..") {
+        if decoded.split('/').any(|part| part == "." || part == "..") {
             return Err(RouteError::BadPath("'.' and '..' segments are not allowed"));
         }
     }
@@ -347,6 +347,20 @@ mod tests {
             "/-/package/%2e%2e/dist-tags",
         ] {
             assert!(parse(bad).is_err(), "{bad} must be refused");
+        }
+    }
+
+    /// Found by the `route_parse` fuzz target: a `.` between encoded slashes
+    /// (`a%2f.%2fb`) passed the check, which refused only `..` there. No typed route
+    /// let it through (their parts refuse slashes), but the rule is any `.` segment.
+    #[test]
+    fn a_dot_between_encoded_slashes_is_refused() {
+        for bad in ["/-/x%2f.%2fy", "/lodash%2f%2e", "/-/package/@acme%2f./dist-tags"] {
+            assert_eq!(
+                parse(bad),
+                Err(RouteError::BadPath("'.' and '..' segments are not allowed")),
+                "{bad}"
+            );
         }
     }
 }

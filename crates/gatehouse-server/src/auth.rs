@@ -13,10 +13,11 @@ use std::time::Duration;
 
 use tokio::sync::OnceCell;
 
-use base64::Engine as _;
 use moka::future::Cache;
 use sha2::{Digest, Sha256};
 
+use gatehouse_npm::authorization::{self, AuthorizationError, Credentials};
+use gatehouse_npm::name::glob_matches;
 use gatehouse_npm::trust::PublishedBy;
 use gatehouse_store::{Meta, StoreError, Token, User, now_millis};
 use password::Verified;
@@ -63,7 +64,7 @@ impl Principal {
     pub fn may_use_package(&self, name: &str) -> bool {
         self.token
             .as_ref()
-            .is_none_or(|t| t.packages.is_empty() || t.packages.iter().any(|p| token::pattern_matches(p, name)))
+            .is_none_or(|t| t.packages.is_empty() || t.packages.iter().any(|p| glob_matches(p, name)))
     }
 }
 
@@ -97,8 +98,6 @@ pub enum AuthError {
     Store(#[from] StoreError),
 }
 
-/// The largest Authorization header we look at; anything bigger is malformed.
-const MAX_HEADER_LEN: usize = 4096;
 /// How long a verified password is remembered, so Basic auth doesn't pay argon2
 /// on every request of an install.
 const PASSWORD_CACHE_TTL: Duration = Duration::from_secs(300);
@@ -160,29 +159,14 @@ impl Authenticator {
         let Some(header) = header else {
             return Ok(None);
         };
-        if header.len() > MAX_HEADER_LEN {
-            return Err(AuthError::Malformed);
-        }
-        let (scheme, value) = header.trim().split_once(' ').ok_or(AuthError::Malformed)?;
-        let value = value.trim();
-        if value.is_empty() {
-            return Err(AuthError::Malformed);
-        }
-        match scheme.to_ascii_lowercase().as_str() {
-            "bearer" => self.by_token(value, None, client).await.map(Some),
-            "basic" => {
-                let decoded = base64::engine::general_purpose::STANDARD
-                    .decode(value)
-                    .map_err(|_| AuthError::Malformed)?;
-                let decoded = String::from_utf8(decoded).map_err(|_| AuthError::Malformed)?;
-                let (user, secret) = decoded.split_once(':').ok_or(AuthError::Malformed)?;
-                if token::looks_like_token(secret) {
-                    self.by_token(secret, Some(user), client).await.map(Some)
-                } else {
-                    self.by_password(user, secret, client).await.map(Some)
-                }
+        match authorization::parse(header) {
+            Ok(Credentials::Bearer(token)) => self.by_token(token, None, client).await.map(Some),
+            Ok(Credentials::Basic { user, password }) if token::looks_like_token(&password) => {
+                self.by_token(&password, Some(&user), client).await.map(Some)
             }
-            _ => Err(AuthError::UnknownScheme),
+            Ok(Credentials::Basic { user, password }) => self.by_password(&user, &password, client).await.map(Some),
+            Err(AuthorizationError::Malformed) => Err(AuthError::Malformed),
+            Err(AuthorizationError::UnknownScheme) => Err(AuthError::UnknownScheme),
         }
     }
 

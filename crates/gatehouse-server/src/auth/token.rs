@@ -70,19 +70,6 @@ pub async fn issue(meta: &Meta, user: UserId, spec: TokenSpec) -> StoreResult<Mi
     Ok(minted)
 }
 
-/// `*` matches any run of characters: `@acme/*`, `*-plugin`, `lodash`.
-pub fn pattern_matches(pattern: &str, name: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == name,
-        Some((prefix, rest)) => {
-            let Some(tail) = name.strip_prefix(prefix) else {
-                return false;
-            };
-            (0..=tail.len()).any(|i| tail.is_char_boundary(i) && pattern_matches(rest, &tail[i..]))
-        }
-    }
-}
-
 pub fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
@@ -108,17 +95,5 @@ mod tests {
         assert!(!a.display.contains(&a.secret[12..]));
         assert!(!looks_like_token("gth_short"));
         assert!(!looks_like_token(&a.secret.replace("gth_", "ghp_")));
-    }
-
-    #[test]
-    fn package_patterns() {
-        assert!(pattern_matches("@acme/*", "@acme/lib"));
-        assert!(!pattern_matches("@acme/*", "@other/lib"));
-        assert!(pattern_matches("lodash", "lodash"));
-        assert!(!pattern_matches("lodash", "lodash.merge"));
-        assert!(pattern_matches("*-plugin", "babel-plugin"));
-        assert!(pattern_matches("*", "anything"));
-        assert!(pattern_matches("a*b*c", "a-b-c"));
-        assert!(!pattern_matches("a*b*c", "a-c-b"));
     }
 }
