@@ -292,6 +292,39 @@ impl TrustRule {
     }
 }
 
+/// A JWT's header or claims: a JSON object.
+pub type JwtPart = Map<String, Value>;
+
+/// Why a bearer credential is not a JWT at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JwtShapeError {
+    #[error("it does not have three parts")]
+    Parts,
+    #[error("its {0} is not base64url")]
+    Base64(&'static str),
+    #[error("its {0} is not a JSON object")]
+    Json(&'static str),
+}
+
+/// A JWT's header and claims, decoded and **not verified**: only for choosing the
+/// issuer and the key that verify it, and for wording a refusal.
+pub fn jwt_parts(jwt: &str) -> Result<(JwtPart, JwtPart), JwtShapeError> {
+    use base64::Engine as _;
+    let mut parts = jwt.split('.');
+    let (Some(header), Some(payload), Some(_signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(JwtShapeError::Parts);
+    };
+    let decode = |part: &str, what: &'static str| -> Result<JwtPart, JwtShapeError> {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part.trim_end_matches('='))
+            .map_err(|_| JwtShapeError::Base64(what))?;
+        serde_json::from_slice(&bytes).map_err(|_| JwtShapeError::Json(what))
+    };
+    Ok((decode(header, "header")?, decode(payload, "payload")?))
+}
+
 /// `owner/repo/.github/workflows/release.yml@refs/heads/main` → `release.yml`.
 pub fn workflow_file(workflow_ref: &str) -> Option<String> {
     let path = workflow_ref.split_once('@').map_or(workflow_ref, |(path, _)| path);
@@ -511,6 +544,23 @@ mod tests {
         let mut sub = Map::new();
         sub.insert("sub".into(), json!("repo:acme/lib"));
         assert_eq!(generic.check(&sub), Ok(()));
+    }
+
+    #[test]
+    fn a_credential_that_is_no_jwt_says_why() {
+        for (jwt, expected) in [
+            ("abc", JwtShapeError::Parts),
+            ("a.b.c.d", JwtShapeError::Parts),
+            ("!!.e30.sig", JwtShapeError::Base64("header")),
+            ("e30.bm90IGpzb24.sig", JwtShapeError::Json("payload")),
+        ] {
+            assert_eq!(jwt_parts(jwt), Err(expected), "{jwt}");
+        }
+        let (header, claims) = jwt_parts("eyJhbGciOiJub25lIn0.eyJpc3MiOiJ4In0.").expect("parts");
+        assert_eq!(
+            (header["alg"].as_str(), claims["iss"].as_str()),
+            (Some("none"), Some("x"))
+        );
     }
 
     #[test]

@@ -10,8 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use gatehouse_npm::trust::PublisherKind;
+use gatehouse_npm::trust::{JwtPart, PublisherKind};
 use gatehouse_policy::document::Age;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -373,28 +372,12 @@ fn pick(set: &JwkSet, kid: Option<&str>, algorithm: Algorithm) -> Option<Jwk> {
     .cloned()
 }
 
-/// A JWT's header or payload: a JSON object.
-type Claims = Map<String, Value>;
-
-/// The header and claims, before anything is verified: only to choose the issuer and
-/// the key, and to word a refusal.
-fn unverified_parts(jwt: &str) -> Result<(Claims, Claims), OidcError> {
-    let mut parts = jwt.split('.');
-    let (Some(header), Some(payload), Some(_signature), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(OidcError::Malformed("it does not have three parts".into()));
-    };
-    let decode = |part: &str, what: &str| -> Result<Claims, OidcError> {
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(part.trim_end_matches('='))
-            .map_err(|_| OidcError::Malformed(format!("its {what} is not base64url")))?;
-        serde_json::from_slice(&bytes).map_err(|_| OidcError::Malformed(format!("its {what} is not a JSON object")))
-    };
-    Ok((decode(header, "header")?, decode(payload, "payload")?))
+/// The header and claims, before anything is verified.
+fn unverified_parts(jwt: &str) -> Result<(JwtPart, JwtPart), OidcError> {
+    gatehouse_npm::trust::jwt_parts(jwt).map_err(|e| OidcError::Malformed(e.to_string()))
 }
 
-fn refusal(kind: jsonwebtoken::errors::ErrorKind, issuer: &Issuer, payload: &Map<String, Value>) -> OidcError {
+fn refusal(kind: jsonwebtoken::errors::ErrorKind, issuer: &Issuer, payload: &JwtPart) -> OidcError {
     use jsonwebtoken::errors::ErrorKind as K;
     match kind {
         K::ExpiredSignature => OidcError::Expired,
