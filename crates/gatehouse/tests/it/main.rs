@@ -10,6 +10,7 @@ mod durability;
 mod firewall;
 mod firewall_api;
 mod firewall_clients;
+mod limits;
 mod npm_commands;
 mod promotion;
 mod protocol;
