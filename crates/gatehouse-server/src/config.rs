@@ -125,10 +125,20 @@ pub struct Limits {
     pub max_unpacked_bytes: u64,
     /// Most entries a tarball may hold.
     pub max_tarball_entries: u64,
+    /// A request's headers must have arrived this long after its first byte (or after
+    /// the connection was accepted); slower connections are closed.
+    pub header_timeout_ms: u64,
     /// A request body may pause this long between two pieces (answered 408)…
     pub body_timeout_ms: u64,
     /// …and take this long in all.
     pub body_total_timeout_ms: u64,
+    /// A connection on which nothing moves (an idle keep-alive connection, a client
+    /// that stopped reading its response) is closed after this; a request being
+    /// handled is not timed otherwise.
+    pub idle_timeout_ms: u64,
+    /// Connections served at once; further ones wait (in the listen backlog) until one
+    /// closes.
+    pub max_connections: u32,
 }
 
 impl Default for Limits {
@@ -137,13 +147,20 @@ impl Default for Limits {
             max_body_bytes: 128 * 1024 * 1024,
             max_unpacked_bytes: 512 * 1024 * 1024,
             max_tarball_entries: 100_000,
+            header_timeout_ms: 60_000,
             body_timeout_ms: 60_000,
             body_total_timeout_ms: 600_000,
+            idle_timeout_ms: 75_000,
+            max_connections: 1024,
         }
     }
 }
 
 impl Limits {
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_timeout_ms)
+    }
+
     pub fn body_timeout(&self) -> Duration {
         Duration::from_millis(self.body_timeout_ms)
     }
@@ -152,12 +169,17 @@ impl Limits {
         Duration::from_millis(self.body_total_timeout_ms)
     }
 
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |message: String| Err(ConfigError::Invalid(format!("[limits] {message}")));
         for (key, value) in [
             ("max_body_bytes", self.max_body_bytes),
             ("max_unpacked_bytes", self.max_unpacked_bytes),
             ("max_tarball_entries", self.max_tarball_entries),
+            ("max_connections", u64::from(self.max_connections)),
         ] {
             if value == 0 {
                 return invalid(format!("{key} must be greater than zero"));
@@ -165,8 +187,10 @@ impl Limits {
         }
         // Below 100 ms nothing but loopback keeps up; above a day a timeout guards nothing.
         for (key, value) in [
+            ("header_timeout_ms", self.header_timeout_ms),
             ("body_timeout_ms", self.body_timeout_ms),
             ("body_total_timeout_ms", self.body_total_timeout_ms),
+            ("idle_timeout_ms", self.idle_timeout_ms),
         ] {
             if !(100..=86_400_000).contains(&value) {
                 return invalid(format!(
@@ -437,24 +461,27 @@ mod tests {
     }
 
     #[test]
-    fn body_limits_are_validated_with_the_key_named() {
+    fn connection_limits_are_validated_with_the_key_named() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("g.toml");
         for (toml, needle) in [
-            ("[limits]\nbody_timeout_ms = 0\n", "body_timeout_ms = 0 is out of range"),
             (
-                "[limits]\nbody_total_timeout_ms = 99\n",
-                "body_total_timeout_ms = 99 is out of range",
+                "[limits]\nheader_timeout_ms = 0\n",
+                "header_timeout_ms = 0 is out of range",
             ),
             (
-                "[limits]\nmax_body_bytes = 0\n",
-                "max_body_bytes must be greater than zero",
+                "[limits]\nidle_timeout_ms = 99\n",
+                "idle_timeout_ms = 99 is out of range",
+            ),
+            (
+                "[limits]\nmax_connections = 0\n",
+                "max_connections must be greater than zero",
             ),
             (
                 "[limits]\nbody_timeout_ms = 5000\nbody_total_timeout_ms = 1000\n",
                 "body_total_timeout_ms (1000) is shorter than body_timeout_ms (5000)",
             ),
-            ("[limits]\nbody_timeout = \"5s\"\n", "body_timeout"),
+            ("[limits]\nheader_timeout = \"5s\"\n", "header_timeout"),
         ] {
             std::fs::write(&path, toml).expect("write");
             let err = Config::load(&Overrides {
@@ -464,14 +491,15 @@ mod tests {
             .expect_err(toml);
             assert!(err.to_string().contains(needle), "{toml}: {err}");
         }
-        std::fs::write(&path, "[limits]\nbody_timeout_ms = 2000\n").expect("write");
+        std::fs::write(&path, "[limits]\nheader_timeout_ms = 2000\nmax_connections = 8\n").expect("write");
         let config = Config::load(&Overrides {
             config_file: Some(path),
             ..Overrides::default()
         })
         .expect("valid");
-        assert_eq!(config.limits.body_timeout(), Duration::from_secs(2));
-        assert_eq!(config.limits.body_total_timeout(), Duration::from_secs(600));
+        assert_eq!(config.limits.header_timeout(), Duration::from_secs(2));
+        assert_eq!(config.limits.max_connections, 8);
+        assert_eq!(config.limits.body_timeout(), Duration::from_secs(60));
     }
 
     #[test]
