@@ -14,5 +14,6 @@ mod limits;
 mod npm_commands;
 mod promotion;
 mod protocol;
+mod soak;
 mod support;
 mod upstream;

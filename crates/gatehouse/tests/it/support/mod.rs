@@ -155,6 +155,11 @@ impl TestServer {
         self.base = base;
     }
 
+    /// The server process's id (to read its `/proc/PID/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The server's log so far (stderr), for failure messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.data_dir.join("../server.log")).unwrap_or_default()
