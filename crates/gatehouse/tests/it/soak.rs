@@ -23,9 +23,9 @@ use crate::support::*;
 /// for during it.
 const CACHED: usize = 12;
 const FRESH: usize = 36;
-/// Fetching threads, and the most requests each makes.
+/// Fetching threads, and the most requests each makes per second of the soak.
 const WORKERS: usize = 6;
-const MAX_REQUESTS_PER_WORKER: usize = 20_000;
+const MAX_REQUESTS_PER_WORKER_SECOND: usize = 500;
 const RSS_LIMIT_KIB: u64 = 300 * 1024;
 
 fn soak_duration() -> Duration {
@@ -158,6 +158,7 @@ fn cached_packages_survive_a_chaotic_upstream() {
     fake.set_mode(Mode::Chaos(seed));
     let started = Instant::now();
     let deadline = started + duration;
+    let max_requests = MAX_REQUESTS_PER_WORKER_SECOND * duration.as_secs() as usize;
     let packages = Arc::new(packages);
     let tally = Arc::new(Mutex::new(Tally::default()));
     let stop = Arc::new(AtomicBool::new(false));
@@ -183,7 +184,7 @@ fn cached_packages_survive_a_chaotic_upstream() {
             std::thread::spawn(move || {
                 let mut random = Random(seed ^ (w as u64 + 1).wrapping_mul(0x2545_f491_4f6c_dd1d));
                 let client = http();
-                for _ in 0..MAX_REQUESTS_PER_WORKER {
+                for _ in 0..max_requests {
                     if Instant::now() >= deadline {
                         break;
                     }
@@ -216,7 +217,7 @@ fn cached_packages_survive_a_chaotic_upstream() {
     let mut installs = 0;
     if let Some(locked) = &npm {
         let names: Vec<&str> = packages[4..CACHED].iter().map(|p| p.name.as_str()).collect();
-        while Instant::now() + Duration::from_secs(10) < deadline && installs < 6 {
+        while Instant::now() + Duration::from_secs(10) < deadline && installs < duration.as_secs() / 10 {
             let ci = Project::new(ClientKind::Npm);
             ci.configure(&registry, &token);
             ci.copy_from(locked, &["package.json", "package-lock.json"]);
