@@ -352,3 +352,57 @@ fn admin_api_bodies_are_read_within_the_limits() {
     }
     assert_eq!(ping(&server), 200);
 }
+
+#[test]
+fn shutdown_finishes_in_flight_downloads_and_closes_idle_connections() {
+    let mut server = TestServer::start_with_config(TIMEOUTS);
+    let token = server.admin_token();
+    let tarball = large_package_tarball("big", "1.0.0", 16 * 1024 * 1024);
+    let response = publish(
+        &server,
+        "default",
+        &token,
+        &publish_body_with("big", "1.0.0", "latest", &tarball),
+    );
+    assert_eq!(response.status(), 201, "{}", response.text().unwrap_or_default());
+    let mut idle = connect(&server);
+    idle.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    let mut download = connect(&server);
+    download
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    write!(
+        download,
+        "GET /r/default/big/-/big-1.0.0.tgz HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut received = vec![0u8; 1024 * 1024];
+    download.read_exact(&mut received).expect("the first MiB");
+    // Shut down mid-download, and read the rest slowly.
+    let stopping = std::thread::spawn(move || {
+        let exit = server.terminate(Duration::from_secs(60));
+        (exit, server)
+    });
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        match download.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => received.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("the download broke off after {} bytes: {e}", received.len()),
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let body_at = received.windows(4).position(|w| w == b"\r\n\r\n").expect("headers") + 4;
+    assert!(
+        received[body_at..] == tarball[..],
+        "the in-flight download was not finished whole"
+    );
+    let mut byte = [0u8; 1];
+    assert!(
+        matches!(idle.read(&mut byte), Ok(0)),
+        "the idle connection was not closed at shutdown"
+    );
+    let (exit, server) = stopping.join().expect("terminate");
+    let exit = exit.unwrap_or_else(|| panic!("the server did not exit\n{}", server.log()));
+    assert!(exit.success(), "exit status {exit:?}\n{}", server.log());
+}

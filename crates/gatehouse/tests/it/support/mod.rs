@@ -155,6 +155,25 @@ impl TestServer {
         self.base = base;
     }
 
+    /// SIGTERM: a graceful shutdown. Returns once the process exited (or after `timeout`,
+    /// with `None`).
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(exit)) = self.child.try_wait() {
+                return Some(exit);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// The server process's id (to read its `/proc/PID/status`).
     pub fn pid(&self) -> u32 {
         self.child.id()
