@@ -21,11 +21,11 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::{Body, HttpBody};
 use axum::extract::ConnectInfo;
-use futures_util::task::AtomicWaker;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use std::sync::atomic::AtomicBool;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -165,10 +165,10 @@ struct ConnState {
     started: AtomicU64,
     /// Requests being handled: from their headers until their response body ends.
     handling: AtomicUsize,
-    /// The connection's task, when it waits while a request is handled: once none is,
-    /// it must look at the socket's deadline again (hyper may not read until the
-    /// socket wakes it).
-    waiting: AtomicWaker,
+    /// The last request being handled ended: the socket must set its timer again
+    /// (hyper may not read until the socket wakes it). Hyper flushes right after a
+    /// response body ends, so `Watched::poll_flush` sees this without a wake-up.
+    ended: AtomicBool,
 }
 
 /// A request being handled; dropped with its response body (or its handler).
@@ -185,7 +185,7 @@ impl Handling {
 impl Drop for Handling {
     fn drop(&mut self) {
         if self.0.handling.fetch_sub(1, Ordering::Relaxed) == 1 {
-            self.0.waiting.wake();
+            self.0.ended.store(true, Ordering::Relaxed);
         }
     }
 }
@@ -279,11 +279,6 @@ impl Watched {
     /// has passed, `Pending` (with the timer's wake-up registered) before.
     fn check(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
         let Some(deadline) = self.deadline() else {
-            self.conn.waiting.register(cx.waker());
-            // The request may have ended in between.
-            if self.conn.handling.load(Ordering::Relaxed) == 0 {
-                cx.waker().wake_by_ref();
-            }
             return Poll::Pending;
         };
         loop {
@@ -370,6 +365,11 @@ impl AsyncWrite for Watched {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.conn.ended.swap(false, Ordering::Relaxed)
+            && let Poll::Ready(e) = self.check(cx)
+        {
+            return Poll::Ready(Err(e));
+        }
         Pin::new(&mut self.stream).poll_flush(cx)
     }
 
