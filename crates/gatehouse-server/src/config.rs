@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -126,6 +127,20 @@ pub struct Limits {
     pub max_unpacked_bytes: u64,
     /// Most entries a tarball may hold.
     pub max_tarball_entries: u64,
+    /// A request's headers must have arrived this long after its first byte (or after
+    /// the connection was accepted); slower connections are closed.
+    pub header_timeout_ms: u64,
+    /// A request body may pause this long between two pieces (answered 408)…
+    pub body_timeout_ms: u64,
+    /// …and take this long in all.
+    pub body_total_timeout_ms: u64,
+    /// A connection on which nothing moves (an idle keep-alive connection, a client
+    /// that stopped reading its response) is closed after this; a request being
+    /// handled is not timed otherwise.
+    pub idle_timeout_ms: u64,
+    /// Connections served at once; further ones wait (in the listen backlog) until one
+    /// closes.
+    pub max_connections: u32,
 }
 
 impl Default for Limits {
@@ -134,7 +149,64 @@ impl Default for Limits {
             max_body_bytes: 128 * 1024 * 1024,
             max_unpacked_bytes: 512 * 1024 * 1024,
             max_tarball_entries: 100_000,
+            header_timeout_ms: 60_000,
+            body_timeout_ms: 60_000,
+            body_total_timeout_ms: 600_000,
+            idle_timeout_ms: 75_000,
+            max_connections: 1024,
         }
+    }
+}
+
+impl Limits {
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_timeout_ms)
+    }
+
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_timeout_ms)
+    }
+
+    pub fn body_total_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_total_timeout_ms)
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |message: String| Err(ConfigError::Invalid(format!("[limits] {message}")));
+        for (key, value) in [
+            ("max_body_bytes", self.max_body_bytes),
+            ("max_unpacked_bytes", self.max_unpacked_bytes),
+            ("max_tarball_entries", self.max_tarball_entries),
+            ("max_connections", u64::from(self.max_connections)),
+        ] {
+            if value == 0 {
+                return invalid(format!("{key} must be greater than zero"));
+            }
+        }
+        // Below 100 ms nothing but loopback keeps up; above a day a timeout guards nothing.
+        for (key, value) in [
+            ("header_timeout_ms", self.header_timeout_ms),
+            ("body_timeout_ms", self.body_timeout_ms),
+            ("body_total_timeout_ms", self.body_total_timeout_ms),
+            ("idle_timeout_ms", self.idle_timeout_ms),
+        ] {
+            if !(100..=86_400_000).contains(&value) {
+                return invalid(format!(
+                    "{key} = {value} is out of range: give milliseconds from 100 to 86400000 (a day)"
+                ));
+            }
+        }
+        if self.body_total_timeout_ms < self.body_timeout_ms {
+            return invalid(format!(
+                "body_total_timeout_ms ({}) is shorter than body_timeout_ms ({}): the whole body cannot take less time than one pause in it",
+                self.body_total_timeout_ms, self.body_timeout_ms
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -288,9 +360,7 @@ impl Config {
             .map(|raw| Cidr::parse(raw).map_err(|e| ConfigError::Invalid(format!("trusted_proxies: {e}"))))
             .collect::<Result<Vec<_>, _>>()?;
         let limits = file.limits.unwrap_or_default();
-        if limits.max_body_bytes == 0 || limits.max_unpacked_bytes == 0 || limits.max_tarball_entries == 0 {
-            return Err(ConfigError::Invalid("limits must be greater than zero".into()));
-        }
+        limits.validate()?;
         let url_error = |e: gatehouse_store::storage::UrlError| ConfigError::Invalid(e.to_string());
         let database = match overrides.database_url.clone().or(file.database.and_then(|d| d.url)) {
             Some(url) => DatabaseUrl::parse(&url).map_err(url_error)?,
@@ -394,6 +464,48 @@ mod tests {
         assert!(err.to_string().contains("is not ADDR:PORT"), "{err}");
         let err = PublicUrl::parse("ftp://x").expect_err("invalid");
         assert!(err.to_string().contains("must start with http"), "{err}");
+    }
+
+    #[test]
+    fn connection_limits_are_validated_with_the_key_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("g.toml");
+        for (toml, needle) in [
+            (
+                "[limits]\nheader_timeout_ms = 0\n",
+                "header_timeout_ms = 0 is out of range",
+            ),
+            (
+                "[limits]\nidle_timeout_ms = 99\n",
+                "idle_timeout_ms = 99 is out of range",
+            ),
+            (
+                "[limits]\nmax_connections = 0\n",
+                "max_connections must be greater than zero",
+            ),
+            (
+                "[limits]\nbody_timeout_ms = 5000\nbody_total_timeout_ms = 1000\n",
+                "body_total_timeout_ms (1000) is shorter than body_timeout_ms (5000)",
+            ),
+            ("[limits]\nheader_timeout = \"5s\"\n", "header_timeout"),
+        ] {
+            std::fs::write(&path, toml).expect("write");
+            let err = Config::load(&Overrides {
+                config_file: Some(path.clone()),
+                ..Overrides::default()
+            })
+            .expect_err(toml);
+            assert!(err.to_string().contains(needle), "{toml}: {err}");
+        }
+        std::fs::write(&path, "[limits]\nheader_timeout_ms = 2000\nmax_connections = 8\n").expect("write");
+        let config = Config::load(&Overrides {
+            config_file: Some(path),
+            ..Overrides::default()
+        })
+        .expect("valid");
+        assert_eq!(config.limits.header_timeout(), Duration::from_secs(2));
+        assert_eq!(config.limits.max_connections, 8);
+        assert_eq!(config.limits.body_timeout(), Duration::from_secs(60));
     }
 
     #[test]

@@ -5,8 +5,8 @@ pub mod api;
 pub mod error;
 pub mod extract;
 pub mod npm;
+pub mod serve;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -14,7 +14,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{any, get, post};
-use axum::serve::ListenerExt as _;
 use serde_json::json;
 use tokio::net::TcpListener;
 
@@ -101,25 +100,15 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-/// Serves until `shutdown` resolves, then finishes in-flight requests.
+/// Serves until `shutdown` resolves, then finishes in-flight requests (`serve`: the
+/// connection limit and timeouts of `[limits]`).
 pub async fn serve(
     app: Arc<App>,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // Without TCP_NODELAY, a tarball's last segment waits on Nagle + delayed ACK
-    // (~40 ms a response on keep-alive connections).
-    let listener = listener.tap_io(|stream| {
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(
-        listener,
-        router(app).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let limits = app.config.limits;
+    serve::serve(router(app), listener, &limits, shutdown).await
 }
 
 async fn ping() -> impl IntoResponse {

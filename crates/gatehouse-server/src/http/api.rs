@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::error::{ApiError, ApiResult};
-use super::extract::Caller;
+use super::extract::{Caller, LimitedBody};
 use crate::access;
 use crate::app::App;
 use crate::auth::Principal;
@@ -76,7 +76,7 @@ pub async fn push_version(
     State(app): State<Arc<App>>,
     caller: Caller,
     Path(registry): Path<String>,
-    body: axum::body::Bytes,
+    LimitedBody(body): LimitedBody,
 ) -> ApiResult<Response> {
     let (actor, from) = admin_registry(&app, &caller, &registry).await?;
     let request: PushRequest = json_body(&body, "expected {package, version, to}")?;
@@ -129,7 +129,7 @@ pub async fn add_claim(
     State(app): State<Arc<App>>,
     caller: Caller,
     Path(registry): Path<String>,
-    body: axum::body::Bytes,
+    LimitedBody(body): LimitedBody,
 ) -> ApiResult<Response> {
     let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
     let request: ClaimRequest = json_body(&body, "expected {\"pattern\": \"name or @scope/*\"}")?;
@@ -192,7 +192,7 @@ pub async fn change_user(
     State(app): State<Arc<App>>,
     caller: Caller,
     Path(name): Path<String>,
-    body: axum::body::Bytes,
+    LimitedBody(body): LimitedBody,
 ) -> ApiResult<Response> {
     let actor = admin_actor(&caller)?;
     let change: UserChange = json_body(&body, "expected any of {\"disabled\", \"admin\", \"password\"}")?;
@@ -293,7 +293,7 @@ pub async fn change_registry(
     State(app): State<Arc<App>>,
     caller: Caller,
     Path(registry): Path<String>,
-    body: axum::body::Bytes,
+    LimitedBody(body): LimitedBody,
 ) -> ApiResult<Response> {
     let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
     let change: RegistryChange = json_body(&body, "expected any of {\"public\": true|false, \"name\": NEW}")?;
@@ -382,7 +382,7 @@ pub async fn purge_package(
     State(app): State<Arc<App>>,
     caller: Caller,
     Path(registry): Path<String>,
-    body: axum::body::Bytes,
+    LimitedBody(body): LimitedBody,
 ) -> ApiResult<Response> {
     let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
     let request: PurgeRequest = json_body(&body, "expected {\"package\": NAME}")?;
@@ -402,7 +402,7 @@ pub async fn clone_registry(
     State(app): State<Arc<App>>,
     caller: Caller,
     Path(registry): Path<String>,
-    body: axum::body::Bytes,
+    LimitedBody(body): LimitedBody,
 ) -> ApiResult<Response> {
     let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
     let request: CloneRequest = json_body(&body, "expected {\"name\": NEW}")?;
@@ -427,7 +427,11 @@ pub struct NewUserRequest {
 }
 
 /// `POST /-/api/v1/users` with `{name, password, email?, admin?}`.
-pub async fn create_user(State(app): State<Arc<App>>, caller: Caller, body: axum::body::Bytes) -> ApiResult<Response> {
+pub async fn create_user(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    LimitedBody(body): LimitedBody,
+) -> ApiResult<Response> {
     let actor = admin_actor(&caller)?;
     let request: NewUserRequest = json_body(&body, "expected {\"name\", \"password\", \"email\"?, \"admin\"?}")?;
     let new = NewUser {
@@ -455,7 +459,7 @@ pub struct NewRegistryRequest {
 pub async fn create_registry(
     State(app): State<Arc<App>>,
     caller: Caller,
-    body: axum::body::Bytes,
+    LimitedBody(body): LimitedBody,
 ) -> ApiResult<Response> {
     let actor = admin_actor(&caller)?;
     let request: NewRegistryRequest = json_body(&body, "expected {\"name\", \"public\"?, \"upstreams\"?: [...]}")?;

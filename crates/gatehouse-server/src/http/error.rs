@@ -39,6 +39,9 @@ pub enum ApiError {
     Conflict(String),
     #[error("request body is larger than the limit of {0} bytes")]
     PayloadTooLarge(u64),
+    /// The request (its body) arrived too slowly; the connection is closed after the answer.
+    #[error("{0}")]
+    RequestTimeout(String),
     #[error("method not allowed here")]
     MethodNotAllowed,
     #[error("{0}")]
@@ -80,6 +83,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
@@ -114,6 +118,12 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static(refusal.verdict.as_str()),
             );
             headers.insert("x-gatehouse-rule", HeaderValue::from_static(refusal.rule.as_str()));
+        }
+        if matches!(self, ApiError::RequestTimeout(_)) {
+            // The rest of the body is not read: the connection can't carry another request.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         if matches!(self, ApiError::TooManyRequests(_)) {
             response.headers_mut().insert(

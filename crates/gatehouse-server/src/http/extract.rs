@@ -4,14 +4,18 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt as _;
+use tokio::time::Instant;
 
 use super::error::ApiError;
 use crate::app::App;
 use crate::auth::cidr::Cidr;
 use crate::auth::{AuthError, Principal};
+use crate::config::Limits;
 
 /// The client's address: the peer, unless the peer is a trusted proxy (the
 /// `trusted_proxies` setting), then the address it forwarded for.
@@ -90,9 +94,27 @@ impl FromRequestParts<Arc<App>> for Caller {
     }
 }
 
-/// Reads a request body up to `limit` bytes, refusing early on a declared
+/// A request body read as [`read_body`] reads it: within `[limits]`.
+pub struct LimitedBody(pub Bytes);
+
+impl FromRequest<Arc<App>> for LimitedBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, app: &Arc<App>) -> Result<Self, Self::Rejection> {
+        let (parts, body) = request.into_parts();
+        read_body(&parts.headers, body, &app.config.limits)
+            .await
+            .map(LimitedBody)
+    }
+}
+
+/// Reads a request body up to `max_body_bytes`, refusing early on a declared
 /// `Content-Length` that is already too big; never buffers more than the limit.
-pub async fn read_body(headers: &HeaderMap, body: axum::body::Body, limit: u64) -> Result<bytes::Bytes, ApiError> {
+/// A body that pauses longer than `body_timeout` between two pieces, or takes longer
+/// than `body_total_timeout` in all, is refused with 408 (nothing was stored: the
+/// handler has not seen it).
+pub async fn read_body(headers: &HeaderMap, mut body: axum::body::Body, limits: &Limits) -> Result<Bytes, ApiError> {
+    let limit = limits.max_body_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -100,24 +122,67 @@ pub async fn read_body(headers: &HeaderMap, body: axum::body::Body, limit: u64) 
     if declared.is_some_and(|len| len > limit) {
         return Err(ApiError::PayloadTooLarge(limit));
     }
-    let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
-    axum::body::to_bytes(body, limit_usize).await.map_err(|e| {
-        if over_limit(&e) {
-            ApiError::PayloadTooLarge(limit)
-        } else {
-            ApiError::BadRequest(format!("could not read the request body: {e}"))
+    let all_by = Instant::now() + limits.body_total_timeout();
+    let timer = tokio::time::sleep_until(all_by);
+    tokio::pin!(timer);
+    // One piece is kept as it came (most bodies); more are joined. Nothing is reserved
+    // from the declared length: a client could declare much and send little.
+    let mut single: Option<Bytes> = None;
+    let mut joined = BytesMut::new();
+    let mut len = 0u64;
+    loop {
+        let next_by = (Instant::now() + limits.body_timeout()).min(all_by);
+        timer.as_mut().reset(next_by);
+        let frame = tokio::select! {
+            biased;
+            frame = body.frame() => frame,
+            () = &mut timer => return Err(body_too_slow(limits, next_by == all_by)),
+        };
+        let data = match frame {
+            None => break,
+            Some(Err(e)) => return Err(ApiError::BadRequest(format!("could not read the request body: {e}"))),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => data,
+                // Trailers.
+                Err(_) => continue,
+            },
+        };
+        len += data.len() as u64;
+        if len > limit {
+            return Err(ApiError::PayloadTooLarge(limit));
         }
+        match single.take() {
+            None if joined.is_empty() => single = Some(data),
+            first => {
+                if let Some(first) = first {
+                    joined.extend_from_slice(&first);
+                }
+                joined.extend_from_slice(&data);
+            }
+        }
+    }
+    Ok(single.unwrap_or_else(|| joined.freeze()))
+}
+
+fn body_too_slow(limits: &Limits, in_all: bool) -> ApiError {
+    ApiError::RequestTimeout(if in_all {
+        format!(
+            "the request body took longer than {} to arrive (limits.body_total_timeout_ms), so nothing was stored; send it again over a faster connection, or ask the registry's administrator to raise the limit",
+            seconds(limits.body_total_timeout())
+        )
+    } else {
+        format!(
+            "the request body stopped arriving: nothing came for {} (limits.body_timeout_ms), so nothing was stored; check the network (or a proxy) between you and the registry and send it again",
+            seconds(limits.body_timeout())
+        )
     })
 }
 
-/// Whether reading a body failed because it passed the limit (not a broken connection).
-fn over_limit(error: &axum::Error) -> bool {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = cause {
-        if e.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        cause = e.source();
+fn seconds(duration: std::time::Duration) -> String {
+    let ms = duration.as_millis();
+    if ms.is_multiple_of(1000) {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{:.1} s", duration.as_secs_f64())
     }
-    false
 }

@@ -291,7 +291,7 @@ async fn dispatch(app: Arc<App>, incoming: Incoming<'_>, registry_raw: &str, res
         client_ip,
     };
     let body = if method == Method::PUT || method == Method::POST {
-        super::extract::read_body(&headers, body, ctx.app.config.limits.max_body_bytes).await?
+        super::extract::read_body(&headers, body, &ctx.app.config.limits).await?
     } else {
         Bytes::new()
     };

@@ -3,7 +3,7 @@
 //! that nothing was stored or changed (packages, `_rev`, versions, tags, blobs — also
 //! after a restart, so nothing hides behind a cache) and that the server still answers.
 
-use std::io::{Read, Write as _};
+use std::io::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -107,58 +107,6 @@ fn raw_request(server: &TestServer, method: &str, path: &str, token: &str, body:
     // The server may answer (and close) before reading a body it refuses.
     let _ = stream.write_all(body);
     read_response(&mut stream).unwrap_or_else(|| panic!("{method} {path}: no HTTP response"))
-}
-
-/// Reads one HTTP/1.1 response (status and body) without waiting for the connection to
-/// close: a server that refuses an upload may reset the connection right after answering.
-fn read_response(stream: &mut impl Read) -> Option<(u16, String)> {
-    let mut data = Vec::new();
-    let mut buf = [0u8; 16 * 1024];
-    // Bounded: 30 s read timeout per read, and at most 64 MiB of response.
-    while data.len() < 64 * 1024 * 1024 {
-        if let Some(done) = complete_response(&data) {
-            return Some(done);
-        }
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => data.extend_from_slice(&buf[..n]),
-        }
-    }
-    complete_response(&data)
-}
-
-fn complete_response(data: &[u8]) -> Option<(u16, String)> {
-    let text = String::from_utf8_lossy(data);
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    let header = |name: &str| {
-        head.lines().find_map(|line| {
-            let (key, value) = line.split_once(':')?;
-            key.eq_ignore_ascii_case(name).then(|| value.trim().to_owned())
-        })
-    };
-    if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
-        return (body.len() >= len).then(|| (status, body[..len].to_owned()));
-    }
-    if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-        return dechunk(body).map(|body| (status, body));
-    }
-    Some((status, body.to_owned()))
-}
-
-/// The decoded body, once the last chunk has arrived.
-fn dechunk(mut body: &str) -> Option<String> {
-    let mut out = String::new();
-    for _ in 0..100_000 {
-        let (size, rest) = body.split_once("\r\n")?;
-        let size = usize::from_str_radix(size.trim(), 16).ok()?;
-        if size == 0 {
-            return Some(out);
-        }
-        out.push_str(rest.get(..size)?);
-        body = rest.get(size..)?.strip_prefix("\r\n")?;
-    }
-    None
 }
 
 /// A package.json for `name@version` with extra fields.

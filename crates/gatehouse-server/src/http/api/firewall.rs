@@ -29,7 +29,7 @@ const UPLOAD: &str = "request body";
 
 /// The body, within the configured limit.
 async fn read_body(app: &App, headers: &HeaderMap, body: Body) -> ApiResult<Bytes> {
-    crate::http::extract::read_body(headers, body, app.config.limits.max_body_bytes).await
+    crate::http::extract::read_body(headers, body, &app.config.limits).await
 }
 
 /// A body that must be text (a policy document, a lockfile).

@@ -1,6 +1,7 @@
 //! A local npm-shaped upstream for fault injection: it serves real packuments and
 //! tarballs, and can be made slow, failing, hanging, resetting, lying about
-//! integrity, oversized, malformed, redirecting, or gone. It counts every request.
+//! integrity, oversized, malformed, redirecting, or gone; or all of these at random
+//! (`Mode::Chaos`, seeded). It counts every request.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -24,6 +25,42 @@ pub enum Mode {
     Resetting,
     /// Answers `302` to this location.
     Redirecting(String),
+    /// Each request draws a fault from a generator seeded with this (see [`Fault`]):
+    /// about half are answered normally.
+    Chaos(u64),
+}
+
+/// What a request got in [`Mode::Chaos`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Fault {
+    None,
+    /// Read, never answered (until the upstream is dropped, or 30 s).
+    Hang,
+    /// Closed without an answer.
+    Reset,
+    /// HTTP 500, 502 or 503.
+    ServerError,
+    /// The headers promise the whole body; half of it comes, then the connection closes.
+    Truncate,
+    /// A tarball with one byte changed (its declared integrity no longer matches); a
+    /// packument is answered normally.
+    WrongBytes,
+    /// Answered normally after up to 1.5 s.
+    Slow,
+}
+
+impl Fault {
+    fn draw(random: u64) -> Fault {
+        match random % 100 {
+            0..50 => Fault::None,
+            50..58 => Fault::Hang,
+            58..68 => Fault::Reset,
+            68..78 => Fault::ServerError,
+            78..86 => Fault::Truncate,
+            86..94 => Fault::WrongBytes,
+            _ => Fault::Slow,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -39,6 +76,22 @@ struct State {
     hits: HashMap<String, usize>,
     not_modified: usize,
     delay: Duration,
+    /// The chaos generator's state (splitmix64), seeded by `Mode::Chaos`.
+    chaos: Option<u64>,
+    faults: HashMap<Fault, usize>,
+}
+
+impl State {
+    fn draw_fault(&mut self, seed: u64) -> Fault {
+        let state = self.chaos.get_or_insert(seed);
+        *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = *state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        let fault = Fault::draw(z ^ (z >> 31));
+        *self.faults.entry(fault).or_default() += 1;
+        fault
+    }
 }
 
 /// Holds tarball bodies mid-way until opened (also when dropped, so no thread waits forever).
@@ -82,8 +135,8 @@ impl FakeUpstream {
             while !d.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((stream, _)) => {
-                        let (s, m) = (s.clone(), m.clone());
-                        std::thread::spawn(move || serve(stream, &s, &m));
+                        let (s, m, d) = (s.clone(), m.clone(), d.clone());
+                        std::thread::spawn(move || serve(stream, &s, &m, &d));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
@@ -141,7 +194,15 @@ impl FakeUpstream {
     }
 
     pub fn set_mode(&self, mode: Mode) {
+        if let Mode::Chaos(_) = mode {
+            self.state.lock().expect("state").chaos = None;
+        }
         *self.mode.lock().expect("mode") = mode;
+    }
+
+    /// How many requests got each fault in [`Mode::Chaos`].
+    pub fn faults(&self) -> HashMap<Fault, usize> {
+        self.state.lock().expect("state").faults.clone()
     }
 
     /// Tarball bodies stop after `bytes` until the returned gate is opened.
@@ -183,7 +244,7 @@ impl Drop for FakeUpstream {
     }
 }
 
-fn serve(mut stream: TcpStream, state: &Mutex<State>, mode: &Mutex<Mode>) {
+fn serve(mut stream: TcpStream, state: &Mutex<State>, mode: &Mutex<Mode>, down: &AtomicBool) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let mut head = Vec::new();
@@ -211,6 +272,26 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>, mode: &Mutex<Mode>) {
     };
     std::thread::sleep(delay);
     let mode = mode.lock().expect("mode").clone();
+    let fault = match mode {
+        Mode::Chaos(seed) => state.lock().expect("state").draw_fault(seed),
+        _ => Fault::None,
+    };
+    match fault {
+        Fault::None | Fault::Truncate | Fault::WrongBytes => {}
+        Fault::Hang => {
+            let until = std::time::Instant::now() + Duration::from_secs(30);
+            while !down.load(Ordering::SeqCst) && std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            return;
+        }
+        Fault::Reset => return,
+        Fault::ServerError => {
+            let status = [500, 502, 503][hits_of(state, &path) % 3];
+            return respond(&mut stream, status, "application/json", b"{\"error\":\"chaos\"}", None);
+        }
+        Fault::Slow => std::thread::sleep(Duration::from_millis(100 * (hits_of(state, &path) % 16) as u64)),
+    }
     match mode {
         Mode::Failing => return respond(&mut stream, 500, "application/json", b"{\"error\":\"boom\"}", None),
         Mode::Hanging => {
@@ -224,14 +305,23 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>, mode: &Mutex<Mode>) {
             let _ = stream.write_all(response.as_bytes());
             return;
         }
-        Mode::Normal => {}
+        Mode::Normal | Mode::Chaos(_) => {}
     }
     let decoded = path.replace("%2f", "/").replace("%2F", "/");
     let s = state.lock().expect("state");
     if let Some(bytes) = s.tarballs.get(&decoded) {
         let bytes = bytes.clone();
-        let (pause, cut) = (s.tarball_pause.clone(), s.tarball_cut);
+        let (pause, mut cut) = (s.tarball_pause.clone(), s.tarball_cut);
         drop(s);
+        let mut bytes = bytes;
+        match fault {
+            Fault::Truncate => cut = Some(bytes.len() / 2),
+            Fault::WrongBytes => {
+                let middle = bytes.len() / 2;
+                bytes[middle] ^= 0x55;
+            }
+            _ => {}
+        }
         return respond_tarball(&mut stream, &bytes, pause, cut);
     }
     if let Some(raw) = s.raw_packuments.get(&decoded) {
@@ -243,6 +333,9 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>, mode: &Mutex<Mode>) {
         let body = serde_json::to_vec(doc).expect("json");
         let etag = format!("\"{}\"", &sha1_hex(&body)[..16]);
         drop(s);
+        if fault == Fault::Truncate {
+            return respond_cut(&mut stream, &body, body.len() / 2);
+        }
         if if_none_match.as_deref() == Some(etag.as_str()) {
             state.lock().expect("state").not_modified += 1;
             return respond(&mut stream, 304, "application/json", b"", Some(&etag));
@@ -270,6 +363,21 @@ fn respond_tarball(stream: &mut TcpStream, body: &[u8], pause: Option<(usize, Ga
         sent = at;
     }
     let _ = stream.write_all(&body[sent..end]);
+}
+
+/// Requests seen for `path` so far (a cheap varying number for chaos answers).
+fn hits_of(state: &Mutex<State>, path: &str) -> usize {
+    state.lock().expect("state").hits.get(path).copied().unwrap_or(0)
+}
+
+/// A 200 whose headers promise `body` but whose connection closes after `at` bytes.
+fn respond_cut(stream: &mut TcpStream, body: &[u8], at: usize) {
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(&body[..at.min(body.len())]);
 }
 
 fn respond(stream: &mut TcpStream, status: u16, content_type: &str, body: &[u8], etag: Option<&str>) {

@@ -9,7 +9,7 @@ pub mod firewall;
 pub mod oidc;
 pub mod verdaccio;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -155,6 +155,30 @@ impl TestServer {
         };
         self.child = child;
         self.base = base;
+    }
+
+    /// SIGTERM: a graceful shutdown. Returns once the process exited (or after `timeout`,
+    /// with `None`).
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(exit)) = self.child.try_wait() {
+                return Some(exit);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// The server process's id (to read its `/proc/PID/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The server's log so far (stderr), for failure messages.
@@ -458,7 +482,6 @@ pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 /// Sends a GET with the path exactly as given (HTTP clients normalise `..` away)
 /// and returns the status code.
 pub fn raw_get_status(server: &TestServer, path: &str, token: &str) -> u16 {
-    use std::io::Read;
     let addr = server.base.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(addr).expect("connect");
     stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
@@ -474,4 +497,56 @@ pub fn raw_get_status(server: &TestServer, path: &str, token: &str) -> u16 {
         .nth(1)
         .and_then(|code| code.parse().ok())
         .unwrap_or_else(|| panic!("no status line in {response:?}"))
+}
+
+/// Reads one HTTP/1.1 response (status and body) without waiting for the connection to
+/// close: a server that refuses an upload may reset the connection right after answering.
+pub fn read_response(stream: &mut impl Read) -> Option<(u16, String)> {
+    let mut data = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    // Bounded: 30 s read timeout per read, and at most 64 MiB of response.
+    while data.len() < 64 * 1024 * 1024 {
+        if let Some(done) = complete_response(&data) {
+            return Some(done);
+        }
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+        }
+    }
+    complete_response(&data)
+}
+
+fn complete_response(data: &[u8]) -> Option<(u16, String)> {
+    let text = String::from_utf8_lossy(data);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    let header = |name: &str| {
+        head.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.eq_ignore_ascii_case(name).then(|| value.trim().to_owned())
+        })
+    };
+    if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        return (body.len() >= len).then(|| (status, body[..len].to_owned()));
+    }
+    if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        return dechunk(body).map(|body| (status, body));
+    }
+    Some((status, body.to_owned()))
+}
+
+/// The decoded body, once the last chunk has arrived.
+fn dechunk(mut body: &str) -> Option<String> {
+    let mut out = String::new();
+    for _ in 0..100_000 {
+        let (size, rest) = body.split_once("\r\n")?;
+        let size = usize::from_str_radix(size.trim(), 16).ok()?;
+        if size == 0 {
+            return Some(out);
+        }
+        out.push_str(rest.get(..size)?);
+        body = rest.get(size..)?.strip_prefix("\r\n")?;
+    }
+    None
 }
