@@ -339,7 +339,14 @@ fn admin_api_bodies_are_read_within_the_limits() {
     let server = TestServer::start_with_config("[limits]\nmax_body_bytes = 1024\n");
     let token = server.admin_token();
     let big = format!("{{\"name\": \"x\", \"password\": \"{}\"}}", "p".repeat(4096));
-    for (path, credentials) in [("users", None), ("users", Some(&token)), ("registries", Some(&token))] {
+    for (path, credentials) in [
+        ("users", None),
+        ("users", Some(&token)),
+        ("registries", Some(&token)),
+        ("registries/default/exceptions", Some(&token)),
+        ("registries/default/quarantine/approve", Some(&token)),
+        ("registries/default/trust?package=x", Some(&token)),
+    ] {
         let mut request = http()
             .post(format!("{}/-/api/v1/{path}", server.base))
             .header("content-type", "application/json")

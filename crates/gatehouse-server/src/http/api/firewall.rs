@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use super::{admin_actor, admin_registry, json_body, require_admin};
 use crate::app::App;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::Caller;
+use crate::http::extract::{Caller, LimitedBody};
 use crate::lockfile_check;
 use crate::services::{ExceptionRequest, ServiceError};
 
@@ -229,7 +229,7 @@ pub async fn quarantine_approve(
     State(app): State<Arc<App>>,
     caller: Caller,
     Path(registry): Path<String>,
-    body: Bytes,
+    LimitedBody(body): LimitedBody,
 ) -> ApiResult<Response> {
     review(&app, &caller, &registry, &body, true).await
 }
@@ -240,7 +240,7 @@ pub async fn quarantine_reject(
     State(app): State<Arc<App>>,
     caller: Caller,
     Path(registry): Path<String>,
-    body: Bytes,
+    LimitedBody(body): LimitedBody,
 ) -> ApiResult<Response> {
     review(&app, &caller, &registry, &body, false).await
 }
@@ -288,7 +288,7 @@ pub async fn add_exception(
     State(app): State<Arc<App>>,
     caller: Caller,
     Path(registry): Path<String>,
-    body: Bytes,
+    LimitedBody(body): LimitedBody,
 ) -> ApiResult<Response> {
     let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
     let request: ExceptionBody = json_body(

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -17,7 +16,7 @@ use serde_json::{Value, json};
 use super::{admin_registry, json_body};
 use crate::app::App;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::Caller;
+use crate::http::extract::{Caller, LimitedBody};
 use crate::services::TrustConfig;
 
 #[derive(Deserialize)]
@@ -58,7 +57,7 @@ pub async fn add_trust(
     caller: Caller,
     Path(registry): Path<String>,
     Query(query): Query<PackageQuery>,
-    body: Bytes,
+    LimitedBody(body): LimitedBody,
 ) -> ApiResult<Response> {
     let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
     let name = package(&query)?;
