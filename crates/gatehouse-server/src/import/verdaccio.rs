@@ -32,8 +32,9 @@ pub enum VerdaccioError {
 /// An opened storage folder.
 pub struct Storage {
     root: PathBuf,
-    /// The packages published to Verdaccio (its database's `list`).
-    listed: BTreeSet<String>,
+    /// The packages published to Verdaccio (its database's `list`); `None` without a
+    /// database, when each version's own record says whether it was published there.
+    listed: Option<BTreeSet<String>>,
 }
 
 /// A package's folder.
@@ -42,7 +43,8 @@ pub struct PackageDir {
     /// As the folder names it (`@scope/name`); checked when its document is read.
     pub name: String,
     pub dir: PathBuf,
-    /// Named in `.verdaccio-db.json`: published there, not only cached.
+    /// Named in `.verdaccio-db.json` (or there is none): published there, not only
+    /// cached. Its versions' own records still tell cached ones apart.
     pub listed: bool,
 }
 
@@ -80,11 +82,11 @@ impl Storage {
     pub async fn open(root: &Path) -> Result<Storage, VerdaccioError> {
         let db = root.join(".verdaccio-db.json");
         let listed = match tokio::fs::read(&db).await {
-            Ok(bytes) => parse_database(&bytes).map_err(|cause| VerdaccioError::Database {
+            Ok(bytes) => Some(parse_database(&bytes).map_err(|cause| VerdaccioError::Database {
                 path: db.clone(),
                 cause,
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeSet::new(),
+            })?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(io(&db)(e)),
         };
         tokio::fs::metadata(root).await.map_err(io(root))?;
@@ -106,11 +108,11 @@ impl Storage {
                 self.push_package(&mut found, entry, dir).await;
             }
         }
-        if found.is_empty() && self.listed.is_empty() {
+        if found.is_empty() && self.listed.as_ref().is_none_or(BTreeSet::is_empty) {
             return Err(VerdaccioError::NotStorage(self.root.clone()));
         }
         // Listed packages whose folder is gone are reported when their document is read.
-        for name in &self.listed {
+        for name in self.listed.iter().flatten() {
             if !found.iter().any(|p| &p.name == name) {
                 found.push(PackageDir {
                     name: name.clone(),
@@ -126,7 +128,7 @@ impl Storage {
     async fn push_package(&self, found: &mut Vec<PackageDir>, name: String, dir: PathBuf) {
         if tokio::fs::try_exists(dir.join("package.json")).await.unwrap_or(false) {
             found.push(PackageDir {
-                listed: self.listed.contains(&name),
+                listed: self.listed.as_ref().is_none_or(|listed| listed.contains(&name)),
                 name,
                 dir,
             });
@@ -317,6 +319,7 @@ pub fn parse_htpasswd(text: &str) -> Vec<Result<HtpasswdUser, String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn document(extra: Value) -> Vec<u8> {
         let mut doc = serde_json::json!({
@@ -400,6 +403,35 @@ mod tests {
             let err = file(Some(refused)).expect_err(refused);
             assert!(err.contains("not a plain .tgz file name"), "{err}");
         }
+    }
+
+    #[tokio::test]
+    async fn without_a_database_each_version_says_whether_it_was_published_there() {
+        let root = tempfile::tempdir().expect("tempdir");
+        for (name, attachments) in [("local", json!({"local-1.0.0.tgz": {}})), ("cached", json!({}))] {
+            let dir = root.path().join(name);
+            std::fs::create_dir_all(&dir).expect("dir");
+            let doc = json!({"name": name, "versions": {"1.0.0": {"name": name, "version": "1.0.0"}},
+                             "_attachments": attachments});
+            std::fs::write(dir.join("package.json"), doc.to_string()).expect("doc");
+        }
+        std::fs::create_dir_all(root.path().join(".hidden")).expect("hidden");
+        let storage = Storage::open(root.path()).await.expect("opens");
+        let packages = storage.packages().await.expect("packages");
+        let names: Vec<_> = packages.iter().map(|p| (p.name.as_str(), p.listed)).collect();
+        assert_eq!(names, [("cached", true), ("local", true)]);
+        let cached = packages[0].read_document().await.expect("doc");
+        assert_eq!(cached.versions[0].cached_from.as_deref(), Some("uplink"));
+        let local = packages[1].read_document().await.expect("doc");
+        assert_eq!(local.versions[0].cached_from, None);
+        let empty = tempfile::tempdir().expect("tempdir");
+        let err = Storage::open(empty.path())
+            .await
+            .expect("opens")
+            .packages()
+            .await
+            .expect_err("empty");
+        assert!(err.to_string().contains("is not a Verdaccio storage folder"), "{err}");
     }
 
     #[test]
