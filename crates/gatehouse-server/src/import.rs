@@ -244,7 +244,8 @@ impl Importer<'_> {
                 .as_ref()
                 .is_some_and(|r| r.live_versions().any(|v| v.version == version.as_str()))
         };
-        let publisher = self.first_maintainer(&document, owner).await;
+        let maintainers = self.maintainers_here(&document, owner).await;
+        let publisher = maintainers.first();
         let mut admitted = Vec::new();
         for stored in &document.versions {
             let spec = format!("{}@{}", document.name, stored.version);
@@ -258,10 +259,7 @@ impl Importer<'_> {
                 report.cached_skipped += 1;
                 continue;
             }
-            match self
-                .version(registry, dir, &document.name, stored, publisher.as_ref())
-                .await
-            {
+            match self.version(registry, dir, &document.name, stored, publisher).await {
                 Ok(Imported::Yes { notice }) => {
                     report.imported += 1;
                     admitted.push(stored.version.clone());
@@ -285,7 +283,7 @@ impl Importer<'_> {
                     &record,
                     &document,
                     &admitted,
-                    publisher.as_ref(),
+                    &maintainers,
                     &mut report,
                 )
                 .await;
@@ -296,15 +294,19 @@ impl Importer<'_> {
         report
     }
 
-    /// The user a package's versions are published by here: its first recorded
-    /// maintainer who is a user here, else the `--owner`.
-    async fn first_maintainer(&self, document: &Document, owner: Option<&User>) -> Option<User> {
+    /// Who maintains the package here: its recorded maintainers who are users here,
+    /// else the `--owner`. The first publishes its versions.
+    async fn maintainers_here(&self, document: &Document, owner: Option<&User>) -> Vec<User> {
+        let mut found = Vec::new();
         for name in &document.maintainers {
             if let Ok(Some(user)) = self.meta.user(name).await {
-                return Some(user);
+                found.push(user);
             }
         }
-        owner.cloned()
+        if found.is_empty() {
+            found.extend(owner.cloned());
+        }
+        found
     }
 
     async fn version(
@@ -375,7 +377,7 @@ impl Importer<'_> {
         record: &PackageRecord,
         document: &Document,
         admitted: &[Version],
-        publisher: Option<&User>,
+        maintainers: &[User],
         report: &mut PackageReport,
     ) {
         let mut tags: BTreeMap<String, String> = document
@@ -413,17 +415,7 @@ impl Importer<'_> {
                     .push((format!("{}@{version} (tag {tag})", record.name), why)),
             }
         }
-        let mut owners: Vec<String> = Vec::new();
-        for name in &document.maintainers {
-            if let Ok(Some(user)) = self.meta.user(name).await {
-                owners.push(user.name);
-            }
-        }
-        if owners.is_empty()
-            && let Some(publisher) = publisher
-        {
-            owners.push(publisher.name.clone());
-        }
+        let mut owners: Vec<String> = maintainers.iter().map(|u| u.name.clone()).collect();
         let current: Vec<&str> = record.maintainers.iter().map(|m| m.name.as_str()).collect();
         if owners.is_empty() {
             if current.is_empty() {
