@@ -47,6 +47,55 @@ impl PublisherKind {
     }
 }
 
+/// The claims GitHub's and GitLab's configurations and tokens speak of: the project,
+/// the claim whose value names the file (the workflow, the CI config), and the run.
+struct CiClaims {
+    kind: &'static str,
+    project: &'static str,
+    project_case_insensitive: bool,
+    /// The token's claim naming the file; a configuration writes `{CLAIM: {"file": …}}`.
+    file_ref: &'static str,
+    /// `file_ref.file`, as a configuration missing it is told.
+    file_claim: &'static str,
+    /// What a mismatch of the file says.
+    file_label: &'static str,
+    file_of: fn(&str) -> Option<String>,
+    run_id: &'static str,
+}
+
+const GITHUB: CiClaims = CiClaims {
+    kind: "github",
+    project: "repository",
+    project_case_insensitive: true,
+    file_ref: "workflow_ref",
+    file_claim: "workflow_ref.file",
+    file_label: "the workflow file of workflow_ref",
+    file_of: workflow_file,
+    run_id: "run_id",
+};
+
+const GITLAB: CiClaims = CiClaims {
+    kind: "gitlab",
+    project: "project_path",
+    project_case_insensitive: false,
+    file_ref: "ci_config_ref_uri",
+    file_claim: "ci_config_ref_uri.file",
+    file_label: "the file of ci_config_ref_uri",
+    file_of: ci_config_file,
+    run_id: "pipeline_id",
+};
+
+impl PublisherKind {
+    /// The claims of a CI-specific kind; `None` for a generic issuer.
+    fn ci_claims(self) -> Option<&'static CiClaims> {
+        match self {
+            PublisherKind::Github => Some(&GITHUB),
+            PublisherKind::Gitlab => Some(&GITLAB),
+            PublisherKind::Generic => None,
+        }
+    }
+}
+
 /// What a trust configuration requires of a token's claims.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrustRule {
@@ -124,27 +173,30 @@ impl TrustRule {
         let claim = |key: &str| text(claims.and_then(|c| c.get(key)));
         let file_of = |key: &str| text(claims.and_then(|c| c.get(key)).and_then(|v| v.get("file")));
         let environment = claim("environment").map(str::to_owned);
-        let rule = match kind {
-            PublisherKind::Github => {
-                let project = claim("repository").ok_or(TrustError::Missing {
-                    kind: "github",
-                    claim: "repository",
+        let rule = match kind.ci_claims() {
+            Some(ci) => {
+                let project = claim(ci.project).ok_or(TrustError::Missing {
+                    kind: ci.kind,
+                    claim: ci.project,
                 })?;
-                if project.split('/').filter(|p| !p.is_empty()).count() != 2 {
-                    return Err(TrustError::Invalid {
-                        claim: "repository",
-                        what: "owner/repository",
-                    });
-                }
-                let file = file_of("workflow_ref").ok_or(TrustError::Missing {
-                    kind: "github",
-                    claim: "workflow_ref.file",
+                let file = file_of(ci.file_ref).ok_or(TrustError::Missing {
+                    kind: ci.kind,
+                    claim: ci.file_claim,
                 })?;
-                if file.contains('/') || !(file.ends_with(".yml") || file.ends_with(".yaml")) {
-                    return Err(TrustError::Invalid {
-                        claim: "workflow_ref.file",
-                        what: "a workflow file name ending in .yml or .yaml, without its folder",
-                    });
+                // GitHub's names have a known shape.
+                if kind == PublisherKind::Github {
+                    if project.split('/').filter(|p| !p.is_empty()).count() != 2 {
+                        return Err(TrustError::Invalid {
+                            claim: "repository",
+                            what: "owner/repository",
+                        });
+                    }
+                    if file.contains('/') || !(file.ends_with(".yml") || file.ends_with(".yaml")) {
+                        return Err(TrustError::Invalid {
+                            claim: "workflow_ref.file",
+                            what: "a workflow file name ending in .yml or .yaml, without its folder",
+                        });
+                    }
                 }
                 TrustRule {
                     kind,
@@ -155,25 +207,7 @@ impl TrustRule {
                     claims: BTreeMap::new(),
                 }
             }
-            PublisherKind::Gitlab => {
-                let project = claim("project_path").ok_or(TrustError::Missing {
-                    kind: "gitlab",
-                    claim: "project_path",
-                })?;
-                let file = file_of("ci_config_ref_uri").ok_or(TrustError::Missing {
-                    kind: "gitlab",
-                    claim: "ci_config_ref_uri.file",
-                })?;
-                TrustRule {
-                    kind,
-                    project: Some(project.to_owned()),
-                    file: Some(file.to_owned()),
-                    environment,
-                    issuer: None,
-                    claims: BTreeMap::new(),
-                }
-            }
-            PublisherKind::Generic => {
+            None => {
                 let issuer = text(item.get("issuer")).ok_or(TrustError::Generic)?;
                 let required: BTreeMap<String, String> = claims
                     .into_iter()
@@ -199,16 +233,12 @@ impl TrustRule {
     /// The configuration as `npm trust list` reads it.
     pub fn to_npm(&self, id: &str) -> Value {
         let mut claims = Map::new();
-        match self.kind {
-            PublisherKind::Github => {
-                claims.insert("repository".into(), json!(self.project));
-                claims.insert("workflow_ref".into(), json!({ "file": self.file }));
+        match self.kind.ci_claims() {
+            Some(ci) => {
+                claims.insert(ci.project.into(), json!(self.project));
+                claims.insert(ci.file_ref.into(), json!({ "file": self.file }));
             }
-            PublisherKind::Gitlab => {
-                claims.insert("project_path".into(), json!(self.project));
-                claims.insert("ci_config_ref_uri".into(), json!({ "file": self.file }));
-            }
-            PublisherKind::Generic => {
+            None => {
                 for (k, v) in &self.claims {
                     claims.insert(k.clone(), json!(v));
                 }
@@ -248,38 +278,18 @@ impl TrustRule {
                 })
             }
         };
-        match self.kind {
-            PublisherKind::Github => {
+        match self.kind.ci_claims() {
+            Some(ci) => {
                 expect(
-                    "repository",
-                    actual("repository"),
+                    ci.project,
+                    actual(ci.project),
                     self.project.as_deref().unwrap_or_default(),
-                    true,
+                    ci.project_case_insensitive,
                 )?;
-                let workflow = workflow_file(&actual("workflow_ref")).unwrap_or_default();
-                expect(
-                    "the workflow file of workflow_ref",
-                    workflow,
-                    self.file.as_deref().unwrap_or_default(),
-                    false,
-                )?;
+                let file = (ci.file_of)(&actual(ci.file_ref)).unwrap_or_default();
+                expect(ci.file_label, file, self.file.as_deref().unwrap_or_default(), false)?;
             }
-            PublisherKind::Gitlab => {
-                expect(
-                    "project_path",
-                    actual("project_path"),
-                    self.project.as_deref().unwrap_or_default(),
-                    false,
-                )?;
-                let file = ci_config_file(&actual("ci_config_ref_uri")).unwrap_or_default();
-                expect(
-                    "the file of ci_config_ref_uri",
-                    file,
-                    self.file.as_deref().unwrap_or_default(),
-                    false,
-                )?;
-            }
-            PublisherKind::Generic => {
+            None => {
                 for (claim, expected) in &self.claims {
                     expect(claim, actual(claim), expected, false)?;
                 }
@@ -368,18 +378,13 @@ impl PublishedBy {
             Some(Value::Number(n)) => Some(n.to_string()),
             _ => None,
         };
-        let (repository, workflow, run_id) = match kind {
-            PublisherKind::Github => (
-                claim("repository"),
-                claim("workflow_ref").and_then(|w| workflow_file(&w)),
-                claim("run_id"),
+        let (repository, workflow, run_id) = match kind.ci_claims() {
+            Some(ci) => (
+                claim(ci.project),
+                claim(ci.file_ref).and_then(|r| (ci.file_of)(&r)),
+                claim(ci.run_id),
             ),
-            PublisherKind::Gitlab => (
-                claim("project_path"),
-                claim("ci_config_ref_uri").and_then(|c| ci_config_file(&c)),
-                claim("pipeline_id"),
-            ),
-            PublisherKind::Generic => (claim("repository"), None, None),
+            None => (claim("repository"), None, None),
         };
         PublishedBy {
             kind,
