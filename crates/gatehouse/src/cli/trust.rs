@@ -131,18 +131,11 @@ pub(super) async fn trust_command(config: Config, cmd: TrustCommand) -> anyhow::
 
 /// One line: which CI, which file, which environment.
 fn describe(rule: &TrustRule) -> String {
-    let mut out = format!("{} {}", rule.kind.as_str(), rule.project.as_deref().unwrap_or_default());
-    if let Some(file) = &rule.file {
-        out.push_str(&format!(" file={file}"));
-    }
-    if let Some(environment) = &rule.environment {
-        out.push_str(&format!(" environment={environment}"));
-    }
-    if let Some(issuer) = &rule.issuer {
-        out.push_str(&format!("issuer={issuer}"));
-    }
-    for (key, value) in &rule.claims {
-        out.push_str(&format!(" {key}={value}"));
-    }
-    out
+    let mut parts = vec![rule.kind.as_str().to_owned()];
+    parts.extend(rule.project.clone());
+    parts.extend(rule.file.as_ref().map(|file| format!("file={file}")));
+    parts.extend(rule.environment.as_ref().map(|env| format!("environment={env}")));
+    parts.extend(rule.issuer.as_ref().map(|issuer| format!("issuer={issuer}")));
+    parts.extend(rule.claims.iter().map(|(key, value)| format!("{key}={value}")));
+    parts.join(" ")
 }
