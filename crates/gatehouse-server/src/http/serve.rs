@@ -299,6 +299,22 @@ impl Watched {
         }
     }
 
+    /// A write's outcome, with its bookkeeping: a pending write is watched for a client
+    /// that stopped reading; a finished one is activity.
+    fn wrote(&mut self, cx: &mut Context<'_>, polled: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        match polled {
+            Poll::Pending => {
+                self.write_pending = true;
+                self.check(cx).map(Err)
+            }
+            ready => {
+                self.write_pending = false;
+                self.last_activity = Instant::now();
+                ready
+            }
+        }
+    }
+
     fn what_timed_out(&self) -> &'static str {
         let started = self.conn.started.load(Ordering::Relaxed);
         if self.conn.handling.load(Ordering::Relaxed) > 0 || self.write_pending {
@@ -329,17 +345,8 @@ impl AsyncRead for Watched {
 
 impl AsyncWrite for Watched {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.stream).poll_write(cx, data) {
-            Poll::Pending => {
-                self.write_pending = true;
-                self.check(cx).map(Err)
-            }
-            ready => {
-                self.write_pending = false;
-                self.last_activity = Instant::now();
-                ready
-            }
-        }
+        let polled = Pin::new(&mut self.stream).poll_write(cx, data);
+        self.wrote(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -347,17 +354,8 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.stream).poll_write_vectored(cx, bufs) {
-            Poll::Pending => {
-                self.write_pending = true;
-                self.check(cx).map(Err)
-            }
-            ready => {
-                self.write_pending = false;
-                self.last_activity = Instant::now();
-                ready
-            }
-        }
+        let polled = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.wrote(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
