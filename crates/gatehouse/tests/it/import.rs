@@ -264,53 +264,24 @@ fn a_verdaccio_storage_folder_moves_in_through_the_firewall() {
 #[test]
 fn an_import_from_a_folder_that_is_not_verdaccios_changes_nothing() {
     let server = TestServer::start();
+    // An import that fails, and what it said.
+    let refused = |storage: &str, extra: &[&str]| {
+        let mut args = vec!["import", "verdaccio", storage, "--registry", "acme"];
+        args.extend_from_slice(extra);
+        let out = server.cli(&args, "");
+        let text = output_text(&out);
+        assert!(!out.status.success(), "{text}");
+        text
+    };
     let empty = tempfile::tempdir().expect("tempdir");
-    let out = server.cli(
-        &[
-            "import",
-            "verdaccio",
-            empty.path().to_str().expect("utf-8"),
-            "--registry",
-            "acme",
-        ],
-        "",
-    );
-    assert!(!out.status.success());
-    let text = output_text(&out);
+    let storage = empty.path().to_str().expect("utf-8");
+    let text = refused(storage, &[]);
     assert!(text.contains("is not a Verdaccio storage folder"), "{text}");
     std::fs::write(empty.path().join(".verdaccio-db.json"), "[1, 2").expect("db");
-    let out = server.cli(
-        &[
-            "import",
-            "verdaccio",
-            empty.path().to_str().expect("utf-8"),
-            "--registry",
-            "acme",
-        ],
-        "",
-    );
-    let text = output_text(&out);
-    assert!(
-        !out.status.success() && text.contains("is not Verdaccio's database"),
-        "{text}"
-    );
-    let out = server.cli(
-        &[
-            "import",
-            "verdaccio",
-            "/nonexistent/storage",
-            "--registry",
-            "acme",
-            "--owner",
-            "nobody",
-        ],
-        "",
-    );
-    let text = output_text(&out);
-    assert!(
-        !out.status.success() && text.contains("cannot read /nonexistent/storage"),
-        "{text}"
-    );
+    let text = refused(storage, &[]);
+    assert!(text.contains("is not Verdaccio's database"), "{text}");
+    let text = refused("/nonexistent/storage", &["--owner", "nobody"]);
+    assert!(text.contains("cannot read /nonexistent/storage"), "{text}");
     let admin = server.admin_token();
     let registries = http()
         .get(format!("{}/-/api/v1/registries", server.base))
