@@ -73,6 +73,16 @@ fn exchanges_audited(server: &TestServer) -> usize {
         .count()
 }
 
+/// The id of the package's first trust configuration in `default`, as `trust list` prints it.
+fn first_trust_id(server: &TestServer, name: &str) -> String {
+    cli_ok(server, &["trust", "list", "default", name])
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split('\t').next())
+        .expect("a trust configuration")
+        .to_owned()
+}
+
 fn trust_github(server: &TestServer, name: &str, repository: &str, extra: &[&str]) {
     let mut args = vec![
         "trust",
@@ -126,12 +136,7 @@ fn npm_publishes_from_github_actions_with_no_token_stored() {
         listed.contains("\"repository\": \"acme/lib\"") && listed.contains("\"file\": \"release.yml\""),
         "{listed}"
     );
-    let id = cli_ok(&server, &["trust", "list", "default", "@acme/lib"])
-        .lines()
-        .nth(1)
-        .and_then(|l| l.split('\t').next())
-        .expect("an id")
-        .to_owned();
+    let id = first_trust_id(&server, "@acme/lib");
 
     // The CI job: GitHub's environment, the ID-token endpoint, no token configured.
     github.set_actions_claims(github.github_claims("acme/lib", "release.yml", ""));
@@ -235,54 +240,43 @@ fn forged_stale_and_misdirected_oidc_tokens_are_refused() {
     alice(&server);
     trust_github(&server, "@acme/lib", "acme/lib", &["--environment", "prod"]);
     trust_github(&server, "@acme/other", "acme/other", &[]);
-    let claims = |f: &dyn Fn(&mut serde_json::Map<String, Value>)| {
-        let mut c = github.github_claims("acme/lib", "release.yml", AUDIENCE);
-        if let Some(obj) = c.as_object_mut() {
-            obj.insert("environment".into(), json!("prod"));
-            f(obj);
-        }
-        c
+    let mut good = github.github_claims("acme/lib", "release.yml", AUDIENCE);
+    good["environment"] = json!("prod");
+    // The good claims with one of them changed.
+    let with = |claim: &str, value: Value| {
+        let mut changed = good.clone();
+        changed[claim] = value;
+        changed
     };
-    let good = claims(&|_| {});
     let now = oidc::now();
     let cases: Vec<(&str, String, u16, &str)> = vec![
         (
             "expired",
-            github.token(&claims(&|c| {
-                c.insert("exp".into(), json!(now - 120));
-            })),
+            github.token(&with("exp", json!(now - 120))),
             401,
             "the OIDC token expired",
         ),
         (
             "not yet valid",
-            github.token(&claims(&|c| {
-                c.insert("nbf".into(), json!(now + 600));
-            })),
+            github.token(&with("nbf", json!(now + 600))),
             401,
             "is not valid yet",
         ),
         (
             "issued in the future",
-            github.token(&claims(&|c| {
-                c.insert("iat".into(), json!(now + 600));
-            })),
+            github.token(&with("iat", json!(now + 600))),
             401,
             "issued in the future",
         ),
         (
             "wrong audience",
-            github.token(&claims(&|c| {
-                c.insert("aud".into(), json!("npm:registry.npmjs.org"));
-            })),
+            github.token(&with("aud", json!("npm:registry.npmjs.org"))),
             400,
             "this registry accepts npm:127.0.0.1",
         ),
         (
             "unknown issuer",
-            github.token(&claims(&|c| {
-                c.insert("iss".into(), json!("https://evil.example"));
-            })),
+            github.token(&with("iss", json!("https://evil.example"))),
             401,
             "is not trusted here",
         ),
@@ -301,32 +295,23 @@ fn forged_stale_and_misdirected_oidc_tokens_are_refused() {
         ),
         (
             "tampered payload",
-            oidc::tampered(
-                &github.token(&claims(&|c| {
-                    c.insert("repository".into(), json!("evil/lib"));
-                })),
-                &good,
-            ),
+            oidc::tampered(&github.token(&with("repository", json!("evil/lib"))), &good),
             401,
             "signature does not verify",
         ),
         ("not a JWT", "gth_not-a-jwt".to_owned(), 401, "is not a JWT"),
         (
             "wrong workflow",
-            github.token(&claims(&|c| {
-                c.insert(
-                    "workflow_ref".into(),
-                    json!("acme/lib/.github/workflows/ci.yml@refs/heads/main"),
-                );
-            })),
+            github.token(&with(
+                "workflow_ref",
+                json!("acme/lib/.github/workflows/ci.yml@refs/heads/main"),
+            )),
             404,
             "the workflow file of workflow_ref is \"ci.yml\"",
         ),
         (
             "wrong environment",
-            github.token(&claims(&|c| {
-                c.insert("environment".into(), json!("staging"));
-            })),
+            github.token(&with("environment", json!("staging"))),
             404,
             "environment is \"staging\"",
         ),
@@ -371,12 +356,7 @@ fn forged_stale_and_misdirected_oidc_tokens_are_refused() {
     exchanged_token(&server, None, "@acme/lib", &github.token(&good));
     assert_eq!(exchanges_audited(&server), 2);
     // Revoked: the same token, replayed, is refused.
-    let id = cli_ok(&server, &["trust", "list", "default", "@acme/lib"])
-        .lines()
-        .nth(1)
-        .and_then(|l| l.split('\t').next())
-        .expect("id")
-        .to_owned();
+    let id = first_trust_id(&server, "@acme/lib");
     cli_ok(&server, &["trust", "remove", "default", "@acme/lib", &id]);
     let (status, body) = exchange(&server, Some("default"), "@acme/lib", &github.token(&good));
     assert_eq!(status, 404, "{body}");
