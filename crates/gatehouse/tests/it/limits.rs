@@ -292,19 +292,25 @@ fn idle_keep_alive_connections_are_closed_after_the_idle_timeout() {
     assert_eq!(ping(&server), 200);
 }
 
+/// Publishes `big@1.0.0` with a tarball of about `size` bytes, and returns the tarball.
+fn publish_big(server: &TestServer, token: &str, size: usize) -> Vec<u8> {
+    let tarball = large_package_tarball("big", "1.0.0", size);
+    let response = publish(
+        server,
+        "default",
+        token,
+        &publish_body_with("big", "1.0.0", "latest", &tarball),
+    );
+    assert_eq!(response.status(), 201, "{}", response.text().unwrap_or_default());
+    tarball
+}
+
 #[test]
 fn a_client_that_stops_reading_its_response_is_cut_off() {
     let server = TestServer::start_with_config(TIMEOUTS);
     let token = server.admin_token();
     // Larger than what the socket buffers on both sides hold, so the server's writes stall.
-    let tarball = large_package_tarball("big", "1.0.0", 24 * 1024 * 1024);
-    let response = publish(
-        &server,
-        "default",
-        &token,
-        &publish_body_with("big", "1.0.0", "latest", &tarball),
-    );
-    assert_eq!(response.status(), 201, "{}", response.text().unwrap_or_default());
+    let tarball = publish_big(&server, &token, 24 * 1024 * 1024);
     let mut stream = connect(&server);
     write!(
         stream,
@@ -364,14 +370,7 @@ fn admin_api_bodies_are_read_within_the_limits() {
 fn shutdown_finishes_in_flight_downloads_and_closes_idle_connections() {
     let mut server = TestServer::start_with_config(TIMEOUTS);
     let token = server.admin_token();
-    let tarball = large_package_tarball("big", "1.0.0", 16 * 1024 * 1024);
-    let response = publish(
-        &server,
-        "default",
-        &token,
-        &publish_body_with("big", "1.0.0", "latest", &tarball),
-    );
-    assert_eq!(response.status(), 201, "{}", response.text().unwrap_or_default());
+    let tarball = publish_big(&server, &token, 16 * 1024 * 1024);
     let mut idle = connect(&server);
     idle.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
     let mut download = connect(&server);
