@@ -295,6 +295,8 @@ pub struct NewVersion {
     pub install_scripts: bool,
     /// Its manifest carries provenance attestations.
     pub attested: bool,
+    /// The verified attestations served for it (`[{predicateType, bundle}]`, JSON).
+    pub attestations: Option<String>,
     /// Dist-tags to point at this version; `latest` is added when the package has none.
     pub tags: Vec<String>,
     /// Whether a package created by this insert is flagged internal.
@@ -635,6 +637,9 @@ pub trait PackageStore: Send + Sync {
     /// The live versions of a package with only what the firewall compares a new
     /// version with (install scripts, attestations), read without loading manifests.
     async fn version_history(&self, registry: RegistryId, name: &PackageName) -> StoreResult<Vec<VersionHistory>>;
+    /// The attestations stored with a live version (`[{predicateType, bundle}]`,
+    /// JSON), `None` when it has none or does not exist.
+    async fn attestations(&self, registry: RegistryId, name: &PackageName, version: &str) -> StoreResult<Option<String>>;
 }
 
 /// A version as [`PackageStore::version_history`] returns it.

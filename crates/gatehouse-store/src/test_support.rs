@@ -33,6 +33,7 @@ pub fn journaled_version(
         facts: None,
         install_scripts: false,
         attested: false,
+        attestations: None,
         tags: vec!["latest".into()],
         internal_if_new: false,
         published_at: None,

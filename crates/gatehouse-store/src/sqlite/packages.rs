@@ -452,6 +452,19 @@ impl PackageStore for SqliteStore {
         Ok(())
     }
 
+    async fn attestations(&self, registry: RegistryId, name: &PackageName, version: &str) -> StoreResult<Option<String>> {
+        let found: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT v.attestations FROM versions v JOIN packages p ON p.id = v.package_id
+             WHERE p.registry_id = $1 AND p.name = $2 AND v.version = $3 AND v.unpublished_at IS NULL",
+        )
+        .bind(registry.0)
+        .bind(name.as_str())
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.flatten())
+    }
+
     async fn version_history(&self, registry: RegistryId, name: &PackageName) -> StoreResult<Vec<VersionHistory>> {
         // One row (a JSON array) rather than a row per version: a publish reads this
         // for packages of thousands of versions, and rows cross threads one by one.

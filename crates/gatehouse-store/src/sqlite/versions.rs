@@ -21,13 +21,15 @@ use super::*;
 /// $7 published at, $8 publisher, $9 deprecated, $10 source, $11 dist-tags (a JSON
 /// array), $12 claim `latest` if the package has none, $13 now; the audit row: $14
 /// actor, $15 action, $16 registry, $17 package, $18 version, $19 detail, $20 client
-/// address; $21 the tarball for the blob journal, or NULL; $22 the tarball's facts; $23 runs install scripts, $24 attested.
+/// address; $21 the tarball for the blob journal, or NULL; $22 the tarball's facts; $23 runs install scripts, $24 attested, $25 the
+/// attestations served for it (JSON), or NULL.
 macro_rules! record_version {
     () => {
         concat!(
             "INSERT INTO versions (package_id, version, release_key, manifest, blob_sha512, blob_size,
-                                   published_at, publisher, deprecated, source, facts, install_scripts, attested)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $22, $23, $24);
+                                   published_at, publisher, deprecated, source, facts, install_scripts, attested,
+                                   attestations)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $22, $23, $24, $25);
              INSERT INTO dist_tags (package_id, tag, version) SELECT $1, value, $2 FROM json_each($11) WHERE true
              ON CONFLICT (package_id, tag) DO UPDATE SET version = excluded.version;
              INSERT INTO dist_tags (package_id, tag, version) SELECT $1, 'latest', $2 WHERE $12
@@ -50,7 +52,7 @@ const IN_GROUP: &str = concat!("SAVEPOINT version; ", record_version!(), " RELEA
 /// `IN_GROUP`'s statements and parameters: a trip holds several versions, renumbered,
 /// and where it stopped tells whose statement failed.
 const STATEMENTS_PER_VERSION: usize = 9;
-const PARAMS_PER_VERSION: usize = 24;
+const PARAMS_PER_VERSION: usize = 25;
 
 /// At most this many versions share a commit.
 const MAX_GROUP: usize = 64;
@@ -150,6 +152,7 @@ impl<'a> VersionParams<'a> {
             .bind(new.facts.clone())
             .bind(new.install_scripts)
             .bind(new.attested)
+            .bind(new.attestations.clone())
     }
 }
 
