@@ -8,6 +8,7 @@ pub mod lockfile;
 pub mod merge;
 pub mod name;
 pub mod packument;
+pub mod provenance;
 pub mod publish;
 pub mod route;
 pub mod tarball;

@@ -31,6 +31,8 @@ pub struct Publish {
     pub tags: Vec<DistTag>,
     pub tarball: Bytes,
     pub digests: Digests,
+    /// The Sigstore bundle of `npm publish --provenance` (JSON), unverified.
+    pub provenance: Option<Bytes>,
 }
 
 #[derive(Debug)]
@@ -129,7 +131,7 @@ fn parse_publish(url_name: &PackageName, doc: &mut Map<String, Value>) -> Result
         }
     }
     let tags = parse_publish_tags(doc.get("dist-tags"), &version)?;
-    let tarball = take_tarball(doc, url_name, &version)?;
+    let (tarball, provenance) = take_attachments(doc, url_name, &version)?;
     let digests = Digests::of(&tarball);
     let dist = manifest.get("dist").and_then(Value::as_object);
     let declared_integrity = dist.and_then(|d| d.get("integrity")).and_then(Value::as_str);
@@ -143,6 +145,7 @@ fn parse_publish(url_name: &PackageName, doc: &mut Map<String, Value>) -> Result
         tags,
         tarball,
         digests,
+        provenance,
     })
 }
 
@@ -175,21 +178,33 @@ fn parse_publish_tags(raw: Option<&Value>, version: &Version) -> Result<Vec<Dist
     Ok(out)
 }
 
-/// Finds the single `.tgz` attachment, decodes it and checks its declared length.
-/// A `.sigstore` provenance bundle may ride along; anything else is refused.
-fn take_tarball(doc: &mut Map<String, Value>, name: &PackageName, version: &Version) -> Result<Bytes, PublishError> {
+/// Finds the single `.tgz` attachment, decodes it and checks its declared length,
+/// and the `.sigstore` provenance bundle that may ride along (its `data` is the
+/// bundle's JSON as text, not base64); anything else is refused.
+fn take_attachments(
+    doc: &mut Map<String, Value>,
+    name: &PackageName,
+    version: &Version,
+) -> Result<(Bytes, Option<Bytes>), PublishError> {
     let Some(Value::Object(attachments)) = doc.remove("_attachments") else {
         return Err(invalid("\"_attachments\" must be an object"));
     };
     let expected_key = format!("{name}-{version}.tgz");
+    let bundle_key = format!("{name}-{version}.sigstore");
     let mut tarball = None;
+    let mut provenance = None;
     for (key, attachment) in attachments {
-        if key.ends_with(".sigstore") {
+        if key == bundle_key {
+            let data = attachment
+                .get("data")
+                .and_then(Value::as_str)
+                .ok_or_else(|| invalid(format!("provenance attachment \"{bundle_key}\" has no \"data\" string")))?;
+            provenance = Some(Bytes::from(data.to_owned()));
             continue;
         }
         if key != expected_key {
             return Err(invalid(format!(
-                "unexpected attachment \"{key}\": a publish of {name}@{version} carries exactly one attachment, \"{expected_key}\""
+                "unexpected attachment \"{key}\": a publish of {name}@{version} carries \"{expected_key}\" and may carry \"{bundle_key}\""
             )));
         }
         tarball = Some(attachment);
@@ -216,7 +231,7 @@ fn take_tarball(doc: &mut Map<String, Value>, name: &PackageName, version: &Vers
             )));
         }
     }
-    Ok(Bytes::from(bytes))
+    Ok((Bytes::from(bytes), provenance))
 }
 
 fn parse_document(doc: &Map<String, Value>) -> Result<Document, PublishError> {
