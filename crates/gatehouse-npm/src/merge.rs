@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use serde_json::{Map, Value, json};
 
 use super::name::PackageName;
-use super::packument::{semver_key, tarball_url};
+use super::packument::{point_dist_here, semver_key};
 
 /// A version offered by an upstream and not held here yet.
 #[derive(Debug, Clone)]
@@ -76,10 +76,7 @@ pub fn merge(
                 .and_then(Value::as_str)
                 .map(str::to_owned);
             if let Some(Value::Object(dist)) = served.get_mut("dist") {
-                dist.insert(
-                    "tarball".into(),
-                    Value::String(tarball_url(registry_base, name, version)),
-                );
+                point_dist_here(dist, registry_base, name, version);
             }
             remote.insert(
                 version.clone(),

@@ -88,6 +88,31 @@ pub fn iso_time(millis: Millis) -> String {
 
 /// The canonical tarball URL: `{base}/{name}/-/{basename}-{version}.tgz`, where
 /// `base` is the registry's absolute URL without a trailing slash.
+/// Points a version's `dist` URLs at this registry: the tarball, and the attestations
+/// when it has them (npm fetches them from the registry it installs from, by this
+/// URL's path; an upstream's are passed through from there).
+pub fn point_dist_here(dist: &mut Map<String, Value>, registry_base: &str, name: &PackageName, version: &str) {
+    dist.insert(
+        "tarball".into(),
+        Value::String(tarball_url(registry_base, name, version)),
+    );
+    if let Some(Value::Object(attestations)) = dist.get_mut("attestations") {
+        attestations.insert(
+            "url".into(),
+            Value::String(attestations_url(registry_base, name, version)),
+        );
+    }
+}
+
+/// Where a version's attestations are served, as the public registry spells it
+/// (`/-/npm/v1/attestations/@scope%2fname@1.0.0`).
+pub fn attestations_url(registry_base: &str, name: &PackageName, version: &str) -> String {
+    format!(
+        "{registry_base}/-/npm/v1/attestations/{}@{version}",
+        name.as_str().replacen('/', "%2f", 1)
+    )
+}
+
 pub fn tarball_url(registry_base: &str, name: &PackageName, version: &str) -> String {
     format!("{registry_base}/{name}/-/{}", tarball_file_name(name, version))
 }
@@ -139,10 +164,7 @@ pub fn build(record: &PackageView<'_>, registry_base: &str) -> Result<Option<Pac
         }
         let dist = manifest.entry("dist").or_insert_with(|| Value::Object(Map::new()));
         if let Value::Object(dist) = dist {
-            dist.insert(
-                "tarball".into(),
-                Value::String(tarball_url(registry_base, record.name, stored.version)),
-            );
+            point_dist_here(dist, registry_base, record.name, stored.version);
         }
         versions.insert(stored.version.to_owned(), Value::Object(manifest));
     }

@@ -67,7 +67,9 @@ pub enum ProvenanceError {
     Certificate(String),
     #[error("the provenance signing certificate's key cannot verify: {0}")]
     Key(String),
-    #[error("the provenance signature does not verify with its certificate's key: the statement was changed after signing")]
+    #[error(
+        "the provenance signature does not verify with its certificate's key: the statement was changed after signing"
+    )]
     BadSignature,
     #[error(
         "the provenance bundle has no transparency-log entry with a signed entry timestamp, so when it was signed cannot be verified"
@@ -99,7 +101,9 @@ pub enum ProvenanceError {
     NoRepository { certificate: String },
     #[error("package.json's \"repository.url\" is {declared:?}, but the provenance was built from {certificate}")]
     RepositoryMismatch { declared: String, certificate: String },
-    #[error("the provenance was signed for {what} {certificate:?}, but the trusted publisher's token was for {publisher:?}")]
+    #[error(
+        "the provenance was signed for {what} {certificate:?}, but the trusted publisher's token was for {publisher:?}"
+    )]
     PublisherMismatch {
         what: &'static str,
         certificate: String,
@@ -208,7 +212,13 @@ pub fn verify(
     let material = bundle.verification_material;
     let leaf = match (&material.certificate, &material.x509_certificate_chain) {
         (Some(certificate), _) => &certificate.raw_bytes,
-        (None, Some(chain)) => &chain.certificates.first().ok_or(ProvenanceError::NoCertificate)?.raw_bytes,
+        (None, Some(chain)) => {
+            &chain
+                .certificates
+                .first()
+                .ok_or(ProvenanceError::NoCertificate)?
+                .raw_bytes
+        }
         (None, None) => return Err(ProvenanceError::NoCertificate),
     };
     let leaf = base64("signing certificate", leaf)?;
@@ -323,7 +333,11 @@ fn records(body: &[u8], payload: &[u8], signature: &[u8]) -> bool {
     let (hash, signatures, field) = match body["kind"].as_str() {
         Some("dsse") => (&spec["payloadHash"]["value"], &spec["signatures"], "signature"),
         // intoto 0.0.2 base64-encodes the (already base64) signature once more.
-        Some("intoto") => (&spec["content"]["payloadHash"]["value"], &spec["content"]["envelope"]["signatures"], "sig"),
+        Some("intoto") => (
+            &spec["content"]["payloadHash"]["value"],
+            &spec["content"]["envelope"]["signatures"],
+            "sig",
+        ),
         _ => return false,
     };
     let signed_here = |recorded: &str| {
@@ -560,7 +574,10 @@ mod tests {
             .unwrap()
         };
         assert_eq!(
-            check(&bundle(v03, envelope(IN_TOTO_PAYLOAD, &statement(serde_json::json!([])), 1))),
+            check(&bundle(
+                v03,
+                envelope(IN_TOTO_PAYLOAD, &statement(serde_json::json!([])), 1)
+            )),
             ProvenanceError::Subjects(0)
         );
         let other = statement(serde_json::json!([{"name": "pkg:npm/other@1.0.0", "digest": {"sha512": "00"}}]));

@@ -67,6 +67,12 @@ pub enum Route {
     OidcExchange {
         name: PackageName,
     },
+    /// `-/npm/v1/attestations/{name}@{version}`: a version's provenance bundles
+    /// (`npm audit signatures`).
+    Attestations {
+        name: PackageName,
+        version: String,
+    },
     AuditBulk,
     AuditLegacy,
     /// Any other `-/…` endpoint.
@@ -166,6 +172,7 @@ fn parse_api(segments: &[&str]) -> Result<Route, RouteError> {
         ["npm", "v1", "security", "advisories", "bulk"] => Route::AuditBulk,
         ["npm", "v1", "security", "audits"] | ["npm", "v1", "security", "audits", "quick"] => Route::AuditLegacy,
         ["package", package @ ..] => return parse_package_api(package),
+        ["npm", "v1", "attestations", spec @ ..] => return parse_attestations(spec),
         ["npm", "v1", "oidc", "token", "exchange", "package", package @ ..] => {
             let (name, rest) = take_package_name(package)?;
             if !rest.is_empty() {
@@ -176,6 +183,33 @@ fn parse_api(segments: &[&str]) -> Result<Route, RouteError> {
         _ => Route::UnknownApi,
     };
     Ok(route)
+}
+
+/// `{name}@{version}` as one segment (`lodash@1.0.0`, `@acme%2flib@1.0.0`) or two
+/// (`@acme/lib@1.0.0`).
+fn parse_attestations(segments: &[&str]) -> Result<Route, RouteError> {
+    // The version's `@` is the last one; a scope's `@` begins the name.
+    let split = |segment: &'_ str| -> Option<(String, String)> {
+        let at = segment.get(1..)?.rfind('@')? + 1;
+        Some((segment[..at].to_owned(), segment[at + 1..].to_owned()))
+    };
+    let (name, version) = match segments {
+        [one] => {
+            let (name, version) = split(one).ok_or(RouteError::NotFound)?;
+            (PackageName::from_path_segment(&name)?, version)
+        }
+        [scope, rest] if scope.starts_with('@') => {
+            let at = rest.rfind('@').ok_or(RouteError::NotFound)?;
+            let name = PackageName::parse(&format!("{}/{}", decode(scope)?, decode(&rest[..at])?))?;
+            (name, rest[at + 1..].to_owned())
+        }
+        _ => return Err(RouteError::NotFound),
+    };
+    let version = decode(&version)?;
+    if version.is_empty() {
+        return Err(RouteError::NotFound);
+    }
+    Ok(Route::Attestations { name, version })
 }
 
 /// `-/package/{name}/dist-tags[/{tag}]`, `/collaborators`, `/visibility`.
@@ -276,6 +310,34 @@ mod tests {
                 rev: "3-abc".into()
             })
         );
+    }
+
+    #[test]
+    fn attestation_routes_take_every_spelling_of_a_scoped_name() {
+        for path in [
+            "/-/npm/v1/attestations/@acme%2flib@1.0.0",
+            "/-/npm/v1/attestations/@acme/lib@1.0.0",
+            "/-/npm/v1/attestations/@acme%2Flib@1.0.0",
+        ] {
+            assert_eq!(
+                parse(path),
+                Ok(Route::Attestations {
+                    name: name("@acme/lib"),
+                    version: "1.0.0".into()
+                }),
+                "{path}"
+            );
+        }
+        assert_eq!(
+            parse("/-/npm/v1/attestations/lodash@4.17.21"),
+            Ok(Route::Attestations {
+                name: name("lodash"),
+                version: "4.17.21".into()
+            })
+        );
+        assert_eq!(parse("/-/npm/v1/attestations/lodash"), Err(RouteError::NotFound));
+        assert_eq!(parse("/-/npm/v1/attestations/lodash@"), Err(RouteError::NotFound));
+        assert!(parse("/-/npm/v1/attestations/..@1.0.0").is_err());
     }
 
     #[test]

@@ -91,8 +91,7 @@ impl SigningIdentity {
 
 /// Checks the leaf against the authorities valid at `at` and says who it names.
 pub(super) fn verify(leaf_der: &[u8], authorities: &[Authority], at: i64) -> Result<SigningIdentity, ProvenanceError> {
-    let (_, leaf) =
-        X509Certificate::from_der(leaf_der).map_err(|e| ProvenanceError::Certificate(e.to_string()))?;
+    let (_, leaf) = X509Certificate::from_der(leaf_der).map_err(|e| ProvenanceError::Certificate(e.to_string()))?;
     let validity = leaf.validity();
     if at < validity.not_before.timestamp() || at > validity.not_after.timestamp() {
         return Err(ProvenanceError::CertificateExpired {

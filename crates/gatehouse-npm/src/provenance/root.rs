@@ -114,7 +114,17 @@ struct ValidForJson {
     end: Option<String>,
 }
 
+/// Sigstore's public-good instance (the one `npm publish --provenance` signs with), as
+/// npm's `@sigstore/tuf` seeds it; used unless the configuration names another.
+const PUBLIC_GOOD: &[u8] = include_bytes!("sigstore_public_good.json");
+
 impl TrustedRoot {
+    /// The trust root of Sigstore's public-good instance.
+    pub fn public_good() -> TrustedRoot {
+        // A test below parses it; the embedded file cannot change at run time.
+        TrustedRoot::parse(PUBLIC_GOOD).expect("the embedded Sigstore trust root parses")
+    }
+
     pub fn parse(json: &[u8]) -> Result<TrustedRoot, RootError> {
         if json.len() > MAX_ROOT_BYTES {
             return Err(RootError::TooLarge);
@@ -168,7 +178,9 @@ fn entry(what: &'static str, detail: impl Into<String>) -> RootError {
 }
 
 fn decode(what: &'static str, text: &str) -> Result<Vec<u8>, RootError> {
-    STANDARD.decode(text).map_err(|e| entry(what, format!("not base64: {e}")))
+    STANDARD
+        .decode(text)
+        .map_err(|e| entry(what, format!("not base64: {e}")))
 }
 
 fn validity(what: &'static str, valid_for: Option<&ValidForJson>) -> Result<Validity, RootError> {
@@ -182,7 +194,41 @@ fn validity(what: &'static str, valid_for: Option<&ValidForJson>) -> Result<Vali
             .transpose()
     };
     Ok(Validity {
-        start: valid_for.map(|v| time(&v.start)).transpose()?.flatten().unwrap_or(i64::MIN),
+        start: valid_for
+            .map(|v| time(&v.start))
+            .transpose()?
+            .flatten()
+            .unwrap_or(i64::MIN),
         end: valid_for.map(|v| time(&v.end)).transpose()?.flatten(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_public_good_root_has_fulcio_and_rekor() {
+        let root = TrustedRoot::parse(PUBLIC_GOOD).expect("parses");
+        assert!(root.authorities.len() >= 2, "Fulcio's current and retired chains");
+        assert!(!root.logs.is_empty(), "Rekor");
+        // Every log's id is the SHA-256 of its key, as bundles name it.
+        assert!(root.logs.iter().all(|log| log.key_id.len() == 32));
+    }
+
+    #[test]
+    fn broken_roots_say_what_is_wrong() {
+        assert!(matches!(
+            TrustedRoot::parse(b"{\"certificateAuthorities\": 1}"),
+            Err(RootError::Json(_))
+        ));
+        assert_eq!(
+            TrustedRoot::parse(br#"{"mediaType":"x","certificateAuthorities":[],"tlogs":[]}"#).unwrap_err(),
+            RootError::NoAuthority
+        );
+        assert_eq!(
+            TrustedRoot::parse(&vec![b' '; MAX_ROOT_BYTES + 1]).unwrap_err(),
+            RootError::TooLarge
+        );
+    }
 }
