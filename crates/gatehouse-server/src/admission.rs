@@ -12,6 +12,7 @@ use bytes::Bytes;
 use gatehouse_npm::dist_tag::DistTag;
 use gatehouse_npm::integrity::Digests;
 use gatehouse_npm::name::PackageName;
+use gatehouse_npm::provenance::{self, ProvenanceError, TrustedRoot};
 use gatehouse_npm::tarball::{self, TarballError, TarballInfo, TarballLimits};
 use gatehouse_npm::trust::PublishedBy;
 use gatehouse_npm::version::Version;
@@ -48,6 +49,17 @@ pub struct Candidate<'a> {
     /// What the policy decided for the package's other versions, when the caller has
     /// it at hand (pulls do); otherwise admission reads what it needs.
     pub policy: Option<Arc<PolicyOutcome>>,
+    pub provenance: Option<Attestations>,
+}
+
+/// Provenance that comes with a version.
+#[derive(Debug, Clone)]
+pub enum Attestations {
+    /// The Sigstore bundle a publish attached (`npm publish --provenance`): verified
+    /// before the version enters.
+    Bundle(Bytes),
+    /// What another registry of this server verified and stored (a promotion): kept.
+    Verified(String),
 }
 
 /// How the version arrived.
@@ -92,6 +104,11 @@ impl Origin {
             Origin::Promotion { .. } => AuditAction::VersionPromote,
             Origin::Import { .. } => AuditAction::VersionImport,
         }
+    }
+
+    /// Published into this registry by a client (not pulled, promoted or imported).
+    fn is_published_here(&self) -> bool {
+        matches!(self, Origin::Publish | Origin::TrustedPublish(_))
     }
 
     /// Published here or moved in from where it was published: the manifest must agree
@@ -181,6 +198,8 @@ pub enum AdmissionError {
     Store(#[from] StoreError),
     #[error("blob store")]
     Blob(#[from] BlobError),
+    #[error("provenance refused: {0}")]
+    Provenance(#[from] ProvenanceError),
 }
 
 impl From<FirewallError> for AdmissionError {
@@ -207,6 +226,8 @@ pub struct Admission {
     limits: TarballLimits,
     /// Flag a name internal when it is first published here.
     internal_by_default: bool,
+    /// What publishes' provenance bundles are verified against.
+    provenance_root: Arc<TrustedRoot>,
 }
 
 impl Admission {
@@ -217,6 +238,7 @@ impl Admission {
         firewall: Arc<Firewall>,
         limits: TarballLimits,
         internal_by_default: bool,
+        provenance_root: Arc<TrustedRoot>,
     ) -> Self {
         Admission {
             meta,
@@ -225,6 +247,7 @@ impl Admission {
             firewall,
             limits,
             internal_by_default,
+            provenance_root,
         }
     }
 
@@ -243,6 +266,7 @@ impl Admission {
             origin,
             client_addr,
             policy,
+            provenance,
         } = candidate;
 
         // Cheap early refusal, before any bytes are written; the store's unique
@@ -276,6 +300,28 @@ impl Admission {
             gyp: inspected.has_binding_gyp,
             mismatch,
         };
+        let attestations = match provenance {
+            Some(Attestations::Bundle(bundle)) if origin.is_published_here() => Some(
+                self.attest(bundle, &name, &version, &manifest, &digests, &origin)
+                    .await?,
+            ),
+            // Only a publish brings a bundle; what rides along on a pull or an import
+            // is not the publisher's and is dropped.
+            Some(Attestations::Bundle(_)) | None => None,
+            Some(Attestations::Verified(stored)) => Some(Attested::stored(stored)),
+        };
+        let mut manifest = manifest;
+        if origin.is_published_here() {
+            // What the rules and clients read is what was verified, not what the client
+            // claims; the packument adds the URL they are served at (per registry).
+            let dist = manifest.entry("dist").or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(dist) = dist {
+                dist.remove("attestations");
+                if let Some(attested) = &attestations {
+                    dist.insert("attestations".into(), attested.summary.clone());
+                }
+            }
+        }
         let screened = self
             .screen(
                 registry,
@@ -356,6 +402,7 @@ impl Admission {
             facts: serde_json::to_string(&facts).ok(),
             install_scripts,
             attested,
+            attestations: attestations.map(|a| a.bundles),
             tags: tags.iter().map(|t| t.as_str().to_owned()).collect(),
             // Names first published here are internal (dependency-confusion guard);
             // names that arrive from an upstream are not.
@@ -448,9 +495,70 @@ impl Admission {
         Ok(Screened { rules, decision, now })
     }
 
+    /// Verifies a publish's provenance bundle: the tarball it names, the certificate
+    /// chain and log entry, and that it was built where the publisher says.
+    async fn attest(
+        &self,
+        bundle: Bytes,
+        name: &PackageName,
+        version: &Version,
+        manifest: &Map<String, Value>,
+        digests: &Digests,
+        origin: &Origin,
+    ) -> Result<Attested, AdmissionError> {
+        let root = self.provenance_root.clone();
+        let (checked_name, checked_version, sha512) = (name.clone(), version.clone(), digests.sha512_hex());
+        // Certificate chains and signatures: a few hundred microseconds, off the runtime.
+        let verified = tokio::task::spawn_blocking(move || {
+            provenance::verify(&bundle, &root, &checked_name, &checked_version, &sha512).map(|p| (p, bundle))
+        })
+        .await
+        .map_err(|e| ProvenanceError::Json(format!("verification failed: {e}")))?;
+        let (provenance, bundle) = verified?;
+        match origin {
+            // The OIDC token vouched for the job; the certificate must be that job's.
+            Origin::TrustedPublish(by) => {
+                provenance.check_publisher(by)?;
+                provenance.check_repository(manifest, false)?;
+            }
+            // Only package.json ties a token's publish to the repository it names.
+            _ => provenance.check_repository(manifest, true)?,
+        }
+        Ok(Attested::new(&provenance.predicate_type, &bundle))
+    }
+
     async fn record(&self, registry: &Registry, name: &PackageName, row: &DecisionRow) {
         if let Err(e) = self.meta.record_decisions(registry, std::slice::from_ref(row)).await {
             tracing::warn!(registry.name = %registry.name, pkg.name = %name, error = %e, "cannot record a policy decision");
+        }
+    }
+}
+
+/// Verified provenance: what the packument says of it, and what the attestations
+/// endpoint serves.
+struct Attested {
+    /// `dist.attestations` without its URL: `{"provenance": {"predicateType": …}}`.
+    summary: Value,
+    /// `[{"predicateType", "bundle"}]`, as the public registry's endpoint lists them.
+    bundles: String,
+}
+
+impl Attested {
+    fn new(predicate_type: &str, bundle: &[u8]) -> Attested {
+        // Verified JSON, so it parses; stored parsed-and-reserialised either way.
+        let bundle: Value = serde_json::from_slice(bundle).unwrap_or(Value::Null);
+        Attested {
+            summary: serde_json::json!({ "provenance": { "predicateType": predicate_type } }),
+            bundles: serde_json::json!([{ "predicateType": predicate_type, "bundle": bundle }]).to_string(),
+        }
+    }
+
+    /// Attestations stored by another registry of this server, carried by a promotion
+    /// whose manifest already says what they are.
+    fn stored(bundles: String) -> Attested {
+        Attested {
+            summary: Value::Null,
+            bundles,
         }
     }
 }
@@ -637,6 +745,7 @@ mod tests {
             firewall,
             TarballLimits::default(),
             true,
+            Arc::new(TrustedRoot::public_good()),
         );
         let name = RegistryName::parse("test").expect("name");
         let registry = meta.create_registry(&name, false).await.expect("registry");
@@ -692,6 +801,7 @@ mod tests {
                     origin: Origin::Publish,
                     client_addr: None,
                     policy: None,
+                    provenance: None,
                 })
                 .await
         }
@@ -790,6 +900,7 @@ mod tests {
                 origin: Origin::Publish,
                 client_addr: None,
                 policy: None,
+                provenance: None,
             })
             .await;
         assert!(

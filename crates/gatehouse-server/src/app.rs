@@ -168,6 +168,7 @@ impl App {
             firewall.clone(),
             limits,
             config.internal_by_default,
+            config.provenance_root.clone(),
         ));
         let pulls = Pulls::new(
             meta.clone(),

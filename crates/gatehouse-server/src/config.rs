@@ -4,7 +4,10 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+
+use gatehouse_npm::provenance::TrustedRoot;
 
 use serde::Deserialize;
 
@@ -50,6 +53,31 @@ pub struct Config {
     pub advisories: AdvisorySettings,
     /// Trusted publishing: the OIDC issuers whose CI jobs may publish.
     pub oidc: crate::oidc::OidcSettings,
+    /// What provenance bundles are verified against: `[provenance] trusted_root`, or
+    /// Sigstore's public-good instance.
+    pub provenance_root: Arc<TrustedRoot>,
+}
+
+/// `[provenance]`: the Sigstore trust root (a `trusted_root.json`, as Sigstore's TUF
+/// repository distributes it) for a private Sigstore instance, or for tests.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct ProvenanceSection {
+    trusted_root: Option<PathBuf>,
+}
+
+impl ProvenanceSection {
+    fn load(&self) -> Result<TrustedRoot, ConfigError> {
+        let Some(path) = &self.trusted_root else {
+            return Ok(TrustedRoot::public_good());
+        };
+        let json = std::fs::read(path).map_err(|cause| ConfigError::Read {
+            path: path.clone(),
+            cause,
+        })?;
+        TrustedRoot::parse(&json)
+            .map_err(|e| ConfigError::Invalid(format!("[provenance] trusted_root {}: {e}", path.display())))
+    }
 }
 
 /// `[advisories]`: where the advisory database is synced from, and when it is stale.
@@ -295,6 +323,7 @@ struct FileConfig {
     root_registry: Option<String>,
     advisories: Option<AdvisorySettings>,
     oidc: Option<crate::oidc::OidcSettings>,
+    provenance: ProvenanceSection,
 }
 
 /// `[database]` and `[blobs]`: where a store lives, as a URL.
@@ -383,9 +412,11 @@ impl Config {
         }
         let oidc = file.oidc.unwrap_or_default();
         oidc.validate().map_err(ConfigError::Invalid)?;
+        let provenance_root = Arc::new(file.provenance.load()?);
         Ok(Config {
             advisories,
             oidc,
+            provenance_root,
             database,
             blobs,
             data_dir,

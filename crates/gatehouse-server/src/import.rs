@@ -354,6 +354,7 @@ impl Importer<'_> {
             origin,
             client_addr: None,
             policy: None,
+            provenance: None,
         };
         match self.admission.admit(candidate).await {
             Ok(admitted) => Ok(Imported::Yes {

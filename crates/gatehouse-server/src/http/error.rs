@@ -260,6 +260,7 @@ impl From<AdmissionError> for ApiError {
             AdmissionError::VersionExists(_) | AdmissionError::NameTaken(_) => ApiError::Forbidden(e.to_string()),
             AdmissionError::Store(e) => e.into(),
             AdmissionError::Blob(e) => e.into(),
+            AdmissionError::Provenance(_) => ApiError::BadRequest(e.to_string()),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The npm protocol under `/r/{registry}/`: one entry point resolves the registry,
 //! the caller and the route, then hands over to a handler by resource.
 
+mod attestations;
 mod audit;
 mod packages;
 mod search;
@@ -197,6 +198,9 @@ pub async fn root(
     }
     let belongs = match route::parse(&path) {
         Ok(Route::Tarball { .. }) => method == Method::GET || method == Method::HEAD,
+        // npm asks the host of the registry it installs from for the path of
+        // `dist.attestations.url`; the path we write names the registry, a copied one may not.
+        Ok(Route::Attestations { .. }) => method == Method::GET,
         Ok(Route::AuditBulk | Route::AuditLegacy) => method == Method::POST,
         _ => false,
     };
@@ -337,6 +341,7 @@ async fn route_request(
         (M::POST, Route::OidcExchange { name }) => {
             trust::exchange(&ctx.app, Some(&ctx.registry), &name, headers, ctx.actor()).await
         }
+        (M::GET, Route::Attestations { name, version }) => attestations::get(ctx, &name, &version).await,
         (M::POST, Route::AuditBulk) => audit::bulk(ctx, headers, body).await,
         (M::POST, Route::AuditLegacy) => audit::quick(ctx, headers, body).await,
         (M::GET | M::HEAD, Route::Packument { name }) => packages::packument(ctx, &name, headers, head).await,

@@ -10,6 +10,9 @@ use reqwest::header::{self, HeaderMap, HeaderValue};
 
 use crate::config::UpstreamSettings;
 
+/// A version's attestations are a few bundles of a few kilobytes each.
+const MAX_ATTESTATIONS_BYTES: u64 = 1024 * 1024;
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum UpstreamError {
     #[error("upstream {0} timed out")]
@@ -103,6 +106,19 @@ impl UpstreamClient {
                     last_modified,
                 })
             }
+            _ => Err(status_error(url, &response)),
+        }
+    }
+
+    /// GET a version's attestations (`-/npm/v1/attestations/{name}@{version}`), which
+    /// are kilobytes: `None` when the upstream has none.
+    pub async fn attestations(&self, url: &str, auth: &UpstreamAuth) -> Result<Option<Bytes>, UpstreamError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        let response = self.send(url, auth, headers).await?;
+        match response.status().as_u16() {
+            200 => Ok(Some(self.read_body(url, response, MAX_ATTESTATIONS_BYTES).await?)),
+            404 | 410 => Ok(None),
             _ => Err(status_error(url, &response)),
         }
     }

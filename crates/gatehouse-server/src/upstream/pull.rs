@@ -457,6 +457,8 @@ impl Job {
                 origin: Origin::Upstream { label, published_at },
                 client_addr: None,
                 policy: Some(self.prepared.policy.clone()),
+                // An upstream's attestations are served from the upstream (passed through).
+                provenance: None,
             })
             .await;
         match admitted {

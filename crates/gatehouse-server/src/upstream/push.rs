@@ -18,7 +18,7 @@ use super::client::UpstreamError;
 use super::pull::Pulls;
 use super::spec::UpstreamSpec;
 use super::{Source, Upstreams};
-use crate::admission::{Admission, AdmissionError, Candidate, Origin};
+use crate::admission::{Admission, AdmissionError, Attestations, Candidate, Origin};
 use crate::packument_cache::{self, PackumentCache};
 use crate::services::Actor;
 
@@ -116,6 +116,12 @@ impl Promotion {
                     .map_err(|e| PushError::Internal(e.into()))?
                     .ok_or_else(|| PushError::NotFound(format!("no registry named {target_name}")))?;
                 let digests = Digests::of(&bytes);
+                // Verified when it was published into `from`; the manifest still says so.
+                let attestations = self
+                    .meta
+                    .attestations(from.id, name, version.as_str())
+                    .await
+                    .map_err(|e| PushError::Internal(e.into()))?;
                 self.admission
                     .admit(Candidate {
                         registry: &target,
@@ -133,6 +139,7 @@ impl Promotion {
                         },
                         client_addr: None,
                         policy: None,
+                        provenance: attestations.map(Attestations::Verified),
                     })
                     .await
                     .map_err(|e| match e {

@@ -12,7 +12,7 @@ use gatehouse_npm::packument::parse_rev;
 use gatehouse_npm::publish::{self, Document, PackageWrite, Publish};
 
 use super::Ctx;
-use crate::admission::{Candidate, Origin};
+use crate::admission::{Attestations, Candidate, Origin};
 use crate::http::error::{ApiError, ApiResult, header_text};
 use crate::packument_cache::CacheError;
 
@@ -77,6 +77,7 @@ async fn publish_version(ctx: &Ctx, publish: Publish) -> ApiResult<Response> {
             },
             client_addr: Some(ctx.client_ip.to_string()),
             policy: None,
+            provenance: publish.provenance.map(Attestations::Bundle),
         })
         .await?;
     let mut response = (
