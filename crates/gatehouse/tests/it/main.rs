@@ -14,6 +14,7 @@ mod import;
 mod limits;
 mod npm_commands;
 mod promotion;
+mod provenance;
 mod protocol;
 mod soak;
 mod support;
