@@ -173,11 +173,24 @@ pub async fn meta_store(meta: Meta) {
     second.attestations = Some(r#"[{"predicateType":"https://slsa.dev/provenance/v1","bundle":{}}]"#.into());
     meta.insert_version(&second).await.expect("second version");
     assert_eq!(
-        meta.attestations(registry.id, &name("lib"), "1.1.0").await.expect("read").as_deref(),
+        meta.attestations(registry.id, &name("lib"), "1.1.0")
+            .await
+            .expect("read")
+            .as_deref(),
         second.attestations.as_deref()
     );
-    assert_eq!(meta.attestations(registry.id, &name("lib"), "1.0.0").await.expect("read"), None);
-    assert_eq!(meta.attestations(registry.id, &name("lib"), "9.9.9").await.expect("read"), None);
+    assert_eq!(
+        meta.attestations(registry.id, &name("lib"), "1.0.0")
+            .await
+            .expect("read"),
+        None
+    );
+    assert_eq!(
+        meta.attestations(registry.id, &name("lib"), "9.9.9")
+            .await
+            .expect("read"),
+        None
+    );
     let mut history = meta.version_history(registry.id, &name("lib")).await.expect("history");
     history.sort_by(|a, b| a.version.cmp(&b.version));
     let facts: Vec<(bool, bool)> = history.iter().map(|h| (h.install_scripts, h.attested)).collect();

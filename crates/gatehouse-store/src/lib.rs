@@ -639,7 +639,12 @@ pub trait PackageStore: Send + Sync {
     async fn version_history(&self, registry: RegistryId, name: &PackageName) -> StoreResult<Vec<VersionHistory>>;
     /// The attestations stored with a live version (`[{predicateType, bundle}]`,
     /// JSON), `None` when it has none or does not exist.
-    async fn attestations(&self, registry: RegistryId, name: &PackageName, version: &str) -> StoreResult<Option<String>>;
+    async fn attestations(
+        &self,
+        registry: RegistryId,
+        name: &PackageName,
+        version: &str,
+    ) -> StoreResult<Option<String>>;
 }
 
 /// A version as [`PackageStore::version_history`] returns it.

@@ -452,7 +452,12 @@ impl PackageStore for SqliteStore {
         Ok(())
     }
 
-    async fn attestations(&self, registry: RegistryId, name: &PackageName, version: &str) -> StoreResult<Option<String>> {
+    async fn attestations(
+        &self,
+        registry: RegistryId,
+        name: &PackageName,
+        version: &str,
+    ) -> StoreResult<Option<String>> {
         let found: Option<Option<String>> = sqlx::query_scalar(
             "SELECT v.attestations FROM versions v JOIN packages p ON p.id = v.package_id
              WHERE p.registry_id = $1 AND p.name = $2 AND v.version = $3 AND v.unpublished_at IS NULL",

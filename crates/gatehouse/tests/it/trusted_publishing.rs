@@ -180,6 +180,40 @@ fn npm_publishes_from_github_actions_with_no_token_stored() {
 }
 
 #[test]
+fn yarn_berry_publishes_from_github_actions_with_no_token_stored() {
+    if clients_or_skip("trusted_publishing::yarn_berry").is_none() {
+        return;
+    }
+    let (github, gitlab) = (FakeIssuer::start(), FakeIssuer::start());
+    let server = server_trusting(&github, &gitlab, "5m");
+    let token = alice(&server);
+    publish_ok(&server, "default", &token, "@acme/yarned", "1.0.0");
+    trust_github(&server, "@acme/yarned", "acme/yarned", &[]);
+
+    // yarn asks for `npm:HOST:PORT` and sends the exchange under the registry's URL.
+    github.set_actions_claims(github.github_claims("acme/yarned", "release.yml", ""));
+    // yarn tries OIDC only when `CI` is set too.
+    let ci = Project::new(ClientKind::YarnBerry)
+        .with_env("CI", "true")
+        .with_env("GITHUB_ACTIONS", "true")
+        .with_env("ACTIONS_ID_TOKEN_REQUEST_URL", &github.actions_request_url())
+        .with_env("ACTIONS_ID_TOKEN_REQUEST_TOKEN", ACTIONS_REQUEST_TOKEN);
+    ci.configure_registry(&server.registry_url("default"));
+    ci.write_package("@acme/yarned", "1.1.0", "module.exports = 2;\n");
+    ci.publish();
+    let yarnrc = std::fs::read_to_string(ci.dir.join(".yarnrc.yml")).unwrap_or_default();
+    assert!(!yarnrc.contains("npmAuthToken"), "no token stored: {yarnrc}");
+
+    let doc = packument(&server, "default", &token, "@acme/yarned").expect("packument");
+    let publisher = &doc["versions"]["1.1.0"]["_npmUser"]["trustedPublisher"];
+    assert_eq!(publisher["id"], "github", "{doc}");
+    assert_eq!(publisher["repository"], "acme/yarned");
+    assert_eq!(publisher["workflow"], "release.yml");
+    let audit = cli_ok(&server, &["audit", "--action", "token.exchange"]);
+    assert!(audit.contains("acme/yarned"), "{audit}");
+}
+
+#[test]
 fn a_gitlab_job_publishes_the_first_version_of_a_new_package() {
     if clients_or_skip("trusted_publishing::gitlab").is_none() {
         return;
