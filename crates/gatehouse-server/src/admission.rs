@@ -300,15 +300,20 @@ impl Admission {
             gyp: inspected.has_binding_gyp,
             mismatch,
         };
-        let attestations = match provenance {
-            Some(Attestations::Bundle(bundle)) if origin.is_published_here() => Some(
-                self.attest(bundle, &name, &version, &manifest, &digests, &origin)
-                    .await?,
-            ),
+        // What `dist.attestations` says of a publish, and what the attestations
+        // endpoint will serve.
+        let (summary, attestations) = match provenance {
+            Some(Attestations::Bundle(bundle)) if origin.is_published_here() => {
+                let attested = self
+                    .attest(bundle, &name, &version, &manifest, &digests, &origin)
+                    .await?;
+                (Some(attested.summary), Some(attested.bundles))
+            }
             // Only a publish brings a bundle; what rides along on a pull or an import
             // is not the publisher's and is dropped.
-            Some(Attestations::Bundle(_)) | None => None,
-            Some(Attestations::Verified(stored)) => Some(Attested::stored(stored)),
+            Some(Attestations::Bundle(_)) | None => (None, None),
+            // A promotion's manifest already says what they are.
+            Some(Attestations::Verified(stored)) => (None, Some(stored)),
         };
         let mut manifest = manifest;
         if origin.is_published_here() {
@@ -317,8 +322,8 @@ impl Admission {
             let dist = manifest.entry("dist").or_insert_with(|| Value::Object(Map::new()));
             if let Value::Object(dist) = dist {
                 dist.remove("attestations");
-                if let Some(attested) = &attestations {
-                    dist.insert("attestations".into(), attested.summary.clone());
+                if let Some(summary) = summary {
+                    dist.insert("attestations".into(), summary);
                 }
             }
         }
@@ -402,7 +407,7 @@ impl Admission {
             facts: serde_json::to_string(&facts).ok(),
             install_scripts,
             attested,
-            attestations: attestations.map(|a| a.bundles),
+            attestations,
             tags: tags.iter().map(|t| t.as_str().to_owned()).collect(),
             // Names first published here are internal (dependency-confusion guard);
             // names that arrive from an upstream are not.
@@ -550,15 +555,6 @@ impl Attested {
         Attested {
             summary: serde_json::json!({ "provenance": { "predicateType": predicate_type } }),
             bundles: serde_json::json!([{ "predicateType": predicate_type, "bundle": bundle }]).to_string(),
-        }
-    }
-
-    /// Attestations stored by another registry of this server, carried by a promotion
-    /// whose manifest already says what they are.
-    fn stored(bundles: String) -> Attested {
-        Attested {
-            summary: Value::Null,
-            bundles,
         }
     }
 }
