@@ -33,7 +33,11 @@ fn bundles_that_are_no_provenance_are_refused_and_nothing_is_stored() {
     let blobs = blob_count(&server);
     let envelope = json!({"payloadType": "application/vnd.in-toto+json", "payload": "e30=", "signatures": []});
     let cases: Vec<(&str, String, &str)> = vec![
-        ("not JSON", "{ this is not json".into(), "not valid JSON of a Sigstore bundle"),
+        (
+            "not JSON",
+            "{ this is not json".into(),
+            "not valid JSON of a Sigstore bundle",
+        ),
         (
             "another media type",
             json!({"mediaType": "application/json", "verificationMaterial": {}, "dsseEnvelope": envelope}).to_string(),
@@ -59,7 +63,10 @@ fn bundles_that_are_no_provenance_are_refused_and_nothing_is_stored() {
         let message = expect_error(publish(&server, "default", &token, &body), 400);
         assert!(message.contains("provenance refused"), "{label}: {message}");
         assert!(message.contains(needle), "{label}: {message}");
-        assert!(packument(&server, "default", &token, "signed").is_none(), "{label}: nothing published");
+        assert!(
+            packument(&server, "default", &token, "signed").is_none(),
+            "{label}: nothing published"
+        );
         assert_eq!(blob_count(&server), blobs, "{label}: no tarball stored");
     }
 
@@ -67,10 +74,7 @@ fn bundles_that_are_no_provenance_are_refused_and_nothing_is_stored() {
     let mut body = publish_body("signed", "1.0.0");
     body["_attachments"]["signed-9.9.9.sigstore"] = json!({"data": "{}"});
     let message = expect_error(publish(&server, "default", &token, &body), 400);
-    assert!(
-        message.contains("may carry \"signed-1.0.0.sigstore\""),
-        "{message}"
-    );
+    assert!(message.contains("may carry \"signed-1.0.0.sigstore\""), "{message}");
     let mut body = publish_body("signed", "1.0.0");
     body["_attachments"]["signed-1.0.0.sigstore"] = json!({"length": 2});
     let message = expect_error(publish(&server, "default", &token, &body), 400);
@@ -165,5 +169,8 @@ fn an_upstreams_attestations_pass_through_at_this_registrys_url() {
     // An upstream that answers with something else is named, not passed on.
     fake.set_raw_packument("-/npm/v1/attestations/@acme/signed@1.0.0", b"<html>".to_vec());
     let message = expect_error(get_from(&server, "default", &path, &token), 502);
-    assert!(message.contains("something other than a list of attestations"), "{message}");
+    assert!(
+        message.contains("something other than a list of attestations"),
+        "{message}"
+    );
 }
