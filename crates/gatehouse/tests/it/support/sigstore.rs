@@ -650,3 +650,153 @@ pub fn write_json(dir: &Path, name: &str, value: &Value) -> PathBuf {
     std::fs::write(&path, serde_json::to_vec(value).expect("JSON")).expect("write JSON");
     path
 }
+
+/// Sigstore's TUF mirror (`https://tuf-repo-cdn.sigstore.dev`) as an HTTPS man in the
+/// middle, for `npm audit signatures`: unlike pacote it refreshes TUF without
+/// `forceCache`, asking the mirror for `2.root.json` (a 404 says v1 is current) and
+/// `timestamp.json` (ours again, the same version). Everything else is a 404.
+/// Point node at it with [`TufMirror::env`]: `HTTPS_PROXY` to this CONNECT proxy and
+/// `NODE_EXTRA_CA_CERTS` to the CA of its certificate.
+pub struct TufMirror {
+    pub proxy: String,
+    ca_pem: PathBuf,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl TufMirror {
+    /// The paths asked for so far.
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().expect("lock").clone()
+    }
+
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("HTTPS_PROXY".to_owned(), self.proxy.clone()),
+            ("https_proxy".to_owned(), self.proxy.clone()),
+            ("NODE_EXTRA_CA_CERTS".to_owned(), self.ca_pem.display().to_string()),
+        ]
+    }
+}
+
+impl Drop for TufMirror {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wake the accept loop.
+        let _ = std::net::TcpStream::connect(self.proxy.trim_start_matches("http://"));
+    }
+}
+
+impl FakeSigstore {
+    pub fn tuf_mirror(&self) -> TufMirror {
+        use std::io::{BufRead as _, BufReader, Write as _};
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+
+        let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
+        let mut ca_params = CertificateParams::default();
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "gatehouse test TUF mirror CA");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+        let ca = ca_params.self_signed(&ca_key).expect("CA");
+        let ca_pem = self.dir.path().join("tuf-mirror-ca.pem");
+        std::fs::write(&ca_pem, pem("CERTIFICATE", ca.der())).expect("write CA");
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
+        let params = CertificateParams::new(vec![TUF_MIRROR_DIR.to_owned()]).expect("params");
+        let cert = params
+            .signed_by(&key, &Issuer::from_params(&ca_params, &ca_key))
+            .expect("certificate");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .expect("TLS config");
+        let config = Arc::new(config);
+        let timestamp =
+            std::fs::read(self.tuf_cache().join(TUF_MIRROR_DIR).join("timestamp.json")).expect("read timestamp.json");
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let proxy = format!("http://{}", listener.local_addr().expect("addr"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let config = config.clone();
+                let timestamp = timestamp.clone();
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+                    let mut reader = BufReader::new(stream);
+                    let mut line = String::new();
+                    // CONNECT host:443 HTTP/1.1, then headers up to a blank line.
+                    if reader.read_line(&mut line).is_err() || !line.starts_with("CONNECT ") {
+                        return;
+                    }
+                    loop {
+                        let mut header = String::new();
+                        if reader.read_line(&mut header).is_err() || header.trim().is_empty() {
+                            break;
+                        }
+                    }
+                    let mut stream = reader.into_inner();
+                    if stream
+                        .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+                        .is_err()
+                    {
+                        return;
+                    }
+                    let Ok(connection) = rustls::ServerConnection::new(config) else {
+                        return;
+                    };
+                    let tls = rustls::StreamOwned::new(connection, stream);
+                    let mut reader = BufReader::new(tls);
+                    let mut request = String::new();
+                    if reader.read_line(&mut request).is_err() {
+                        return;
+                    }
+                    loop {
+                        let mut header = String::new();
+                        if reader.read_line(&mut header).is_err() || header.trim().is_empty() {
+                            break;
+                        }
+                    }
+                    let path = request.split_whitespace().nth(1).unwrap_or_default().to_owned();
+                    log.lock().expect("lock").push(path.clone());
+                    let (status, body) = if path == "/timestamp.json" {
+                        ("200 OK", timestamp)
+                    } else {
+                        ("404 Not Found", b"not found".to_vec())
+                    };
+                    let mut tls = reader.into_inner();
+                    let head = format!(
+                        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = tls.write_all(head.as_bytes());
+                    let _ = tls.write_all(&body);
+                    tls.conn.send_close_notify();
+                    let _ = tls.flush();
+                });
+            }
+        });
+        TufMirror {
+            proxy,
+            ca_pem,
+            stop,
+            requests,
+        }
+    }
+}
