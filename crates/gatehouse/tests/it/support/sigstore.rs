@@ -644,7 +644,7 @@ pub fn canonical(value: &Value) -> Vec<u8> {
     out.into_bytes()
 }
 
-/// The path to a file `name` in `dir`, for tests that write bundles out.
+/// Writes `value` as `dir/name` and returns its path (bundles for node to read).
 pub fn write_json(dir: &Path, name: &str, value: &Value) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, serde_json::to_vec(value).expect("JSON")).expect("write JSON");
