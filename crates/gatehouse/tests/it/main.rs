@@ -16,6 +16,7 @@ mod npm_commands;
 mod promotion;
 mod protocol;
 mod provenance;
+mod sigstore_fake;
 mod soak;
 mod support;
 mod trusted_publishing;

@@ -7,6 +7,7 @@ pub mod clients;
 pub mod fake_upstream;
 pub mod firewall;
 pub mod oidc;
+pub mod sigstore;
 pub mod verdaccio;
 
 use std::io::{BufRead, BufReader, Read, Write};
