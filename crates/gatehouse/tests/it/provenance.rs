@@ -1,10 +1,16 @@
 //! Provenance: Sigstore bundles attached to a publish are verified before the version
 //! enters, stored, and served where npm looks for them (`dist.attestations` and
 //! `-/npm/v1/attestations/{name}@{version}`); an upstream's attestations pass through.
+//! Bundles come from a fake Sigstore whose trust root the server is given, and the
+//! real npm's `npm audit signatures` verifies what the server serves, offline.
 
+use base64::Engine as _;
 use serde_json::{Value, json};
 
+use crate::support::clients::{ClientKind, Project, clients_or_skip, output_text};
 use crate::support::fake_upstream::FakeUpstream;
+use crate::support::oidc::FakeIssuer;
+use crate::support::sigstore::{CertIdentity, FakeSigstore};
 use crate::support::*;
 
 const SLSA_V1: &str = "https://slsa.dev/provenance/v1";
@@ -172,5 +178,402 @@ fn an_upstreams_attestations_pass_through_at_this_registrys_url() {
     assert!(
         message.contains("something other than a list of attestations"),
         "{message}"
+    );
+}
+
+/// Hex SHA-512 of a tarball, as a provenance statement's subject names it.
+fn sha512_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha512::digest(bytes))
+}
+
+fn purl(name: &str, version: &str) -> String {
+    format!("pkg:npm/{}@{version}", name.replacen('@', "%40", 1))
+}
+
+/// A publish body for `name@version` whose manifest and packed package.json name
+/// `repository`, and its tarball.
+fn body_from_repository(name: &str, version: &str, repository: Option<&str>) -> (Value, Vec<u8>) {
+    let mut manifest = json!({ "name": name, "version": version, "main": "index.js" });
+    if let Some(url) = repository {
+        manifest["repository"] = json!({"type": "git", "url": url});
+    }
+    let tgz = tarball(&[
+        ("package/package.json", manifest.to_string().as_bytes()),
+        (
+            "package/index.js",
+            format!("module.exports = '{version}';\n").as_bytes(),
+        ),
+    ]);
+    let mut body = publish_body_with(name, version, "latest", &tgz);
+    if let Some(url) = repository {
+        body["versions"][version]["repository"] = json!({"type": "git", "url": url});
+    }
+    (body, tgz)
+}
+
+const PASSWORD: &str = "alice-password-1";
+const AUDIENCE: &str = "npm:127.0.0.1";
+
+struct Stack {
+    sigstore: FakeSigstore,
+    github: FakeIssuer,
+    server: TestServer,
+    /// Alice's token: she maintains @acme/lib.
+    alice: String,
+}
+
+/// A server trusting the fake Sigstore and the fake GitHub issuer; `@acme/lib@1.0.0`
+/// published by alice, its release workflow trusted.
+fn stack() -> Stack {
+    let sigstore = FakeSigstore::start();
+    let github = FakeIssuer::start();
+    let server = TestServer::start_with_config(&format!(
+        "[provenance]\ntrusted_root = {:?}\n[oidc.issuers.github]\nkind = \"github\"\nissuer = \"{}\"\n",
+        sigstore.trusted_root_path().display().to_string(),
+        github.url
+    ));
+    server.add_user("alice", PASSWORD);
+    let out = server.cli(&["registry", "grant", "default", "alice", "publish"], "");
+    assert!(out.status.success());
+    let alice = server.login("default", "alice", PASSWORD);
+    publish_ok(&server, "default", &alice, "@acme/lib", "1.0.0");
+    let out = server.cli(
+        &[
+            "trust",
+            "add",
+            "default",
+            "@acme/lib",
+            "--github",
+            "acme/lib",
+            "--file",
+            "release.yml",
+            "--owner",
+            "alice",
+        ],
+        "",
+    );
+    assert!(out.status.success());
+    Stack {
+        sigstore,
+        github,
+        server,
+        alice,
+    }
+}
+
+impl Stack {
+    /// What the release job's exchange gives it.
+    fn ci_token(&self) -> String {
+        let jwt = self
+            .github
+            .token(&self.github.github_claims("acme/lib", "release.yml", AUDIENCE));
+        let response = http()
+            .post(format!(
+                "{}-/npm/v1/oidc/token/exchange/package/@acme%2flib",
+                self.server.registry_url("default")
+            ))
+            .bearer_auth(jwt)
+            .send()
+            .expect("exchange");
+        assert_eq!(response.status(), 201);
+        let body: Value = response.json().expect("json");
+        body["token"].as_str().expect("token").to_owned()
+    }
+
+    /// The certificate Fulcio gives the release job: its repository, ref, commit, run.
+    fn job_identity(&self) -> CertIdentity {
+        CertIdentity::github("acme/lib", "release.yml", "refs/heads/main", "5f1c2a9e0d4b7c3a", 4242)
+            .with_issuer(&self.github.url)
+    }
+}
+
+const REPOSITORY: &str = "git+https://github.com/acme/lib.git";
+
+/// `body` with the bundle for `purl`/`sha512` signed as `identity` attached.
+fn signed(sigstore: &FakeSigstore, body: Value, purl_: &str, sha512: &str, identity: &CertIdentity) -> Value {
+    with_bundle(body, &sigstore.bundle(purl_, sha512, identity).to_string())
+}
+
+#[test]
+fn a_ci_jobs_provenance_is_checked_against_the_job_stored_and_served() {
+    let stack = stack();
+    let (server, sigstore) = (&stack.server, &stack.sigstore);
+    let token = stack.ci_token();
+    let job = stack.job_identity();
+    let (body, tgz) = body_from_repository("@acme/lib", "1.1.0", Some(REPOSITORY));
+    let sha512 = sha512_hex(&tgz);
+    let this = purl("@acme/lib", "1.1.0");
+    let blobs = blob_count(server);
+
+    // The payload of a good bundle with its statement changed after signing.
+    let mut tampered = sigstore.bundle(&this, &sha512, &job);
+    let payload = tampered["dsseEnvelope"]["payload"].as_str().expect("payload");
+    let mut statement: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::STANDARD.decode(payload).expect("b64")).expect("json");
+    statement["predicate"]["buildDefinition"]["externalParameters"] = json!({"workflow": "evil"});
+    tampered["dsseEnvelope"]["payload"] =
+        json!(base64::engine::general_purpose::STANDARD.encode(statement.to_string()));
+    let stranger = FakeSigstore::start();
+    let other_commit = CertIdentity::github("acme/lib", "release.yml", "refs/heads/main", "0000000000000000", 4242)
+        .with_issuer(&stack.github.url);
+    let other_repository =
+        CertIdentity::github("acme/other", "release.yml", "refs/heads/main", "5f1c2a9e0d4b7c3a", 4242)
+            .with_issuer(&stack.github.url);
+    let refusals: Vec<(&str, Value, &str)> = vec![
+        (
+            "a bundle for another tarball",
+            signed(sigstore, body.clone(), &this, &sha512_hex(b"other bytes"), &job),
+            "the provenance is for another tarball",
+        ),
+        (
+            "a bundle for another version",
+            signed(sigstore, body.clone(), &purl("@acme/lib", "9.9.9"), &sha512, &job),
+            "the provenance is for pkg:npm/%40acme/lib@9.9.9, not for pkg:npm/%40acme/lib@1.1.0",
+        ),
+        (
+            "a statement changed after signing",
+            with_bundle(body.clone(), &tampered.to_string()),
+            "does not verify with its certificate's key",
+        ),
+        (
+            "a bundle of another Sigstore",
+            signed(&stranger, body.clone(), &this, &sha512, &job),
+            "which the trust root does not list",
+        ),
+        (
+            "a certificate of another commit",
+            signed(sigstore, body.clone(), &this, &sha512, &other_commit),
+            "signed for the commit \"0000000000000000\", but the trusted publisher's token was for \"5f1c2a9e0d4b7c3a\"",
+        ),
+        (
+            "a certificate of another repository",
+            signed(sigstore, body.clone(), &this, &sha512, &other_repository),
+            "signed for the repository \"https://github.com/acme/other\"",
+        ),
+        (
+            "a certificate of another issuer",
+            signed(
+                sigstore,
+                body.clone(),
+                &this,
+                &sha512,
+                &job.clone().with_issuer("https://issuer.example"),
+            ),
+            "signed for the issuer \"https://issuer.example\"",
+        ),
+        (
+            "package.json naming another repository",
+            signed(
+                sigstore,
+                body_from_repository("@acme/lib", "1.1.0", Some("https://github.com/acme/fork")).0,
+                &this,
+                &sha512_hex(&body_from_repository("@acme/lib", "1.1.0", Some("https://github.com/acme/fork")).1),
+                &job,
+            ),
+            "\"repository.url\" is \"https://github.com/acme/fork\", but the provenance was built from https://github.com/acme/lib",
+        ),
+    ];
+    for (label, body, needle) in refusals {
+        let message = expect_error(publish(server, "default", &token, &body), 400);
+        assert!(message.starts_with("provenance refused: "), "{label}: {message}");
+        assert!(message.contains(needle), "{label}: {message}");
+        let doc = packument(server, "default", &stack.alice, "@acme/lib").expect("lib");
+        assert!(doc["versions"].get("1.1.0").is_none(), "{label}: nothing published");
+        assert_eq!(blob_count(server), blobs, "{label}: no tarball stored");
+    }
+
+    let bundle = sigstore.bundle(&this, &sha512, &job);
+    let response = publish(server, "default", &token, &with_bundle(body, &bundle.to_string()));
+    assert_eq!(response.status(), 201, "{}", response.text().unwrap_or_default());
+    let doc = packument(server, "default", &stack.alice, "@acme/lib").expect("lib");
+    let version = &doc["versions"]["1.1.0"];
+    assert_eq!(
+        version["dist"]["attestations"],
+        json!({"url": format!("{}{}", server.registry_url("default"), attestations_path("@acme/lib", "1.1.0")),
+               "provenance": {"predicateType": SLSA_V1}})
+    );
+    assert_eq!(version["_npmUser"]["trustedPublisher"]["run_id"], "4242");
+    let served: Value = get_from(
+        server,
+        "default",
+        &attestations_path("@acme/lib", "1.1.0"),
+        &stack.alice,
+    )
+    .json()
+    .expect("json");
+    assert_eq!(
+        served,
+        json!({"attestations": [{"predicateType": SLSA_V1, "bundle": bundle}]})
+    );
+    // The version published by hand has none, and says so.
+    let message = expect_error(
+        get_from(
+            server,
+            "default",
+            &attestations_path("@acme/lib", "1.0.0"),
+            &stack.alice,
+        ),
+        404,
+    );
+    assert!(message.contains("@acme/lib@1.0.0 has no attestations"), "{message}");
+}
+
+#[test]
+fn a_token_publish_with_provenance_must_name_the_repository_it_was_built_from() {
+    let stack = stack();
+    let (server, sigstore) = (&stack.server, &stack.sigstore);
+    let job = stack.job_identity();
+    let (body, tgz) = body_from_repository("@acme/lib", "1.2.0", None);
+    let this = purl("@acme/lib", "1.2.0");
+    let message = expect_error(
+        publish(
+            server,
+            "default",
+            &stack.alice,
+            &signed(sigstore, body, &this, &sha512_hex(&tgz), &job),
+        ),
+        400,
+    );
+    assert!(
+        message.contains("package.json has no \"repository\": provenance built from https://github.com/acme/lib needs"),
+        "{message}"
+    );
+    let doc = packument(server, "default", &stack.alice, "@acme/lib").expect("lib");
+    assert!(doc["versions"].get("1.2.0").is_none());
+
+    // Every spelling npm accepts for the same repository matches.
+    let (body, tgz) = body_from_repository("@acme/lib", "1.2.0", Some("github:Acme/lib"));
+    let response = publish(
+        server,
+        "default",
+        &stack.alice,
+        &signed(sigstore, body, &this, &sha512_hex(&tgz), &job),
+    );
+    assert_eq!(response.status(), 201, "{}", response.text().unwrap_or_default());
+    let doc = packument(server, "default", &stack.alice, "@acme/lib").expect("lib");
+    assert_eq!(
+        doc["versions"]["1.2.0"]["dist"]["attestations"]["provenance"]["predicateType"],
+        SLSA_V1
+    );
+    assert_eq!(doc["versions"]["1.2.0"]["_npmUser"]["name"], "alice");
+}
+
+#[test]
+fn a_promotion_carries_the_attestations_along() {
+    let stack = stack();
+    let (server, sigstore) = (&stack.server, &stack.sigstore);
+    for args in [
+        &["registry", "create", "prod"][..],
+        &["registry", "create", "dev", "--upstream", "registry:prod"][..],
+    ] {
+        let out = server.cli(args, "");
+        assert!(out.status.success(), "{}", output_text(&out));
+    }
+    let (body, tgz) = body_from_repository("@acme/app", "1.0.0", Some("https://github.com/acme/lib"));
+    let body = signed(
+        sigstore,
+        body,
+        &purl("@acme/app", "1.0.0"),
+        &sha512_hex(&tgz),
+        &stack.job_identity(),
+    );
+    // Login tokens are good for one registry each.
+    let (dev, prod) = (
+        server.login("dev", "admin", ADMIN_PASSWORD),
+        server.login("prod", "admin", ADMIN_PASSWORD),
+    );
+    let response = publish(server, "dev", &dev, &body);
+    assert_eq!(response.status(), 201, "{}", response.text().unwrap_or_default());
+    let out = server.cli(&["push", "dev", "@acme/app@1.0.0", "--to", "registry:prod"], "");
+    assert!(out.status.success(), "{}", output_text(&out));
+
+    let path = attestations_path("@acme/app", "1.0.0");
+    let in_dev: Value = get_from(server, "dev", &path, &dev).json().expect("json");
+    let in_prod: Value = get_from(server, "prod", &path, &prod).json().expect("json");
+    assert_eq!(in_prod, in_dev);
+    assert_eq!(in_prod["attestations"][0]["predicateType"], SLSA_V1);
+    let doc = packument(server, "prod", &prod, "@acme/app").expect("promoted");
+    assert_eq!(
+        doc["versions"]["1.0.0"]["dist"]["attestations"]["url"],
+        format!("{}{path}", server.registry_url("prod")),
+        "served at the registry it is read from"
+    );
+}
+
+#[test]
+fn npm_audit_signatures_verifies_our_own_provenance_and_an_upstreams() {
+    if clients_or_skip("provenance::npm_audit_signatures").is_none() {
+        return;
+    }
+    let sigstore = FakeSigstore::start();
+    let fake = FakeUpstream::start();
+    // A public package with provenance, and one whose upstream serves a bundle of other bytes.
+    for (name, forged) in [("@up/signed", false), ("@up/forged", true)] {
+        let tgz = fake.publish(name, "1.0.0");
+        let bytes = if forged { b"other bytes".to_vec() } else { tgz };
+        let bundle = sigstore.bundle(
+            &purl(name, "1.0.0"),
+            &sha512_hex(&bytes),
+            &CertIdentity::github(&name[1..], "release.yml", "refs/heads/main", "abc123", 7),
+        );
+        fake.edit(name, |doc| {
+            // Registry signatures would need the upstream's keys; this is about provenance.
+            doc["versions"]["1.0.0"]["dist"]
+                .as_object_mut()
+                .expect("dist")
+                .remove("signatures");
+            doc["versions"]["1.0.0"]["dist"]["attestations"] = json!({
+                "url": format!("https://registry.npmjs.org/{}", attestations_path(name, "1.0.0")),
+                "provenance": {"predicateType": SLSA_V1},
+            });
+        });
+        fake.set_raw_packument(
+            &format!("-/npm/v1/attestations/{name}@1.0.0"),
+            json!({"attestations": [{"predicateType": SLSA_V1, "bundle": bundle}]})
+                .to_string()
+                .into_bytes(),
+        );
+    }
+    let server = TestServer::start_with_config(&format!(
+        "[provenance]\ntrusted_root = {:?}\n[upstream]\nnpmjs_url = \"{}\"\n[registries.default]\nupstreams = [\"npmjs\"]\n",
+        sigstore.trusted_root_path().display().to_string(),
+        fake.url
+    ));
+    let token = server.admin_token();
+    // Ours, published with the provenance of a GitHub Actions job.
+    let (body, tgz) = body_from_repository("@acme/lib", "1.0.0", Some(REPOSITORY));
+    let identity = CertIdentity::github("acme/lib", "release.yml", "refs/heads/main", "abc123", 7);
+    let body = signed(
+        &sigstore,
+        body,
+        &purl("@acme/lib", "1.0.0"),
+        &sha512_hex(&tgz),
+        &identity,
+    );
+    assert_eq!(publish(&server, "default", &token, &body).status(), 201);
+
+    // npm refreshes Sigstore's TUF metadata online: the mirror stands in for its host.
+    let mirror = sigstore.tuf_mirror();
+    let mut project = Project::new(ClientKind::Npm);
+    for (key, value) in sigstore.npm_env().into_iter().chain(mirror.env()) {
+        project = project.with_env(&key, &value);
+    }
+    let project = project
+        .with_env("NO_PROXY", "127.0.0.1")
+        .with_env("no_proxy", "127.0.0.1");
+    project.configure(&server.registry_url("default"), &token);
+    project.install(&[("@acme/lib", "1.0.0"), ("@up/signed", "1.0.0")]);
+    let audited = output_text(&project.run(&["audit", "signatures"]));
+    assert!(audited.contains("2 packages have verified attestations"), "{audited}");
+    let asked = mirror.requests();
+    assert!(asked.iter().any(|p| p == "/timestamp.json"), "{asked:?}");
+
+    // A bundle that names other bytes is caught by npm, however it got here.
+    project.install(&[("@up/forged", "1.0.0")]);
+    let refused = output_text(&project.run_failing(&["audit", "signatures"]));
+    assert!(
+        refused.contains("@up/forged@1.0.0") && refused.contains("doesn't match what was signed"),
+        "{refused}"
     );
 }

@@ -1,6 +1,7 @@
 //! The fake Sigstore is faithful: its bundles verify with the server's verifier and
 //! with the real npm's sigstore library, offline, against its own trust root; a
 //! tampered bundle or a leaf without a valid SCT is refused by both where they check.
+//! (`provenance.rs` runs the real `npm audit signatures` against the server with it.)
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -66,30 +67,17 @@ fn bundles_verify_with_the_servers_verifier_and_name_the_job() {
     assert!(matches!(refused, Err(ProvenanceError::UnknownLog(_))), "{refused:?}");
 }
 
-/// The real npm's `sigstore` module, or `None` (a skip, a failure under CI=true).
+/// The `sigstore` module of the npm the client tests run (installed with them), or
+/// `None` (a skip; a failure under CI=true).
 fn npm_sigstore(test: &str) -> Option<PathBuf> {
-    let root = Command::new("npm")
-        .args(["root", "-g"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
-    let module = root.map(|r| r.join("npm/node_modules/sigstore"));
-    let has_node = Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    match module {
-        Some(module) if has_node && module.is_dir() => Some(module),
-        _ => {
-            let why = "node, or the machine's npm with its sigstore module, is not installed";
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("{test}: {why}; under CI=true a test never skips");
-            }
-            eprintln!("{test}: skipped: {why}");
-            None
-        }
-    }
+    let clients = crate::support::clients::clients_or_skip(test)?;
+    let module = clients.node_modules().join("npm/node_modules/sigstore");
+    assert!(
+        module.is_dir(),
+        "{test}: npm has no sigstore module at {}",
+        module.display()
+    );
+    Some(module)
 }
 
 /// Runs npm's `sigstore.verify(bundle, {tufCachePath, tufForceCache: true})` with every
@@ -188,85 +176,4 @@ fn npms_sigstore_requires_a_valid_sct() {
     assert!(message.contains("SCT verification failed"), "{message}");
     // The server does not check SCTs: both still verify there.
     verify(&sigstore, &missing, SHA512).expect("the server ignores the SCT");
-}
-
-/// The real `npm audit signatures` verifies a provenance the server stored, against
-/// the fake's trust root, with no network: TUF through [`TufMirror`], the registry
-/// on 127.0.0.1.
-#[test]
-fn npm_audit_signatures_verifies_the_fakes_provenance_through_the_server() {
-    use crate::support::*;
-    use sha2::Digest as _;
-
-    if npm_sigstore("npm_audit_signatures_verifies_the_fakes_provenance_through_the_server").is_none() {
-        return;
-    }
-    let sigstore = FakeSigstore::start();
-    let server = TestServer::start_with_config(&format!(
-        "[provenance]\ntrusted_root = {:?}\n",
-        sigstore.trusted_root_path().display().to_string()
-    ));
-    let token = server.admin_token();
-    let tarball = package_tarball("@acme/lib", "1.0.0");
-    let sha512 = hex::encode(sha2::Sha512::digest(&tarball));
-    let bundle = sigstore
-        .bundle("pkg:npm/%40acme/lib@1.0.0", &sha512, &github())
-        .to_string();
-    let mut body = publish_body_with("@acme/lib", "1.0.0", "latest", &tarball);
-    body["versions"]["1.0.0"]["repository"] =
-        serde_json::json!({"type": "git", "url": "git+https://github.com/acme/lib.git"});
-    body["_attachments"]["@acme/lib-1.0.0.sigstore"] = serde_json::json!({
-        "content_type": "application/vnd.dev.sigstore.bundle.v0.3+json",
-        "data": bundle,
-        "length": bundle.len(),
-    });
-    let response = publish(&server, "default", &token, &body);
-    assert!(
-        response.status().is_success(),
-        "publish: {}",
-        response.text().unwrap_or_default()
-    );
-
-    let project = tempfile::tempdir().expect("tempdir");
-    let registry = server.registry_url("default");
-    let auth = registry.trim_start_matches("http:");
-    std::fs::write(
-        project.path().join(".npmrc"),
-        format!("registry={registry}\n{auth}:_authToken={token}\n"),
-    )
-    .expect("write .npmrc");
-    std::fs::write(
-        project.path().join("package.json"),
-        r#"{"name": "app", "version": "1.0.0", "dependencies": {"@acme/lib": "1.0.0"}}"#,
-    )
-    .expect("write package.json");
-    let mirror = sigstore.tuf_mirror();
-    let npm = |args: &[&str]| {
-        let mut command = Command::new("npm");
-        command
-            .args(args)
-            .current_dir(project.path())
-            .env("HOME", project.path());
-        for (key, value) in sigstore.npm_env().into_iter().chain(mirror.env()) {
-            command.env(key, value);
-        }
-        // The registry is reached directly, only TUF through the mirror.
-        command.env("NO_PROXY", "127.0.0.1").env("no_proxy", "127.0.0.1");
-        let output = command.output().expect("run npm");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        (output.status.success(), text)
-    };
-    let (ok, text) = npm(&["install", "--no-audit", "--no-fund"]);
-    assert!(ok, "npm install: {text}");
-    let (ok, text) = npm(&["audit", "signatures"]);
-    assert!(ok, "npm audit signatures: {text}");
-    assert!(text.contains("1 package has a verified attestation"), "{text}");
-    // Without tufForceCache, npm asked the mirror whether TUF's root and timestamp changed.
-    let asked = mirror.requests();
-    assert!(asked.iter().any(|p| p == "/2.root.json"), "{asked:?}");
-    assert!(asked.iter().any(|p| p == "/timestamp.json"), "{asked:?}");
 }
