@@ -34,6 +34,9 @@ use gatehouse_store::{
     BlobRef, DecisionRow, Meta, Millis, PackageRecord, Registry, RegistryId, StoreError, VersionRecord, now_millis,
 };
 
+/// How long an inflated document stays after its last request.
+const IDENTITY_IDLE: Duration = Duration::from_secs(60);
+
 /// One serialized representation of a packument, kept gzipped only: every client
 /// that installs asks for gzip (npm, pnpm, yarn and bun do), so the JSON text is
 /// inflated on demand for the rare one that doesn't. This keeps a prepared entry at
@@ -231,6 +234,10 @@ const MAX_CHAIN: u8 = 4;
 #[derive(Clone)]
 pub struct PackumentCache {
     entries: Cache<Key, Arc<Prepared>>,
+    /// The JSON text of documents asked for without gzip, by ETag: inflated once and
+    /// shared by every request that wants it meanwhile, so neither the work nor the
+    /// memory grows with the number of such clients. Dropped after a minute unused.
+    identity: Cache<String, Bytes>,
     meta: Meta,
     upstreams: Arc<Upstreams>,
     public_url: PublicUrl,
@@ -255,8 +262,14 @@ impl PackumentCache {
             .expire_after(PreparedExpiry)
             .support_invalidation_closures()
             .build();
+        let identity = Cache::builder()
+            .max_capacity(max_bytes / 4)
+            .weigher(|_: &String, json: &Bytes| u32::try_from(json.len()).unwrap_or(u32::MAX))
+            .time_to_idle(IDENTITY_IDLE)
+            .build();
         PackumentCache {
             entries,
+            identity,
             meta,
             upstreams,
             public_url,
@@ -264,6 +277,23 @@ impl PackumentCache {
             firewall,
             generation: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// `repr` as JSON text, for a client that does not take gzip.
+    pub async fn identity(&self, repr: &Representation) -> Result<Bytes, CacheError> {
+        let inflate = {
+            let repr = repr.clone();
+            // Big documents take milliseconds to inflate: off the runtime.
+            async move {
+                tokio::task::spawn_blocking(move || repr.json().map(Bytes::from))
+                    .await
+                    .map_err(|e| CacheError::Build(e.to_string()))?
+            }
+        };
+        self.identity
+            .try_get_with(repr.etag.clone(), inflate)
+            .await
+            .map_err(|e| (*e).clone())
     }
 
     pub fn registry_base(&self, registry: &Registry) -> String {

@@ -593,3 +593,43 @@ fn ping_and_health() {
         .expect("get");
     assert!(expect_error(unknown, 404).contains("no registry named"));
 }
+
+#[test]
+fn a_packument_without_gzip_is_the_gzip_one_inflated_and_never_stale() {
+    use std::io::Read as _;
+
+    let server = TestServer::start();
+    let token = server.admin_token();
+    publish_ok(&server, "default", &token, "plain", "1.0.0");
+    let url = format!("{}plain", server.registry_url("default"));
+    let identity = |url: &str| {
+        let response = http().get(url).bearer_auth(&token).send().expect("get");
+        assert_eq!(response.headers().get("content-encoding"), None);
+        response.bytes().expect("body").to_vec()
+    };
+    let gzipped = http()
+        .get(&url)
+        .bearer_auth(&token)
+        .header("accept-encoding", "gzip")
+        .send()
+        .expect("get");
+    assert_eq!(gzipped.headers()["content-encoding"], "gzip");
+    let mut inflated = Vec::new();
+    flate2::read::GzDecoder::new(gzipped.bytes().expect("body").as_ref())
+        .read_to_end(&mut inflated)
+        .expect("gzip");
+    assert_eq!(identity(&url), inflated, "the same document either way");
+
+    // Many clients at once get the same bytes.
+    let bodies: Vec<Vec<u8>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..32).map(|_| scope.spawn(|| identity(&url))).collect();
+        workers.into_iter().map(|w| w.join().expect("worker")).collect()
+    });
+    assert!(bodies.iter().all(|body| body == &inflated));
+
+    // A new version is in the very next answer.
+    publish_ok(&server, "default", &token, "plain", "1.0.1");
+    let doc: Value = serde_json::from_slice(&identity(&url)).expect("json");
+    assert_eq!(doc["dist-tags"]["latest"], "1.0.1");
+    assert!(doc["versions"]["1.0.1"].is_object());
+}

@@ -4,7 +4,6 @@
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use gatehouse_npm::name::PackageName;
 use gatehouse_store::blobs::BlobKey;
 use serde_json::{Value, json};
@@ -106,11 +105,7 @@ pub async fn packument(ctx: &Ctx, name: &PackageName, headers: &HeaderMap, head:
         builder = builder.header(header::CONTENT_ENCODING, "gzip");
         repr.gzip.clone()
     } else {
-        // Held gzipped only; inflating can take a while for big documents.
-        let repr = repr.clone();
-        tokio::task::spawn_blocking(move || repr.json().map(Bytes::from))
-            .await
-            .map_err(ApiError::internal)??
+        ctx.app.packuments.identity(repr).await?
     };
     builder = builder.header(header::CONTENT_LENGTH, body.len());
     let body = if head { Body::empty() } else { Body::from(body) };
