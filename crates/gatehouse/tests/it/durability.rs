@@ -338,14 +338,27 @@ fn check_finds_damage_and_gc_collects_only_orphans() {
         "the journal writes the file"
     );
     std::fs::write(&file, b"not the tarball").expect("damage");
-    let out = server.cli(&["check"], "");
+    // Until the journal has recorded the file as written, check also reads the
+    // journal's copy; under load that can take a moment.
+    let mut last = None;
+    eventually(Duration::from_secs(10), || {
+        let out = server.cli(&["check"], "");
+        let found = String::from_utf8_lossy(&out.stdout).contains("corrupt\tdefault\tdamaged@1.0.0");
+        last = Some(out);
+        found
+    });
+    let out = last.expect("check ran");
     assert!(!out.status.success(), "exit status 1 when anything is wrong");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(stdout.contains("corrupt\tdefault\tdamaged@1.0.0"), "{stdout}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("1 versions have no sound tarball"));
     std::fs::remove_file(&file).expect("remove");
-    let stdout = String::from_utf8_lossy(&server.cli(&["check"], "").stdout).into_owned();
-    assert!(stdout.contains("missing\tdefault\tdamaged@1.0.0"), "{stdout}");
+    let mut stdout = String::new();
+    let missing = eventually(Duration::from_secs(10), || {
+        stdout = String::from_utf8_lossy(&server.cli(&["check"], "").stdout).into_owned();
+        stdout.contains("missing\tdefault\tdamaged@1.0.0")
+    });
+    assert!(missing, "{stdout}");
 }
 
 /// A backup of a server that keeps publishing holds every version acknowledged before
