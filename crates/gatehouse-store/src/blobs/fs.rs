@@ -16,8 +16,12 @@ use crate::Durability;
 /// long before).
 const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
 
-/// Downloads read blob files in pieces this large.
+/// Downloads read blob files in pieces this large (larger pieces measured faster for
+/// big tarballs but held far more memory under many clients)…
 const READ_BYTES: usize = 64 * 1024;
+/// …and a file no larger than this whole, in the same trip to the blocking pool that
+/// opens it: most tarballs are small, and each trip costs more than reading them.
+const READ_WHOLE_BYTES: u64 = 256 * 1024;
 
 /// `sha512/ab/cd/<128 hex>`: fans out so no directory grows huge.
 fn relative_path(key: &BlobKey) -> PathBuf {
@@ -202,6 +206,28 @@ fn sync_files(_root: &Path, paths: &[PathBuf]) -> std::io::Result<()> {
     Ok(())
 }
 
+enum Opened {
+    Whole(Bytes),
+    Large { file: std::fs::File, len: u64 },
+}
+
+/// Opens a blob file and, when it is small, reads it (`None`: there is none).
+fn open_file(path: &Path) -> Result<Option<Opened>, BlobError> {
+    use std::io::Read as _;
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let len = file.metadata()?.len();
+    if len > READ_WHOLE_BYTES {
+        return Ok(Some(Opened::Large { file, len }));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.read_to_end(&mut bytes)?;
+    Ok(Some(Opened::Whole(Bytes::from(bytes))))
+}
+
 fn blocking_failed(e: tokio::task::JoinError) -> BlobError {
     BlobError::Io(std::io::Error::other(e.to_string()))
 }
@@ -259,15 +285,19 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn open(&self, key: &BlobKey) -> Result<Option<BlobStream>, BlobError> {
-        match tokio::fs::File::open(self.path_of(key)).await {
-            Ok(file) => Ok(Some(BlobStream {
-                len: file.metadata().await?.len(),
+        let path = self.path_of(key);
+        let opened = tokio::task::spawn_blocking(move || open_file(&path))
+            .await
+            .map_err(blocking_failed)?;
+        Ok(match opened? {
+            None => None,
+            Some(Opened::Whole(bytes)) => Some(BlobStream::from_bytes(key, bytes)),
+            Some(Opened::Large { file, len }) => Some(BlobStream {
+                len,
                 etag: key.etag(),
-                body: ReaderStream::with_capacity(file, READ_BYTES).boxed(),
-            })),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+                body: ReaderStream::with_capacity(tokio::fs::File::from_std(file), READ_BYTES).boxed(),
+            }),
+        })
     }
 
     async fn contains(&self, key: &BlobKey) -> Result<bool, BlobError> {
