@@ -737,14 +737,16 @@ class Run:
             self.stop(g)
             rows({})
             return raw
-        # npm asks GitHub for `npm:HOST` (no port); the audit needs the claims to
-        # say who the run is. The first exchange reads the key set (jwks_file) and
-        # caches it; both addresses must answer.
+        # npm asks GitHub for `npm:HOST` (no port; `npm:HOST:PORT` is accepted too).
+        # The first exchange reads the key set (jwks_file) and caches it; both
+        # addresses must answer.
         audience = "npm:127.0.0.1"
+        port = g.root.rsplit(":", 1)[1]
         warm = {}
-        for form, url in (("root", trusted.exchange_url(g.root)),
-                          ("registry", trusted.exchange_url(g.root, "default"))):
-            jwt = signer.jwt(trusted.github_claims(audience))
+        for form, url, aud in (("root", trusted.exchange_url(g.root), audience),
+                               ("registry", trusted.exchange_url(g.root, "default"), audience),
+                               ("root, audience with the port", trusted.exchange_url(g.root), f"{audience}:{port}")):
+            jwt = signer.jwt(trusted.github_claims(aud))
             t0 = time.perf_counter()
             status, _, body = http.request("POST", url, {"Authorization": f"Bearer {jwt}"})
             ms = (time.perf_counter() - t0) * 1000
