@@ -767,6 +767,10 @@ class Run:
                 # signed now so that its 5 minutes cover the phase.
                 jwt = signer.jwt(trusted.github_claims(audience))
                 g.settle()
+                # What the idle server spends anyway (its periodic tasks), for scale.
+                idle_before, t_idle = g.cpu_seconds(), time.monotonic()
+                time.sleep(1.0)
+                idle_cpu_per_s = (g.cpu_seconds() - idle_before) / (time.monotonic() - t_idle)
                 cpu_before = g.cpu_seconds()
                 r = trusted.exchanges(url, jwt, n, workers, self.deadline)
                 cpu_answered = g.cpu_seconds() - cpu_before
@@ -774,6 +778,7 @@ class Run:
                 r["settle_s"] = g.settle()
                 cpu = g.cpu_seconds() - cpu_before
                 r["server_cpu_s"] = cpu
+                r["idle_server_cpu_s_per_s"] = idle_cpu_per_s
                 r["server_cpu_s_until_last_answer"] = cpu_answered
                 r["server_cpu_per_exchange_ms"] = 1000 * cpu / r["attempted"] if r["attempted"] else None
                 r["failed"] = len(r["errors"])
