@@ -486,6 +486,35 @@ mod tests {
     }
 
     #[test]
+    fn a_trust_root_that_is_missing_or_broken_stops_the_start_saying_which() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let load = |root: &Path| {
+            let path = dir.path().join("g.toml");
+            std::fs::write(
+                &path,
+                format!("[provenance]\ntrusted_root = {:?}\n", root.display().to_string()),
+            )
+            .expect("write");
+            Config::load(&Overrides {
+                config_file: Some(path),
+                ..Overrides::default()
+            })
+        };
+        let missing = dir.path().join("absent.json");
+        let err = load(&missing).expect_err("missing").to_string();
+        assert!(err.contains("absent.json"), "{err}");
+        let broken = dir.path().join("root.json");
+        std::fs::write(&broken, "{\"certificateAuthorities\": []}").expect("write");
+        let err = load(&broken).expect_err("broken").to_string();
+        assert!(
+            err.contains("[provenance] trusted_root") && err.contains("lists no certificate authority"),
+            "{err}"
+        );
+        // Without the section, Sigstore's public-good root.
+        assert!(Config::load(&Overrides::default()).is_ok());
+    }
+
+    #[test]
     fn bad_values_are_reported_clearly() {
         let err = Config::load(&Overrides {
             listen: Some("localhost".into()),
