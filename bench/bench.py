@@ -499,6 +499,8 @@ class Run:
                 "ping": (s.ping_url(), auth),
                 "packument_full": (s.packument_url("bench-big"),
                                    {"Accept": "application/json", "Accept-Encoding": "gzip", **auth}),
+                # curl, scripts and mirrors: no Accept-Encoding (wrk sends none itself).
+                "packument_full_identity": (s.packument_url("bench-big"), {"Accept": "application/json", **auth}),
                 "packument_abbrev": (s.packument_url("bench-big"),
                                      {"Accept": workloads.ABBREVIATED_ACCEPT, "Accept-Encoding": "gzip", **auth}),
                 "tarball": (tarball, auth),
@@ -510,6 +512,7 @@ class Run:
         labels = {
             "ping": ("W3 `/-/ping`", 10),
             "packument_full": (f"W3 full packument (bench-big, {cfg['big_versions']} versions, {size:.1f} MB, gzip)", 20),
+            "packument_full_identity": (f"W3 full packument (bench-big, {size:.1f} MB), no gzip asked", None),
             "packument_abbrev": ("W3 abbreviated packument (bench-big, gzip)", 20),
             "tarball": (f"W3 tarball ({tar_pkg})", 3),
             "revalidate_304": ("W3 `304` revalidation (If-None-Match)", 20),
