@@ -545,6 +545,23 @@ class Run:
             note = lambda b: (f"p99 {b['lat_p99_us'] / 1000:.1f} ms" + (f", {b['errors']} errors" if b["errors"] else "")) if b else ""  # noqa: E731
             self.metric(Metric(f"wrk_{key}", label, "req/s", True, bv["rps"] if bv else None, bg["rps"] if bg else None,
                                verdaccio_note=note(bv), gatehouse_note=note(bg), target_ratio=target))
+
+        # Memory must not depend on what clients send: 256 at once that take no gzip,
+        # on the largest document. (Inside W5's peak window too.)
+        crowd: dict = {}
+        for s, eps in endpoints:
+            url, headers = eps["packument_full_identity"]
+            for other in pair:
+                other.settle()
+            s.reset_hwm()
+            res = workloads.wrk(url, headers, 256, threads, cfg["wrk_seconds"])
+            s.settle()
+            crowd[s.kind] = {"peak_rss": s.hwm(), "rps": res["rps"], "errors": res["errors"]}
+            self.log(f"  256 clients, no gzip {s.label:9s} {res['rps']:8.0f} req/s  peak RSS {s.hwm() / MIB:6.1f} MiB")
+        raw["no_gzip_256_clients"] = crowd
+        peak = {kind: (c["peak_rss"] / MIB if c["peak_rss"] else None) for kind, c in crowd.items()}
+        self.metric(Metric("rss_no_gzip_256", "W3 peak RSS, 256 clients without gzip on the full packument", "MiB",
+                           False, peak.get("verdaccio"), peak.get("gatehouse"), limit=150))
         return raw
 
     def firewall(self, g: Gatehouse, pkgs: list[seed.Pkg]) -> dict:
