@@ -1,7 +1,6 @@
 //! The signing certificate of a bundle: that it chains to a certificate authority of
 //! the trust root, and who it names (the CI job that Fulcio issued it to).
 
-use serde::Serialize;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::FromDer as _;
@@ -11,28 +10,20 @@ use super::root::Authority;
 
 /// What Fulcio wrote into the certificate about the job that signed
 /// (`1.3.6.1.4.1.57264.1.*`, docs: fulcio `oid-info.md`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SigningIdentity {
     /// The subject alternative name: for CI the workflow, e.g.
     /// `https://github.com/acme/lib/.github/workflows/release.yml@refs/heads/main`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
     /// The OIDC issuer that vouched for the job.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
     /// `https://github.com/acme/lib`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub source_repository: Option<String>,
     /// The commit the job built.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub source_digest: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub source_ref: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub build_config: Option<String>,
     /// The run, e.g. `https://github.com/acme/lib/actions/runs/42/attempts/1`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub run_invocation: Option<String>,
 }
 
