@@ -17,6 +17,10 @@ pub async fn get(ctx: &Ctx, name: &PackageName, version: &str) -> ApiResult<Resp
     ctx.require_read()?;
     let prepared = ctx.package(name).await?;
     ctx.refuse_withheld(&prepared, version)?;
+    // Ours (or promoted here): no need to read the version out of the packument.
+    if let Some(stored) = ctx.app.meta.attestations(ctx.registry.id, name, version).await? {
+        return Ok(stored_response(&stored));
+    }
     let none = || ApiError::NotFound(format!("{name}@{version} has no attestations"));
     let remote = prepared.remote.get(version).map(|r| r.source.clone());
     let manifest = packument_cache::version_manifest(prepared, version.to_owned())
@@ -28,9 +32,6 @@ pub async fn get(ctx: &Ctx, name: &PackageName, version: &str) -> ApiResult<Resp
         .is_some_and(Value::is_object);
     if !attested {
         return Err(none());
-    }
-    if let Some(stored) = ctx.app.meta.attestations(ctx.registry.id, name, version).await? {
-        return Ok(json_response(format!("{{\"attestations\":{stored}}}").into()));
     }
     // Offered by an upstream: the one it comes from, or (pulled earlier) the first
     // upstream that has them.
@@ -65,7 +66,7 @@ pub async fn get(ctx: &Ctx, name: &PackageName, version: &str) -> ApiResult<Resp
                 if let Some(from) = ctx.app.meta.registry(&registry).await?
                     && let Some(stored) = ctx.app.meta.attestations(from.id, name, version).await?
                 {
-                    return Ok(json_response(format!("{{\"attestations\":{stored}}}").into()));
+                    return Ok(stored_response(&stored));
                 }
             }
         }
@@ -75,6 +76,11 @@ pub async fn get(ctx: &Ctx, name: &PackageName, version: &str) -> ApiResult<Resp
 
 fn lists_attestations(body: &[u8]) -> bool {
     serde_json::from_slice::<Value>(body).is_ok_and(|doc| doc.get("attestations").is_some_and(Value::is_array))
+}
+
+/// The stored list (`[{predicateType, bundle}]`) as the endpoint answers it.
+fn stored_response(stored: &str) -> Response {
+    json_response(format!("{{\"attestations\":{stored}}}").into())
 }
 
 fn json_response(body: Bytes) -> Response {
