@@ -24,17 +24,6 @@ fn get(server: &TestServer, path: &str, token: &str) -> reqwest::blocking::Respo
     get_from(server, "default", path, token)
 }
 
-fn cli_ok(server: &TestServer, args: &[&str]) -> String {
-    let out = server.cli(args, "");
-    assert!(
-        out.status.success(),
-        "gatehouse {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// `gatehouse ARGS` that must fail: its exit code and everything it printed.
 fn cli_failing(server: &TestServer, args: &[&str]) -> (i32, String) {
     let out = server.cli(args, "");
@@ -141,9 +130,9 @@ fn a_denied_version_is_withheld_from_packuments_and_its_tarball_refused() {
     );
 
     // The refusal is recorded, and audited.
-    let decisions = cli_ok(&server, &["policy", "decisions", "default"]);
+    let decisions = server.cli_ok(&["policy", "decisions", "default"]);
     assert!(decisions.contains("evt\t1.1.0\tblock\tblock\tdeny"), "{decisions}");
-    let audit = cli_ok(&server, &["audit"]);
+    let audit = server.cli_ok(&["audit"]);
     assert!(audit.contains("policy.decision"), "{audit}");
 }
 
@@ -190,7 +179,7 @@ fn a_policy_with_errors_is_refused_with_its_line_and_the_old_one_stays() {
             "{text:?}: {output}"
         );
     }
-    let shown = cli_ok(&server, &["policy", "show", "default"]);
+    let shown = server.cli_ok(&["policy", "show", "default"]);
     assert!(shown.contains("reason = \"first\""), "{shown}");
 }
 
@@ -204,7 +193,7 @@ fn a_policy_set_from_the_cli_applies_without_a_restart_and_shows_back() {
         fake.url
     ));
     let token = server.admin_token();
-    let shown = cli_ok(&server, &["policy", "show", "default"]);
+    let shown = server.cli_ok(&["policy", "show", "default"]);
     assert!(
         shown.starts_with("# registry default has the default policy"),
         "{shown}"
@@ -221,18 +210,15 @@ fn a_policy_set_from_the_cli_applies_without_a_restart_and_shows_back() {
         "[[deny]]\npackage = \"evt\"\nrange = \">=1.1.0\"\nreason = \"under review\"\n",
     )
     .expect("write");
-    cli_ok(
-        &server,
-        &["policy", "set", "default", "--file", file.to_str().expect("path")],
-    );
+    server.cli_ok(&["policy", "set", "default", "--file", file.to_str().expect("path")]);
     assert!(
         eventually(Duration::from_secs(5), || {
             packument(&server, "default", &token, "evt").expect("doc")["dist-tags"]["latest"] == "1.0.0"
         }),
         "the server follows the change log"
     );
-    assert!(cli_ok(&server, &["policy", "show", "default"]).contains("under review"));
-    cli_ok(&server, &["policy", "set", "default", "--default"]);
+    assert!(server.cli_ok(&["policy", "show", "default"]).contains("under review"));
+    server.cli_ok(&["policy", "set", "default", "--default"]);
     assert!(eventually(Duration::from_secs(5), || {
         packument(&server, "default", &token, "evt").expect("doc")["dist-tags"]["latest"] == "1.1.0"
     }));
@@ -333,16 +319,13 @@ fn imported_advisories_block_vulnerable_versions_and_npm_audit_reports_them() {
         "4.17.21"
     );
 
-    let out = cli_ok(
-        &server,
-        &[
-            "advisories",
-            "import",
-            osv_fixtures().join("github-reviewed").to_str().expect("path"),
-        ],
-    );
+    let out = server.cli_ok(&[
+        "advisories",
+        "import",
+        osv_fixtures().join("github-reviewed").to_str().expect("path"),
+    ]);
     assert!(out.contains("imported 4 npm advisories"), "{out}");
-    let stats = cli_ok(&server, &["advisories", "stats"]);
+    let stats = server.cli_ok(&["advisories", "stats"]);
     assert!(stats.contains("advisories\t4"), "{stats}");
 
     assert!(eventually(Duration::from_secs(5), || {
@@ -399,15 +382,12 @@ fn imported_advisories_block_vulnerable_versions_and_npm_audit_reports_them() {
 #[test]
 fn a_malformed_advisory_import_changes_nothing() {
     let server = TestServer::start();
-    cli_ok(
-        &server,
-        &[
-            "advisories",
-            "import",
-            osv_fixtures().join("github-reviewed").to_str().expect("path"),
-        ],
-    );
-    let before = cli_ok(&server, &["advisories", "stats"]);
+    server.cli_ok(&[
+        "advisories",
+        "import",
+        osv_fixtures().join("github-reviewed").to_str().expect("path"),
+    ]);
+    let before = server.cli_ok(&["advisories", "stats"]);
     let (code, output) = cli_failing(
         &server,
         &[
@@ -437,7 +417,7 @@ fn a_malformed_advisory_import_changes_nothing() {
     let (_, output) = cli_failing(&server, &["advisories", "import", zip_path.to_str().expect("path")]);
     assert!(output.contains("../../etc/evil.json"), "{output}");
     assert_eq!(
-        cli_ok(&server, &["advisories", "stats"]),
+        server.cli_ok(&["advisories", "stats"]),
         before,
         "the database is as it was"
     );
@@ -465,7 +445,7 @@ fn a_malformed_advisory_import_changes_nothing() {
         stdout.contains("imported 1 npm advisories") && stdout.contains("1 records skipped, 1 ignored"),
         "{stdout}"
     );
-    assert!(cli_ok(&server, &["advisories", "stats"]).contains("advisories\t5"));
+    assert!(server.cli_ok(&["advisories", "stats"]).contains("advisories\t5"));
 }
 
 #[test]
@@ -481,14 +461,11 @@ fn malware_is_blocked_in_audit_mode_and_takes_no_exception() {
     fake.publish(&name, "1.0.0");
     let server = guarded(&fake, "mode = \"audit\"\n");
     let token = server.admin_token();
-    cli_ok(
-        &server,
-        &[
-            "advisories",
-            "import",
-            osv_fixtures().join("malicious").to_str().expect("path"),
-        ],
-    );
+    server.cli_ok(&[
+        "advisories",
+        "import",
+        osv_fixtures().join("malicious").to_str().expect("path"),
+    ]);
     assert!(eventually(Duration::from_secs(5), || {
         get(&server, &format!("{name}/-/{name}-1.0.0.tgz"), &token).status() == 403
     }));
@@ -532,7 +509,7 @@ fn audit_mode_serves_what_it_would_block_and_records_it() {
     assert_eq!(response.status(), 200, "audit mode serves");
     // The pulled version is held now; its decision is recorded as what enforce would do.
     assert!(eventually(Duration::from_secs(5), || {
-        let decisions = cli_ok(&server, &["policy", "decisions", "default"]);
+        let decisions = server.cli_ok(&["policy", "decisions", "default"]);
         decisions.contains("evt\t1.0.0\tallow\tblock\tdeny")
     }));
 }
@@ -566,7 +543,7 @@ fn quarantined_versions_wait_for_review_and_approval_makes_them_installable() {
     );
     // Asked for, so in the queue.
     assert!(eventually(Duration::from_secs(5), || {
-        let queue = cli_ok(&server, &["quarantine", "list", "default"]);
+        let queue = server.cli_ok(&["quarantine", "list", "default"]);
         queue.contains("native\t1.2.0\tinstall_scripts") && queue.contains("native\t1.1.0")
     }));
     let (_, output) = cli_failing(&server, &["quarantine", "approve", "default", "native@9.9.9"]);
@@ -575,28 +552,22 @@ fn quarantined_versions_wait_for_review_and_approval_makes_them_installable() {
         "{output}"
     );
 
-    cli_ok(
-        &server,
-        &[
-            "quarantine",
-            "approve",
-            "default",
-            "native@1.2.0",
-            "--reason",
-            "reviewed setup.js",
-        ],
-    );
-    cli_ok(
-        &server,
-        &[
-            "quarantine",
-            "reject",
-            "default",
-            "native@1.1.0",
-            "--reason",
-            "phones home",
-        ],
-    );
+    server.cli_ok(&[
+        "quarantine",
+        "approve",
+        "default",
+        "native@1.2.0",
+        "--reason",
+        "reviewed setup.js",
+    ]);
+    server.cli_ok(&[
+        "quarantine",
+        "reject",
+        "default",
+        "native@1.1.0",
+        "--reason",
+        "phones home",
+    ]);
     assert!(eventually(Duration::from_secs(5), || get(
         &server,
         "native/-/native-1.2.0.tgz",
@@ -613,12 +584,12 @@ fn quarantined_versions_wait_for_review_and_approval_makes_them_installable() {
         "review",
         "phones home",
     );
-    let queue = cli_ok(&server, &["quarantine", "list"]);
+    let queue = server.cli_ok(&["quarantine", "list"]);
     assert!(
         !queue.contains("native\t1.2.0") && !queue.contains("native\t1.1.0"),
         "{queue}"
     );
-    let audit = cli_ok(&server, &["audit"]);
+    let audit = server.cli_ok(&["audit"]);
     assert!(
         audit.contains("quarantine.approve") && audit.contains("quarantine.reject"),
         "{audit}"
@@ -671,29 +642,27 @@ fn an_exception_waives_one_rule_until_it_expires_then_the_rule_applies_again() {
     );
     assert!(output.contains("unknown rule \"speed\""), "{output}");
     assert!(
-        cli_ok(&server, &["policy", "exception", "list", "default"])
+        server
+            .cli_ok(&["policy", "exception", "list", "default"])
             .lines()
             .count()
             == 1,
         "nothing added"
     );
 
-    let added = cli_ok(
-        &server,
-        &[
-            "policy",
-            "exception",
-            "add",
-            "default",
-            "evt@1.1.0",
-            "--rule",
-            "deny",
-            "--expires",
-            "4s",
-            "--reason",
-            "vendor confirmed it is clean",
-        ],
-    );
+    let added = server.cli_ok(&[
+        "policy",
+        "exception",
+        "add",
+        "default",
+        "evt@1.1.0",
+        "--rule",
+        "deny",
+        "--expires",
+        "4s",
+        "--reason",
+        "vendor confirmed it is clean",
+    ]);
     assert!(
         added.contains("exception #") && added.contains("evt@1.1.0 is exempt from deny"),
         "{added}"
@@ -705,7 +674,7 @@ fn an_exception_waives_one_rule_until_it_expires_then_the_rule_applies_again() {
     )
     .status()
         == 200));
-    let listed = cli_ok(&server, &["policy", "exception", "list", "default"]);
+    let listed = server.cli_ok(&["policy", "exception", "list", "default"]);
     assert!(
         listed.contains("evt\t1.1.0\tdeny") && listed.contains("vendor confirmed"),
         "{listed}"
@@ -717,14 +686,18 @@ fn an_exception_waives_one_rule_until_it_expires_then_the_rule_applies_again() {
             == 403),
         "the exception expired"
     );
-    assert!(cli_ok(&server, &["policy", "exception", "list", "default"]).contains("(expired)"));
+    assert!(
+        server
+            .cli_ok(&["policy", "exception", "list", "default"])
+            .contains("(expired)")
+    );
     let id = listed
         .lines()
         .nth(1)
         .and_then(|l| l.split('\t').next())
         .expect("an id")
         .to_owned();
-    cli_ok(&server, &["policy", "exception", "remove", "default", &id]);
+    server.cli_ok(&["policy", "exception", "remove", "default", &id]);
     let (_, output) = cli_failing(&server, &["policy", "exception", "remove", "default", &id]);
     assert!(output.contains(&format!("no exception #{id}")), "{output}");
 }
@@ -769,10 +742,7 @@ fn a_frozen_registry_keeps_what_it_holds_and_takes_nothing_new() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("freeze.toml");
     std::fs::write(&file, "freeze = true\n").expect("write");
-    cli_ok(
-        &server,
-        &["policy", "set", "default", "--file", file.to_str().expect("path")],
-    );
+    server.cli_ok(&["policy", "set", "default", "--file", file.to_str().expect("path")]);
     fake.publish("kept", "1.1.0");
     assert!(eventually(Duration::from_secs(5), || get(&server, "never", &token)
         .status()
@@ -785,7 +755,7 @@ fn a_frozen_registry_keeps_what_it_holds_and_takes_nothing_new() {
     assert!(doc["versions"].get("1.1.0").is_none());
     assert_eq!(fake.hits("kept"), hits, "upstreams are not asked");
     assert_eq!(get(&server, "kept/-/kept-1.0.0.tgz", &token).status(), 200);
-    cli_ok(&server, &["package", "claim", "default", "@acme/*"]);
+    server.cli_ok(&["package", "claim", "default", "@acme/*"]);
     let response = publish(&server, "default", &token, &publish_body("@acme/new", "1.0.0"));
     assert_withheld(response, "freeze", "the registry is frozen");
 }
@@ -848,7 +818,7 @@ fn policy_check_lists_what_a_lockfile_pins_that_would_not_be_served() {
     );
 
     let clean = lockfile(&[("evt", "1.0.0"), ("ok", "2.0.0")]);
-    let output = cli_ok(&server, &["policy", "check", "default", "--lockfile", &clean]);
+    let output = server.cli_ok(&["policy", "check", "default", "--lockfile", &clean]);
     assert!(output.contains("0 of 2 package versions"), "{output}");
 
     let not_a_lockfile = dir.path().join("notes.txt");
@@ -899,7 +869,7 @@ fn refused_once_pulled(fake: &FakeUpstream, server: &TestServer, name: &str, ver
     } else {
         assert_eq!(doc.status(), 403, "no version left to serve");
     }
-    let decisions = cli_ok(server, &["policy", "decisions", "default"]);
+    let decisions = server.cli_ok(&["policy", "decisions", "default"]);
     assert!(decisions.contains(&format!("{name}\t{version}\tblock")), "{decisions}");
 }
 
@@ -960,7 +930,8 @@ fn advisories_sync_on_a_schedule_from_a_folder_or_a_url() {
         osv_fixtures().join("github-reviewed").display()
     ));
     assert!(
-        eventually(Duration::from_secs(10), || cli_ok(&server, &["advisories", "stats"])
+        eventually(Duration::from_secs(10), || server
+            .cli_ok(&["advisories", "stats"])
             .contains("advisories\t4")),
         "synced at start"
     );
@@ -983,7 +954,7 @@ fn advisories_sync_on_a_schedule_from_a_folder_or_a_url() {
         fake.url
     ));
     assert!(eventually(Duration::from_secs(10), || {
-        let stats = cli_ok(&server, &["advisories", "stats"]);
+        let stats = server.cli_ok(&["advisories", "stats"]);
         stats.contains("advisories\t2") && stats.contains("(--replace)")
     }));
 
@@ -995,7 +966,7 @@ fn advisories_sync_on_a_schedule_from_a_folder_or_a_url() {
     assert!(eventually(Duration::from_secs(10), || server
         .log()
         .contains("advisory sync failed")));
-    assert!(cli_ok(&server, &["advisories", "stats"]).contains("advisories\t0"));
+    assert!(server.cli_ok(&["advisories", "stats"]).contains("advisories\t0"));
     let (_, output) = {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("bad.toml");

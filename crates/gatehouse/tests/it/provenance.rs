@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::support::clients::{ClientKind, Project, clients_or_skip, output_text};
 use crate::support::fake_upstream::FakeUpstream;
-use crate::support::oidc::FakeIssuer;
+use crate::support::oidc::{AUDIENCE, FakeIssuer, alice, exchanged_token, trust_github};
 use crate::support::sigstore::{CertIdentity, FakeSigstore};
 use crate::support::*;
 
@@ -212,9 +212,6 @@ fn body_from_repository(name: &str, version: &str, repository: Option<&str>) -> 
     (body, tgz)
 }
 
-const PASSWORD: &str = "alice-password-1";
-const AUDIENCE: &str = "npm:127.0.0.1";
-
 struct Stack {
     sigstore: FakeSigstore,
     github: FakeIssuer,
@@ -233,27 +230,9 @@ fn stack() -> Stack {
         sigstore.trusted_root_path().display().to_string(),
         github.url
     ));
-    server.add_user("alice", PASSWORD);
-    let out = server.cli(&["registry", "grant", "default", "alice", "publish"], "");
-    assert!(out.status.success());
-    let alice = server.login("default", "alice", PASSWORD);
+    let alice = alice(&server);
     publish_ok(&server, "default", &alice, "@acme/lib", "1.0.0");
-    let out = server.cli(
-        &[
-            "trust",
-            "add",
-            "default",
-            "@acme/lib",
-            "--github",
-            "acme/lib",
-            "--file",
-            "release.yml",
-            "--owner",
-            "alice",
-        ],
-        "",
-    );
-    assert!(out.status.success());
+    trust_github(&server, "@acme/lib", "acme/lib", &[]);
     Stack {
         sigstore,
         github,
@@ -268,17 +247,7 @@ impl Stack {
         let jwt = self
             .github
             .token(&self.github.github_claims("acme/lib", "release.yml", AUDIENCE));
-        let response = http()
-            .post(format!(
-                "{}-/npm/v1/oidc/token/exchange/package/@acme%2flib",
-                self.server.registry_url("default")
-            ))
-            .bearer_auth(jwt)
-            .send()
-            .expect("exchange");
-        assert_eq!(response.status(), 201);
-        let body: Value = response.json().expect("json");
-        body["token"].as_str().expect("token").to_owned()
+        exchanged_token(&self.server, Some("default"), "@acme/lib", &jwt)
     }
 
     /// The certificate Fulcio gives the release job: its repository, ref, commit, run.
@@ -463,13 +432,8 @@ fn a_token_publish_with_provenance_must_name_the_repository_it_was_built_from() 
 fn a_promotion_carries_the_attestations_along() {
     let stack = stack();
     let (server, sigstore) = (&stack.server, &stack.sigstore);
-    for args in [
-        &["registry", "create", "prod"][..],
-        &["registry", "create", "dev", "--upstream", "registry:prod"][..],
-    ] {
-        let out = server.cli(args, "");
-        assert!(out.status.success(), "{}", output_text(&out));
-    }
+    server.cli_ok(&["registry", "create", "prod"]);
+    server.cli_ok(&["registry", "create", "dev", "--upstream", "registry:prod"]);
     let (body, tgz) = body_from_repository("@acme/app", "1.0.0", Some("https://github.com/acme/lib"));
     let body = signed(
         sigstore,
@@ -485,8 +449,7 @@ fn a_promotion_carries_the_attestations_along() {
     );
     let response = publish(server, "dev", &dev, &body);
     assert_eq!(response.status(), 201, "{}", response.text().unwrap_or_default());
-    let out = server.cli(&["push", "dev", "@acme/app@1.0.0", "--to", "registry:prod"], "");
-    assert!(out.status.success(), "{}", output_text(&out));
+    server.cli_ok(&["push", "dev", "@acme/app@1.0.0", "--to", "registry:prod"]);
 
     let path = attestations_path("@acme/app", "1.0.0");
     let in_dev: Value = get_from(server, "dev", &path, &dev).json().expect("json");

@@ -8,12 +8,11 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::support::clients::{ClientKind, Project, clients_or_skip, output_text};
-use crate::support::oidc::{self, ACTIONS_REQUEST_TOKEN, FakeIssuer, IssuerMode};
+use crate::support::oidc::{
+    self, ACTIONS_REQUEST_TOKEN, ALICE_PASSWORD, AUDIENCE, FakeIssuer, IssuerMode, alice, exchange, exchange_url,
+    exchanged_token, trust_github,
+};
 use crate::support::*;
-
-const PASSWORD: &str = "alice-password-1";
-/// What npm asks GitHub for when the registry is on 127.0.0.1 (hostname, no port).
-const AUDIENCE: &str = "npm:127.0.0.1";
 
 fn server_trusting(github: &FakeIssuer, gitlab: &FakeIssuer, ttl: &str) -> TestServer {
     TestServer::start_with_config(&format!(
@@ -24,50 +23,9 @@ fn server_trusting(github: &FakeIssuer, gitlab: &FakeIssuer, ttl: &str) -> TestS
     ))
 }
 
-/// Alice, who may publish to `default`, and her token.
-fn alice(server: &TestServer) -> String {
-    server.add_user("alice", PASSWORD);
-    let out = server.cli(&["registry", "grant", "default", "alice", "publish"], "");
-    assert!(out.status.success(), "{}", output_text(&out));
-    server.login("default", "alice", PASSWORD)
-}
-
-fn cli_ok(server: &TestServer, args: &[&str]) -> String {
-    let out = server.cli(args, "");
-    assert!(out.status.success(), "gatehouse {args:?}: {}", output_text(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn exchange_url(server: &TestServer, registry: Option<&str>, name: &str) -> String {
-    let base = match registry {
-        Some(r) => server.registry_url(r),
-        None => format!("{}/", server.base),
-    };
-    format!(
-        "{base}-/npm/v1/oidc/token/exchange/package/{}",
-        name.replace('/', "%2f")
-    )
-}
-
-/// The exchange's status and JSON body.
-fn exchange(server: &TestServer, registry: Option<&str>, name: &str, jwt: &str) -> (u16, Value) {
-    let response = http()
-        .post(exchange_url(server, registry, name))
-        .bearer_auth(jwt)
-        .send()
-        .expect("exchange");
-    let status = response.status().as_u16();
-    (status, response.json().unwrap_or(Value::Null))
-}
-
-fn exchanged_token(server: &TestServer, registry: Option<&str>, name: &str, jwt: &str) -> String {
-    let (status, body) = exchange(server, registry, name, jwt);
-    assert_eq!(status, 201, "{body}");
-    body["token"].as_str().expect("token").to_owned()
-}
-
 fn exchanges_audited(server: &TestServer) -> usize {
-    cli_ok(server, &["audit", "--action", "token.exchange", "--limit", "1000"])
+    server
+        .cli_ok(&["audit", "--action", "token.exchange", "--limit", "1000"])
         .lines()
         .filter(|l| l.contains("token.exchange"))
         .count()
@@ -75,29 +33,13 @@ fn exchanges_audited(server: &TestServer) -> usize {
 
 /// The id of the package's first trust configuration in `default`, as `trust list` prints it.
 fn first_trust_id(server: &TestServer, name: &str) -> String {
-    cli_ok(server, &["trust", "list", "default", name])
+    server
+        .cli_ok(&["trust", "list", "default", name])
         .lines()
         .nth(1)
         .and_then(|l| l.split('\t').next())
         .expect("a trust configuration")
         .to_owned()
-}
-
-fn trust_github(server: &TestServer, name: &str, repository: &str, extra: &[&str]) {
-    let mut args = vec![
-        "trust",
-        "add",
-        "default",
-        name,
-        "--github",
-        repository,
-        "--file",
-        "release.yml",
-        "--owner",
-        "alice",
-    ];
-    args.extend_from_slice(extra);
-    cli_ok(server, &args);
 }
 
 #[test]
@@ -165,7 +107,7 @@ fn npm_publishes_from_github_actions_with_no_token_stored() {
     // npm view shows the publisher as it shows any (`name <email>`).
     let viewed = output_text(&dev.run(&["view", "@acme/lib@1.1.0", "_npmUser"]));
     assert!(viewed.contains("GitHub Actions"), "{viewed}");
-    let audit = cli_ok(&server, &["audit", "--action", "token.exchange"]);
+    let audit = server.cli_ok(&["audit", "--action", "token.exchange"]);
     assert!(
         audit.contains("acme/lib") && audit.contains("4242"),
         "the claims are on record: {audit}"
@@ -209,7 +151,7 @@ fn yarn_berry_publishes_from_github_actions_with_no_token_stored() {
     assert_eq!(publisher["id"], "github", "{doc}");
     assert_eq!(publisher["repository"], "acme/yarned");
     assert_eq!(publisher["workflow"], "release.yml");
-    let audit = cli_ok(&server, &["audit", "--action", "token.exchange"]);
+    let audit = server.cli_ok(&["audit", "--action", "token.exchange"]);
     assert!(audit.contains("acme/yarned"), "{audit}");
 }
 
@@ -237,21 +179,18 @@ fn a_gitlab_job_publishes_the_first_version_of_a_new_package() {
     );
     assert!(!out.status.success());
     assert!(output_text(&out).contains("name the user who will maintain it with --owner USER"));
-    cli_ok(
-        &server,
-        &[
-            "trust",
-            "add",
-            "default",
-            "@acme/born",
-            "--gitlab",
-            "acme/born",
-            "--file",
-            ".gitlab-ci.yml",
-            "--owner",
-            "alice",
-        ],
-    );
+    server.cli_ok(&[
+        "trust",
+        "add",
+        "default",
+        "@acme/born",
+        "--gitlab",
+        "acme/born",
+        "--file",
+        ".gitlab-ci.yml",
+        "--owner",
+        "alice",
+    ]);
     let id_token = gitlab.token(&gitlab.gitlab_claims("acme/born", ".gitlab-ci.yml", AUDIENCE));
     let ci = Project::new(ClientKind::Npm)
         .with_env("GITLAB_CI", "true")
@@ -391,7 +330,7 @@ fn forged_stale_and_misdirected_oidc_tokens_are_refused() {
     assert_eq!(exchanges_audited(&server), 2);
     // Revoked: the same token, replayed, is refused.
     let id = first_trust_id(&server, "@acme/lib");
-    cli_ok(&server, &["trust", "remove", "default", "@acme/lib", &id]);
+    server.cli_ok(&["trust", "remove", "default", "@acme/lib", &id]);
     let (status, body) = exchange(&server, Some("default"), "@acme/lib", &github.token(&good));
     assert_eq!(status, 404, "{body}");
     assert!(
@@ -410,7 +349,7 @@ fn an_exchanged_token_publishes_its_package_and_nothing_else() {
     publish_ok(&server, "default", &alice_token, "@acme/lib", "1.0.0");
     publish_ok(&server, "default", &alice_token, "@acme/other", "1.0.0");
     trust_github(&server, "@acme/lib", "acme/lib", &[]);
-    cli_ok(&server, &["registry", "create", "other"]);
+    server.cli_ok(&["registry", "create", "other"]);
     let jwt = github.token(&github.github_claims("acme/lib", "release.yml", AUDIENCE));
     let token = exchanged_token(&server, Some("default"), "@acme/lib", &jwt);
 
@@ -436,7 +375,7 @@ fn an_exchanged_token_publishes_its_package_and_nothing_else() {
         http().delete(format!("{base}@acme%2flib/-rev/1")),
         http()
             .post(format!("{base}-/npm/v1/tokens"))
-            .json(&json!({"password": PASSWORD})),
+            .json(&json!({"password": ALICE_PASSWORD})),
         http().get(format!("{base}-/npm/v1/tokens")),
         http()
             .post(format!("{base}-/package/@acme%2flib/trust"))
@@ -462,16 +401,13 @@ fn an_exchanged_token_publishes_its_package_and_nothing_else() {
     // The policy can insist: then a maintainer's own token no longer publishes it.
     let policy = tempfile::NamedTempFile::new().expect("tempfile");
     std::fs::write(policy.path(), "[trusted_publishing]\nrequire = [\"@acme/lib\"]\n").expect("policy");
-    cli_ok(
-        &server,
-        &[
-            "policy",
-            "set",
-            "default",
-            "--file",
-            policy.path().to_str().expect("utf-8"),
-        ],
-    );
+    server.cli_ok(&[
+        "policy",
+        "set",
+        "default",
+        "--file",
+        policy.path().to_str().expect("utf-8"),
+    ]);
     // Every attempt is a new version: until the policy reaches the server, one may get in.
     let (version, refused) = (1..100)
         .find_map(|patch| {
@@ -529,23 +465,20 @@ fn the_root_exchange_finds_the_one_registry_that_trusts_the_job() {
     let (github, gitlab) = (FakeIssuer::start(), FakeIssuer::start());
     let server = server_trusting(&github, &gitlab, "5m");
     alice(&server);
-    cli_ok(&server, &["registry", "create", "staging"]);
+    server.cli_ok(&["registry", "create", "staging"]);
     trust_github(&server, "@acme/lib", "acme/lib", &[]);
-    cli_ok(
-        &server,
-        &[
-            "trust",
-            "add",
-            "staging",
-            "@acme/lib",
-            "--github",
-            "acme/lib",
-            "--file",
-            "release.yml",
-            "--owner",
-            "alice",
-        ],
-    );
+    server.cli_ok(&[
+        "trust",
+        "add",
+        "staging",
+        "@acme/lib",
+        "--github",
+        "acme/lib",
+        "--file",
+        "release.yml",
+        "--owner",
+        "alice",
+    ]);
     let jwt = github.token(&github.github_claims("acme/lib", "release.yml", AUDIENCE));
     let (status, body) = exchange(&server, None, "@acme/lib", &jwt);
     assert_eq!(status, 409, "{body}");
@@ -553,7 +486,7 @@ fn the_root_exchange_finds_the_one_registry_that_trusts_the_job() {
     assert!(message.contains("several registries (default, staging)"), "{message}");
     let (status, body) = exchange(&server, Some("staging"), "@acme/lib", &jwt);
     assert_eq!((status, body["registry"].as_str()), (201, Some("staging")), "{body}");
-    cli_ok(&server, &["trust", "remove", "staging", "@acme/lib", "2"]);
+    server.cli_ok(&["trust", "remove", "staging", "@acme/lib", "2"]);
     let (status, body) = exchange(&server, None, "@acme/lib", &jwt);
     assert_eq!((status, body["registry"].as_str()), (201, Some("default")), "{body}");
 }
@@ -583,21 +516,18 @@ fn issuer_keys_are_cached_refetched_on_rotation_and_a_broken_issuer_is_named() {
 
     // An issuer that serves garbage, or is down, before any key was fetched.
     gitlab.set_mode(IssuerMode::Garbage);
-    cli_ok(
-        &server,
-        &[
-            "trust",
-            "add",
-            "default",
-            "@acme/lib",
-            "--gitlab",
-            "acme/lib",
-            "--file",
-            ".gitlab-ci.yml",
-            "--owner",
-            "alice",
-        ],
-    );
+    server.cli_ok(&[
+        "trust",
+        "add",
+        "default",
+        "@acme/lib",
+        "--gitlab",
+        "acme/lib",
+        "--file",
+        ".gitlab-ci.yml",
+        "--owner",
+        "alice",
+    ]);
     let gitlab_jwt = gitlab.token(&gitlab.gitlab_claims("acme/lib", ".gitlab-ci.yml", AUDIENCE));
     let (status, body) = exchange(&server, Some("default"), "@acme/lib", &gitlab_jwt);
     assert_eq!(status, 502, "{body}");

@@ -82,6 +82,18 @@ impl TestServer {
         run_cli_with(&self.data_dir, self.config_file.as_deref(), args, stdin)
     }
 
+    /// A CLI command that must succeed; its standard output.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args, "");
+        assert!(
+            out.status.success(),
+            "gatehouse {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     pub fn add_user(&self, name: &str, password: &str) {
         let out = self.cli(&["user", "add", name, "--password-stdin"], &format!("{password}\n"));
         assert!(

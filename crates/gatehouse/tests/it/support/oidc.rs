@@ -12,6 +12,8 @@ use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
+use super::{TestServer, http};
+
 /// The bearer credential the fake Actions endpoint wants (`ACTIONS_ID_TOKEN_REQUEST_TOKEN`).
 pub const ACTIONS_REQUEST_TOKEN: &str = "actions-request-token";
 
@@ -270,4 +272,66 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>, base: &str) {
         "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
+}
+
+// Trusted publishing's steps, as the tests take them.
+
+/// What npm asks GitHub for when the registry is on 127.0.0.1 (hostname, no port).
+pub const AUDIENCE: &str = "npm:127.0.0.1";
+/// The password of `alice`, the maintainer who trusts CI in these tests.
+pub const ALICE_PASSWORD: &str = "alice-password-1";
+
+/// Alice, who may publish to `default`, and her token.
+pub fn alice(server: &TestServer) -> String {
+    server.add_user("alice", ALICE_PASSWORD);
+    server.cli_ok(&["registry", "grant", "default", "alice", "publish"]);
+    server.login("default", "alice", ALICE_PASSWORD)
+}
+
+/// Trusts `repository`'s `release.yml` to publish `name` in `default` (alice maintains it).
+pub fn trust_github(server: &TestServer, name: &str, repository: &str, extra: &[&str]) {
+    let mut args = vec![
+        "trust",
+        "add",
+        "default",
+        name,
+        "--github",
+        repository,
+        "--file",
+        "release.yml",
+        "--owner",
+        "alice",
+    ];
+    args.extend_from_slice(extra);
+    server.cli_ok(&args);
+}
+
+/// The exchange's URL under `registry`, or at the host root.
+pub fn exchange_url(server: &TestServer, registry: Option<&str>, name: &str) -> String {
+    let base = match registry {
+        Some(r) => server.registry_url(r),
+        None => format!("{}/", server.base),
+    };
+    format!(
+        "{base}-/npm/v1/oidc/token/exchange/package/{}",
+        name.replace('/', "%2f")
+    )
+}
+
+/// The exchange's status and JSON body.
+pub fn exchange(server: &TestServer, registry: Option<&str>, name: &str, jwt: &str) -> (u16, Value) {
+    let response = http()
+        .post(exchange_url(server, registry, name))
+        .bearer_auth(jwt)
+        .send()
+        .expect("exchange");
+    let status = response.status().as_u16();
+    (status, response.json().unwrap_or(Value::Null))
+}
+
+/// The token a successful exchange answers.
+pub fn exchanged_token(server: &TestServer, registry: Option<&str>, name: &str, jwt: &str) -> String {
+    let (status, body) = exchange(server, registry, name, jwt);
+    assert_eq!(status, 201, "{body}");
+    body["token"].as_str().expect("token").to_owned()
 }
