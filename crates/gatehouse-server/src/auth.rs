@@ -3,6 +3,7 @@
 
 pub mod cidr;
 pub mod password;
+pub mod session;
 pub mod token;
 pub mod web_login;
 

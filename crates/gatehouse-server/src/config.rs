@@ -56,6 +56,23 @@ pub struct Config {
     /// What provenance bundles are verified against: `[provenance] trusted_root`, or
     /// Sigstore's public-good instance.
     pub provenance_root: Arc<TrustedRoot>,
+    pub web: WebSettings,
+}
+
+/// `[web]`: the web app at `/-/ui/`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSettings {
+    /// How long a sign-in lasts (`"8h"`); tests set seconds.
+    pub session_ttl: Age,
+}
+
+impl Default for WebSettings {
+    fn default() -> Self {
+        WebSettings {
+            session_ttl: Age { millis: 8 * 3_600_000 },
+        }
+    }
 }
 
 /// `[provenance]`: the Sigstore trust root (a `trusted_root.json`, as Sigstore's TUF
@@ -324,6 +341,7 @@ struct FileConfig {
     advisories: Option<AdvisorySettings>,
     oidc: Option<crate::oidc::OidcSettings>,
     provenance: ProvenanceSection,
+    web: Option<WebSettings>,
 }
 
 /// `[database]` and `[blobs]`: where a store lives, as a URL.
@@ -413,7 +431,12 @@ impl Config {
         let oidc = file.oidc.unwrap_or_default();
         oidc.validate().map_err(ConfigError::Invalid)?;
         let provenance_root = Arc::new(file.provenance.load()?);
+        let web = file.web.unwrap_or_default();
+        if web.session_ttl.millis < 1_000 {
+            return Err(ConfigError::Invalid("[web] session_ttl must be at least 1s".into()));
+        }
         Ok(Config {
+            web,
             advisories,
             oidc,
             provenance_root,

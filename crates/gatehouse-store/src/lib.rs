@@ -368,6 +368,8 @@ pub enum AuditAction {
     RegistryDefaultRole,
     RegistryUpstreamAdd,
     RegistryUpstreamRemove,
+    /// The upstream list reordered, or an upstream's internal flag changed.
+    RegistryUpstreamChange,
     UserCreate,
     UserRegister,
     UserPassword,
@@ -422,6 +424,7 @@ impl AuditAction {
         AuditAction::RegistryDefaultRole,
         AuditAction::RegistryUpstreamAdd,
         AuditAction::RegistryUpstreamRemove,
+        AuditAction::RegistryUpstreamChange,
         AuditAction::UserCreate,
         AuditAction::UserRegister,
         AuditAction::UserPassword,
@@ -475,6 +478,7 @@ impl AuditAction {
             AuditAction::RegistryDefaultRole => "registry.default_role",
             AuditAction::RegistryUpstreamAdd => "registry.upstream_add",
             AuditAction::RegistryUpstreamRemove => "registry.upstream_remove",
+            AuditAction::RegistryUpstreamChange => "registry.upstream_change",
             AuditAction::UserCreate => "user.create",
             AuditAction::UserRegister => "user.register",
             AuditAction::UserPassword => "user.password",
@@ -821,6 +825,36 @@ pub trait TrustStore: Send + Sync {
     async fn remove_trusted_publisher(&self, registry: RegistryId, name: &PackageName, id: i64) -> StoreResult<bool>;
 }
 
+/// A web app sign-in, found by the hash of its id.
+#[derive(Debug, Clone)]
+pub struct WebSession {
+    pub user: User,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+    pub last_seen: Millis,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewWebSession<'a> {
+    pub id_hash: &'a str,
+    pub user: UserId,
+    pub expires_at: Millis,
+    pub client_addr: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+}
+
+/// Web app sessions (the cookie holds the id; the store only its SHA-256).
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Also forgets sessions that have expired.
+    async fn create_session(&self, new: &NewWebSession<'_>) -> StoreResult<()>;
+    /// The session, unless it has expired by `now`; `last_seen` moves to `now`.
+    async fn session(&self, id_hash: &str, now: Millis) -> StoreResult<Option<WebSession>>;
+    async fn end_session(&self, id_hash: &str) -> StoreResult<bool>;
+    /// Signs a user out everywhere; how many sessions ended.
+    async fn end_sessions_of(&self, user: UserId) -> StoreResult<u64>;
+}
+
 /// Names claimed for registries (see the `claims` migration for why).
 #[async_trait]
 pub trait ClaimStore: Send + Sync {
@@ -991,6 +1025,7 @@ pub trait MetaStore:
     + UpstreamStore
     + ClaimStore
     + TrustStore
+    + SessionStore
     + ChangeLog
     + AuditLog
     + BlobJournalStore
@@ -1006,6 +1041,7 @@ impl<
         + UpstreamStore
         + ClaimStore
         + TrustStore
+        + SessionStore
         + ChangeLog
         + AuditLog
         + BlobJournalStore

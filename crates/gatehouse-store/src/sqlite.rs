@@ -45,6 +45,7 @@ mod journal;
 mod packages;
 mod policies;
 mod registries;
+mod sessions;
 mod tokens;
 mod trust;
 mod upstreams;
