@@ -11,6 +11,7 @@ pub mod packument;
 pub mod provenance;
 pub mod publish;
 pub mod route;
+pub mod setup;
 pub mod tarball;
 pub mod trust;
 pub mod version;

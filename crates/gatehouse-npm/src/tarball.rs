@@ -28,6 +28,9 @@ const PADDING_ALLOWANCE: u64 = 64 * 1024;
 /// PAX records and GNU long names hold a path and a few attributes; nothing legitimate is this big.
 const MAX_EXTENSION_BYTES: u64 = 64 * 1024;
 
+/// A README bigger than this is left out (it is shown, not needed to install).
+const MAX_README_BYTES: u64 = 256 * 1024;
+
 /// Longest entry path or PAX key quoted in an error message.
 const MAX_SHOWN_CHARS: usize = 200;
 
@@ -63,6 +66,30 @@ pub struct TarballInfo {
     pub has_shrinkwrap: bool,
     /// `binding.gyp` in the package folder: npm then runs `node-gyp rebuild` on install.
     pub has_binding_gyp: bool,
+    /// The package folder's README (`README.md`, `readme`, …), if not too large:
+    /// npm ≥ 7 no longer sends it with a publish, so the registry reads it here.
+    pub readme: Option<Readme>,
+}
+
+/// A README file found in a tarball.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readme {
+    pub file: String,
+    /// Its text (invalid UTF-8 replaced).
+    pub text: String,
+}
+
+/// How much `file` is preferred as the README: lower is better, `None` is not one.
+fn readme_rank(file: &str) -> Option<u8> {
+    let lower = file.to_ascii_lowercase();
+    match lower.as_str() {
+        "readme.md" => Some(0),
+        "readme.markdown" => Some(1),
+        "readme" => Some(2),
+        "readme.txt" => Some(3),
+        _ if lower.starts_with("readme.") && !lower[7..].contains('/') => Some(4),
+        _ => None,
+    }
 }
 
 /// Why a tarball was refused. The messages are shown to npm users as they are.
@@ -272,6 +299,7 @@ struct Scan<'a> {
     unpacked_size: u64,
     has_shrinkwrap: bool,
     has_binding_gyp: bool,
+    readme: Option<(u8, Readme)>,
 }
 
 impl<'a> Scan<'a> {
@@ -290,6 +318,7 @@ impl<'a> Scan<'a> {
             unpacked_size: 0,
             has_shrinkwrap: false,
             has_binding_gyp: false,
+            readme: None,
         }
     }
 
@@ -417,7 +446,20 @@ impl<'a> Scan<'a> {
             "package.json" => self.read_manifest(entry)?,
             "npm-shrinkwrap.json" => self.has_shrinkwrap = true,
             "binding.gyp" => self.has_binding_gyp = true,
-            _ => {}
+            other => {
+                if let Some(rank) = readme_rank(other)
+                    && entry.size() <= MAX_README_BYTES
+                    && self.readme.as_ref().is_none_or(|(best, _)| rank < *best)
+                {
+                    let mut bytes = Vec::new();
+                    entry.read_to_end(&mut bytes).map_err(|e| self.io_error(e))?;
+                    let readme = Readme {
+                        file: other.to_owned(),
+                        text: String::from_utf8_lossy(&bytes).into_owned(),
+                    };
+                    self.readme = Some((rank, readme));
+                }
+            }
         }
         Ok(())
     }
@@ -451,6 +493,7 @@ impl<'a> Scan<'a> {
             unpacked_size: self.unpacked_size,
             has_shrinkwrap: self.has_shrinkwrap,
             has_binding_gyp: self.has_binding_gyp,
+            readme: self.readme.map(|(_, readme)| readme),
         })
     }
 }
@@ -776,6 +819,25 @@ mod tests {
         assert!(info.has_shrinkwrap);
         assert!(info.has_binding_gyp);
         assert_eq!(info.file_count, 4);
+    }
+
+    #[test]
+    fn reads_the_root_readme_preferring_markdown_and_skipping_huge_ones() {
+        let info = inspect_default(
+            &Tar::package()
+                .file("package/docs/README.md", b"nested")
+                .file("package/README.txt", b"text")
+                .file("package/Readme.md", b"# Demo")
+                .tgz(),
+        )
+        .unwrap();
+        let readme = info.readme.unwrap();
+        assert_eq!((readme.file.as_str(), readme.text.as_str()), ("Readme.md", "# Demo"));
+
+        let huge = vec![b'x'; usize::try_from(MAX_README_BYTES).unwrap() + 1];
+        let info = inspect_default(&Tar::package().file("package/README.md", &huge).tgz()).unwrap();
+        assert_eq!(info.readme, None);
+        assert_eq!(inspect_default(&Tar::package().tgz()).unwrap().readme, None);
     }
 
     #[test]
