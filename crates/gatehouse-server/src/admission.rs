@@ -690,6 +690,15 @@ fn served_manifest(
         manifest.remove("hasInstallScript");
     }
     manifest.insert("_hasShrinkwrap".into(), Value::Bool(tarball.has_shrinkwrap));
+    // npm ≥ 7 publishes without the README; the package page shows the tarball's.
+    let sent_readme = manifest
+        .get("readme")
+        .and_then(Value::as_str)
+        .is_some_and(|r| !r.trim().is_empty());
+    if !sent_readme && let Some(readme) = &tarball.readme {
+        manifest.insert("readme".into(), Value::String(readme.text.clone()));
+        manifest.insert("readmeFilename".into(), Value::String(readme.file.clone()));
+    }
     let mut dist = match manifest.remove("dist") {
         Some(Value::Object(d)) => d,
         _ => Map::new(),

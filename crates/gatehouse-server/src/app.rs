@@ -12,6 +12,7 @@ use gatehouse_store::{ChangeKind, Meta, Registry, StoreError};
 use crate::access::AccessCache;
 use crate::admission::Admission;
 use crate::auth::Authenticator;
+use crate::auth::session::Sessions;
 use crate::auth::web_login::WebLogins;
 use crate::config::{Config, PublicUrl};
 use crate::firewall::Firewall;
@@ -34,6 +35,10 @@ pub struct App {
     pub firewall: Arc<Firewall>,
     pub auth: Arc<Authenticator>,
     pub web_logins: WebLogins,
+    /// Web app sign-ins.
+    pub sessions: Sessions,
+    /// Package pages' READMEs, rendered once per change.
+    pub readmes: crate::readme::Readmes,
     pub upstreams: Arc<Upstreams>,
     /// Registries and roles, read on every request.
     pub access: Arc<AccessCache>,
@@ -207,6 +212,11 @@ impl App {
         Ok(Arc::new(App {
             auth,
             web_logins: WebLogins::default(),
+            readmes: crate::readme::Readmes::new(),
+            sessions: Sessions::new(
+                meta.clone(),
+                std::time::Duration::from_millis(u64::try_from(config.web.session_ttl.millis).unwrap_or(0)),
+            ),
             access,
             upstreams,
             admission,

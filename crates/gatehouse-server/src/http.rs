@@ -6,12 +6,13 @@ pub mod error;
 pub mod extract;
 pub mod npm;
 pub mod serve;
+pub mod ui;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{any, get, post};
 use serde_json::json;
@@ -25,7 +26,6 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/-/ping", get(ping))
         .route("/-/health", get(ping))
         .route("/-/ready", get(ready))
-        .route("/-/ui/", get(welcome))
         .route(
             "/-/api/v1/registries",
             get(api::list_registries).post(api::create_registry),
@@ -93,6 +93,7 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/-/api/v1/advisories", get(api::advisory_stats))
         .route("/-/api/v1/advisories/import", post(api::import_advisories))
+        .merge(ui::router(&app))
         .route("/r/{*rest}", any(npm::entry))
         .fallback(npm::root)
         // Bodies are read with our own limit (see `npm::read_body`) for a clear JSON error.
@@ -127,22 +128,4 @@ async fn ready(axum::extract::State(app): axum::extract::State<Arc<App>>) -> Res
                 .into_response()
         }
     }
-}
-
-/// A placeholder front page until the web UI lands: where to point clients. Private
-/// registries are not named to a visitor who has not signed in.
-async fn welcome(axum::extract::State(app): axum::extract::State<Arc<App>>) -> Response {
-    let registries = app.meta.registries().await.unwrap_or_default();
-    let mut body = String::from("Gatehouse npm registry\n\nPublic registries:\n");
-    for registry in registries.iter().filter(|r| r.public_read) {
-        body.push_str(&format!("  {}/\n", app.registry_base(registry)));
-    }
-    body.push_str(&format!(
-        "\nRegistries are served at {}/r/NAME/ (with the trailing slash); ask your administrator for yours.\n\
-         npm config set registry {}/r/NAME/\nnpm login --registry {}/r/NAME/\n",
-        app.public_url.as_str(),
-        app.public_url.as_str(),
-        app.public_url.as_str()
-    ));
-    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
 }

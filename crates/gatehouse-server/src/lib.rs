@@ -15,5 +15,6 @@ pub mod lockfile_check;
 pub mod offload;
 pub mod oidc;
 pub mod packument_cache;
+pub mod readme;
 pub mod services;
 pub mod upstream;

@@ -18,7 +18,7 @@ use gatehouse_npm::name::PackageName;
 use gatehouse_store::{AuditAction, AuditEntry, Meta, Registry, RegistryId, StoreError};
 
 pub use policy::{ExceptionRequest, parse_expiry, split_spec};
-pub use registries::UpstreamRequest;
+pub use registries::{UpstreamChange, UpstreamRequest};
 pub use trust::{ExchangeError, Exchanged, TrustConfig};
 pub use users::{Creation, NewUser, TokenRef};
 

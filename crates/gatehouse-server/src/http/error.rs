@@ -75,7 +75,7 @@ impl ApiError {
         ApiError::Internal(cause.into())
     }
 
-    fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) | ApiError::WrongPassword(_) => StatusCode::UNAUTHORIZED,

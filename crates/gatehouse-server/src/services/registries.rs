@@ -18,6 +18,14 @@ pub struct UpstreamRequest {
     pub internal: bool,
 }
 
+/// What `change_upstream` does to one upstream.
+#[derive(Debug, Clone, Copy)]
+pub enum UpstreamChange {
+    Earlier,
+    Later,
+    Internal(bool),
+}
+
 impl UpstreamRequest {
     pub fn plain(spec: UpstreamSpec) -> Self {
         UpstreamRequest {
@@ -231,6 +239,58 @@ impl Services {
         let entry = Audited::new(AuditAction::RegistryUpstreamRemove)
             .registry(registry)
             .detail(spec.to_string());
+        self.record(actor, entry).await;
+        Ok(())
+    }
+
+    /// Moves an upstream one place earlier (`earlier`) or later in the order they are
+    /// asked, or sets its internal flag; the rest of the list stays as it is.
+    pub async fn change_upstream(
+        &self,
+        actor: &Actor,
+        registry: &Registry,
+        spec: &UpstreamSpec,
+        change: UpstreamChange,
+    ) -> ServiceResult<()> {
+        let mut list: Vec<NewUpstream> = self
+            .meta
+            .upstreams(registry.id)
+            .await?
+            .into_iter()
+            .map(|u| NewUpstream {
+                spec: u.spec,
+                token: u.token,
+                basic_auth: u.basic_auth,
+                internal: u.internal,
+            })
+            .collect();
+        let shown = spec.to_string();
+        let Some(at) = list.iter().position(|u| u.spec == shown) else {
+            return Err(ServiceError::NotFound(format!(
+                "{} has no upstream {spec}",
+                registry.name
+            )));
+        };
+        let detail = match change {
+            UpstreamChange::Earlier if at > 0 => {
+                list.swap(at, at - 1);
+                format!("{spec} moved to place {at}")
+            }
+            UpstreamChange::Later if at + 1 < list.len() => {
+                list.swap(at, at + 1);
+                format!("{spec} moved to place {}", at + 2)
+            }
+            UpstreamChange::Earlier | UpstreamChange::Later => return Ok(()),
+            UpstreamChange::Internal(internal) => {
+                list[at].internal = internal;
+                format!("{spec} internal={internal}")
+            }
+        };
+        self.meta.set_upstreams(registry.id, &list).await?;
+        self.caches.registry_changed();
+        let entry = Audited::new(AuditAction::RegistryUpstreamChange)
+            .registry(registry)
+            .detail(detail);
         self.record(actor, entry).await;
         Ok(())
     }
