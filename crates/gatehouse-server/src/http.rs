@@ -39,6 +39,7 @@ pub fn router(app: Arc<App>) -> Router {
             "/-/api/v1/registries/{registry}/packages/{*name}",
             axum::routing::delete(api::delete_package),
         )
+        .route("/-/api/v1/registries/{registry}/setup", get(api::registry_setup))
         .route("/-/api/v1/registries/{registry}/purge", post(api::purge_package))
         .route("/-/api/v1/registries/{registry}/clone", post(api::clone_registry))
         .route("/-/api/v1/registries/{registry}/push", post(api::push_version))

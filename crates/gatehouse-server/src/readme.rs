@@ -55,7 +55,6 @@ pub fn render(markdown: &str) -> String {
     options.extension.tasklist = true;
     options.extension.autolink = true;
     options.extension.footnotes = true;
-    options.extension.header_id_prefix = Some(String::new());
     // Raw HTML is let through here only because ammonia removes what is unsafe next.
     options.render.r#unsafe = true;
     let html = comrak::markdown_to_html(&markdown[..end], &options);

@@ -118,6 +118,20 @@ enum Command {
         #[arg(long, default_value_t = 8)]
         jobs: usize,
     },
+    /// Copy-paste setup of a registry for every client (what the web app's Setup tab
+    /// shows): .npmrc, .yarnrc.yml, bunfig.toml, .upmconfig.toml, CI files.
+    Setup {
+        registry: String,
+        /// Only this client's snippets.
+        #[arg(long, value_parser = ["npm", "pnpm", "yarn", "berry", "bun", "unity", "ci"])]
+        client: Option<String>,
+        /// A token to fill in; without one the snippets read it from NPM_TOKEN.
+        #[arg(long, env = "GATEHOUSE_SETUP_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// The npm scope of the scoped examples [default: @REGISTRY].
+        #[arg(long)]
+        scope: Option<String>,
+    },
     /// Copy a running (or stopped) embedded install into DEST, consistently: the
     /// database as of one moment, then every tarball it refers to.
     Backup { dest: PathBuf },
@@ -194,6 +208,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Gc { dry_run, grace } => housekeeping::gc(config, dry_run, &grace).await,
         Command::Package(cmd) => packages::package_command(config, cmd).await,
         Command::Push { registry, spec, to } => packages::push(config, &registry, &spec, &to).await,
+        Command::Setup {
+            registry,
+            client,
+            token,
+            scope,
+        } => registries::setup(config, &registry, client.as_deref(), token.as_deref(), scope.as_deref()).await,
     }
 }
 

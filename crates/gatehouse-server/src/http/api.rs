@@ -342,6 +342,52 @@ pub async fn list_packages(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct SetupParams {
+    client: Option<String>,
+    scope: Option<String>,
+}
+
+/// `GET /-/api/v1/registries/{registry}/setup[?client=npm|pnpm|yarn|berry|bun|unity|ci]`:
+/// the Setup tab's snippets (`gatehouse_npm::setup`); they read the token from `NPM_TOKEN`.
+pub async fn registry_setup(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(registry): Path<String>,
+    axum::extract::Query(params): axum::extract::Query<SetupParams>,
+) -> ApiResult<Response> {
+    use gatehouse_npm::setup::{Client, SetupContext, snippets};
+    let (_, registry) = admin_registry(&app, &caller, &registry).await?;
+    let clients = match params.client.as_deref() {
+        None => Client::ALL.to_vec(),
+        Some(slug) => vec![Client::from_slug(slug).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "unknown client {slug:?}: use one of npm, pnpm, yarn, berry, bun, unity, ci"
+            ))
+        })?],
+    };
+    let registry_url = format!("{}/", app.registry_base(&registry));
+    let context = SetupContext {
+        registry_url: &registry_url,
+        registry: registry.name.as_str(),
+        scope: params.scope.as_deref(),
+        token: None,
+        user: None,
+    };
+    let sections: Vec<_> = clients
+        .into_iter()
+        .map(|client| {
+            let blocks: Vec<_> = snippets(client, &context)
+                .into_iter()
+                .map(|s| json!({ "file": s.file, "note": s.note, "text": s.text }))
+                .collect();
+            json!({ "client": client.slug(), "heading": client.heading(), "snippets": blocks })
+        })
+        .collect();
+    Ok(Json(json!({ "registry_url": registry_url, "sections": sections })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DeleteParams {
     version: Option<String>,
 }

@@ -189,3 +189,54 @@ async fn upstream_command(meta: &Meta, services: &Services, cmd: UpstreamCommand
     }
     Ok(())
 }
+
+/// `gatehouse setup REGISTRY [--client C] [--token T] [--scope S]`: the snippets of
+/// `gatehouse_npm::setup`, each under a comment that says which file it is.
+pub(super) async fn setup(
+    config: Config,
+    name: &str,
+    client: Option<&str>,
+    token: Option<&str>,
+    scope: Option<&str>,
+) -> anyhow::Result<()> {
+    use gatehouse_npm::setup::{self, Client, SetupContext};
+    let (meta, services) = open(&config).await?;
+    let registry = find_registry(&services, name).await?;
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| gatehouse_server::config::PublicUrl::from_addr(config.listen));
+    let registry_url = format!("{}/r/{}/", public_url.as_str(), registry.name);
+    // The Basic (`_auth`) forms need the token's owner.
+    let user = match token {
+        Some(secret) => meta
+            .token_by_secret_hash(&gatehouse_server::auth::token::hash_secret(secret))
+            .await?
+            .map(|t| t.user.name),
+        None => None,
+    };
+    let context = SetupContext {
+        registry_url: &registry_url,
+        registry: registry.name.as_str(),
+        scope,
+        token,
+        user: user.as_deref(),
+    };
+    let clients: Vec<Client> = match client {
+        Some(slug) => vec![Client::from_slug(slug).with_context(|| format!("unknown client {slug:?}"))?],
+        None => Client::ALL.to_vec(),
+    };
+    println!("# Registry URL: {registry_url}");
+    for client in clients {
+        println!("\n# ===== {} =====", client.heading());
+        for snippet in setup::snippets(client, &context) {
+            println!(
+                "\n# --- {} ---\n# {}\n{}",
+                snippet.file,
+                snippet.note,
+                snippet.text.trim_end()
+            );
+        }
+    }
+    Ok(())
+}

@@ -21,3 +21,4 @@ mod soak;
 mod support;
 mod trusted_publishing;
 mod upstream;
+mod web_app;
