@@ -22,3 +22,4 @@ mod support;
 mod trusted_publishing;
 mod upstream;
 mod web_app;
+mod web_browser;

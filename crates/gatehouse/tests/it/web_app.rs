@@ -505,23 +505,12 @@ fn a_quarantined_version_is_approved_from_the_queue() {
 fn a_readme_from_the_tarball_is_shown_without_anything_that_runs() {
     let server = TestServer::start();
     let token = server.admin_token();
-    let readme = b"# Hostile readme\n\n<script>window.pwned = 1</script>\n\n\
-        <img src=\"https://tracker.example/pixel.gif\" onerror=\"window.pwned = 2\" alt=\"pixel\">\n\n\
-        [click me](javascript:window.pwned=3)\n\n<a href=\"javascript:window.pwned=4\">link</a>\n\n\
-        <div onmouseover=\"window.pwned = 5\">hover</div>\n";
-    let manifest = br#"{"name":"hostile","version":"1.0.0","license":"MIT","description":"a test"}"#;
-    let tgz = tarball(&[("package/package.json", manifest), ("package/README.md", readme)]);
-    let mut body = publish_body_with("hostile", "1.0.0", "latest", &tgz);
-    body["versions"]["1.0.0"]["license"] = "MIT".into();
-    let response = publish(&server, "default", &token, &body);
-    assert!(
-        response.status().is_success(),
-        "{}",
-        response.text().unwrap_or_default()
-    );
+    publish_hostile_readme(&server, "default", &token);
 
     let cookie = sign_in(&server, "admin", ADMIN_PASSWORD);
-    let page = get(&server, &cookie, "/-/ui/r/default/p/hostile").text().expect("page");
+    let page = get(&server, &cookie, "/-/ui/r/default/p/gatehouse-e2e-hostile-readme")
+        .text()
+        .expect("page");
     let readme_html = page
         .split("<div class=\"readme\"")
         .nth(1)
@@ -542,7 +531,7 @@ fn a_readme_from_the_tarball_is_shown_without_anything_that_runs() {
         assert!(!readme_html.contains(bad), "{bad} in {readme_html}");
     }
     for shown in [
-        "npm install hostile@1.0.0",
+        "npm install gatehouse-e2e-hostile-readme@1.0.0",
         "<dd>MIT</dd>",
         "served</span>",
         "published here",
@@ -550,6 +539,32 @@ fn a_readme_from_the_tarball_is_shown_without_anything_that_runs() {
     ] {
         assert!(page.contains(shown), "{shown} missing in {page}");
     }
-    let packages = text(get(&server, &cookie, "/-/ui/r/default?q=hostile"), 200);
-    assert!(packages.contains("/-/ui/r/default/p/hostile"), "{packages}");
+    let packages = text(get(&server, &cookie, "/-/ui/r/default?q=hostile-readme"), 200);
+    assert!(
+        packages.contains("/-/ui/r/default/p/gatehouse-e2e-hostile-readme"),
+        "{packages}"
+    );
+}
+
+/// The package with a hostile README (a name nobody has on the public registry).
+pub const HOSTILE: &str = "gatehouse-e2e-hostile-readme";
+
+/// Publishes `HOSTILE@1.0.0`, whose README (only in its tarball) carries script,
+/// event-handler, `javascript:` and remote-image payloads that set `window.pwned`.
+pub fn publish_hostile_readme(server: &TestServer, registry: &str, token: &str) {
+    let readme = b"# Hostile readme\n\n<script>window.pwned = 1</script>\n\n\
+        <img src=\"https://tracker.example/pixel.gif\" onerror=\"window.pwned = 2\" alt=\"pixel\">\n\n\
+        [click me](javascript:window.pwned=3)\n\n<a href=\"javascript:window.pwned=4\">link</a>\n\n\
+        <div onmouseover=\"window.pwned = 5\">hover me</div>\n";
+    let manifest =
+        br#"{"name":"gatehouse-e2e-hostile-readme","version":"1.0.0","license":"MIT","description":"a test"}"#;
+    let tgz = tarball(&[("package/package.json", manifest), ("package/README.md", readme)]);
+    let mut body = publish_body_with(HOSTILE, "1.0.0", "latest", &tgz);
+    body["versions"]["1.0.0"]["license"] = "MIT".into();
+    let response = publish(server, registry, token, &body);
+    assert!(
+        response.status().is_success(),
+        "{}",
+        response.text().unwrap_or_default()
+    );
 }
