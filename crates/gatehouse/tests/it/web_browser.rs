@@ -4,7 +4,8 @@
 //! copy the npm, pnpm, Yarn Berry and Bun snippets into fresh projects and install
 //! a private and a public package; revoke the token and see the install refused;
 //! approve a quarantined version and install it; a hostile README runs nothing;
-//! sign out. axe-core checks every screen. The screenshots go to `docs/screenshots/`.
+//! sign out. axe-core checks every screen. Screenshots go to `target/screenshots/`
+//! (with `UPDATE_SCREENSHOTS=1` to `docs/screenshots/`).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -89,7 +90,13 @@ fn project_from_page(kind: ClientKind, out: &Path) -> Project {
     let (copied, file) = snippet_file(kind);
     let text = fs::read_to_string(out.join(copied)).unwrap_or_else(|e| panic!("{copied}: {e}"));
     let project = Project::new(kind);
-    project.write(file, &text);
+    if kind == ClientKind::YarnBerry {
+        // The block as pasted, plus what only the test's CI environment needs: with CI set,
+        // yarn defaults to immutable installs and refuses to create yarn.lock.
+        project.write(file, &format!("{text}\nenableImmutableInstalls: false\n"));
+    } else {
+        project.write(file, &text);
+    }
     project
 }
 
@@ -175,9 +182,14 @@ fn a_team_lead_sets_up_a_registry_in_the_browser_and_the_clients_use_what_was_co
     step(&server, out, "readme");
     assert!(web.ends_with("/r/web/"));
 
-    // Keep the README's screenshots current.
-    let shots = workspace().join("docs/screenshots");
-    fs::create_dir_all(&shots).expect("docs/screenshots");
+    // The screenshots land in target/screenshots; UPDATE_SCREENSHOTS=1 refreshes the
+    // README's copies in docs/screenshots instead.
+    let shots = if std::env::var_os("UPDATE_SCREENSHOTS").is_some() {
+        workspace().join("docs/screenshots")
+    } else {
+        workspace().join("target/screenshots")
+    };
+    fs::create_dir_all(&shots).expect("screenshots folder");
     for shot in ["sign-in", "setup", "upstreams", "tokens", "quarantine", "package"] {
         let file = format!("{shot}.png");
         fs::copy(out.join("screenshots").join(&file), shots.join(&file)).expect("screenshot");
