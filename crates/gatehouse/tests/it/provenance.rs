@@ -9,9 +9,10 @@ use serde_json::{Value, json};
 
 use crate::support::clients::{ClientKind, Project, clients_or_skip, output_text};
 use crate::support::fake_upstream::FakeUpstream;
-use crate::support::oidc::{AUDIENCE, FakeIssuer, alice, exchanged_token, trust_github};
+use crate::support::oidc::{ALICE_PASSWORD, AUDIENCE, FakeIssuer, alice, exchanged_token, trust_github};
 use crate::support::sigstore::{CertIdentity, FakeSigstore};
 use crate::support::*;
+use crate::web_app;
 
 const SLSA_V1: &str = "https://slsa.dev/provenance/v1";
 
@@ -386,6 +387,28 @@ fn a_ci_jobs_provenance_is_checked_against_the_job_stored_and_served() {
         404,
     );
     assert!(message.contains("@acme/lib@1.0.0 has no attestations"), "{message}");
+
+    // The web app's version page says it is signed and links the attestations.
+    let cookie = web_app::sign_in(server, "alice", ALICE_PASSWORD);
+    let page = |version: &str| {
+        web_app::text(
+            web_app::get(
+                server,
+                &cookie,
+                &format!("/-/ui/r/default/p/@acme/lib?version={version}"),
+            ),
+            200,
+        )
+    };
+    let signed = page("1.1.0");
+    let provenance = format!(
+        "<dt>Provenance</dt><dd>signed ({SLSA_V1}), <a href=\"{}{}\">attestations</a></dd>",
+        server.registry_url("default"),
+        attestations_path("@acme/lib", "1.1.0")
+    );
+    assert!(signed.contains(&provenance), "{provenance} not on the page:\n{signed}");
+    assert!(signed.contains("<dt>run</dt><dd>4242</dd>"), "{signed}");
+    assert!(!page("1.0.0").contains("<dt>Provenance</dt>"));
 }
 
 #[test]

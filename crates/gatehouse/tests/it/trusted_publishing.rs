@@ -13,6 +13,7 @@ use crate::support::oidc::{
     exchanged_token, trust_github,
 };
 use crate::support::*;
+use crate::web_app;
 
 fn server_trusting(github: &FakeIssuer, gitlab: &FakeIssuer, ttl: &str) -> TestServer {
     TestServer::start_with_config(&format!(
@@ -107,6 +108,22 @@ fn npm_publishes_from_github_actions_with_no_token_stored() {
     // npm view shows the publisher as it shows any (`name <email>`).
     let viewed = output_text(&dev.run(&["view", "@acme/lib@1.1.0", "_npmUser"]));
     assert!(viewed.contains("GitHub Actions"), "{viewed}");
+    // So does the version's page in the web app, with the run it came from.
+    let cookie = web_app::sign_in(&server, "alice", ALICE_PASSWORD);
+    let page = web_app::text(
+        web_app::get(&server, &cookie, "/-/ui/r/default/p/@acme/lib?version=1.1.0"),
+        200,
+    );
+    for shown in [
+        "<dt>Published by</dt><dd>GitHub Actions</dd>",
+        "<dt>repository</dt><dd>acme/lib</dd>",
+        "<dt>workflow</dt><dd>release.yml</dd>",
+        "<dt>ref</dt><dd>refs/heads/main</dd>",
+        "<dt>commit</dt><dd>5f1c2a9e0d4b7c3a</dd>",
+        "<dt>run</dt><dd>4242</dd>",
+    ] {
+        assert!(page.contains(shown), "{shown} not on the page:\n{page}");
+    }
     let audit = server.cli_ok(&["audit", "--action", "token.exchange"]);
     assert!(
         audit.contains("acme/lib") && audit.contains("4242"),

@@ -39,7 +39,7 @@ fn post(server: &TestServer, cookie: &str, path: &str, form: &[(&str, &str)]) ->
     post_from(server, &server.base, cookie, path, form)
 }
 
-fn get(server: &TestServer, cookie: &str, path: &str) -> Response {
+pub fn get(server: &TestServer, cookie: &str, path: &str) -> Response {
     browser()
         .get(format!("{}{path}", server.base))
         .header("cookie", cookie)
@@ -48,7 +48,7 @@ fn get(server: &TestServer, cookie: &str, path: &str) -> Response {
 }
 
 /// Signs in and returns the `Cookie` header value of the session.
-fn sign_in(server: &TestServer, user: &str, password: &str) -> String {
+pub fn sign_in(server: &TestServer, user: &str, password: &str) -> String {
     let response = post(
         server,
         "",
@@ -70,7 +70,7 @@ fn session_cookie(headers: &HeaderMap) -> Option<String> {
 
 /// The page's body, with the entities askama writes for quotes and the like read
 /// back, so assertions quote messages as a person reads them.
-fn text(response: Response, status: u16) -> String {
+pub fn text(response: Response, status: u16) -> String {
     let got = response.status().as_u16();
     let body = response.text().expect("body");
     assert_eq!(got, status, "{body}");
