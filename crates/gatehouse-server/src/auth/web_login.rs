@@ -1,7 +1,7 @@
-//! Browser ("web") login sessions: `npm login` asks for a session, prints the page
-//! URL, and polls until the person signs in there. Sessions live in memory for ten
-//! minutes; the page and the poll use different random ids, so knowing the poll URL
-//! does not let anyone sign in, and a CSRF value ties the form to its page.
+//! Browser ("web") login sessions: `npm login` asks for a session, prints the web
+//! app's approval URL, and polls until a signed-in person approves there. Sessions
+//! live in memory for ten minutes; the page and the poll use different random ids,
+//! so knowing the poll URL does not let anyone approve.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,7 +17,6 @@ pub const SESSION_TTL: Duration = Duration::from_secs(600);
 pub struct Session {
     pub registry: RegistryName,
     pub done_id: String,
-    pub csrf: String,
     token: Mutex<Option<String>>,
 }
 
@@ -57,7 +56,6 @@ impl WebLogins {
         let session = Arc::new(Session {
             registry,
             done_id: random_id(),
-            csrf: random_id(),
             token: Mutex::new(None),
         });
         let done_id = session.done_id.clone();

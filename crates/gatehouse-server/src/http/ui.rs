@@ -6,6 +6,7 @@
 //! same caches and write through the same `Services` as the npm routes and the API.
 
 mod assets;
+mod npm_login;
 mod packages;
 mod registries;
 mod session;
@@ -52,6 +53,7 @@ pub fn router(app: &App) -> Router<Arc<App>> {
         .route("/-/ui/tokens", get(tokens::list).post(tokens::create))
         .route("/-/ui/tokens/{key}/revoke", post(tokens::revoke))
         .route("/-/ui/quarantine", get(registries::quarantine))
+        .route("/-/ui/npm-login/{id}", get(npm_login::show).post(npm_login::approve))
         .route("/-/ui/r/{registry}", get(registries::packages))
         .route(
             "/-/ui/r/{registry}/setup",

@@ -1,4 +1,4 @@
-//! Access control: roles, scoped tokens, web login, attacks on authentication.
+//! Access control: roles, scoped tokens, attacks on authentication.
 
 use std::time::Duration;
 
@@ -406,75 +406,6 @@ fn npm_token_endpoints_create_list_and_revoke() {
         .expect("delete");
     assert_eq!(revoke.status(), 204);
     assert_eq!(get(&server, "default", "-/whoami", token).status(), 401);
-}
-
-#[test]
-fn web_login_hands_the_cli_a_token_after_the_browser_signs_in() {
-    let server = TestServer::start();
-    let base = server.registry_url("default");
-    let started: Value = http()
-        .post(format!("{base}-/v1/login"))
-        .json(&json!({}))
-        .send()
-        .expect("post")
-        .json()
-        .expect("json");
-    let login_url = started["loginUrl"].as_str().expect("loginUrl").to_owned();
-    let done_url = started["doneUrl"].as_str().expect("doneUrl").to_owned();
-    assert!(login_url.starts_with(&base) && done_url.starts_with(&base));
-
-    let pending = http().get(&done_url).send().expect("poll");
-    assert_eq!(pending.status(), 202);
-    assert_eq!(pending.headers()["retry-after"], "1");
-
-    let page = http().get(&login_url).send().expect("page");
-    assert_eq!(page.headers()["x-frame-options"], "DENY");
-    let html = page.text().expect("html");
-    let csrf = html
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("csrf field")
-        .to_owned();
-
-    let forged = http()
-        .post(&login_url)
-        .form(&[("username", "admin"), ("password", ADMIN_PASSWORD), ("csrf", "forged")])
-        .send()
-        .expect("post");
-    assert_eq!(forged.status(), 403);
-    let wrong = http()
-        .post(&login_url)
-        .form(&[
-            ("username", "admin"),
-            ("password", "wrong-password"),
-            ("csrf", csrf.as_str()),
-        ])
-        .send()
-        .expect("post");
-    assert_eq!(wrong.status(), 401);
-    assert!(wrong.text().expect("html").contains("Incorrect username or password"));
-    assert_eq!(http().get(&done_url).send().expect("poll").status(), 202);
-
-    let ok = http()
-        .post(&login_url)
-        .form(&[
-            ("username", "admin"),
-            ("password", ADMIN_PASSWORD),
-            ("csrf", csrf.as_str()),
-        ])
-        .send()
-        .expect("post");
-    assert_eq!(ok.status(), 200);
-    assert!(ok.text().expect("html").contains("Signed in"));
-
-    let done: Value = http().get(&done_url).send().expect("poll").json().expect("json");
-    let token = done["token"].as_str().expect("token");
-    let me: Value = get(&server, "default", "-/whoami", token).json().expect("json");
-    assert_eq!(me["username"], "admin");
-    // One token per session; the page can't be replayed.
-    assert_eq!(http().get(&done_url).send().expect("poll").status(), 404);
-    assert_eq!(http().get(&login_url).send().expect("page").status(), 404);
 }
 
 /// Replays the requests Unity's Package Manager makes for a scoped registry, with

@@ -221,26 +221,6 @@ fn yarn_berry_npm_login_with_a_password_or_a_token() {
     }
 }
 
-/// Plays the browser: opens the login page, reads its CSRF field, posts the form.
-fn sign_in_with_browser(login_url: &str, user: &str, password: &str) {
-    let page = http().get(login_url).send().expect("login page");
-    assert_eq!(page.status(), 200, "GET {login_url}");
-    let html = page.text().expect("html");
-    let csrf = html
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap_or_else(|| panic!("no csrf field in the login page:\n{html}"))
-        .to_owned();
-    let done = http()
-        .post(login_url)
-        .form(&[("username", user), ("password", password), ("csrf", csrf.as_str())])
-        .send()
-        .expect("post the form");
-    assert_eq!(done.status(), 200, "POST {login_url}");
-    assert!(done.text().expect("html").contains("Signed in"));
-}
-
 #[test]
 fn npm_web_login_completes_when_the_browser_signs_in() {
     let Some(_) = clients_or_skip("client_auth::npm_web_login_completes_when_the_browser_signs_in") else {
@@ -251,14 +231,14 @@ fn npm_web_login_completes_when_the_browser_signs_in() {
     let npm = Project::new(ClientKind::Npm);
     // Plain `npm login`: the web flow. Without a TTY npm prints the URL instead of opening it.
     let mut login = npm.start(&["login", "--registry", &registry]);
-    let login_prefix = format!("{registry}-/v1/login/");
+    let login_prefix = format!("{}/-/ui/npm-login/", server.base);
     let login_url = login.wait_for_line("the login URL", |line| {
         line.trim().starts_with(&login_prefix).then(|| line.trim().to_owned())
     });
     // npm polls doneUrl, gets 202 + Retry-After, and keeps waiting for the browser.
     std::thread::sleep(std::time::Duration::from_millis(1500));
     assert!(login.is_running(), "npm stopped waiting before the sign-in");
-    sign_in_with_browser(&login_url, "fay", PASSWORD);
+    crate::web_app::approve_npm_login(&server, &login_url, "fay", PASSWORD);
     let out = login.finish_ok();
     assert!(
         output_text(&out).contains(&logged_in(&registry)),

@@ -49,14 +49,42 @@ pub fn get(server: &TestServer, cookie: &str, path: &str) -> Response {
 
 /// Signs in and returns the `Cookie` header value of the session.
 pub fn sign_in(server: &TestServer, user: &str, password: &str) -> String {
+    sign_in_then(server, user, password, "/-/ui/")
+}
+
+/// Signs in from the sign-in page that was sent to go back to `next` afterwards.
+fn sign_in_then(server: &TestServer, user: &str, password: &str, next: &str) -> String {
     let response = post(
         server,
         "",
         "/-/ui/login",
-        &[("username", user), ("password", password), ("next", "/-/ui/")],
+        &[("username", user), ("password", password), ("next", next)],
     );
     assert_eq!(response.status(), 303, "sign-in of {user}");
+    assert_eq!(
+        response.headers()[LOCATION],
+        next,
+        "back to where the sign-in was asked for"
+    );
     session_cookie(response.headers()).expect("a session cookie")
+}
+
+/// The person at the browser during `npm login`: opens the URL npm printed, is sent
+/// to sign in first, comes back and presses Approve.
+pub fn approve_npm_login(server: &TestServer, login_url: &str, user: &str, password: &str) {
+    let path = login_url
+        .strip_prefix(&server.base)
+        .unwrap_or_else(|| panic!("{login_url} is not on {}", server.base));
+    assert!(path.starts_with("/-/ui/npm-login/"), "{login_url}");
+    let first = browser().get(login_url).send().expect("login page");
+    assert_eq!(first.status(), 303, "signed out: sign in first");
+    let sign_in_page = first.headers()[LOCATION].to_str().expect("location").to_owned();
+    assert!(sign_in_page.starts_with("/-/ui/login?next="), "{sign_in_page}");
+    let cookie = sign_in_then(server, user, password, path);
+    let page = text(get(server, &cookie, path), 200);
+    assert!(page.contains("<h1>Approve npm login</h1>"), "{page}");
+    let done = text(post(server, &cookie, path, &[]), 200);
+    assert!(done.contains("<h1>npm login approved</h1>"), "{done}");
 }
 
 fn session_cookie(headers: &HeaderMap) -> Option<String> {
@@ -567,4 +595,78 @@ pub fn publish_hostile_readme(server: &TestServer, registry: &str, token: &str) 
         "{}",
         response.text().unwrap_or_default()
     );
+}
+
+#[test]
+fn npm_web_login_is_approved_in_the_web_app_and_the_terminal_gets_a_registry_token() {
+    let server = TestServer::start();
+    server.cli_ok(&["registry", "create", "team"]);
+    let base = server.registry_url("team");
+    let started: Value = http()
+        .post(format!("{base}-/v1/login"))
+        .json(&serde_json::json!({}))
+        .send()
+        .expect("post")
+        .json()
+        .expect("json");
+    let login_url = started["loginUrl"].as_str().expect("loginUrl").to_owned();
+    let done_url = started["doneUrl"].as_str().expect("doneUrl").to_owned();
+    let id = login_url
+        .strip_prefix(&format!("{}/-/ui/npm-login/", server.base))
+        .unwrap_or_else(|| panic!("the login URL is a page of the web app: {login_url}"))
+        .to_owned();
+    assert!(done_url.starts_with(&format!("{base}-/v1/done/")), "{done_url}");
+    let poll = || http().get(&done_url).send().expect("poll");
+    let pending = poll();
+    assert_eq!(pending.status(), 202);
+    assert_eq!(pending.headers()["retry-after"], "1");
+    // A login URL of the old form leads to the page.
+    let old = browser().get(format!("{base}-/v1/login/{id}")).send().expect("old url");
+    assert_eq!(old.status(), 303);
+    assert_eq!(old.headers()[LOCATION], login_url.as_str());
+
+    let path = format!("/-/ui/npm-login/{id}");
+    let signed_out = browser().get(&login_url).send().expect("page");
+    assert_eq!(signed_out.status(), 303, "sign in first");
+    let cookie = sign_in_then(&server, "admin", ADMIN_PASSWORD, &path);
+    let page = get(&server, &cookie, &path);
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    let page = text(page, 200);
+    assert!(page.contains("<h1>Approve npm login</h1>") && page.contains("<strong>team</strong>"));
+    assert!(page.contains(&format!("<code>{base}</code>")), "{page}");
+    assert!(page.contains(r#"<button type="submit">Approve</button>"#), "{page}");
+
+    let web_tokens = || {
+        server
+            .cli_ok(&["token", "list", "--user", "admin"])
+            .matches("npm login (web)")
+            .count()
+    };
+    // Approval from another origin: refused, nothing minted, the terminal still waits.
+    let forged = post_from(&server, "http://127.0.0.1:1", &cookie, &path, &[]);
+    assert_eq!(forged.status(), 403);
+    assert_eq!(web_tokens(), 0);
+    assert_eq!(poll().status(), 202);
+
+    let approved = text(post(&server, &cookie, &path, &[]), 200);
+    assert!(approved.contains("<h1>npm login approved</h1>"), "{approved}");
+    assert_eq!(web_tokens(), 1);
+    let done: Value = poll().json().expect("json");
+    let token = done["token"].as_str().expect("token");
+    let me = get_from(&server, "team", "-/whoami", token);
+    assert_eq!(me.status(), 200);
+    assert_eq!(me.json::<Value>().expect("json")["username"], "admin");
+    // Limited to the registry npm logged in to.
+    let elsewhere = get_from(&server, "default", "-/whoami", token);
+    assert_eq!(elsewhere.status(), 403, "{:?}", elsewhere.text());
+    let audit = server.cli_ok(&["audit", "--action", "auth.login", "--registry", "team"]);
+    assert!(audit.contains("npm web login approved"), "{audit}");
+
+    // Once: the token is handed out once and the page is gone.
+    assert_eq!(poll().status(), 404);
+    let again = text(get(&server, &cookie, &path), 404);
+    assert!(again.contains("Run npm login again"), "{again}");
+    let replay = post(&server, &cookie, &path, &[]);
+    assert_eq!(replay.status(), 404);
+    assert_eq!(web_tokens(), 1);
 }
