@@ -164,6 +164,32 @@ const steps = {
     check((await page.getByRole("status").first().textContent()).includes("native@1.1.0 approved"), "approved flash");
   },
 
+  // Users: create one and grant a role; the audit log shows it, filtered by action.
+  async admin() {
+    await page.goto("/-/ui/");
+    await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Users" }).click();
+    await page.getByRole("heading", { name: "Users", exact: true }).waitFor();
+    await page.getByLabel("Username").fill("carol");
+    await page.getByLabel("Password (at least 8 characters)").fill("carol-password-1");
+    await page.getByRole("button", { name: "Create user" }).click();
+    check((await page.getByRole("status").first().textContent()).includes("Created user carol."), "created flash");
+    const grant = page.getByRole("form", { name: "Grant a role" });
+    await grant.getByLabel("User", { exact: true }).selectOption("carol");
+    await grant.getByLabel("Registry", { exact: true }).selectOption("web");
+    await grant.getByLabel("Role", { exact: true }).selectOption("publish");
+    await grant.getByRole("button", { name: "Grant role" }).click();
+    await page.getByRole("cell", { name: "web: publish", exact: true }).waitFor();
+    await accessible("users");
+    await screenshot("users");
+    await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Audit log" }).click();
+    await page.getByLabel("Action").selectOption("user.create");
+    await page.getByLabel("User", { exact: true }).fill("admin");
+    await page.getByRole("button", { name: "Filter" }).click();
+    await page.getByRole("cell", { name: "carol admin=false", exact: true }).waitFor();
+    check((await page.getByRole("cell", { name: "registry.grant", exact: true }).count()) === 0, "filtered by action");
+    await accessible("audit log");
+  },
+
   // A README with script, handlers and javascript: links: nothing runs. Then sign out.
   async readme() {
     await page.goto("/-/ui/r/web");

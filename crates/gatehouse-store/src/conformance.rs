@@ -13,8 +13,8 @@ use crate::blobs::{BlobError, BlobKey, BlobStore, Collected};
 use crate::registry::{RegistryName, Role};
 use crate::test_support::journaled_version;
 use crate::{
-    AdvisoryRow, AuditAction, AuditEntry, AuditQuery, ChangeKind, Conflict, DecisionQuery, DecisionRow, Meta,
-    NewException, NewToken, NewUpstream, ReviewRow, StoreError, now_millis,
+    AdvisoryRow, AuditAction, AuditEntry, AuditEntryOwned, AuditQuery, ChangeKind, Conflict, DecisionQuery,
+    DecisionRow, Meta, NewException, NewToken, NewUpstream, ReviewRow, StoreError, now_millis,
 };
 
 fn name(raw: &str) -> gatehouse_npm::name::PackageName {
@@ -83,6 +83,14 @@ pub async fn meta_store(meta: Meta) {
     assert_eq!(
         meta.member_role(registry.id, alice.id).await.expect("role"),
         Some(Role::Publish)
+    );
+    assert_eq!(
+        meta.grants().await.expect("grants"),
+        vec![crate::Grant {
+            registry: registry.name.clone(),
+            user: "alice".into(),
+            role: Role::Publish
+        }]
     );
     meta.insert_token(&NewToken {
         key: "0123456789abcdef0123456789abcdef".into(),
@@ -344,6 +352,7 @@ pub async fn meta_store(meta: Meta) {
         action: Some(AuditAction::DistTagSet),
         since: Some(0),
         until: Some(now_millis() + 1000),
+        before: None,
         limit: 10,
     };
     assert_eq!(meta.audit_entries(&filtered).await.expect("filtered").len(), 1);
@@ -352,6 +361,23 @@ pub async fn meta_store(meta: Meta) {
         ..filtered
     };
     assert!(meta.audit_entries(&none).await.expect("filtered").is_empty());
+    // Paging: the cursor continues exactly after the last entry of the page before.
+    for _ in 0..4 {
+        meta.append_audit(&AuditEntry::new(AuditAction::UserUnlock))
+            .await
+            .expect("audit");
+    }
+    let all = meta.audit_entries(&AuditQuery::recent(1000)).await.expect("all");
+    let first = meta.audit_entries(&AuditQuery::recent(2)).await.expect("page 1");
+    let second = meta
+        .audit_entries(&AuditQuery {
+            before: Some(first[1].1.id),
+            ..AuditQuery::recent(2)
+        })
+        .await
+        .expect("page 2");
+    let ids = |page: &[(crate::Millis, AuditEntryOwned)]| page.iter().map(|(_, e)| e.id).collect::<Vec<_>>();
+    assert_eq!([ids(&first), ids(&second)].concat(), ids(&all[..4]));
 
     // Clone and rename: a copy holds the same packages; names follow a rename.
     let copy_name = RegistryName::parse("conformance-copy").expect("name");

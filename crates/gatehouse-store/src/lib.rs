@@ -562,6 +562,16 @@ pub trait RegistryStore: Send + Sync {
     async fn member_role(&self, id: RegistryId, user: UserId) -> StoreResult<Option<Role>>;
     /// Grants `role` (or removes the grant with `None`).
     async fn set_member_role(&self, id: RegistryId, user: UserId, role: Option<Role>) -> StoreResult<()>;
+    /// Every grant, by registry then user name.
+    async fn grants(&self) -> StoreResult<Vec<Grant>>;
+}
+
+/// A role granted to a user in a registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub registry: RegistryName,
+    pub user: String,
+    pub role: Role,
 }
 
 #[async_trait]
@@ -763,6 +773,8 @@ pub struct AuditQuery {
     pub action: Option<AuditAction>,
     pub since: Option<Millis>,
     pub until: Option<Millis>,
+    /// Only entries older than the one with this id (the next page's cursor).
+    pub before: Option<i64>,
     pub limit: u32,
 }
 
@@ -779,6 +791,8 @@ impl AuditQuery {
 /// An audit row as read back.
 #[derive(Debug, Clone)]
 pub struct AuditEntryOwned {
+    /// Increases with every entry: a cursor for paging.
+    pub id: i64,
     pub actor: Option<String>,
     pub action: String,
     pub registry: Option<String>,

@@ -263,6 +263,7 @@ pub async fn audit(State(app): State<Arc<App>>, caller: Caller, uri: axum::http:
         action,
         since: time(params.since, "since")?,
         until: time(params.until, "until")?,
+        before: None,
         limit: params.limit.unwrap_or(100).min(1000),
     };
     let entries: Vec<_> = app

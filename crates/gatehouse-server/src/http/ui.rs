@@ -6,11 +6,13 @@
 //! same caches and write through the same `Services` as the npm routes and the API.
 
 mod assets;
+mod audit;
 mod npm_login;
 mod packages;
 mod registries;
 mod session;
 mod tokens;
+mod users;
 
 use std::sync::Arc;
 
@@ -53,6 +55,11 @@ pub fn router(app: &App) -> Router<Arc<App>> {
         .route("/-/ui/tokens", get(tokens::list).post(tokens::create))
         .route("/-/ui/tokens/{key}/revoke", post(tokens::revoke))
         .route("/-/ui/quarantine", get(registries::quarantine))
+        .route("/-/ui/users", get(users::list).post(users::create))
+        .route("/-/ui/grants", post(users::grant))
+        .route("/-/ui/password-reset", post(users::reset_password))
+        .route("/-/ui/users/{name}", post(users::change))
+        .route("/-/ui/audit", get(audit::list))
         .route("/-/ui/npm-login/{id}", get(npm_login::show).post(npm_login::approve))
         .route("/-/ui/r/{registry}", get(registries::packages))
         .route(

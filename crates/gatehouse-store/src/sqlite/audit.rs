@@ -24,10 +24,10 @@ impl AuditLog for SqliteStore {
 
     async fn audit_entries(&self, query: &AuditQuery) -> StoreResult<Vec<(Millis, AuditEntryOwned)>> {
         sqlx::query(
-            "SELECT at, actor, action, registry, package, version, detail, client_addr
+            "SELECT id, at, actor, action, registry, package, version, detail, client_addr
              FROM audit_log
              WHERE ($2 IS NULL OR registry = $2) AND ($3 IS NULL OR actor = $3) AND ($4 IS NULL OR action = $4)
-               AND ($5 IS NULL OR at >= $5) AND ($6 IS NULL OR at <= $6)
+               AND ($5 IS NULL OR at >= $5) AND ($6 IS NULL OR at <= $6) AND ($7 IS NULL OR id < $7)
              ORDER BY id DESC LIMIT $1",
         )
         .bind(i64::from(query.limit))
@@ -36,6 +36,7 @@ impl AuditLog for SqliteStore {
         .bind(query.action.map(AuditAction::as_str))
         .bind(query.since)
         .bind(query.until)
+        .bind(query.before)
         .fetch_all(&self.pool)
         .await?
         .iter()
@@ -43,6 +44,7 @@ impl AuditLog for SqliteStore {
             Ok((
                 r.try_get("at")?,
                 AuditEntryOwned {
+                    id: r.try_get("id")?,
                     actor: r.try_get("actor")?,
                     action: r.try_get("action")?,
                     registry: r.try_get("registry")?,

@@ -192,6 +192,28 @@ impl RegistryStore for SqliteStore {
         })
     }
 
+    async fn grants(&self) -> StoreResult<Vec<Grant>> {
+        let rows = sqlx::query(
+            "SELECT r.name AS registry, u.name AS user, m.role
+             FROM registry_members m JOIN registries r ON r.id = m.registry_id JOIN users u ON u.id = m.user_id
+             ORDER BY r.name, u.name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut grants = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let registry: String = row.try_get("registry")?;
+            let role: String = row.try_get("role")?;
+            let Some(role) = role_from_text(&role)? else { continue };
+            grants.push(Grant {
+                registry: RegistryName::parse(&registry).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                user: row.try_get("user")?,
+                role,
+            });
+        }
+        Ok(grants)
+    }
+
     async fn set_member_role(&self, id: RegistryId, user: UserId, role: Option<Role>) -> StoreResult<()> {
         match role {
             Some(role) => {

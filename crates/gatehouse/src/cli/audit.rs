@@ -50,6 +50,7 @@ pub(super) async fn audit(config: Config, args: AuditArgs) -> anyhow::Result<()>
         action,
         since: args.since.as_deref().map(parse_time).transpose()?,
         until: args.until.as_deref().map(parse_time).transpose()?,
+        before: None,
         limit: args.limit,
     };
     let (meta, _) = open(&config).await?;

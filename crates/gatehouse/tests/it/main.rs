@@ -21,5 +21,6 @@ mod soak;
 mod support;
 mod trusted_publishing;
 mod upstream;
+mod web_admin;
 mod web_app;
 mod web_browser;

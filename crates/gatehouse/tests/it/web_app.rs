@@ -13,7 +13,7 @@ use crate::support::firewall::{policy_in_config, publish_with_postinstall};
 use crate::support::*;
 
 /// A client that shows redirects instead of following them.
-fn browser() -> Client {
+pub fn browser() -> Client {
     Client::builder()
         .timeout(Duration::from_secs(60))
         .no_proxy()
@@ -23,7 +23,7 @@ fn browser() -> Client {
 }
 
 /// A form post from a page of `origin` (what a browser sends with it).
-fn post_from(server: &TestServer, origin: &str, cookie: &str, path: &str, form: &[(&str, &str)]) -> Response {
+pub fn post_from(server: &TestServer, origin: &str, cookie: &str, path: &str, form: &[(&str, &str)]) -> Response {
     let same = origin == server.base;
     browser()
         .post(format!("{}{path}", server.base))
@@ -35,7 +35,7 @@ fn post_from(server: &TestServer, origin: &str, cookie: &str, path: &str, form: 
         .expect("post")
 }
 
-fn post(server: &TestServer, cookie: &str, path: &str, form: &[(&str, &str)]) -> Response {
+pub fn post(server: &TestServer, cookie: &str, path: &str, form: &[(&str, &str)]) -> Response {
     post_from(server, &server.base, cookie, path, form)
 }
 
@@ -107,10 +107,11 @@ pub fn text(response: Response, status: u16) -> String {
         .replace("&#39;", "'")
         .replace("&lt;", "<")
         .replace("&gt;", ">")
+        .replace("&#38;", "&")
         .replace("&amp;", "&")
 }
 
-fn location(response: &Response) -> String {
+pub fn location(response: &Response) -> String {
     response
         .headers()
         .get(LOCATION)

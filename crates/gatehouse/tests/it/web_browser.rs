@@ -179,6 +179,10 @@ fn a_team_lead_sets_up_a_registry_in_the_browser_and_the_clients_use_what_was_co
     project.install(&[("native", "1.1.0")]);
     assert!(project.read_installed("native", "package.json").contains("1.1.0"));
 
+    step(&server, out, "admin");
+    let carol = server.login("web", "carol", "carol-password-1");
+    publish_ok(&server, "web", &carol, "gatehouse-e2e-carols", "1.0.0");
+
     step(&server, out, "readme");
     assert!(web.ends_with("/r/web/"));
 
@@ -190,7 +194,15 @@ fn a_team_lead_sets_up_a_registry_in_the_browser_and_the_clients_use_what_was_co
         workspace().join("target/screenshots")
     };
     fs::create_dir_all(&shots).expect("screenshots folder");
-    for shot in ["sign-in", "setup", "upstreams", "tokens", "quarantine", "package"] {
+    for shot in [
+        "sign-in",
+        "setup",
+        "upstreams",
+        "tokens",
+        "quarantine",
+        "users",
+        "package",
+    ] {
         let file = format!("{shot}.png");
         fs::copy(out.join("screenshots").join(&file), shots.join(&file)).expect("screenshot");
     }

@@ -656,6 +656,8 @@ struct AccessPage {
     head: RegistryHead,
     done: Option<String>,
     default_role: &'static str,
+    /// `(user, role)` for everyone granted a role here.
+    members: Vec<(String, &'static str)>,
 }
 
 /// `GET /-/ui/r/{registry}/access`: who may do what.
@@ -666,8 +668,17 @@ pub async fn access(
     Query(flash): Query<Flash>,
 ) -> UiResult {
     let (registry, role) = viewer.registry(&app, &name, Role::Read).await?;
+    let members = app
+        .meta
+        .grants()
+        .await?
+        .into_iter()
+        .filter(|g| g.registry == registry.name)
+        .map(|g| (g.user, g.role.as_str()))
+        .collect();
     Ok(render(&AccessPage {
         nav: viewer.nav(),
+        members,
         default_role: registry.default_role.map_or("none", Role::as_str),
         head: RegistryHead::new(&app, &registry, role, "Access"),
         done: flash.done,
