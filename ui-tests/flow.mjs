@@ -162,6 +162,15 @@ const steps = {
     await page.getByLabel("Reason for native@1.1.0").fill("reviewed the postinstall script");
     await page.getByRole("button", { name: "Approve native@1.1.0" }).click();
     check((await page.getByRole("status").first().textContent()).includes("native@1.1.0 approved"), "approved flash");
+    // What would the policy do to a project? Upload its lockfile on the Policy tab.
+    await page.goto("/-/ui/r/default/policy");
+    const lock = { name: "app", lockfileVersion: 3, packages: { "": { name: "app" }, "node_modules/native": { version: "1.0.0" } } };
+    await page.getByLabel(/^Lockfile/).setInputFiles({ name: "package-lock.json", mimeType: "application/json", buffer: Buffer.from(JSON.stringify(lock)) });
+    await page.getByRole("button", { name: "Check lockfile" }).click();
+    await page.getByRole("heading", { name: "Lockfile check" }).waitFor();
+    const result = await page.getByRole("status").first().textContent();
+    check(result.includes("1 version checked against the saved policy") && result.includes("Nothing would be held back."), `lockfile check: ${result}`);
+    await accessible("policy");
   },
 
   // Users: create one and grant a role; the audit log shows it, filtered by action.

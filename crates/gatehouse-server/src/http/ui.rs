@@ -9,6 +9,7 @@ mod assets;
 mod audit;
 mod npm_login;
 mod packages;
+mod policy;
 mod registries;
 mod session;
 mod tokens;
@@ -70,7 +71,12 @@ pub fn router(app: &App) -> Router<Arc<App>> {
             "/-/ui/r/{registry}/upstreams",
             get(registries::upstreams).post(registries::change_upstreams),
         )
-        .route("/-/ui/r/{registry}/policy", get(registries::policy))
+        .route("/-/ui/r/{registry}/policy", get(policy::show).post(policy::submit))
+        .route("/-/ui/r/{registry}/exceptions", post(policy::add_exception))
+        .route(
+            "/-/ui/r/{registry}/exceptions/{id}/remove",
+            post(policy::remove_exception),
+        )
         .route("/-/ui/r/{registry}/review", post(registries::review))
         .route(
             "/-/ui/r/{registry}/access",

@@ -24,3 +24,4 @@ mod upstream;
 mod web_admin;
 mod web_app;
 mod web_browser;
+mod web_policy;

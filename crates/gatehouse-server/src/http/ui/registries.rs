@@ -1,5 +1,5 @@
-//! The registries list and a registry's tabs: Packages, Setup, Upstreams, Policy,
-//! Access; the quarantine queue.
+//! The registries list and a registry's tabs: Packages, Setup, Upstreams, Access
+//! (Policy is in `policy`); the quarantine queue.
 
 use std::sync::Arc;
 
@@ -511,17 +511,17 @@ pub async fn change_upstreams(
     Ok(see_other(&format!("/-/ui/r/{}/upstreams", registry.name), &flash))
 }
 
-struct QueueRow {
-    registry: String,
-    package: String,
-    version: String,
-    rule: String,
-    reason: String,
-    decided: String,
+pub(super) struct QueueRow {
+    pub registry: String,
+    pub package: String,
+    pub version: String,
+    pub rule: String,
+    pub reason: String,
+    pub decided: String,
 }
 
 impl QueueRow {
-    fn new(registry: &Registry, row: DecisionRow) -> Self {
+    pub(super) fn new(registry: &Registry, row: DecisionRow) -> Self {
         QueueRow {
             registry: registry.name.to_string(),
             package: row.package,
@@ -531,45 +531,6 @@ impl QueueRow {
             decided: when(row.decided_at),
         }
     }
-}
-
-#[derive(Template)]
-#[template(path = "ui/policy.html")]
-struct PolicyPage {
-    nav: Nav,
-    head: RegistryHead,
-    done: Option<String>,
-    document: String,
-    is_default: bool,
-    queue: Vec<QueueRow>,
-    show_registry: bool,
-    back: &'static str,
-}
-
-/// `GET /-/ui/r/{registry}/policy`: the policy in force and the quarantine queue.
-pub async fn policy(
-    State(app): State<Arc<App>>,
-    viewer: Viewer,
-    Path(name): Path<String>,
-    Query(flash): Query<Flash>,
-) -> UiResult {
-    let (registry, role) = viewer.registry(&app, &name, Role::Read).await?;
-    let (document, is_default) = app.services.policy_document(&registry).await?;
-    let queue = quarantined(&app, &registry, 200)
-        .await?
-        .into_iter()
-        .map(|row| QueueRow::new(&registry, row))
-        .collect();
-    Ok(render(&PolicyPage {
-        nav: viewer.nav(),
-        head: RegistryHead::new(&app, &registry, role, "Policy"),
-        done: flash.done,
-        document,
-        is_default,
-        queue,
-        show_registry: false,
-        back: "policy",
-    }))
 }
 
 #[derive(Deserialize)]
