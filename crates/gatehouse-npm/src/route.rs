@@ -99,6 +99,44 @@ pub enum Route {
     },
 }
 
+impl Route {
+    /// The route's template under `/r/{registry}`, for metrics and logs: names,
+    /// versions, tags and ids stay out.
+    pub fn template(&self) -> &'static str {
+        match self {
+            Route::Root => "/",
+            Route::Ping => "/-/ping",
+            Route::Whoami => "/-/whoami",
+            Route::Search => "/-/v1/search",
+            Route::All => "/-/all",
+            Route::WebLogin => "/-/v1/login",
+            Route::WebLoginPage { .. } => "/-/v1/login/{id}",
+            Route::WebLoginDone { .. } => "/-/v1/done/{id}",
+            Route::User { .. } => "/-/user/org.couchdb.user:{user}",
+            Route::UserToken { .. } => "/-/user/token/{token}",
+            Route::Tokens => "/-/npm/v1/tokens",
+            Route::Token { .. } => "/-/npm/v1/tokens/token/{key}",
+            Route::Profile => "/-/npm/v1/user",
+            Route::DistTags { .. } => "/-/package/{name}/dist-tags",
+            Route::DistTag { .. } => "/-/package/{name}/dist-tags/{tag}",
+            Route::Collaborators { .. } => "/-/package/{name}/collaborators",
+            Route::Visibility { .. } => "/-/package/{name}/visibility",
+            Route::Trust { .. } => "/-/package/{name}/trust",
+            Route::TrustConfig { .. } => "/-/package/{name}/trust/{id}",
+            Route::OidcExchange { .. } => "/-/npm/v1/oidc/token/exchange/package/{name}",
+            Route::Attestations { .. } => "/-/npm/v1/attestations/{name}@{version}",
+            Route::AuditBulk => "/-/npm/v1/security/advisories/bulk",
+            Route::AuditLegacy => "/-/npm/v1/security/audits",
+            Route::UnknownApi => "/-/{unknown}",
+            Route::Packument { .. } => "/{name}",
+            Route::VersionOrTag { .. } => "/{name}/{version}",
+            Route::Tarball { .. } => "/{name}/-/{file}",
+            Route::PackageRev { .. } => "/{name}/-rev/{rev}",
+            Route::TarballRev { .. } => "/{name}/-/{file}/-rev/{rev}",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RouteError {
     #[error("invalid path: {0}")]

@@ -88,6 +88,16 @@ pub enum Origin {
 }
 
 impl Origin {
+    /// The way in, as metrics label it.
+    fn kind(&self) -> &'static str {
+        match self {
+            Origin::Publish | Origin::TrustedPublish(_) => "publish",
+            Origin::Upstream { .. } => "pull",
+            Origin::Promotion { .. } => "promotion",
+            Origin::Import { .. } => "import",
+        }
+    }
+
     fn describe(&self) -> String {
         match self {
             Origin::Publish | Origin::TrustedPublish(_) => "publish".into(),
@@ -252,6 +262,14 @@ impl Admission {
     }
 
     pub async fn admit(&self, candidate: Candidate<'_>) -> Result<Admitted, AdmissionError> {
+        let origin = candidate.origin.kind();
+        let bytes = candidate.tarball.len() as u64;
+        let admitted = self.admit_counted(candidate).await;
+        crate::metrics::global().admission(origin, admitted.is_ok().then_some(bytes));
+        admitted
+    }
+
+    async fn admit_counted(&self, candidate: Candidate<'_>) -> Result<Admitted, AdmissionError> {
         let Candidate {
             registry,
             target,
@@ -533,6 +551,7 @@ impl Admission {
     }
 
     async fn record(&self, registry: &Registry, name: &PackageName, row: &DecisionRow) {
+        crate::metrics::global().decisions([row.verdict.as_str()]);
         if let Err(e) = self.meta.record_decisions(registry, std::slice::from_ref(row)).await {
             tracing::warn!(registry.name = %registry.name, pkg.name = %name, error = %e, "cannot record a policy decision");
         }

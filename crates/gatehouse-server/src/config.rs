@@ -57,6 +57,20 @@ pub struct Config {
     /// Sigstore's public-good instance.
     pub provenance_root: Arc<TrustedRoot>,
     pub web: WebSettings,
+    pub metrics: MetricsSettings,
+}
+
+/// `[metrics]`: `/-/metrics` and the per-request counting behind it.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    pub enabled: bool,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        MetricsSettings { enabled: true }
+    }
 }
 
 /// `[web]`: the web app at `/-/ui/`.
@@ -342,6 +356,7 @@ struct FileConfig {
     oidc: Option<crate::oidc::OidcSettings>,
     provenance: ProvenanceSection,
     web: Option<WebSettings>,
+    metrics: Option<MetricsSettings>,
 }
 
 /// `[database]` and `[blobs]`: where a store lives, as a URL.
@@ -437,6 +452,7 @@ impl Config {
         }
         Ok(Config {
             web,
+            metrics: file.metrics.unwrap_or_default(),
             advisories,
             oidc,
             provenance_root,

@@ -465,6 +465,7 @@ impl Firewall {
         if rows.is_empty() {
             return;
         }
+        crate::metrics::global().decisions(rows.iter().map(|row| row.verdict.as_str()));
         let (meta, registry) = (self.meta.clone(), registry.clone());
         tokio::spawn(async move {
             if let Err(e) = meta.record_decisions(&registry, &rows).await {

@@ -8,19 +8,38 @@ pub mod npm;
 pub mod serve;
 pub mod ui;
 
+use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::extract::{MatchedPath, Request};
+use axum::http::Method;
 use axum::http::StatusCode;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{any, get, post};
 use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::app::App;
+use crate::metrics::{self, RouteLabels, Surface};
 
 pub fn router(app: Arc<App>) -> Router {
+    let router = routes(&app);
+    let router = if app.config.metrics.enabled {
+        router
+            .route("/-/metrics", get(metrics))
+            .layer(axum::middleware::from_fn(measure))
+    } else {
+        router
+    };
+    // Bodies are read with our own limit (see `npm::read_body`) for a clear JSON error.
+    router.layer(DefaultBodyLimit::disable()).with_state(app)
+}
+
+fn routes(app: &App) -> Router<Arc<App>> {
     Router::new()
         .route("/", get(|| async { Redirect::temporary("/-/ui/") }))
         .route("/-/ping", get(ping))
@@ -94,12 +113,9 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/-/api/v1/advisories", get(api::advisory_stats))
         .route("/-/api/v1/advisories/import", post(api::import_advisories))
-        .merge(ui::router(&app))
+        .merge(ui::router(app))
         .route("/r/{*rest}", any(npm::entry))
         .fallback(npm::root)
-        // Bodies are read with our own limit (see `npm::read_body`) for a clear JSON error.
-        .layer(DefaultBodyLimit::disable())
-        .with_state(app)
 }
 
 /// Serves until `shutdown` resolves, then finishes in-flight requests (`serve`: the
@@ -113,20 +129,103 @@ pub async fn serve(
     serve::serve(router(app), listener, &limits, shutdown).await
 }
 
+/// Which route answered a registry request (the router sees only `/r/{*rest}`), set
+/// on the response by the npm dispatcher.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteTemplate {
+    pub surface: Surface,
+    pub route: &'static str,
+}
+
+/// Counts every request by route template and status, and times it to its head.
+async fn measure(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = method_label(request.method());
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let response = next.run(request).await;
+    let (surface, route) = match (response.extensions().get::<RouteTemplate>(), &matched) {
+        (Some(template), _) => (template.surface, Cow::Borrowed(template.route)),
+        (None, Some(path)) => route_of(path.as_str()),
+        (None, None) => (Surface::root, Cow::Borrowed("unmatched")),
+    };
+    let labels = RouteLabels { surface, route, method };
+    metrics::global().request(labels, response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// The surface of a router path; the operations routes without an allocation.
+fn route_of(path: &str) -> (Surface, Cow<'static, str>) {
+    for ops in ["/", "/-/ping", "/-/health", "/-/ready", "/-/metrics"] {
+        if path == ops {
+            return (Surface::ops, Cow::Borrowed(ops));
+        }
+    }
+    let surface = if path.starts_with("/-/ui/") {
+        Surface::ui
+    } else if path.starts_with("/-/api/") {
+        Surface::api
+    } else {
+        Surface::ops
+    };
+    (surface, Cow::Owned(path.to_owned()))
+}
+
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// `GET /-/metrics`: the Prometheus text format. No names of packages, users or
+/// registries are in it, so it is served like `/-/health`.
+async fn metrics(axum::extract::State(app): axum::extract::State<Arc<App>>) -> Response {
+    let text = metrics::global().render(&app.meta.pool_use());
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
 async fn ping() -> impl IntoResponse {
     axum::Json(json!({}))
 }
 
+/// `GET /-/ready`: 200 when the database answers and the blob store can be read (a
+/// store opens only once its migrations are applied), within two seconds; else 503
+/// saying which part is not usable.
 async fn ready(axum::extract::State(app): axum::extract::State<Arc<App>>) -> Response {
-    match app.meta.last_change().await {
-        Ok(_) => axum::Json(json!({"status": "ready"})).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "readiness check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(json!({"status": "unavailable"})),
-            )
-                .into_response()
-        }
-    }
+    let probe = async {
+        app.meta.last_change().await.map_err(|e| ("database", e.to_string()))?;
+        // Any key: the answer (stored or not) shows the store is reachable.
+        let key = gatehouse_store::blobs::BlobKey::from_bytes([0; 64]);
+        app.blobs
+            .store()
+            .contains(&key)
+            .await
+            .map_err(|e| ("blobs", e.to_string()))?;
+        Ok::<(), (&str, String)>(())
+    };
+    let failed = match tokio::time::timeout(std::time::Duration::from_secs(2), probe).await {
+        Ok(Ok(())) => return axum::Json(json!({"status": "ready"})).into_response(),
+        Ok(Err(failed)) => failed,
+        Err(_) => ("store", "no answer within 2 s".to_owned()),
+    };
+    let (part, error) = failed;
+    tracing::error!(part, error, "readiness check failed");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(json!({"status": "unavailable", "part": part})),
+    )
+        .into_response()
 }

@@ -12,6 +12,7 @@ pub mod firewall;
 pub mod http;
 pub mod import;
 pub mod lockfile_check;
+pub mod metrics;
 pub mod offload;
 pub mod oidc;
 pub mod packument_cache;

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read as _, Write as _};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -314,11 +314,15 @@ impl PackumentCache {
         Box::pin(async move {
             let key = (registry.id, name.clone());
             for _ in 0..MAX_ATTEMPTS {
-                match self
-                    .entries
-                    .try_get_with(key.clone(), self.load(registry, name, depth))
-                    .await
-                {
+                // Set when this call builds the entry (a miss); joining another's build is a hit.
+                let built = AtomicBool::new(false);
+                let load = async {
+                    built.store(true, Ordering::Relaxed);
+                    self.load(registry, name, depth).await
+                };
+                let result = self.entries.try_get_with(key.clone(), load).await;
+                crate::metrics::global().cache_lookup("packument", !built.load(Ordering::Relaxed));
+                match result {
                     Err(e) if matches!(*e, CacheError::Retry) => tokio::task::yield_now().await,
                     result => return result.map_err(|e| (*e).clone()),
                 }

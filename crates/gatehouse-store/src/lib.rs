@@ -1030,6 +1030,20 @@ pub trait PolicyStore: Send + Sync {
     async fn decisions(&self, registry: RegistryId, query: &DecisionQuery) -> StoreResult<Vec<DecisionRow>>;
 }
 
+/// A database connection pool's use, for `/-/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUse {
+    pub name: &'static str,
+    /// Connections open now, and of those, idle.
+    pub size: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
+pub trait PoolStats: Send + Sync {
+    fn pool_use(&self) -> Vec<PoolUse>;
+}
+
 /// The whole metadata store, as the rest of the server sees it.
 pub trait MetaStore:
     RegistryStore
@@ -1045,6 +1059,7 @@ pub trait MetaStore:
     + BlobJournalStore
     + AdvisoryStore
     + PolicyStore
+    + PoolStats
 {
 }
 impl<
@@ -1060,7 +1075,8 @@ impl<
         + AuditLog
         + BlobJournalStore
         + AdvisoryStore
-        + PolicyStore,
+        + PolicyStore
+        + PoolStats,
 > MetaStore for T
 {
 }

@@ -65,6 +65,18 @@ pub struct SqliteStore {
     writer_id: String,
 }
 
+impl PoolStats for SqliteStore {
+    fn pool_use(&self) -> Vec<PoolUse> {
+        let pool_use = |name, pool: &SqlitePool| PoolUse {
+            name,
+            size: pool.size(),
+            idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+            max: pool.options().get_max_connections(),
+        };
+        vec![pool_use("reader", &self.pool), pool_use("writer", &self.writer)]
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
         match &err {

@@ -25,11 +25,13 @@ use gatehouse_store::registry::{RegistryName, Role};
 use gatehouse_store::{AuditAction, Maintainer, PackageRecord, Registry};
 use serde_json::json;
 
+use super::RouteTemplate;
 use super::error::{ApiError, ApiResult};
 use super::extract::Caller;
 use crate::access::{self, Access};
 use crate::app::App;
 use crate::auth::Principal;
+use crate::metrics::Surface;
 use crate::packument_cache::Prepared;
 use crate::services::Actor;
 
@@ -163,10 +165,21 @@ pub async fn entry(
         headers,
         body,
     };
-    match dispatch(app, incoming, registry_raw, rest).await {
+    let mut template = UNMATCHED;
+    let response = match dispatch(app, incoming, registry_raw, rest, &mut template).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
-    }
+    };
+    measured(response, Surface::registry, template)
+}
+
+/// The template of a path that is no route.
+const UNMATCHED: &str = "unmatched";
+
+/// Tells the metrics layer which route answered.
+fn measured(mut response: Response, surface: Surface, route: &'static str) -> Response {
+    response.extensions_mut().insert(RouteTemplate { surface, route });
+    response
 }
 
 /// Requests at the host root that belong to a registry: tarballs
@@ -186,15 +199,16 @@ pub async fn root(
     let path = uri.path().to_owned();
     // npm sends the exchange to the host root; the trust configurations say which
     // registry it is for.
-    if let (Ok(Route::OidcExchange { name }), &Method::POST) = (route::parse(&path), &method) {
+    if let (Ok(ref route @ Route::OidcExchange { ref name }), &Method::POST) = (route::parse(&path), &method) {
         let actor = Actor {
             name: None,
             client_addr: Some(caller.ip),
         };
-        return match trust::exchange(&app, None, &name, &headers, actor).await {
+        let response = match trust::exchange(&app, None, &name, &headers, actor).await {
             Ok(response) => response,
             Err(error) => error.into_response(),
         };
+        return measured(response, Surface::root, route.template());
     }
     let belongs = match route::parse(&path) {
         Ok(Route::Tarball { .. }) => method == Method::GET || method == Method::HEAD,
@@ -230,10 +244,12 @@ pub async fn root(
         headers,
         body,
     };
-    match dispatch(app, incoming, &registry, &path).await {
+    let mut template = UNMATCHED;
+    let response = match dispatch(app, incoming, &registry, &path, &mut template).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
-    }
+    };
+    measured(response, Surface::root, template)
 }
 
 /// A request as it arrived.
@@ -245,7 +261,14 @@ struct Incoming<'a> {
     body: Body,
 }
 
-async fn dispatch(app: Arc<App>, incoming: Incoming<'_>, registry_raw: &str, rest: &str) -> ApiResult<Response> {
+/// Serves a registry request; `template` is set to its route's as soon as it is known.
+async fn dispatch(
+    app: Arc<App>,
+    incoming: Incoming<'_>,
+    registry_raw: &str,
+    rest: &str,
+    template: &mut &'static str,
+) -> ApiResult<Response> {
     let Incoming {
         caller,
         method,
@@ -261,6 +284,7 @@ async fn dispatch(app: Arc<App>, incoming: Incoming<'_>, registry_raw: &str, res
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no registry named \"{registry_name}\"")))?;
     let route = route::parse(rest)?;
+    *template = route.template();
     let client_ip = caller.ip;
     let principal = match (&route, caller.credentials) {
         // A login carries its credentials in the body; a stale header must not block it.

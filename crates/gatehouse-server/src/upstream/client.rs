@@ -139,8 +139,10 @@ impl UpstreamClient {
         let transfer = Duration::from_millis(self.settings.transfer_timeout_ms);
         let response = tokio::time::timeout(transfer, request.send())
             .await
-            .map_err(|_| UpstreamError::Timeout(url.to_owned()))?
-            .map_err(|e| UpstreamError::Unreachable(url.to_owned(), root_cause(&e)))?;
+            .map_err(|_| UpstreamError::Timeout(url.to_owned()))
+            .and_then(|sent| sent.map_err(|e| UpstreamError::Unreachable(url.to_owned(), root_cause(&e))));
+        crate::metrics::global().upstream(outcome(&response));
+        let response = response?;
         if response.status().is_success() {
             Ok(())
         } else {
@@ -158,14 +160,18 @@ impl UpstreamClient {
         let first_byte = Duration::from_millis(self.settings.first_byte_timeout_ms);
         let response = tokio::time::timeout(first_byte, request.send())
             .await
-            .map_err(|_| UpstreamError::Timeout(url.to_owned()))?
-            .map_err(|e| {
-                if e.is_timeout() {
-                    UpstreamError::Timeout(url.to_owned())
-                } else {
-                    UpstreamError::Unreachable(url.to_owned(), root_cause(&e))
-                }
-            })?;
+            .map_err(|_| UpstreamError::Timeout(url.to_owned()))
+            .and_then(|sent| {
+                sent.map_err(|e| {
+                    if e.is_timeout() {
+                        UpstreamError::Timeout(url.to_owned())
+                    } else {
+                        UpstreamError::Unreachable(url.to_owned(), root_cause(&e))
+                    }
+                })
+            });
+        crate::metrics::global().upstream(outcome(&response));
+        let response = response?;
         if response.status().is_redirection() {
             let to = header_string(response.headers(), header::LOCATION).unwrap_or_default();
             return Err(UpstreamError::Redirect(url.to_owned(), to));
@@ -255,4 +261,20 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
         cause = next;
     }
     cause.to_string()
+}
+
+/// An upstream answer as metrics count it.
+fn outcome(response: &Result<reqwest::Response, UpstreamError>) -> &'static str {
+    match response {
+        Ok(response) => match response.status().as_u16() {
+            304 => "304",
+            404 => "404",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        },
+        Err(UpstreamError::Timeout(_)) => "timeout",
+        Err(_) => "error",
+    }
 }

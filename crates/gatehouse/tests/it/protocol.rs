@@ -592,6 +592,121 @@ fn ping_and_health() {
         .send()
         .expect("get");
     assert!(expect_error(unknown, 404).contains("no registry named"));
+
+    // Not ready while the blob store is unusable: 503 naming the part; ready again after.
+    let blobs = server.data_dir.join("blobs");
+    let aside = server.data_dir.join("blobs-aside");
+    std::fs::rename(&blobs, &aside).expect("move the blob folder aside");
+    std::fs::write(&blobs, b"not a folder").expect("a file in its place");
+    let ready = http().get(format!("{}/-/ready", server.base)).send().expect("ready");
+    assert_eq!(ready.status(), 503);
+    let body: Value = ready.json().expect("json");
+    assert_eq!(body, json!({"status": "unavailable", "part": "blobs"}));
+    std::fs::remove_file(&blobs).expect("remove the file");
+    std::fs::rename(&aside, &blobs).expect("put the blob folder back");
+    let ready = http().get(format!("{}/-/ready", server.base)).send().expect("ready");
+    assert_eq!(ready.status(), 200);
+}
+
+#[test]
+fn metrics_count_requests_by_route_template_and_never_name_a_package() {
+    let fake = crate::support::fake_upstream::FakeUpstream::start();
+    fake.publish("gatehouse-upstream-only", "1.0.0");
+    let server = TestServer::start_with_config(&format!("[registries.default]\nupstreams = [\"{}\"]\n", fake.url));
+    let token = server.admin_token();
+    publish_ok(&server, "default", &token, "gatehouse-metered", "1.0.0");
+    let tarball = package_tarball("gatehouse-metered", "1.0.0");
+    for _ in 0..3 {
+        assert_eq!(get_from(&server, "default", "gatehouse-metered", &token).status(), 200);
+    }
+    let got = get_from(
+        &server,
+        "default",
+        "gatehouse-metered/-/gatehouse-metered-1.0.0.tgz",
+        &token,
+    );
+    assert_eq!(got.bytes().expect("tarball").len(), tarball.len());
+    let pulled = get_from(
+        &server,
+        "default",
+        "gatehouse-upstream-only/-/gatehouse-upstream-only-1.0.0.tgz",
+        &token,
+    );
+    assert_eq!(pulled.status(), 200);
+    assert_eq!(
+        get_from(&server, "default", "gatehouse-no-such-package", &token).status(),
+        404
+    );
+    assert_eq!(
+        http()
+            .get(format!("{}/-/api/v1/users", server.base))
+            .send()
+            .expect("api")
+            .status(),
+        401
+    );
+
+    let response = http()
+        .get(format!("{}/-/metrics", server.base))
+        .send()
+        .expect("metrics");
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap_or_default()
+            .starts_with("application/openmetrics-text")
+    );
+    let text = response.text().expect("text");
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    };
+    let packuments = r#"gatehouse_http_requests_total{surface="registry",route="/{name}",method="GET",status="200"}"#;
+    assert!(value(packuments) >= 3.0);
+    assert_eq!(
+        value(r#"gatehouse_http_requests_total{surface="registry",route="/{name}",method="GET",status="404"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(r#"gatehouse_http_requests_total{surface="registry",route="/{name}",method="PUT",status="201"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(r#"gatehouse_http_requests_total{surface="api",route="/-/api/v1/users",method="GET",status="401"}"#),
+        1.0
+    );
+    assert!(
+        value(
+            r#"gatehouse_http_request_duration_seconds_count{surface="registry",route="/{name}/-/{file}",method="GET"}"#
+        ) >= 2.0
+    );
+    assert_eq!(
+        value(r#"gatehouse_versions_admitted_total{origin="publish",outcome="stored"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(r#"gatehouse_versions_admitted_total{origin="pull",outcome="stored"}"#),
+        1.0
+    );
+    assert!(value(r#"gatehouse_blob_bytes_total{direction="in"}"#) >= tarball.len() as f64);
+    assert!(value(r#"gatehouse_blob_bytes_total{direction="out"}"#) >= tarball.len() as f64);
+    assert!(value(r#"gatehouse_cache_lookups_total{cache="packument",result="hit"}"#) >= 1.0);
+    assert!(value(r#"gatehouse_cache_lookups_total{cache="packument",result="miss"}"#) >= 1.0);
+    assert!(value(r#"gatehouse_upstream_requests_total{outcome="2xx"}"#) >= 1.0);
+    assert_eq!(
+        value(r#"gatehouse_database_connections{pool="writer",state="max"}"#),
+        1.0
+    );
+    for name in [
+        "gatehouse-metered",
+        "gatehouse-upstream-only",
+        "gatehouse-no-such-package",
+        "admin",
+    ] {
+        assert!(!text.contains(name), "{name} in the metrics:\n{text}");
+    }
 }
 
 #[test]

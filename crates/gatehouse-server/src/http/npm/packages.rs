@@ -165,6 +165,7 @@ pub async fn tarball(ctx: &Ctx, name: &PackageName, file: &str, head: bool) -> A
             let body = if head {
                 Body::empty()
             } else {
+                crate::metrics::global().tarball_served(blob.len);
                 Body::from_stream(blob.body)
             };
             builder
@@ -176,6 +177,7 @@ pub async fn tarball(ctx: &Ctx, name: &PackageName, file: &str, head: bool) -> A
         // Being pulled: the bytes go out as they arrive. Should the pull fail, the body
         // is cut short, which every client treats as a failed download.
         Download::Streaming(follower) => {
+            crate::metrics::global().tarball_served(follower.len.unwrap_or(0));
             let builder = match follower.len {
                 Some(len) => builder.header(header::CONTENT_LENGTH, len),
                 None => builder,
