@@ -204,7 +204,7 @@ pub async fn root(
             name: None,
             client_addr: Some(caller.ip),
         };
-        let response = match trust::exchange(&app, None, &name, &headers, actor).await {
+        let response = match trust::exchange(&app, None, name, &headers, actor).await {
             Ok(response) => response,
             Err(error) => error.into_response(),
         };
