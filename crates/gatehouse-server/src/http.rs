@@ -113,6 +113,8 @@ fn routes(app: &App) -> Router<Arc<App>> {
         )
         .route("/-/api/v1/advisories", get(api::advisory_stats))
         .route("/-/api/v1/advisories/import", post(api::import_advisories))
+        .route("/-/api/v1/openapi.json", get(api::openapi::serve))
+        .route("/-/api/{*rest}", any(api::no_such_endpoint))
         .merge(ui::router(app))
         .route("/r/{*rest}", any(npm::entry))
         .fallback(npm::root)

@@ -1,6 +1,6 @@
 //! The admin REST API under `/-/api/v1/`. Callers authenticate like npm clients
 //! (Bearer token or Basic); only administrators with a read-write credential may
-//! use it. Errors use the same JSON shape as the registry protocol.
+//! use it. Errors are `application/problem+json` (`http::error::Problem`).
 
 use std::sync::Arc;
 
@@ -16,7 +16,7 @@ use gatehouse_store::{AuditAction, AuditQuery, Registry};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, Problem, ProblemResult as ApiResult};
 use super::extract::{Caller, LimitedBody};
 use crate::access;
 use crate::app::App;
@@ -25,6 +25,7 @@ use crate::services::{Actor, Creation, NewUser, UpstreamRequest};
 use crate::upstream::spec::UpstreamSpec;
 
 mod firewall;
+pub mod openapi;
 mod trust;
 pub use firewall::{
     add_exception, advisory_stats, check_lockfile, decisions, get_policy, import_advisories, list_exceptions,
@@ -34,7 +35,7 @@ pub use trust::{add_trust, list_trust, remove_trust};
 
 /// A JSON request body; a wrong one is refused saying what was expected.
 fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], expected: &str) -> ApiResult<T> {
-    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("{expected}: {e}")))
+    Ok(serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("{expected}: {e}")))?)
 }
 
 /// An administrator with a read-write credential, or the refusal.
@@ -42,7 +43,22 @@ fn require_admin(caller: &Caller) -> ApiResult<&Principal> {
     Ok(access::require_admin(caller.principal()?)?)
 }
 
+/// Any other path under `/-/api/`.
+pub async fn no_such_endpoint(uri: axum::http::Uri) -> Problem {
+    Problem(ApiError::NotFound(format!(
+        "{} is no endpoint of the admin API; /-/api/v1/openapi.json lists them",
+        uri.path()
+    )))
+}
+
 /// `GET /-/api/v1/registries`
+#[utoipa::path(
+    get,
+    path = "/-/api/v1/registries",
+    tag = "registries",
+    summary = "Every registry, with its URL, visibility and upstreams",
+    responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = openapi::BadRequest), (status = 401, response = openapi::Unauthorized), (status = 403, response = openapi::Forbidden), (status = 404, response = openapi::NotFound))
+)]
 pub async fn list_registries(State(app): State<Arc<App>>, caller: Caller) -> ApiResult<Response> {
     require_admin(&caller)?;
     let mut out = Vec::new();
@@ -64,7 +80,7 @@ pub async fn list_registries(State(app): State<Arc<App>>, caller: Caller) -> Api
     Ok(Json(json!({ "registries": out })).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct PushRequest {
     package: String,
     version: String,
@@ -72,6 +88,15 @@ pub struct PushRequest {
 }
 
 /// `POST /-/api/v1/registries/{registry}/push` with `{package, version, to}`.
+#[utoipa::path(
+    post,
+    path = "/-/api/v1/registries/{registry}/push",
+    tag = "registries",
+    summary = "Push a version to an upstream (promotion)",
+    params(("registry" = String, Path, description = "The registry's name")),
+    request_body = PushRequest,
+    responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = openapi::BadRequest), (status = 401, response = openapi::Unauthorized), (status = 403, response = openapi::Forbidden), (status = 404, response = openapi::NotFound))
+)]
 pub async fn push_version(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -89,7 +114,7 @@ pub async fn push_version(
     Ok((StatusCode::OK, Json(json!({ "ok": true, "message": summary }))).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct ClaimRequest {
     pattern: String,
 }
@@ -108,6 +133,14 @@ async fn admin_registry(app: &App, caller: &Caller, registry: &str) -> ApiResult
 }
 
 /// `GET /-/api/v1/registries/{registry}/claims`
+#[utoipa::path(
+    get,
+    path = "/-/api/v1/registries/{registry}/claims",
+    tag = "registries",
+    summary = "Names claimed for a registry",
+    params(("registry" = String, Path, description = "The registry's name")),
+    responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = openapi::BadRequest), (status = 401, response = openapi::Unauthorized), (status = 403, response = openapi::Forbidden), (status = 404, response = openapi::NotFound))
+)]
 pub async fn list_claims(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -125,6 +158,15 @@ pub async fn list_claims(
 }
 
 /// `POST /-/api/v1/registries/{registry}/claims` with `{pattern}`: a name or `@scope/*`.
+#[utoipa::path(
+    post,
+    path = "/-/api/v1/registries/{registry}/claims",
+    tag = "registries",
+    summary = "Claim a name or a scope (@scope/*)",
+    params(("registry" = String, Path, description = "The registry's name")),
+    request_body = ClaimRequest,
+    responses((status = 201, description = "Done", body = serde_json::Value), (status = 400, response = openapi::BadRequest), (status = 401, response = openapi::Unauthorized), (status = 403, response = openapi::Forbidden), (status = 404, response = openapi::NotFound))
+)]
 pub async fn add_claim(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -142,6 +184,14 @@ pub async fn add_claim(
 }
 
 /// `DELETE /-/api/v1/registries/{registry}/claims/{pattern}` (the pattern URL-encoded).
+#[utoipa::path(
+    delete,
+    path = "/-/api/v1/registries/{registry}/claims/{pattern}",
+    tag = "registries",
+    summary = "Give up a claim",
+    params(("registry" = String, Path, description = "The registry's name"), ("pattern" = String, Path, description = "The claimed name or @scope/*, URL-encoded")),
+    responses((status = 204, description = "Done"), (status = 400, response = openapi::BadRequest), (status = 401, response = openapi::Unauthorized), (status = 403, response = openapi::Forbidden), (status = 404, response = openapi::NotFound))
+)]
 pub async fn remove_claim(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -162,6 +212,13 @@ fn admin_actor(caller: &Caller) -> ApiResult<Actor> {
 }
 
 /// `GET /-/api/v1/users`
+#[utoipa::path(
+    get,
+    path = "/-/api/v1/users",
+    tag = "users",
+    summary = "Every user",
+    responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = openapi::BadRequest), (status = 401, response = openapi::Unauthorized), (status = 403, response = openapi::Forbidden), (status = 404, response = openapi::NotFound))
+)]
 pub async fn list_users(State(app): State<Arc<App>>, caller: Caller) -> ApiResult<Response> {
     require_admin(&caller)?;
     let users: Vec<_> = app
@@ -179,7 +236,7 @@ pub async fn list_users(State(app): State<Arc<App>>, caller: Caller) -> ApiResul
     Ok(Json(json!({ "users": users })).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserChange {
     disabled: Option<bool>,
@@ -188,6 +245,15 @@ pub struct UserChange {
 }
 
 /// `PATCH /-/api/v1/users/{name}` with any of `{disabled, admin, password}`.
+#[utoipa::path(
+    patch,
+    path = "/-/api/v1/users/{name}",
+    tag = "users",
+    summary = "Disable or enable a user, make them an administrator, set a password",
+    params(("name" = String, Path, description = "The user name")),
+    request_body = UserChange,
+    responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = openapi::BadRequest), (status = 401, response = openapi::Unauthorized), (status = 403, response = openapi::Forbidden), (status = 404, response = openapi::NotFound))
+)]
 pub async fn change_user(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -210,6 +276,14 @@ pub async fn change_user(
 }
 
 /// `DELETE /-/api/v1/users/{name}`
+#[utoipa::path(
+    delete,
+    path = "/-/api/v1/users/{name}",
+    tag = "users",
+    summary = "Delete a user with their tokens and grants",
+    params(("name" = String, Path, description = "The user name")),
+    responses((status = 204, description = "Done"), (status = 400, response = openapi::BadRequest), (status = 401, response = openapi::Unauthorized), (status = 403, response = openapi::Forbidden), (status = 404, response = openapi::NotFound))
+)]
 pub async fn delete_user(State(app): State<Arc<App>>, caller: Caller, Path(name): Path<String>) -> ApiResult<Response> {
     let actor = admin_actor(&caller)?;
     let user = app.services.user(&name).await?;
@@ -218,6 +292,14 @@ pub async fn delete_user(State(app): State<Arc<App>>, caller: Caller, Path(name)
 }
 
 /// `POST /-/api/v1/users/{name}/unlock`: clears a failed-login lockout.
+#[utoipa::path(
+    post,
+    path = "/-/api/v1/users/{name}/unlock",
+    tag = "users",
+    summary = "Clear a failed-login lockout",
+    params(("name" = String, Path, description = "The user name")),
+    responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = openapi::BadRequest), (status = 401, response = openapi::Unauthorized), (status = 403, response = openapi::Forbidden), (status = 404, response = openapi::NotFound))
+)]
 pub async fn unlock_user(State(app): State<Arc<App>>, caller: Caller, Path(name): Path<String>) -> ApiResult<Response> {
     let actor = admin_actor(&caller)?;
     let user = app.services.user(&name).await?;
@@ -225,7 +307,8 @@ pub async fn unlock_user(State(app): State<Arc<App>>, caller: Caller, Path(name)
     Ok(Json(json!({ "ok": true })).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditParams {
     registry: Option<String>,
@@ -238,6 +321,14 @@ pub struct AuditParams {
 }
 
 /// `GET /-/api/v1/audit?registry=&user=&action=&since=&until=&limit=`, newest first.
+#[utoipa::path(
+    get,
+    path = "/-/api/v1/audit",
+    tag = "audit",
+    summary = "Audit entries, newest first",
+    params(AuditParams),
+    responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = openapi::BadRequest), (status = 401, response = openapi::Unauthorized), (status = 403, response = openapi::Forbidden), (status = 404, response = openapi::NotFound))
+)]
 pub async fn audit(State(app): State<Arc<App>>, caller: Caller, uri: axum::http::Uri) -> ApiResult<Response> {
     require_admin(&caller)?;
     let params = axum::extract::Query::<AuditParams>::try_from_uri(&uri)
@@ -281,7 +372,7 @@ pub async fn audit(State(app): State<Arc<App>>, caller: Caller, uri: axum::http:
     Ok(Json(json!({ "entries": entries })).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryChange {
     public: Option<bool>,
@@ -290,6 +381,15 @@ pub struct RegistryChange {
 }
 
 /// `PATCH /-/api/v1/registries/{registry}` with `{public}`.
+#[utoipa::path(
+    patch,
+    path = "/-/api/v1/registries/{registry}",
+    tag = "registries",
+    summary = "Make a registry public or private, or rename it",
+    params(("registry" = String, Path, description = "The registry's name")),
+    request_body = RegistryChange,
+    responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = openapi::BadRequest), (status = 401, response = openapi::Unauthorized), (status = 403, response = openapi::Forbidden), (status = 404, response = openapi::NotFound))
+)]
 pub async fn change_registry(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -309,6 +409,14 @@ pub async fn change_registry(
 }
 
 /// `DELETE /-/api/v1/registries/{registry}`: the registry and its packages.
+#[utoipa::path(
+    delete,
+    path = "/-/api/v1/registries/{registry}",
+    tag = "registries",
+    summary = "Delete a registry and its packages",
+    params(("registry" = String, Path, description = "The registry's name")),
+    responses((status = 204, description = "Done"), (status = 400, response = openapi::BadRequest), (status = 401, response = openapi::Unauthorized), (status = 403, response = openapi::Forbidden), (status = 404, response = openapi::NotFound))
+)]
 pub async fn delete_registry(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -320,6 +428,14 @@ pub async fn delete_registry(
 }
 
 /// `GET /-/api/v1/registries/{registry}/packages`: the packages the registry holds.
+#[utoipa::path(
+    get,
+    path = "/-/api/v1/registries/{registry}/packages",
+    tag = "registries",
+    summary = "The packages a registry holds",
+    params(("registry" = String, Path, description = "The registry's name")),
+    responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = openapi::BadRequest), (status = 401, response = openapi::Unauthorized), (status = 403, response = openapi::Forbidden), (status = 404, response = openapi::NotFound))
+)]
 pub async fn list_packages(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -341,7 +457,8 @@ pub async fn list_packages(
     Ok(Json(json!({ "packages": packages })).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SetupParams {
     client: Option<String>,
@@ -350,6 +467,14 @@ pub struct SetupParams {
 
 /// `GET /-/api/v1/registries/{registry}/setup[?client=npm|pnpm|yarn|berry|bun|unity|ci]`:
 /// the Setup tab's snippets (`gatehouse_npm::setup`); they read the token from `NPM_TOKEN`.
+#[utoipa::path(
+    get,
+    path = "/-/api/v1/registries/{registry}/setup",
+    tag = "registries",
+    summary = "The Setup tab's client snippets",
+    params(("registry" = String, Path, description = "The registry's name"), SetupParams),
+    responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = openapi::BadRequest), (status = 401, response = openapi::Unauthorized), (status = 403, response = openapi::Forbidden), (status = 404, response = openapi::NotFound))
+)]
 pub async fn registry_setup(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -387,7 +512,8 @@ pub async fn registry_setup(
     Ok(Json(json!({ "registry_url": registry_url, "sections": sections })).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteParams {
     version: Option<String>,
@@ -395,6 +521,14 @@ pub struct DeleteParams {
 
 /// `DELETE /-/api/v1/registries/{registry}/packages/{name}[?version=V]`: a package, or
 /// one version, unpublished by an administrator (the numbers stay taken).
+#[utoipa::path(
+    delete,
+    path = "/-/api/v1/registries/{registry}/packages/{name}",
+    tag = "registries",
+    summary = "Delete a package, or one version (as npm unpublish)",
+    params(("registry" = String, Path, description = "The registry's name"), ("name" = String, Path, description = "The package name"), DeleteParams),
+    responses((status = 204, description = "Done"), (status = 400, response = openapi::BadRequest), (status = 401, response = openapi::Unauthorized), (status = 403, response = openapi::Forbidden), (status = 404, response = openapi::NotFound))
+)]
 pub async fn delete_package(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -418,13 +552,22 @@ pub async fn delete_package(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct PurgeRequest {
     package: String,
 }
 
 /// `POST /-/api/v1/registries/{registry}/purge` with `{package}`: drops the stored
 /// upstream copies of its document.
+#[utoipa::path(
+    post,
+    path = "/-/api/v1/registries/{registry}/purge",
+    tag = "registries",
+    summary = "Drop a package's stored upstream copies",
+    params(("registry" = String, Path, description = "The registry's name")),
+    request_body = PurgeRequest,
+    responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = openapi::BadRequest), (status = 401, response = openapi::Unauthorized), (status = 403, response = openapi::Forbidden), (status = 404, response = openapi::NotFound))
+)]
 pub async fn purge_package(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -438,13 +581,22 @@ pub async fn purge_package(
     Ok(Json(json!({ "ok": true, "purged": purged })).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CloneRequest {
     name: String,
 }
 
 /// `POST /-/api/v1/registries/{registry}/clone` with `{name}`.
+#[utoipa::path(
+    post,
+    path = "/-/api/v1/registries/{registry}/clone",
+    tag = "registries",
+    summary = "Copy a registry with its settings and packages",
+    params(("registry" = String, Path, description = "The registry's name")),
+    request_body = CloneRequest,
+    responses((status = 201, description = "Done", body = serde_json::Value), (status = 400, response = openapi::BadRequest), (status = 401, response = openapi::Unauthorized), (status = 403, response = openapi::Forbidden), (status = 404, response = openapi::NotFound))
+)]
 pub async fn clone_registry(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -463,7 +615,7 @@ pub async fn clone_registry(
         .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUserRequest {
     name: String,
@@ -474,6 +626,14 @@ pub struct NewUserRequest {
 }
 
 /// `POST /-/api/v1/users` with `{name, password, email?, admin?}`.
+#[utoipa::path(
+    post,
+    path = "/-/api/v1/users",
+    tag = "users",
+    summary = "Create a user",
+    request_body = NewUserRequest,
+    responses((status = 201, description = "Done", body = serde_json::Value), (status = 400, response = openapi::BadRequest), (status = 401, response = openapi::Unauthorized), (status = 403, response = openapi::Forbidden), (status = 404, response = openapi::NotFound))
+)]
 pub async fn create_user(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -491,7 +651,7 @@ pub async fn create_user(
     Ok((StatusCode::CREATED, Json(json!({ "ok": true, "name": user.name }))).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewRegistryRequest {
     name: String,
@@ -503,6 +663,14 @@ pub struct NewRegistryRequest {
 }
 
 /// `POST /-/api/v1/registries` with `{name, public?, upstreams?}`.
+#[utoipa::path(
+    post,
+    path = "/-/api/v1/registries",
+    tag = "registries",
+    summary = "Create a registry",
+    request_body = NewRegistryRequest,
+    responses((status = 201, description = "Done", body = serde_json::Value), (status = 400, response = openapi::BadRequest), (status = 401, response = openapi::Unauthorized), (status = 403, response = openapi::Forbidden), (status = 404, response = openapi::NotFound))
+)]
 pub async fn create_registry(
     State(app): State<Arc<App>>,
     caller: Caller,

@@ -1,6 +1,6 @@
 //! The one place errors become HTTP responses: `{"error": "...", "message": "..."}`
-//! (npm prints `error`; other tools read `message`). Internal causes are logged,
-//! never sent.
+//! (npm prints `error`; other tools read `message`), and for the admin API the same
+//! as `application/problem+json` ([`Problem`]). Internal causes are logged, never sent.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -143,6 +143,50 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
         }
+        response
+    }
+}
+
+/// An admin API error: RFC 9457 `application/problem+json` (`type`, `title`, `status`,
+/// `detail`), with `error` kept as the registry routes have it, and the same headers.
+#[derive(Debug)]
+pub struct Problem(pub ApiError);
+
+pub type ProblemResult<T> = Result<T, Problem>;
+
+impl<E: Into<ApiError>> From<E> for Problem {
+    fn from(e: E) -> Self {
+        Problem(e.into())
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = self.0.status();
+        let detail = match &self.0 {
+            ApiError::Internal(_) => "internal error; the server's log has the cause".to_owned(),
+            other => other.to_string(),
+        };
+        let mut body = json!({
+            "type": "about:blank",
+            "title": status.canonical_reason().unwrap_or("Error"),
+            "status": status.as_u16(),
+            "detail": detail,
+            "error": detail,
+        });
+        if let ApiError::Policy(refusal) = &self.0 {
+            body["rule"] = json!(refusal.rule.as_str());
+            body["decision"] = json!(refusal.verdict.as_str());
+        }
+        // The registry routes' answer, for its status and headers (and its log line).
+        let mut response = self.0.into_response();
+        *response.body_mut() = axum::body::Body::from(body.to_string());
+        let headers = response.headers_mut();
+        headers.remove(header::CONTENT_LENGTH);
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         response
     }
 }

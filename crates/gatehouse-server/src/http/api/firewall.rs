@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use super::{admin_actor, admin_registry, json_body, require_admin};
 use crate::app::App;
-use crate::http::error::{ApiError, ApiResult};
+use crate::http::error::{ApiError, ProblemResult as ApiResult};
 use crate::http::extract::{Caller, LimitedBody};
 use crate::lockfile_check;
 use crate::services::{ExceptionRequest, ServiceError};
@@ -29,12 +29,12 @@ const UPLOAD: &str = "request body";
 
 /// The body, within the configured limit.
 async fn read_body(app: &App, headers: &HeaderMap, body: Body) -> ApiResult<Bytes> {
-    crate::http::extract::read_body(headers, body, &app.config.limits).await
+    Ok(crate::http::extract::read_body(headers, body, &app.config.limits).await?)
 }
 
 /// A body that must be text (a policy document, a lockfile).
 fn text_body(body: Bytes, what: &str) -> ApiResult<String> {
-    String::from_utf8(body.into()).map_err(|_| ApiError::BadRequest(format!("the {what} is not UTF-8 text")))
+    Ok(String::from_utf8(body.into()).map_err(|_| ApiError::BadRequest(format!("the {what} is not UTF-8 text")))?)
 }
 
 fn query<T: serde::de::DeserializeOwned>(uri: &Uri) -> ApiResult<T> {
@@ -61,6 +61,14 @@ async fn policy_json(app: &App, registry: &Registry) -> ApiResult<Response> {
 
 /// `GET /-/api/v1/registries/{registry}/policy`: the document (the default one when the
 /// registry has none of its own).
+#[utoipa::path(
+    get,
+    path = "/-/api/v1/registries/{registry}/policy",
+    tag = "firewall",
+    summary = "A registry's policy document",
+    params(("registry" = String, Path, description = "The registry's name")),
+    responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = super::openapi::BadRequest), (status = 401, response = super::openapi::Unauthorized), (status = 403, response = super::openapi::Forbidden), (status = 404, response = super::openapi::NotFound))
+)]
 pub async fn get_policy(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -78,6 +86,15 @@ struct PolicyRequest {
 
 /// `PUT /-/api/v1/registries/{registry}/policy` with the TOML document as the body (or
 /// `{"document": TOML}` as `application/json`). A document with errors changes nothing.
+#[utoipa::path(
+    put,
+    path = "/-/api/v1/registries/{registry}/policy",
+    tag = "firewall",
+    summary = "Set a registry's policy (checked first)",
+    params(("registry" = String, Path, description = "The registry's name")),
+    request_body(content = String, description = "The TOML document (or `{\"document\": TOML}` as JSON)", content_type = "application/toml"),
+    responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = super::openapi::BadRequest), (status = 401, response = super::openapi::Unauthorized), (status = 403, response = super::openapi::Forbidden), (status = 404, response = super::openapi::NotFound))
+)]
 pub async fn set_policy(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -109,6 +126,14 @@ pub async fn set_policy(
 }
 
 /// `DELETE /-/api/v1/registries/{registry}/policy`: back to the default policy.
+#[utoipa::path(
+    delete,
+    path = "/-/api/v1/registries/{registry}/policy",
+    tag = "firewall",
+    summary = "Go back to the default policy",
+    params(("registry" = String, Path, description = "The registry's name")),
+    responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = super::openapi::BadRequest), (status = 401, response = super::openapi::Unauthorized), (status = 403, response = super::openapi::Forbidden), (status = 404, response = super::openapi::NotFound))
+)]
 pub async fn reset_policy(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -122,6 +147,15 @@ pub async fn reset_policy(
 /// `POST /-/api/v1/registries/{registry}/policy/check` with a lockfile as the body
 /// (package-lock.json, pnpm-lock.yaml, yarn.lock or bun.lock): every version it pins
 /// that the registry's policy would not serve (`ok` when none).
+#[utoipa::path(
+    post,
+    path = "/-/api/v1/registries/{registry}/policy/check",
+    tag = "firewall",
+    summary = "What the policy would hold back of a lockfile",
+    params(("registry" = String, Path, description = "The registry's name")),
+    request_body(content = String, description = "package-lock.json, pnpm-lock.yaml, yarn.lock or bun.lock", content_type = "text/plain"),
+    responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = super::openapi::BadRequest), (status = 401, response = super::openapi::Unauthorized), (status = 403, response = super::openapi::Forbidden), (status = 404, response = super::openapi::NotFound))
+)]
 pub async fn check_lockfile(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -148,7 +182,8 @@ fn decision_json(row: &DecisionRow) -> Value {
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct DecisionParams {
     package: Option<String>,
@@ -185,6 +220,14 @@ async fn list_decisions(
 
 /// `GET /-/api/v1/registries/{registry}/decisions?package=&limit=`: the stored decisions
 /// that are not `allow` (audit mode's included), newest first.
+#[utoipa::path(
+    get,
+    path = "/-/api/v1/registries/{registry}/decisions",
+    tag = "firewall",
+    summary = "Stored policy decisions",
+    params(("registry" = String, Path, description = "The registry's name"), DecisionParams),
+    responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = super::openapi::BadRequest), (status = 401, response = super::openapi::Unauthorized), (status = 403, response = super::openapi::Forbidden), (status = 404, response = super::openapi::NotFound))
+)]
 pub async fn decisions(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -196,6 +239,14 @@ pub async fn decisions(
 
 /// `GET /-/api/v1/registries/{registry}/quarantine?package=&limit=`: quarantined
 /// versions nobody has reviewed yet.
+#[utoipa::path(
+    get,
+    path = "/-/api/v1/registries/{registry}/quarantine",
+    tag = "firewall",
+    summary = "Quarantined versions waiting for review",
+    params(("registry" = String, Path, description = "The registry's name"), DecisionParams),
+    responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = super::openapi::BadRequest), (status = 401, response = super::openapi::Unauthorized), (status = 403, response = super::openapi::Forbidden), (status = 404, response = super::openapi::NotFound))
+)]
 pub async fn quarantine_queue(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -205,7 +256,7 @@ pub async fn quarantine_queue(
     list_decisions(&app, &caller, &registry, &uri, true, MAX_DECISIONS).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReviewRequest {
     package: String,
@@ -225,6 +276,15 @@ async fn review(app: &App, caller: &Caller, registry: &str, body: &[u8], approve
 
 /// `POST /-/api/v1/registries/{registry}/quarantine/approve` with
 /// `{package, version, reason?}`: the version is served from now on.
+#[utoipa::path(
+    post,
+    path = "/-/api/v1/registries/{registry}/quarantine/approve",
+    tag = "firewall",
+    summary = "Approve a quarantined version",
+    params(("registry" = String, Path, description = "The registry's name")),
+    request_body = ReviewRequest,
+    responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = super::openapi::BadRequest), (status = 401, response = super::openapi::Unauthorized), (status = 403, response = super::openapi::Forbidden), (status = 404, response = super::openapi::NotFound))
+)]
 pub async fn quarantine_approve(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -236,6 +296,15 @@ pub async fn quarantine_approve(
 
 /// `POST /-/api/v1/registries/{registry}/quarantine/reject` with
 /// `{package, version, reason?}`: the version is blocked.
+#[utoipa::path(
+    post,
+    path = "/-/api/v1/registries/{registry}/quarantine/reject",
+    tag = "firewall",
+    summary = "Reject a quarantined version",
+    params(("registry" = String, Path, description = "The registry's name")),
+    request_body = ReviewRequest,
+    responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = super::openapi::BadRequest), (status = 401, response = super::openapi::Unauthorized), (status = 403, response = super::openapi::Forbidden), (status = 404, response = super::openapi::NotFound))
+)]
 pub async fn quarantine_reject(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -254,6 +323,14 @@ fn exception_json(row: &ExceptionRow, now: i64) -> Value {
 }
 
 /// `GET /-/api/v1/registries/{registry}/exceptions`: expired ones included (marked).
+#[utoipa::path(
+    get,
+    path = "/-/api/v1/registries/{registry}/exceptions",
+    tag = "firewall",
+    summary = "A registry's policy exceptions",
+    params(("registry" = String, Path, description = "The registry's name")),
+    responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = super::openapi::BadRequest), (status = 401, response = super::openapi::Unauthorized), (status = 403, response = super::openapi::Forbidden), (status = 404, response = super::openapi::NotFound))
+)]
 pub async fn list_exceptions(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -271,7 +348,7 @@ pub async fn list_exceptions(
     Ok(Json(json!({ "exceptions": exceptions })).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ExceptionBody {
     /// `NAME@RANGE`.
@@ -284,6 +361,15 @@ struct ExceptionBody {
 
 /// `POST /-/api/v1/registries/{registry}/exceptions` with
 /// `{package: "NAME@RANGE", rule, expires, reason}`.
+#[utoipa::path(
+    post,
+    path = "/-/api/v1/registries/{registry}/exceptions",
+    tag = "firewall",
+    summary = "Add a policy exception",
+    params(("registry" = String, Path, description = "The registry's name")),
+    request_body = ExceptionBody,
+    responses((status = 201, description = "Done", body = serde_json::Value), (status = 400, response = super::openapi::BadRequest), (status = 401, response = super::openapi::Unauthorized), (status = 403, response = super::openapi::Forbidden), (status = 404, response = super::openapi::NotFound))
+)]
 pub async fn add_exception(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -312,6 +398,14 @@ pub async fn add_exception(
 }
 
 /// `DELETE /-/api/v1/registries/{registry}/exceptions/{id}`
+#[utoipa::path(
+    delete,
+    path = "/-/api/v1/registries/{registry}/exceptions/{id}",
+    tag = "firewall",
+    summary = "Remove a policy exception",
+    params(("registry" = String, Path, description = "The registry's name"), ("id" = i64, Path, description = "The exception's number")),
+    responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = super::openapi::BadRequest), (status = 401, response = super::openapi::Unauthorized), (status = 403, response = super::openapi::Forbidden), (status = 404, response = super::openapi::NotFound))
+)]
 pub async fn remove_exception(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -326,6 +420,13 @@ pub async fn remove_exception(
 }
 
 /// `GET /-/api/v1/advisories`: the size of the advisory database and its last import.
+#[utoipa::path(
+    get,
+    path = "/-/api/v1/advisories",
+    tag = "advisories",
+    summary = "The advisory database: size and last import",
+    responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = super::openapi::BadRequest), (status = 401, response = super::openapi::Unauthorized), (status = 403, response = super::openapi::Forbidden), (status = 404, response = super::openapi::NotFound))
+)]
 pub async fn advisory_stats(State(app): State<Arc<App>>, caller: Caller) -> ApiResult<Response> {
     require_admin(&caller)?;
     let stats = app.services.advisory_stats().await?;
@@ -345,7 +446,8 @@ pub async fn advisory_stats(State(app): State<Arc<App>>, caller: Caller) -> ApiR
     .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ImportParams {
     #[serde(default)]
@@ -355,6 +457,15 @@ struct ImportParams {
 /// `POST /-/api/v1/advisories/import?replace=true|false` with OSV data as the body (a
 /// record, a JSON array of records, or a zip of them). All or nothing: a malformed
 /// import changes nothing. With `replace`, the database becomes exactly this import.
+#[utoipa::path(
+    post,
+    path = "/-/api/v1/advisories/import",
+    tag = "advisories",
+    summary = "Import OSV advisories (JSON or a zip)",
+    params(ImportParams),
+    request_body(content = Vec<u8>, description = "OSV records as JSON, or a zip of them", content_type = "application/octet-stream"),
+    responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = super::openapi::BadRequest), (status = 401, response = super::openapi::Unauthorized), (status = 403, response = super::openapi::Forbidden), (status = 404, response = super::openapi::NotFound))
+)]
 pub async fn import_advisories(
     State(app): State<Arc<App>>,
     caller: Caller,

@@ -15,17 +15,18 @@ use serde_json::{Value, json};
 
 use super::{admin_registry, json_body};
 use crate::app::App;
-use crate::http::error::{ApiError, ApiResult};
+use crate::http::error::{ApiError, ProblemResult as ApiResult};
 use crate::http::extract::{Caller, LimitedBody};
 use crate::services::TrustConfig;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PackageQuery {
     package: String,
 }
 
 fn package(query: &PackageQuery) -> ApiResult<PackageName> {
-    PackageName::parse(&query.package).map_err(ApiError::bad_request)
+    Ok(PackageName::parse(&query.package).map_err(ApiError::bad_request)?)
 }
 
 fn config_json(config: &TrustConfig) -> Value {
@@ -36,6 +37,14 @@ fn config_json(config: &TrustConfig) -> Value {
     out
 }
 
+#[utoipa::path(
+    get,
+    path = "/-/api/v1/registries/{registry}/trust",
+    tag = "trust",
+    summary = "A package's trusted-publishing configurations",
+    params(("registry" = String, Path, description = "The registry's name"), PackageQuery),
+    responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = super::openapi::BadRequest), (status = 401, response = super::openapi::Unauthorized), (status = 403, response = super::openapi::Forbidden), (status = 404, response = super::openapi::NotFound))
+)]
 pub async fn list_trust(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -52,6 +61,15 @@ pub async fn list_trust(
 /// The body is a configuration as `npm trust` posts it, plus an optional `owner`: the
 /// user whose token the exchanges mint (default: the package's first maintainer,
 /// else the calling administrator, who then becomes its first maintainer).
+#[utoipa::path(
+    post,
+    path = "/-/api/v1/registries/{registry}/trust",
+    tag = "trust",
+    summary = "Trust a CI workflow to publish a package",
+    params(("registry" = String, Path, description = "The registry's name"), PackageQuery),
+    request_body(content = serde_json::Value, description = "A configuration as `npm trust` posts it, plus an optional `owner`", content_type = "application/json"),
+    responses((status = 201, description = "Done", body = serde_json::Value), (status = 400, response = super::openapi::BadRequest), (status = 401, response = super::openapi::Unauthorized), (status = 403, response = super::openapi::Forbidden), (status = 404, response = super::openapi::NotFound))
+)]
 pub async fn add_trust(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -91,6 +109,14 @@ pub async fn add_trust(
         .into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/-/api/v1/registries/{registry}/trust/{id}",
+    tag = "trust",
+    summary = "Remove a trust configuration",
+    params(("registry" = String, Path, description = "The registry's name"), ("id" = String, Path, description = "The configuration's id"), PackageQuery),
+    responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = super::openapi::BadRequest), (status = 401, response = super::openapi::Unauthorized), (status = 403, response = super::openapi::Forbidden), (status = 404, response = super::openapi::NotFound))
+)]
 pub async fn remove_trust(
     State(app): State<Arc<App>>,
     caller: Caller,
