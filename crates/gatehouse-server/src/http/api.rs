@@ -33,6 +33,37 @@ pub use firewall::{
 };
 pub use trust::{add_trust, list_trust, remove_trust};
 
+/// A path's parameters; a bad one (not UTF-8 once decoded) is a problem+json 400.
+pub struct ApiPath<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> axum::extract::FromRequestParts<S> for ApiPath<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Problem> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(ApiPath(value)),
+            Err(e) => Err(Problem(ApiError::BadRequest(e.body_text()))),
+        }
+    }
+}
+
+/// A query string; a wrong one is a problem+json 400 saying what was wrong.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Problem> {
+        match axum::extract::Query::<T>::try_from_uri(&parts.uri) {
+            Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
+            Err(e) => Err(Problem(ApiError::BadRequest(format!(
+                "invalid query: {}",
+                e.body_text()
+            )))),
+        }
+    }
+}
+
 /// A JSON request body; a wrong one is refused saying what was expected.
 fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], expected: &str) -> ApiResult<T> {
     Ok(serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("{expected}: {e}")))?)
@@ -93,14 +124,14 @@ pub struct PushRequest {
     path = "/-/api/v1/registries/{registry}/push",
     tag = "registries",
     summary = "Push a version to an upstream (promotion)",
-    params(("registry" = String, Path, description = "The registry's name")),
+    params(("registry" = String, Path, description = "The registry's name", example = "default")),
     request_body = PushRequest,
     responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = openapi::BadRequest), (status = 401, response = openapi::Unauthorized), (status = 403, response = openapi::Forbidden), (status = 404, response = openapi::NotFound))
 )]
 pub async fn push_version(
     State(app): State<Arc<App>>,
     caller: Caller,
-    Path(registry): Path<String>,
+    ApiPath(registry): ApiPath<String>,
     LimitedBody(body): LimitedBody,
 ) -> ApiResult<Response> {
     let (actor, from) = admin_registry(&app, &caller, &registry).await?;
@@ -138,13 +169,13 @@ async fn admin_registry(app: &App, caller: &Caller, registry: &str) -> ApiResult
     path = "/-/api/v1/registries/{registry}/claims",
     tag = "registries",
     summary = "Names claimed for a registry",
-    params(("registry" = String, Path, description = "The registry's name")),
+    params(("registry" = String, Path, description = "The registry's name", example = "default")),
     responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = openapi::BadRequest), (status = 401, response = openapi::Unauthorized), (status = 403, response = openapi::Forbidden), (status = 404, response = openapi::NotFound))
 )]
 pub async fn list_claims(
     State(app): State<Arc<App>>,
     caller: Caller,
-    Path(registry): Path<String>,
+    ApiPath(registry): ApiPath<String>,
 ) -> ApiResult<Response> {
     let (_, registry) = admin_registry(&app, &caller, &registry).await?;
     let claims: Vec<_> = app
@@ -163,14 +194,14 @@ pub async fn list_claims(
     path = "/-/api/v1/registries/{registry}/claims",
     tag = "registries",
     summary = "Claim a name or a scope (@scope/*)",
-    params(("registry" = String, Path, description = "The registry's name")),
+    params(("registry" = String, Path, description = "The registry's name", example = "default")),
     request_body = ClaimRequest,
     responses((status = 201, description = "Done", body = serde_json::Value), (status = 400, response = openapi::BadRequest), (status = 401, response = openapi::Unauthorized), (status = 403, response = openapi::Forbidden), (status = 404, response = openapi::NotFound))
 )]
 pub async fn add_claim(
     State(app): State<Arc<App>>,
     caller: Caller,
-    Path(registry): Path<String>,
+    ApiPath(registry): ApiPath<String>,
     LimitedBody(body): LimitedBody,
 ) -> ApiResult<Response> {
     let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
@@ -189,13 +220,13 @@ pub async fn add_claim(
     path = "/-/api/v1/registries/{registry}/claims/{pattern}",
     tag = "registries",
     summary = "Give up a claim",
-    params(("registry" = String, Path, description = "The registry's name"), ("pattern" = String, Path, description = "The claimed name or @scope/*, URL-encoded")),
+    params(("registry" = String, Path, description = "The registry's name", example = "default"), ("pattern" = String, Path, description = "The claimed name or @scope/*, URL-encoded")),
     responses((status = 204, description = "Done"), (status = 400, response = openapi::BadRequest), (status = 401, response = openapi::Unauthorized), (status = 403, response = openapi::Forbidden), (status = 404, response = openapi::NotFound))
 )]
 pub async fn remove_claim(
     State(app): State<Arc<App>>,
     caller: Caller,
-    Path((registry, pattern)): Path<(String, String)>,
+    ApiPath((registry, pattern)): ApiPath<(String, String)>,
 ) -> ApiResult<Response> {
     let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
     app.services.unclaim(&actor, &registry, &pattern).await?;
@@ -257,7 +288,7 @@ pub struct UserChange {
 pub async fn change_user(
     State(app): State<Arc<App>>,
     caller: Caller,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     LimitedBody(body): LimitedBody,
 ) -> ApiResult<Response> {
     let actor = admin_actor(&caller)?;
@@ -284,7 +315,11 @@ pub async fn change_user(
     params(("name" = String, Path, description = "The user name")),
     responses((status = 204, description = "Done"), (status = 400, response = openapi::BadRequest), (status = 401, response = openapi::Unauthorized), (status = 403, response = openapi::Forbidden), (status = 404, response = openapi::NotFound))
 )]
-pub async fn delete_user(State(app): State<Arc<App>>, caller: Caller, Path(name): Path<String>) -> ApiResult<Response> {
+pub async fn delete_user(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Response> {
     let actor = admin_actor(&caller)?;
     let user = app.services.user(&name).await?;
     app.services.delete_user(&actor, &user).await?;
@@ -300,7 +335,11 @@ pub async fn delete_user(State(app): State<Arc<App>>, caller: Caller, Path(name)
     params(("name" = String, Path, description = "The user name")),
     responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = openapi::BadRequest), (status = 401, response = openapi::Unauthorized), (status = 403, response = openapi::Forbidden), (status = 404, response = openapi::NotFound))
 )]
-pub async fn unlock_user(State(app): State<Arc<App>>, caller: Caller, Path(name): Path<String>) -> ApiResult<Response> {
+pub async fn unlock_user(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Response> {
     let actor = admin_actor(&caller)?;
     let user = app.services.user(&name).await?;
     app.services.unlock_user(&actor, &user).await?;
@@ -386,14 +425,14 @@ pub struct RegistryChange {
     path = "/-/api/v1/registries/{registry}",
     tag = "registries",
     summary = "Make a registry public or private, or rename it",
-    params(("registry" = String, Path, description = "The registry's name")),
+    params(("registry" = String, Path, description = "The registry's name", example = "default")),
     request_body = RegistryChange,
     responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = openapi::BadRequest), (status = 401, response = openapi::Unauthorized), (status = 403, response = openapi::Forbidden), (status = 404, response = openapi::NotFound))
 )]
 pub async fn change_registry(
     State(app): State<Arc<App>>,
     caller: Caller,
-    Path(registry): Path<String>,
+    ApiPath(registry): ApiPath<String>,
     LimitedBody(body): LimitedBody,
 ) -> ApiResult<Response> {
     let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
@@ -414,13 +453,13 @@ pub async fn change_registry(
     path = "/-/api/v1/registries/{registry}",
     tag = "registries",
     summary = "Delete a registry and its packages",
-    params(("registry" = String, Path, description = "The registry's name")),
+    params(("registry" = String, Path, description = "The registry's name", example = "default")),
     responses((status = 204, description = "Done"), (status = 400, response = openapi::BadRequest), (status = 401, response = openapi::Unauthorized), (status = 403, response = openapi::Forbidden), (status = 404, response = openapi::NotFound))
 )]
 pub async fn delete_registry(
     State(app): State<Arc<App>>,
     caller: Caller,
-    Path(registry): Path<String>,
+    ApiPath(registry): ApiPath<String>,
 ) -> ApiResult<Response> {
     let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
     app.services.delete_registry(&actor, &registry).await?;
@@ -433,13 +472,13 @@ pub async fn delete_registry(
     path = "/-/api/v1/registries/{registry}/packages",
     tag = "registries",
     summary = "The packages a registry holds",
-    params(("registry" = String, Path, description = "The registry's name")),
+    params(("registry" = String, Path, description = "The registry's name", example = "default")),
     responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = openapi::BadRequest), (status = 401, response = openapi::Unauthorized), (status = 403, response = openapi::Forbidden), (status = 404, response = openapi::NotFound))
 )]
 pub async fn list_packages(
     State(app): State<Arc<App>>,
     caller: Caller,
-    Path(registry): Path<String>,
+    ApiPath(registry): ApiPath<String>,
 ) -> ApiResult<Response> {
     let (_, registry) = admin_registry(&app, &caller, &registry).await?;
     let packages: Vec<_> = app
@@ -472,14 +511,14 @@ pub struct SetupParams {
     path = "/-/api/v1/registries/{registry}/setup",
     tag = "registries",
     summary = "The Setup tab's client snippets",
-    params(("registry" = String, Path, description = "The registry's name"), SetupParams),
+    params(("registry" = String, Path, description = "The registry's name", example = "default"), SetupParams),
     responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = openapi::BadRequest), (status = 401, response = openapi::Unauthorized), (status = 403, response = openapi::Forbidden), (status = 404, response = openapi::NotFound))
 )]
 pub async fn registry_setup(
     State(app): State<Arc<App>>,
     caller: Caller,
-    Path(registry): Path<String>,
-    axum::extract::Query(params): axum::extract::Query<SetupParams>,
+    ApiPath(registry): ApiPath<String>,
+    ApiQuery(params): ApiQuery<SetupParams>,
 ) -> ApiResult<Response> {
     use gatehouse_npm::setup::{Client, SetupContext, snippets};
     let (_, registry) = admin_registry(&app, &caller, &registry).await?;
@@ -526,13 +565,13 @@ pub struct DeleteParams {
     path = "/-/api/v1/registries/{registry}/packages/{name}",
     tag = "registries",
     summary = "Delete a package, or one version (as npm unpublish)",
-    params(("registry" = String, Path, description = "The registry's name"), ("name" = String, Path, description = "The package name"), DeleteParams),
+    params(("registry" = String, Path, description = "The registry's name", example = "default"), ("name" = String, Path, description = "The package name"), DeleteParams),
     responses((status = 204, description = "Done"), (status = 400, response = openapi::BadRequest), (status = 401, response = openapi::Unauthorized), (status = 403, response = openapi::Forbidden), (status = 404, response = openapi::NotFound))
 )]
 pub async fn delete_package(
     State(app): State<Arc<App>>,
     caller: Caller,
-    Path((registry, name)): Path<(String, String)>,
+    ApiPath((registry, name)): ApiPath<(String, String)>,
     uri: axum::http::Uri,
 ) -> ApiResult<Response> {
     let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
@@ -564,14 +603,14 @@ pub struct PurgeRequest {
     path = "/-/api/v1/registries/{registry}/purge",
     tag = "registries",
     summary = "Drop a package's stored upstream copies",
-    params(("registry" = String, Path, description = "The registry's name")),
+    params(("registry" = String, Path, description = "The registry's name", example = "default")),
     request_body = PurgeRequest,
     responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = openapi::BadRequest), (status = 401, response = openapi::Unauthorized), (status = 403, response = openapi::Forbidden), (status = 404, response = openapi::NotFound))
 )]
 pub async fn purge_package(
     State(app): State<Arc<App>>,
     caller: Caller,
-    Path(registry): Path<String>,
+    ApiPath(registry): ApiPath<String>,
     LimitedBody(body): LimitedBody,
 ) -> ApiResult<Response> {
     let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
@@ -593,14 +632,14 @@ pub struct CloneRequest {
     path = "/-/api/v1/registries/{registry}/clone",
     tag = "registries",
     summary = "Copy a registry with its settings and packages",
-    params(("registry" = String, Path, description = "The registry's name")),
+    params(("registry" = String, Path, description = "The registry's name", example = "default")),
     request_body = CloneRequest,
     responses((status = 201, description = "Done", body = serde_json::Value), (status = 400, response = openapi::BadRequest), (status = 401, response = openapi::Unauthorized), (status = 403, response = openapi::Forbidden), (status = 404, response = openapi::NotFound))
 )]
 pub async fn clone_registry(
     State(app): State<Arc<App>>,
     caller: Caller,
-    Path(registry): Path<String>,
+    ApiPath(registry): ApiPath<String>,
     LimitedBody(body): LimitedBody,
 ) -> ApiResult<Response> {
     let (actor, registry) = admin_registry(&app, &caller, &registry).await?;

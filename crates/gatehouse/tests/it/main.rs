@@ -1,6 +1,7 @@
 //! Integration tests: one binary (faster to link), one module per area.
 
 mod access;
+mod api_contract;
 mod bad_input;
 mod cli;
 mod client_auth;

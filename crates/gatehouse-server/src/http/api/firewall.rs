@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use gatehouse_npm::packument::iso_time;
@@ -17,7 +17,7 @@ use gatehouse_store::{DecisionQuery, DecisionRow, ExceptionRow, Registry, now_mi
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{admin_actor, admin_registry, json_body, require_admin};
+use super::{ApiPath, admin_actor, admin_registry, json_body, require_admin};
 use crate::app::App;
 use crate::http::error::{ApiError, ProblemResult as ApiResult};
 use crate::http::extract::{Caller, LimitedBody};
@@ -66,13 +66,13 @@ async fn policy_json(app: &App, registry: &Registry) -> ApiResult<Response> {
     path = "/-/api/v1/registries/{registry}/policy",
     tag = "firewall",
     summary = "A registry's policy document",
-    params(("registry" = String, Path, description = "The registry's name")),
+    params(("registry" = String, Path, description = "The registry's name", example = "default")),
     responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = super::openapi::BadRequest), (status = 401, response = super::openapi::Unauthorized), (status = 403, response = super::openapi::Forbidden), (status = 404, response = super::openapi::NotFound))
 )]
 pub async fn get_policy(
     State(app): State<Arc<App>>,
     caller: Caller,
-    Path(registry): Path<String>,
+    ApiPath(registry): ApiPath<String>,
 ) -> ApiResult<Response> {
     let (_, registry) = admin_registry(&app, &caller, &registry).await?;
     policy_json(&app, &registry).await
@@ -91,14 +91,14 @@ struct PolicyRequest {
     path = "/-/api/v1/registries/{registry}/policy",
     tag = "firewall",
     summary = "Set a registry's policy (checked first)",
-    params(("registry" = String, Path, description = "The registry's name")),
-    request_body(content = String, description = "The TOML document (or `{\"document\": TOML}` as JSON)", content_type = "application/toml"),
+    params(("registry" = String, Path, description = "The registry's name", example = "default")),
+    request_body(content = String, description = "The TOML document (or `{\"document\": TOML}` as JSON)", content_type = "text/plain"),
     responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = super::openapi::BadRequest), (status = 401, response = super::openapi::Unauthorized), (status = 403, response = super::openapi::Forbidden), (status = 404, response = super::openapi::NotFound))
 )]
 pub async fn set_policy(
     State(app): State<Arc<App>>,
     caller: Caller,
-    Path(registry): Path<String>,
+    ApiPath(registry): ApiPath<String>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
@@ -131,13 +131,13 @@ pub async fn set_policy(
     path = "/-/api/v1/registries/{registry}/policy",
     tag = "firewall",
     summary = "Go back to the default policy",
-    params(("registry" = String, Path, description = "The registry's name")),
+    params(("registry" = String, Path, description = "The registry's name", example = "default")),
     responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = super::openapi::BadRequest), (status = 401, response = super::openapi::Unauthorized), (status = 403, response = super::openapi::Forbidden), (status = 404, response = super::openapi::NotFound))
 )]
 pub async fn reset_policy(
     State(app): State<Arc<App>>,
     caller: Caller,
-    Path(registry): Path<String>,
+    ApiPath(registry): ApiPath<String>,
 ) -> ApiResult<Response> {
     let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
     app.services.set_policy(&actor, &registry, None).await?;
@@ -152,14 +152,14 @@ pub async fn reset_policy(
     path = "/-/api/v1/registries/{registry}/policy/check",
     tag = "firewall",
     summary = "What the policy would hold back of a lockfile",
-    params(("registry" = String, Path, description = "The registry's name")),
+    params(("registry" = String, Path, description = "The registry's name", example = "default")),
     request_body(content = String, description = "package-lock.json, pnpm-lock.yaml, yarn.lock or bun.lock", content_type = "text/plain"),
     responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = super::openapi::BadRequest), (status = 401, response = super::openapi::Unauthorized), (status = 403, response = super::openapi::Forbidden), (status = 404, response = super::openapi::NotFound))
 )]
 pub async fn check_lockfile(
     State(app): State<Arc<App>>,
     caller: Caller,
-    Path(registry): Path<String>,
+    ApiPath(registry): ApiPath<String>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
@@ -225,13 +225,13 @@ async fn list_decisions(
     path = "/-/api/v1/registries/{registry}/decisions",
     tag = "firewall",
     summary = "Stored policy decisions",
-    params(("registry" = String, Path, description = "The registry's name"), DecisionParams),
+    params(("registry" = String, Path, description = "The registry's name", example = "default"), DecisionParams),
     responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = super::openapi::BadRequest), (status = 401, response = super::openapi::Unauthorized), (status = 403, response = super::openapi::Forbidden), (status = 404, response = super::openapi::NotFound))
 )]
 pub async fn decisions(
     State(app): State<Arc<App>>,
     caller: Caller,
-    Path(registry): Path<String>,
+    ApiPath(registry): ApiPath<String>,
     uri: Uri,
 ) -> ApiResult<Response> {
     list_decisions(&app, &caller, &registry, &uri, false, 100).await
@@ -244,13 +244,13 @@ pub async fn decisions(
     path = "/-/api/v1/registries/{registry}/quarantine",
     tag = "firewall",
     summary = "Quarantined versions waiting for review",
-    params(("registry" = String, Path, description = "The registry's name"), DecisionParams),
+    params(("registry" = String, Path, description = "The registry's name", example = "default"), DecisionParams),
     responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = super::openapi::BadRequest), (status = 401, response = super::openapi::Unauthorized), (status = 403, response = super::openapi::Forbidden), (status = 404, response = super::openapi::NotFound))
 )]
 pub async fn quarantine_queue(
     State(app): State<Arc<App>>,
     caller: Caller,
-    Path(registry): Path<String>,
+    ApiPath(registry): ApiPath<String>,
     uri: Uri,
 ) -> ApiResult<Response> {
     list_decisions(&app, &caller, &registry, &uri, true, MAX_DECISIONS).await
@@ -281,14 +281,14 @@ async fn review(app: &App, caller: &Caller, registry: &str, body: &[u8], approve
     path = "/-/api/v1/registries/{registry}/quarantine/approve",
     tag = "firewall",
     summary = "Approve a quarantined version",
-    params(("registry" = String, Path, description = "The registry's name")),
+    params(("registry" = String, Path, description = "The registry's name", example = "default")),
     request_body = ReviewRequest,
     responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = super::openapi::BadRequest), (status = 401, response = super::openapi::Unauthorized), (status = 403, response = super::openapi::Forbidden), (status = 404, response = super::openapi::NotFound))
 )]
 pub async fn quarantine_approve(
     State(app): State<Arc<App>>,
     caller: Caller,
-    Path(registry): Path<String>,
+    ApiPath(registry): ApiPath<String>,
     LimitedBody(body): LimitedBody,
 ) -> ApiResult<Response> {
     review(&app, &caller, &registry, &body, true).await
@@ -301,14 +301,14 @@ pub async fn quarantine_approve(
     path = "/-/api/v1/registries/{registry}/quarantine/reject",
     tag = "firewall",
     summary = "Reject a quarantined version",
-    params(("registry" = String, Path, description = "The registry's name")),
+    params(("registry" = String, Path, description = "The registry's name", example = "default")),
     request_body = ReviewRequest,
     responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = super::openapi::BadRequest), (status = 401, response = super::openapi::Unauthorized), (status = 403, response = super::openapi::Forbidden), (status = 404, response = super::openapi::NotFound))
 )]
 pub async fn quarantine_reject(
     State(app): State<Arc<App>>,
     caller: Caller,
-    Path(registry): Path<String>,
+    ApiPath(registry): ApiPath<String>,
     LimitedBody(body): LimitedBody,
 ) -> ApiResult<Response> {
     review(&app, &caller, &registry, &body, false).await
@@ -328,13 +328,13 @@ fn exception_json(row: &ExceptionRow, now: i64) -> Value {
     path = "/-/api/v1/registries/{registry}/exceptions",
     tag = "firewall",
     summary = "A registry's policy exceptions",
-    params(("registry" = String, Path, description = "The registry's name")),
+    params(("registry" = String, Path, description = "The registry's name", example = "default")),
     responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = super::openapi::BadRequest), (status = 401, response = super::openapi::Unauthorized), (status = 403, response = super::openapi::Forbidden), (status = 404, response = super::openapi::NotFound))
 )]
 pub async fn list_exceptions(
     State(app): State<Arc<App>>,
     caller: Caller,
-    Path(registry): Path<String>,
+    ApiPath(registry): ApiPath<String>,
 ) -> ApiResult<Response> {
     let (_, registry) = admin_registry(&app, &caller, &registry).await?;
     let now = now_millis();
@@ -366,14 +366,14 @@ struct ExceptionBody {
     path = "/-/api/v1/registries/{registry}/exceptions",
     tag = "firewall",
     summary = "Add a policy exception",
-    params(("registry" = String, Path, description = "The registry's name")),
+    params(("registry" = String, Path, description = "The registry's name", example = "default")),
     request_body = ExceptionBody,
     responses((status = 201, description = "Done", body = serde_json::Value), (status = 400, response = super::openapi::BadRequest), (status = 401, response = super::openapi::Unauthorized), (status = 403, response = super::openapi::Forbidden), (status = 404, response = super::openapi::NotFound))
 )]
 pub async fn add_exception(
     State(app): State<Arc<App>>,
     caller: Caller,
-    Path(registry): Path<String>,
+    ApiPath(registry): ApiPath<String>,
     LimitedBody(body): LimitedBody,
 ) -> ApiResult<Response> {
     let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
@@ -403,13 +403,13 @@ pub async fn add_exception(
     path = "/-/api/v1/registries/{registry}/exceptions/{id}",
     tag = "firewall",
     summary = "Remove a policy exception",
-    params(("registry" = String, Path, description = "The registry's name"), ("id" = i64, Path, description = "The exception's number")),
+    params(("registry" = String, Path, description = "The registry's name", example = "default"), ("id" = i64, Path, description = "The exception's number")),
     responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = super::openapi::BadRequest), (status = 401, response = super::openapi::Unauthorized), (status = 403, response = super::openapi::Forbidden), (status = 404, response = super::openapi::NotFound))
 )]
 pub async fn remove_exception(
     State(app): State<Arc<App>>,
     caller: Caller,
-    Path((registry, id)): Path<(String, String)>,
+    ApiPath((registry, id)): ApiPath<(String, String)>,
 ) -> ApiResult<Response> {
     let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
     let id: i64 = id

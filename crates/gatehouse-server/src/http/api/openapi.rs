@@ -75,7 +75,7 @@ impl Modify for Credentials {
         description = "Registries, users, the firewall and trusted publishing. Administrators with a read-write token (Bearer) or their password (Basic)."
     ),
     modifiers(&Credentials),
-    components(responses(BadRequest, Unauthorized, Forbidden, NotFound)),
+    components(schemas(ProblemDetails), responses(BadRequest, Unauthorized, Forbidden, NotFound)),
     security(("bearer" = []), ("basic" = [])),
     paths(
         super::list_registries,

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use gatehouse_npm::name::PackageName;
@@ -13,7 +13,7 @@ use gatehouse_npm::trust::TrustRule;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{admin_registry, json_body};
+use super::{ApiPath, ApiQuery, admin_registry, json_body};
 use crate::app::App;
 use crate::http::error::{ApiError, ProblemResult as ApiResult};
 use crate::http::extract::{Caller, LimitedBody};
@@ -42,14 +42,14 @@ fn config_json(config: &TrustConfig) -> Value {
     path = "/-/api/v1/registries/{registry}/trust",
     tag = "trust",
     summary = "A package's trusted-publishing configurations",
-    params(("registry" = String, Path, description = "The registry's name"), PackageQuery),
+    params(("registry" = String, Path, description = "The registry's name", example = "default"), PackageQuery),
     responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = super::openapi::BadRequest), (status = 401, response = super::openapi::Unauthorized), (status = 403, response = super::openapi::Forbidden), (status = 404, response = super::openapi::NotFound))
 )]
 pub async fn list_trust(
     State(app): State<Arc<App>>,
     caller: Caller,
-    Path(registry): Path<String>,
-    Query(query): Query<PackageQuery>,
+    ApiPath(registry): ApiPath<String>,
+    ApiQuery(query): ApiQuery<PackageQuery>,
 ) -> ApiResult<Response> {
     let (_, registry) = admin_registry(&app, &caller, &registry).await?;
     let name = package(&query)?;
@@ -66,15 +66,15 @@ pub async fn list_trust(
     path = "/-/api/v1/registries/{registry}/trust",
     tag = "trust",
     summary = "Trust a CI workflow to publish a package",
-    params(("registry" = String, Path, description = "The registry's name"), PackageQuery),
+    params(("registry" = String, Path, description = "The registry's name", example = "default"), PackageQuery),
     request_body(content = serde_json::Value, description = "A configuration as `npm trust` posts it, plus an optional `owner`", content_type = "application/json"),
     responses((status = 201, description = "Done", body = serde_json::Value), (status = 400, response = super::openapi::BadRequest), (status = 401, response = super::openapi::Unauthorized), (status = 403, response = super::openapi::Forbidden), (status = 404, response = super::openapi::NotFound))
 )]
 pub async fn add_trust(
     State(app): State<Arc<App>>,
     caller: Caller,
-    Path(registry): Path<String>,
-    Query(query): Query<PackageQuery>,
+    ApiPath(registry): ApiPath<String>,
+    ApiQuery(query): ApiQuery<PackageQuery>,
     LimitedBody(body): LimitedBody,
 ) -> ApiResult<Response> {
     let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
@@ -114,14 +114,14 @@ pub async fn add_trust(
     path = "/-/api/v1/registries/{registry}/trust/{id}",
     tag = "trust",
     summary = "Remove a trust configuration",
-    params(("registry" = String, Path, description = "The registry's name"), ("id" = String, Path, description = "The configuration's id"), PackageQuery),
+    params(("registry" = String, Path, description = "The registry's name", example = "default"), ("id" = String, Path, description = "The configuration's id"), PackageQuery),
     responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = super::openapi::BadRequest), (status = 401, response = super::openapi::Unauthorized), (status = 403, response = super::openapi::Forbidden), (status = 404, response = super::openapi::NotFound))
 )]
 pub async fn remove_trust(
     State(app): State<Arc<App>>,
     caller: Caller,
-    Path((registry, id)): Path<(String, String)>,
-    Query(query): Query<PackageQuery>,
+    ApiPath((registry, id)): ApiPath<(String, String)>,
+    ApiQuery(query): ApiQuery<PackageQuery>,
 ) -> ApiResult<Response> {
     let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
     let name = package(&query)?;
