@@ -134,9 +134,10 @@ const steps = {
       writeFileSync(join(out, `${client}.snippet`), text);
     }
     writeFileSync(join(out, "token"), token);
-    // Gone when the page is opened again.
-    await page.goto("/-/ui/r/web/setup");
+    // Gone after a reload (which creates nothing: the form was answered with a redirect).
+    await page.reload();
     check(!(await page.content()).includes(token), "the token is not shown again");
+    await page.getByText("That token was shown once and is not shown again").waitFor();
     await context.storageState({ path: state });
   },
 

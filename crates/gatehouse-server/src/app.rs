@@ -35,6 +35,8 @@ pub struct App {
     pub firewall: Arc<Firewall>,
     pub auth: Arc<Authenticator>,
     pub web_logins: WebLogins,
+    /// New tokens' secrets on their way to the one page that shows them.
+    pub shown_once: crate::http::ui::ShownOnce,
     /// Web app sign-ins.
     pub sessions: Sessions,
     /// Package pages' READMEs, rendered once per change.
@@ -212,6 +214,7 @@ impl App {
         Ok(Arc::new(App {
             auth,
             web_logins: WebLogins::default(),
+            shown_once: crate::http::ui::ShownOnce::default(),
             readmes: crate::readme::Readmes::new(),
             sessions: Sessions::new(
                 meta.clone(),

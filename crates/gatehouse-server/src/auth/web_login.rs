@@ -31,7 +31,8 @@ pub struct WebLogins {
     by_done_id: Cache<String, Arc<Session>>,
 }
 
-fn random_id() -> String {
+/// 32 random letters and digits (190 bits), from the operating system.
+pub fn random_id() -> String {
     rand::rngs::OsRng
         .sample_iter(&Alphanumeric)
         .take(32)

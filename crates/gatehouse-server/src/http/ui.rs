@@ -211,6 +211,43 @@ impl Nav {
     }
 }
 
+/// A new token's secret, between the form that created it and the one page that
+/// shows it: handed out once, to the session that asked, within two minutes. A reload
+/// of that page shows it no more (and creates nothing: the form was answered with a
+/// redirect).
+pub struct ShownOnce {
+    secrets: moka::future::Cache<String, Arc<(String, String, String)>>,
+}
+
+impl Default for ShownOnce {
+    fn default() -> Self {
+        ShownOnce {
+            secrets: moka::future::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(std::time::Duration::from_secs(120))
+                .build(),
+        }
+    }
+}
+
+impl ShownOnce {
+    /// Keeps `(secret, label)` for this viewer; returns the id the page asks with.
+    pub async fn keep(&self, viewer: &Viewer, secret: String, label: String) -> String {
+        let id = crate::auth::web_login::random_id();
+        self.secrets
+            .insert(id.clone(), Arc::new((viewer.session_id.clone(), secret, label)))
+            .await;
+        id
+    }
+
+    /// The secret and label kept under `id`, once, and only for the session that made it.
+    pub async fn take(&self, viewer: &Viewer, id: &str) -> Option<(String, String)> {
+        let kept = self.secrets.remove(id).await?;
+        let (session, secret, label) = kept.as_ref();
+        (*session == viewer.session_id).then(|| (secret.clone(), label.clone()))
+    }
+}
+
 /// The signed-in person, from the session cookie. Pages that need one redirect to
 /// the sign-in page otherwise; the cookie is never read by the npm routes.
 pub struct Viewer {

@@ -402,10 +402,23 @@ fn a_setup_token_is_read_only_for_this_registry_shown_once_and_revocable() {
         400,
     );
     assert!(refused.contains("No token was created"), "{refused}");
-    let page = text(
-        post(&server, &cookie, "/-/ui/r/default/setup", &[("expires", "30d")]),
-        200,
+    let tokens_before = server.cli_ok(&["token", "list", "--user", "admin"]).lines().count();
+    let created = post(&server, &cookie, "/-/ui/r/default/setup", &[("expires", "30d")]);
+    assert_eq!(
+        created.status(),
+        303,
+        "answered with a redirect, so a reload posts nothing"
     );
+    let shown_at = location(&created);
+    assert!(shown_at.starts_with("/-/ui/r/default/setup?token="), "{shown_at}");
+    // Another session (even the same person's) cannot have it shown.
+    let other = sign_in(&server, "admin", ADMIN_PASSWORD);
+    let elsewhere = text(get(&server, &other, &shown_at), 200);
+    assert!(token_in(&elsewhere).is_none());
+    assert!(elsewhere.contains("That token was shown once and is not shown again"));
+    let created = post(&server, &cookie, "/-/ui/r/default/setup", &[("expires", "30d")]);
+    let shown_at = location(&created);
+    let page = text(get(&server, &cookie, &shown_at), 200);
     let token = token_in(&page).expect("the token on the page");
     let nerf = server.registry_url("default").replace("http:", "");
     assert!(
@@ -427,21 +440,30 @@ fn a_setup_token_is_read_only_for_this_registry_shown_once_and_revocable() {
     assert_eq!(get_from(&server, "other", "elsewhere", &token).status(), 403);
     let publish = publish(&server, "default", &token, &publish_body("setup-demo", "2.0.0"));
     assert_eq!(publish.status(), 403);
-    // Gone after a reload.
+    // Gone after a reload of that very page, and the reload made no token.
+    let again = text(get(&server, &cookie, &shown_at), 200);
+    assert!(token_in(&again).is_none());
+    assert!(again.contains("That token was shown once and is not shown again"));
     let again = text(get(&server, &cookie, "/-/ui/r/default/setup"), 200);
     assert!(token_in(&again).is_none());
+    let tokens_after = server.cli_ok(&["token", "list", "--user", "admin"]).lines().count();
+    assert_eq!(tokens_after, tokens_before + 2, "one token per press of the button");
 
     let tokens = text(get(&server, &cookie, "/-/ui/tokens"), 200);
     assert!(tokens.contains("default setup (read-only, web app)"), "{tokens}");
-    let key = tokens
+    // Both setup tokens (the one shown elsewhere too) are listed; revoke them.
+    let keys: Vec<String> = tokens
         .split("default setup (read-only, web app)")
-        .nth(1)
-        .and_then(|row| row.split("/-/ui/tokens/").nth(1))
-        .and_then(|rest| rest.split('/').next())
-        .expect("a revoke form")
-        .to_owned();
-    let response = post(&server, &cookie, &format!("/-/ui/tokens/{key}/revoke"), &[]);
-    assert_eq!(response.status(), 303);
+        .skip(1)
+        .filter_map(|row| row.split("/-/ui/tokens/").nth(1))
+        .filter_map(|rest| rest.split('/').next())
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(keys.len(), 2, "{tokens}");
+    for key in keys {
+        let response = post(&server, &cookie, &format!("/-/ui/tokens/{key}/revoke"), &[]);
+        assert_eq!(response.status(), 303);
+    }
     let error = expect_error(get_from(&server, "default", "setup-demo", &token), 401);
     assert!(error.contains("revoked"), "{error}");
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use gatehouse_npm::setup::{SetupContext, Snippet};
@@ -354,10 +354,27 @@ pub async fn setup(
     State(app): State<Arc<App>>,
     viewer: Viewer,
     Path(name): Path<String>,
-    Query(flash): Query<Flash>,
+    Query(query): Query<SetupQuery>,
 ) -> UiResult {
     let (registry, role) = viewer.registry(&app, &name, Role::Read).await?;
-    Ok(setup_page(&app, &viewer, &registry, role, None, flash.done))
+    let token = match &query.token {
+        Some(id) => app.shown_once.take(&viewer, id).await,
+        None => None,
+    };
+    let done = match (&query.token, &token) {
+        (Some(_), None) => {
+            Some("That token was shown once and is not shown again; create another if you did not copy it.".to_owned())
+        }
+        _ => query.done,
+    };
+    Ok(setup_page(&app, &viewer, &registry, role, token, done))
+}
+
+#[derive(Deserialize, Default)]
+pub struct SetupQuery {
+    done: Option<String>,
+    /// A token just created, to show once.
+    token: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -370,7 +387,8 @@ pub struct SetupToken {
 }
 
 /// `POST /-/ui/r/{registry}/setup`: a token limited to this registry (read-only unless
-/// asked), filled into the snippets and shown this once; the page is not cached.
+/// asked); answered with a redirect to the Setup tab, which fills it into the snippets
+/// this once (`ShownOnce`), so a reload neither shows it again nor makes another.
 pub async fn setup_token(
     State(app): State<Arc<App>>,
     viewer: Viewer,
@@ -379,7 +397,7 @@ pub async fn setup_token(
 ) -> UiResult {
     let request: SetupToken = form(&body)?;
     let publish = request.publish.is_some();
-    let (registry, role) = viewer
+    let (registry, _) = viewer
         .registry(&app, &name, if publish { Role::Publish } else { Role::Read })
         .await?;
     let label = format!(
@@ -396,14 +414,8 @@ pub async fn setup_token(
         ..TokenSpec::default()
     };
     let minted = app.services.issue_token(&viewer.actor(), viewer.user(), spec).await?;
-    Ok(setup_page(
-        &app,
-        &viewer,
-        &registry,
-        role,
-        Some((minted.secret, label)),
-        None,
-    ))
+    let id = app.shown_once.keep(&viewer, minted.secret, label).await;
+    Ok(Redirect::to(&format!("/-/ui/r/{}/setup?token={id}", registry.name)).into_response())
 }
 
 struct UpstreamView {

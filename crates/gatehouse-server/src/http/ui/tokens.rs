@@ -6,12 +6,12 @@ use std::sync::Arc;
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect};
 use serde::Deserialize;
 
 use gatehouse_store::registry::RegistryName;
 use gatehouse_store::{Millis, Token, now_millis};
 
-use super::registries::Flash;
 use super::{Nav, UiError, UiResult, Viewer, form, render, see_other, when};
 use crate::auth::cidr::Cidr;
 use crate::auth::token::TokenSpec;
@@ -125,8 +125,31 @@ async fn page(app: &Arc<crate::app::App>, viewer: &Viewer, done: Option<String>,
 }
 
 /// `GET /-/ui/tokens`
-pub async fn list(State(app): State<Arc<crate::app::App>>, viewer: Viewer, Query(flash): Query<Flash>) -> UiResult {
-    page(&app, &viewer, flash.done, None).await
+pub async fn list(
+    State(app): State<Arc<crate::app::App>>,
+    viewer: Viewer,
+    Query(query): Query<TokensQuery>,
+) -> UiResult {
+    match &query.token {
+        Some(id) => match app.shown_once.take(&viewer, id).await {
+            Some((secret, name)) => {
+                let done = format!("Token {name} created. Copy it now: it is not shown again.");
+                page(&app, &viewer, Some(done), Some(secret)).await
+            }
+            None => {
+                let done = "That token was shown once and is not shown again; create another if you did not copy it.";
+                page(&app, &viewer, Some(done.to_owned()), None).await
+            }
+        },
+        None => page(&app, &viewer, query.done, None).await,
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub struct TokensQuery {
+    done: Option<String>,
+    /// A token just created, to show once.
+    token: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -173,13 +196,8 @@ pub async fn create(
         ..TokenSpec::default()
     };
     let minted = app.services.issue_token(&viewer.actor(), viewer.user(), spec).await?;
-    page(
-        &app,
-        &viewer,
-        Some(format!("Token {name} created. Copy it now: it is not shown again.")),
-        Some(minted.secret),
-    )
-    .await
+    let id = app.shown_once.keep(&viewer, minted.secret, name.to_owned()).await;
+    Ok(Redirect::to(&format!("/-/ui/tokens?token={id}")).into_response())
 }
 
 /// `POST /-/ui/tokens/{key}/revoke`: only this person's own tokens.
