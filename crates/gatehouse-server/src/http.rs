@@ -25,6 +25,8 @@ use tokio::net::TcpListener;
 
 use crate::app::App;
 use crate::metrics::{self, RouteLabels, Surface};
+use error::{ApiError, Problem};
+use extract::SessionCaller;
 
 pub fn router(app: Arc<App>) -> Router {
     let router = routes(&app);
@@ -39,12 +41,33 @@ pub fn router(app: Arc<App>) -> Router {
     router.layer(DefaultBodyLimit::disable()).with_state(app)
 }
 
-fn routes(app: &App) -> Router<Arc<App>> {
+fn routes(app: &Arc<App>) -> Router<Arc<App>> {
     Router::new()
         .route("/", get(|| async { Redirect::temporary("/-/ui/") }))
         .route("/-/ping", get(ping))
         .route("/-/health", get(ping))
         .route("/-/ready", get(ready))
+        .merge(api_routes(app))
+        .merge(ui::router(app))
+        .route("/r/{*rest}", any(npm::entry))
+        .fallback(npm::root)
+}
+
+/// Serves until `shutdown` resolves, then finishes in-flight requests (`serve`: the
+/// connection limit and timeouts of `[limits]`).
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let limits = app.config.limits;
+    serve::serve(router(app), listener, &limits, shutdown).await
+}
+
+/// The admin API: a token (Bearer or Basic) or the web app's session cookie, with the
+/// same-origin check on every state-changing request (a cookie comes along by itself).
+fn api_routes(app: &Arc<App>) -> Router<Arc<App>> {
+    Router::new()
         .route(
             "/-/api/v1/registries",
             get(api::list_registries).post(api::create_registry),
@@ -115,20 +138,39 @@ fn routes(app: &App) -> Router<Arc<App>> {
         .route("/-/api/v1/advisories/import", post(api::import_advisories))
         .route("/-/api/v1/openapi.json", get(api::openapi::serve))
         .route("/-/api/{*rest}", any(api::no_such_endpoint))
-        .merge(ui::router(app))
-        .route("/r/{*rest}", any(npm::entry))
-        .fallback(npm::root)
+        .layer(axum::middleware::from_fn_with_state(app.clone(), api_session))
+        .layer(ui::same_origin_only(app, |_| {
+            Problem(ApiError::Forbidden(
+                "this request came from a page of another site (or another port of this host), so it was refused"
+                    .into(),
+            ))
+            .into_response()
+        }))
 }
 
-/// Serves until `shutdown` resolves, then finishes in-flight requests (`serve`: the
-/// connection limit and timeouts of `[limits]`).
-pub async fn serve(
-    app: Arc<App>,
-    listener: TcpListener,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let limits = app.config.limits;
-    serve::serve(router(app), listener, &limits, shutdown).await
+/// A request without `Authorization` that carries a web app session acts as that
+/// session's user (`SessionCaller`); the npm routes never look.
+async fn api_session(
+    axum::extract::State(app): axum::extract::State<Arc<App>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if !request.headers().contains_key(axum::http::header::AUTHORIZATION)
+        && let Some(id) = ui::session_cookie(request.headers())
+    {
+        match app.sessions.find(&id).await {
+            Ok(Some(session)) => {
+                let principal = crate::auth::Principal {
+                    user: session.user,
+                    token: None,
+                };
+                request.extensions_mut().insert(SessionCaller(principal));
+            }
+            Ok(None) => {}
+            Err(e) => return Problem(ApiError::from(e)).into_response(),
+        }
+    }
+    next.run(request).await
 }
 
 /// Which route answered a registry request (the router sees only `/r/{*rest}`), set

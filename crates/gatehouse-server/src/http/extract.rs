@@ -60,9 +60,15 @@ pub fn client_ip(trusted: &[Cidr], peer: IpAddr, headers: &HeaderMap) -> IpAddr 
     peer
 }
 
+/// A web app session, accepted in place of `Authorization` where a surface allows it
+/// (only the admin API: `http::api_session` puts it in the request's extensions).
+#[derive(Clone)]
+pub struct SessionCaller(pub Principal);
+
 /// The caller, as the credentials sent with the request (`Authorization`: a token,
-/// Basic user:password or user:token) say. Never rejects: each surface decides what
-/// a missing or refused credential means (a login route ignores a stale one).
+/// Basic user:password or user:token) say, or a [`SessionCaller`]. Never rejects: each
+/// surface decides what a missing or refused credential means (a login route ignores
+/// a stale one).
 pub struct Caller {
     pub ip: IpAddr,
     /// `Ok(None)`: no credentials sent.
@@ -89,6 +95,14 @@ impl FromRequestParts<Arc<App>> for Caller {
             .headers
             .get(header::AUTHORIZATION)
             .map(|v| v.to_str().unwrap_or("\u{0}"));
+        if authorization.is_none()
+            && let Some(SessionCaller(principal)) = parts.extensions.get::<SessionCaller>()
+        {
+            return Ok(Caller {
+                ip,
+                credentials: Ok(Some(principal.clone())),
+            });
+        }
         let credentials = app.auth.authenticate(authorization, ip).await;
         Ok(Caller { ip, credentials })
     }

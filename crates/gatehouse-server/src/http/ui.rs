@@ -36,19 +36,26 @@ use crate::auth::Principal;
 use crate::auth::session::COOKIE;
 use crate::services::Actor;
 
+/// Refuses state-changing requests a browser sent from another origin (another site,
+/// or another port of this host) with `refused`; requests with neither `Sec-Fetch-Site`
+/// nor `Origin` (not from a browser) pass.
+pub fn same_origin_only<R: Clone>(app: &App, refused: R) -> CsrfLayer<R> {
+    let csrf = CsrfLayer::new().with_rejection_response(refused);
+    // The public URL is an origin browsers send too (behind a proxy that rewrites Host).
+    match csrf.clone().add_trusted_origin(app.public_url.as_str()) {
+        Ok(with_origin) => with_origin,
+        Err(_) => csrf,
+    }
+}
+
 pub fn router(app: &App) -> Router<Arc<App>> {
-    let csrf = CsrfLayer::new().with_rejection_response(|_| {
+    let csrf = same_origin_only(app, |_| {
         UiError::Refused(
             StatusCode::FORBIDDEN,
             "This form was sent from another site (or another port of this host), so it was refused. Open the page on this server and send it again.".into(),
         )
         .into_response()
     });
-    // The public URL is an origin browsers send too (behind a proxy that rewrites Host).
-    let csrf = match csrf.clone().add_trusted_origin(app.public_url.as_str()) {
-        Ok(with_origin) => with_origin,
-        Err(_) => csrf,
-    };
     Router::new()
         .route("/-/ui/", get(registries::list).post(registries::create))
         .route("/-/ui/login", get(session::form).post(session::sign_in))
@@ -308,7 +315,7 @@ impl Viewer {
 }
 
 /// The session cookie's value, if the request carries one.
-fn session_cookie(headers: &HeaderMap) -> Option<String> {
+pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()

@@ -228,7 +228,7 @@ fn forms_from_another_site_or_port_are_refused_and_change_nothing() {
 }
 
 #[test]
-fn the_session_cookie_is_no_credential_on_the_npm_routes() {
+fn the_session_cookie_is_no_credential_on_the_npm_routes_and_checked_on_the_api() {
     let server = TestServer::start();
     let token = server.admin_token();
     publish_ok(&server, "default", &token, "cookie-jar", "1.0.0");
@@ -237,13 +237,65 @@ fn the_session_cookie_is_no_credential_on_the_npm_routes() {
     let stolen = browser().get(&url).header("cookie", &cookie).send().expect("get");
     let error = expect_error(stolen, 401);
     assert!(error.contains("log in"), "{error}");
-    let admin_api = browser()
-        .get(format!("{}/-/api/v1/registries", server.base))
+    assert_eq!(get_from(&server, "default", "cookie-jar", &token).status(), 200);
+
+    // The admin API takes an administrator's session, as the web app's pages do.
+    let api = |path: &str| format!("{}/-/api/v1{path}", server.base);
+    let listed = browser()
+        .get(api("/registries"))
         .header("cookie", &cookie)
         .send()
         .expect("api");
-    assert_eq!(admin_api.status(), 401);
-    assert_eq!(get_from(&server, "default", "cookie-jar", &token).status(), 200);
+    assert_eq!(listed.status(), 200);
+    let registries = || server.cli_ok(&["registry", "list"]);
+    let before = registries();
+    // A state change from another origin with that cookie: refused, nothing created.
+    for (origin, site) in [
+        ("https://evil.example", "cross-site"),
+        ("http://127.0.0.1:1", "same-site"),
+    ] {
+        let forged = browser()
+            .post(api("/registries"))
+            .header("cookie", &cookie)
+            .header("origin", origin)
+            .header("sec-fetch-site", site)
+            .json(&serde_json::json!({"name": "forged"}))
+            .send()
+            .expect("post");
+        assert_eq!(forged.status(), 403, "{origin}");
+        assert_eq!(forged.headers()["content-type"], "application/problem+json");
+        let problem: Value = forged.json().expect("problem");
+        assert!(
+            problem["detail"].as_str().unwrap_or_default().contains("another site"),
+            "{problem}"
+        );
+    }
+    assert_eq!(registries(), before);
+    let made = browser()
+        .post(api("/registries"))
+        .header("cookie", &cookie)
+        .header("origin", &server.base)
+        .header("sec-fetch-site", "same-origin")
+        .json(&serde_json::json!({"name": "from-the-browser"}))
+        .send()
+        .expect("post");
+    assert_eq!(made.status(), 201);
+    assert!(registries().contains("from-the-browser"));
+    // Someone else's session is not an administrator's; a forged cookie is nobody's.
+    server.add_user("kim", "kim-password-1");
+    let kim = sign_in(&server, "kim", "kim-password-1");
+    let refused = browser()
+        .get(api("/registries"))
+        .header("cookie", &kim)
+        .send()
+        .expect("api");
+    assert_eq!(refused.status(), 403);
+    let forged = browser()
+        .get(api("/registries"))
+        .header("cookie", "gatehouse_session=forged")
+        .send()
+        .expect("api");
+    assert_eq!(forged.status(), 401);
 }
 
 #[test]
