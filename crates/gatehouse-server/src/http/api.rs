@@ -64,6 +64,34 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestP
     }
 }
 
+/// A page of a list: `?cursor=&limit=` (100 by default, at most 1,000). The answer's
+/// `next` is the cursor of the page after it, `null` on the last page. Cursors are
+/// opaque; a list read page by page shows every item once, also while items are added.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Page {
+    cursor: Option<String>,
+    limit: Option<u32>,
+}
+
+impl Page {
+    fn limit(&self) -> usize {
+        self.limit.unwrap_or(100).clamp(1, 1000) as usize
+    }
+
+    /// The page of `items` (sorted by `key`, ascending) after the cursor, and the next cursor.
+    fn of<T>(&self, items: Vec<T>, key: impl Fn(&T) -> String) -> (Vec<T>, Option<String>) {
+        let mut rest: Vec<T> = match &self.cursor {
+            Some(cursor) => items.into_iter().filter(|item| key(item) > *cursor).collect(),
+            None => items,
+        };
+        let more = rest.len() > self.limit();
+        rest.truncate(self.limit());
+        let next = more.then(|| rest.last().map(&key)).flatten();
+        (rest, next)
+    }
+}
+
 /// A JSON request body; a wrong one is refused saying what was expected.
 fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], expected: &str) -> ApiResult<T> {
     Ok(serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("{expected}: {e}")))?)
@@ -82,18 +110,26 @@ pub async fn no_such_endpoint(uri: axum::http::Uri) -> Problem {
     )))
 }
 
-/// `GET /-/api/v1/registries`
+/// `GET /-/api/v1/registries?cursor=&limit=`
 #[utoipa::path(
     get,
     path = "/-/api/v1/registries",
     tag = "registries",
     summary = "Every registry, with its URL, visibility and upstreams",
+    params(Page),
     responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = openapi::BadRequest), (status = 401, response = openapi::Unauthorized), (status = 403, response = openapi::Forbidden), (status = 404, response = openapi::NotFound))
 )]
-pub async fn list_registries(State(app): State<Arc<App>>, caller: Caller) -> ApiResult<Response> {
+pub async fn list_registries(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    ApiQuery(page): ApiQuery<Page>,
+) -> ApiResult<Response> {
     require_admin(&caller)?;
+    let mut all = app.meta.registries().await?;
+    all.sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
+    let (registries, next) = page.of(all, |r| r.name.to_string());
     let mut out = Vec::new();
-    for registry in app.meta.registries().await? {
+    for registry in registries {
         let upstreams: Vec<String> = app
             .meta
             .upstreams(registry.id)
@@ -108,7 +144,7 @@ pub async fn list_registries(State(app): State<Arc<App>>, caller: Caller) -> Api
             "upstreams": upstreams,
         }));
     }
-    Ok(Json(json!({ "registries": out })).into_response())
+    Ok(Json(json!({ "registries": out, "next": next })).into_response())
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -242,20 +278,25 @@ fn admin_actor(caller: &Caller) -> ApiResult<Actor> {
     })
 }
 
-/// `GET /-/api/v1/users`
+/// `GET /-/api/v1/users?cursor=&limit=`
 #[utoipa::path(
     get,
     path = "/-/api/v1/users",
     tag = "users",
     summary = "Every user",
+    params(Page),
     responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = openapi::BadRequest), (status = 401, response = openapi::Unauthorized), (status = 403, response = openapi::Forbidden), (status = 404, response = openapi::NotFound))
 )]
-pub async fn list_users(State(app): State<Arc<App>>, caller: Caller) -> ApiResult<Response> {
+pub async fn list_users(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    ApiQuery(page): ApiQuery<Page>,
+) -> ApiResult<Response> {
     require_admin(&caller)?;
-    let users: Vec<_> = app
-        .meta
-        .users()
-        .await?
+    let mut all = app.meta.users().await?;
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    let (users, next) = page.of(all, |u| u.name.clone());
+    let users: Vec<_> = users
         .into_iter()
         .map(|u| {
             json!({
@@ -264,7 +305,7 @@ pub async fn list_users(State(app): State<Arc<App>>, caller: Caller) -> ApiResul
             })
         })
         .collect();
-    Ok(Json(json!({ "users": users })).into_response())
+    Ok(Json(json!({ "users": users, "next": next })).into_response())
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -357,9 +398,11 @@ pub struct AuditParams {
     since: Option<String>,
     until: Option<String>,
     limit: Option<u32>,
+    /// The `next` of the page before.
+    cursor: Option<String>,
 }
 
-/// `GET /-/api/v1/audit?registry=&user=&action=&since=&until=&limit=`, newest first.
+/// `GET /-/api/v1/audit?registry=&user=&action=&since=&until=&limit=&cursor=`, newest first.
 #[utoipa::path(
     get,
     path = "/-/api/v1/audit",
@@ -393,13 +436,22 @@ pub async fn audit(State(app): State<Arc<App>>, caller: Caller, uri: axum::http:
         action,
         since: time(params.since, "since")?,
         until: time(params.until, "until")?,
-        before: None,
-        limit: params.limit.unwrap_or(100).min(1000),
+        before: params
+            .cursor
+            .map(|raw| {
+                raw.parse::<i64>()
+                    .map_err(|_| ApiError::BadRequest(format!("cursor={raw:?} is no cursor this list gave out")))
+            })
+            .transpose()?,
+        limit: params.limit.unwrap_or(100).clamp(1, 1000) + 1,
     };
-    let entries: Vec<_> = app
-        .meta
-        .audit_entries(&query)
-        .await?
+    let page_size = query.limit as usize - 1;
+    let mut found = app.meta.audit_entries(&query).await?;
+    let next = (found.len() > page_size).then(|| {
+        found.truncate(page_size);
+        found.last().map(|(_, e)| e.id.to_string())
+    });
+    let entries: Vec<_> = found
         .into_iter()
         .map(|(at, e)| {
             json!({
@@ -408,7 +460,7 @@ pub async fn audit(State(app): State<Arc<App>>, caller: Caller, uri: axum::http:
             })
         })
         .collect();
-    Ok(Json(json!({ "entries": entries })).into_response())
+    Ok(Json(json!({ "entries": entries, "next": next.flatten() })).into_response())
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -472,19 +524,20 @@ pub async fn delete_registry(
     path = "/-/api/v1/registries/{registry}/packages",
     tag = "registries",
     summary = "The packages a registry holds",
-    params(("registry" = String, Path, description = "The registry's name", example = "default")),
+    params(("registry" = String, Path, description = "The registry's name", example = "default"), Page),
     responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = openapi::BadRequest), (status = 401, response = openapi::Unauthorized), (status = 403, response = openapi::Forbidden), (status = 404, response = openapi::NotFound))
 )]
 pub async fn list_packages(
     State(app): State<Arc<App>>,
     caller: Caller,
     ApiPath(registry): ApiPath<String>,
+    ApiQuery(page): ApiQuery<Page>,
 ) -> ApiResult<Response> {
     let (_, registry) = admin_registry(&app, &caller, &registry).await?;
-    let packages: Vec<_> = app
-        .services
-        .packages(&registry)
-        .await?
+    let mut all = app.services.packages(&registry).await?;
+    all.sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
+    let (packages, next) = page.of(all, |p| p.name.to_string());
+    let packages: Vec<_> = packages
         .into_iter()
         .map(|p| {
             json!({
@@ -493,7 +546,7 @@ pub async fn list_packages(
             })
         })
         .collect();
-    Ok(Json(json!({ "packages": packages })).into_response())
+    Ok(Json(json!({ "packages": packages, "next": next })).into_response())
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

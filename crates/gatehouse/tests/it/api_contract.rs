@@ -87,3 +87,83 @@ fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
     let ping = http().get(format!("{}/-/ping", server.base)).send().expect("ping");
     assert_eq!(ping.status(), 200);
 }
+
+#[test]
+fn lists_come_in_pages_that_show_every_item_once() {
+    let server = TestServer::start();
+    let token = server.create_token(&["--user", "admin", "--name", "pages"]);
+    let api = |path: &str| format!("{}/-/api/v1{path}", server.base);
+    let get = |path: &str| -> serde_json::Value {
+        let response = http().get(api(path)).bearer_auth(&token).send().expect("get");
+        assert_eq!(response.status(), 200, "{path}");
+        response.json().expect("json")
+    };
+    let mut made: Vec<String> = (0..23).map(|i| format!("paged-{i:02}")).collect();
+    for name in &made {
+        let created = http()
+            .post(api("/registries"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({ "name": name }))
+            .send()
+            .expect("create");
+        assert_eq!(created.status(), 201);
+    }
+    made.push("default".into());
+    made.sort();
+
+    // Registries, ten at a time: three pages, every one once, in order.
+    let mut seen = Vec::new();
+    let mut path = "/registries?limit=10".to_owned();
+    let mut pages = 0;
+    loop {
+        let page = get(&path);
+        pages += 1;
+        seen.extend(
+            page["registries"]
+                .as_array()
+                .expect("registries")
+                .iter()
+                .map(|r| r["name"].as_str().unwrap_or_default().to_owned()),
+        );
+        match page["next"].as_str() {
+            Some(next) => path = format!("/registries?limit=10&cursor={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, made);
+
+    // The audit log, newest first: pages that follow each other without a gap.
+    let all = get("/audit?action=registry.create&limit=1000");
+    let all: Vec<serde_json::Value> = all["entries"].as_array().expect("entries").clone();
+    assert_eq!(all.len(), 24, "23 created here and default at first start");
+    let first = get("/audit?action=registry.create&limit=20");
+    let next = first["next"].as_str().expect("a next page").to_owned();
+    let second = get(&format!("/audit?action=registry.create&limit=20&cursor={next}"));
+    assert!(second["next"].is_null(), "the last page");
+    let paged: Vec<serde_json::Value> = [first["entries"].as_array(), second["entries"].as_array()]
+        .into_iter()
+        .flatten()
+        .flatten()
+        .cloned()
+        .collect();
+    assert_eq!(paged, all);
+
+    // A cursor nobody gave out is refused, as problem+json.
+    let bad = http()
+        .get(api("/audit?cursor=yesterday"))
+        .bearer_auth(&token)
+        .send()
+        .expect("get");
+    assert_eq!(bad.status(), 400);
+    assert_eq!(bad.headers()["content-type"], "application/problem+json");
+    let problem: serde_json::Value = bad.json().expect("problem");
+    assert_eq!(problem["status"], 400);
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("is no cursor this list gave out"),
+        "{problem}"
+    );
+}
