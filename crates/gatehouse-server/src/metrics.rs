@@ -38,6 +38,8 @@ pub struct RouteLabels {
     pub method: &'static str,
 }
 
+/// A request's labels: its histogram's `_count` is the number of such requests (one
+/// lookup per request, not two).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     surface: Surface,
@@ -81,8 +83,7 @@ struct PoolLabels {
 
 pub struct Metrics {
     registry: Registry,
-    requests: Family<RequestLabels, Counter>,
-    latency: Family<RouteLabels, Histogram>,
+    requests: Family<RequestLabels, Histogram>,
     upstream: Family<OutcomeLabels, Counter>,
     cache: Family<CacheLabels, Counter>,
     admissions: Family<AdmissionLabels, Counter>,
@@ -101,20 +102,14 @@ pub fn global() -> &'static Metrics {
 impl Metrics {
     fn new() -> Self {
         let mut registry = Registry::with_prefix("gatehouse");
-        let requests = Family::<RequestLabels, Counter>::default();
-        registry.register(
-            "http_requests",
-            "Requests answered, by route template and status",
-            requests.clone(),
-        );
         // 100 µs to about 18 s.
-        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+        let requests = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0001, 3.0, 12))
         });
         registry.register(
             "http_request_duration_seconds",
-            "Time to the response's head, by route template",
-            latency.clone(),
+            "Requests answered and their time to the response's head, by route template and status",
+            requests.clone(),
         );
         let upstream = Family::<OutcomeLabels, Counter>::default();
         registry.register(
@@ -155,7 +150,6 @@ impl Metrics {
         Metrics {
             registry,
             requests,
-            latency,
             upstream,
             cache,
             admissions,
@@ -167,14 +161,13 @@ impl Metrics {
 
     /// One answered request.
     pub fn request(&self, route: RouteLabels, status: u16, took: Duration) {
-        self.latency.get_or_create(&route).observe(took.as_secs_f64());
         let labels = RequestLabels {
             surface: route.surface,
             route: route.route,
             method: route.method,
             status,
         };
-        self.requests.get_or_create(&labels).inc();
+        self.requests.get_or_create(&labels).observe(took.as_secs_f64());
     }
 
     /// One request to an upstream: `2xx`, `304`, `404`, `4xx`, `5xx`, `timeout`, `error`.
@@ -257,8 +250,7 @@ mod tests {
             max: 1,
         }]);
         for line in [
-            r#"gatehouse_http_requests_total{surface="registry",route="/{name}/-/{file}",method="GET",status="200"} 2"#,
-            r#"gatehouse_http_request_duration_seconds_count{surface="registry",route="/{name}/-/{file}",method="GET"} 2"#,
+            r#"gatehouse_http_request_duration_seconds_count{surface="registry",route="/{name}/-/{file}",method="GET",status="200"} 2"#,
             r#"gatehouse_upstream_requests_total{outcome="5xx"} 1"#,
             r#"gatehouse_cache_lookups_total{cache="packument",result="hit"} 1"#,
             r#"gatehouse_versions_admitted_total{origin="publish",outcome="stored"} 1"#,

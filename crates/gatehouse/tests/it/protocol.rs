@@ -663,23 +663,29 @@ fn metrics_count_requests_by_route_template_and_never_name_a_package() {
             .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
             .unwrap_or_else(|| panic!("no {series} in\n{text}"))
     };
-    let packuments = r#"gatehouse_http_requests_total{surface="registry",route="/{name}",method="GET",status="200"}"#;
+    let packuments = r#"gatehouse_http_request_duration_seconds_count{surface="registry",route="/{name}",method="GET",status="200"}"#;
     assert!(value(packuments) >= 3.0);
     assert_eq!(
-        value(r#"gatehouse_http_requests_total{surface="registry",route="/{name}",method="GET",status="404"}"#),
+        value(
+            r#"gatehouse_http_request_duration_seconds_count{surface="registry",route="/{name}",method="GET",status="404"}"#
+        ),
         1.0
     );
     assert_eq!(
-        value(r#"gatehouse_http_requests_total{surface="registry",route="/{name}",method="PUT",status="201"}"#),
+        value(
+            r#"gatehouse_http_request_duration_seconds_count{surface="registry",route="/{name}",method="PUT",status="201"}"#
+        ),
         1.0
     );
     assert_eq!(
-        value(r#"gatehouse_http_requests_total{surface="api",route="/-/api/v1/users",method="GET",status="401"}"#),
+        value(
+            r#"gatehouse_http_request_duration_seconds_count{surface="api",route="/-/api/v1/users",method="GET",status="401"}"#
+        ),
         1.0
     );
     assert!(
         value(
-            r#"gatehouse_http_request_duration_seconds_count{surface="registry",route="/{name}/-/{file}",method="GET"}"#
+            r#"gatehouse_http_request_duration_seconds_count{surface="registry",route="/{name}/-/{file}",method="GET",status="200"}"#
         ) >= 2.0
     );
     assert_eq!(
