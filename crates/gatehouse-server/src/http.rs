@@ -134,6 +134,20 @@ fn api_routes(app: &Arc<App>) -> Router<Arc<App>> {
             "/-/api/v1/registries/{registry}/trust/{id}",
             axum::routing::delete(api::remove_trust),
         )
+        .route(
+            "/-/api/v1/registries/{registry}/upstreams",
+            get(api::list_upstreams)
+                .post(api::add_upstream)
+                .patch(api::change_upstream)
+                .delete(api::remove_upstream),
+        )
+        .route("/-/api/v1/registries/{registry}/members", get(api::list_members))
+        .route(
+            "/-/api/v1/registries/{registry}/members/{user}",
+            axum::routing::put(api::grant).delete(api::revoke),
+        )
+        .route("/-/api/v1/tokens", get(api::list_tokens).post(api::create_token))
+        .route("/-/api/v1/tokens/{key}", axum::routing::delete(api::revoke_token))
         .route("/-/api/v1/advisories", get(api::advisory_stats))
         .route("/-/api/v1/advisories/import", post(api::import_advisories))
         .route("/-/api/v1/openapi.json", get(api::openapi::serve))

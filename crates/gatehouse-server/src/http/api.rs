@@ -26,10 +26,15 @@ use crate::upstream::spec::UpstreamSpec;
 
 mod firewall;
 pub mod openapi;
+mod registry_access;
 mod trust;
 pub use firewall::{
     add_exception, advisory_stats, check_lockfile, decisions, get_policy, import_advisories, list_exceptions,
     quarantine_approve, quarantine_queue, quarantine_reject, remove_exception, reset_policy, set_policy,
+};
+pub use registry_access::{
+    add_upstream, change_upstream, create_token, grant, list_members, list_tokens, list_upstreams, remove_upstream,
+    revoke, revoke_token,
 };
 pub use trust::{add_trust, list_trust, remove_trust};
 
@@ -469,14 +474,16 @@ pub struct RegistryChange {
     public: Option<bool>,
     /// A new name: the registry is served at `/r/{name}/` from then on.
     name: Option<String>,
+    /// What every signed-in user may do without a grant: `none`, `read` or `publish`.
+    default_role: Option<String>,
 }
 
-/// `PATCH /-/api/v1/registries/{registry}` with `{public}`.
+/// `PATCH /-/api/v1/registries/{registry}` with any of `{public, default_role, name}`.
 #[utoipa::path(
     patch,
     path = "/-/api/v1/registries/{registry}",
     tag = "registries",
-    summary = "Make a registry public or private, or rename it",
+    summary = "Make a registry public or private, set its default role, or rename it",
     params(("registry" = String, Path, description = "The registry's name", example = "default")),
     request_body = RegistryChange,
     responses((status = 200, description = "Done", body = serde_json::Value), (status = 400, response = openapi::BadRequest), (status = 401, response = openapi::Unauthorized), (status = 403, response = openapi::Forbidden), (status = 404, response = openapi::NotFound))
@@ -488,7 +495,17 @@ pub async fn change_registry(
     LimitedBody(body): LimitedBody,
 ) -> ApiResult<Response> {
     let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
-    let change: RegistryChange = json_body(&body, "expected any of {\"public\": true|false, \"name\": NEW}")?;
+    let change: RegistryChange = json_body(
+        &body,
+        "expected any of {\"public\": true|false, \"name\": NEW, \"default_role\": \"none\"|\"read\"|\"publish\"}",
+    )?;
+    if let Some(role) = change.default_role {
+        let role = match role.as_str() {
+            "none" => None,
+            raw => Some(gatehouse_store::registry::Role::parse(raw).map_err(ApiError::bad_request)?),
+        };
+        app.services.set_default_role(&actor, &registry, role).await?;
+    }
     if let Some(public) = change.public {
         app.services.set_registry_public(&actor, &registry, public).await?;
     }

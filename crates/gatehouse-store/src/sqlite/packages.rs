@@ -403,14 +403,20 @@ impl PackageStore for SqliteStore {
             .bind(&text)
             .fetch_one(&self.pool)
             .await?;
+        // The page is chosen first, on the packages table alone; only its rows get
+        // their latest version and maintainers (computing them for every match
+        // before sorting cost ~40 ms with 10,000 packages). An exact name comes
+        // first; without a text, the most recently changed.
+        let order = "(p.name_folded = $2) DESC, CASE WHEN $2 = '' THEN -p.modified_at ELSE 0 END, p.name";
         let rows = sqlx::query(&format!(
-            "SELECT p.name, p.description, p.keywords, p.modified_at,
+            "WITH page AS (SELECT p.id, row_number() OVER (ORDER BY {order}) AS rank {filter}
+                           ORDER BY {order} LIMIT $3 OFFSET $4)
+             SELECT p.name, p.description, p.keywords, p.modified_at,
                     (SELECT version FROM dist_tags t WHERE t.package_id = p.id AND t.tag = 'latest') AS latest,
                     (SELECT group_concat(u.name, ',') FROM maintainers m JOIN users u ON u.id = m.user_id
                      WHERE m.package_id = p.id) AS maintainer_names
-             {filter}
-             ORDER BY (p.name_folded = $2) DESC, p.name
-             LIMIT $3 OFFSET $4"
+             FROM page JOIN packages p ON p.id = page.id
+             ORDER BY page.rank"
         ))
         .bind(registry.0)
         .bind(&text)

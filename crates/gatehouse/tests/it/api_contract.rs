@@ -80,7 +80,23 @@ fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
         "schemathesis found problems:\n{text}\n--- server log ---\n{}",
         server.log()
     );
-    assert!(text.contains("35 selected"), "every operation was tested:\n{text}");
+    let document: serde_json::Value = http()
+        .get(format!("{}/-/api/v1/openapi.json", server.base))
+        .send()
+        .expect("document")
+        .json()
+        .expect("json");
+    let operations: usize = document["paths"]
+        .as_object()
+        .expect("paths")
+        .values()
+        .map(|methods| methods.as_object().map_or(0, |m| m.len()))
+        .sum();
+    assert!(operations >= 45, "{operations} operations documented");
+    assert!(
+        text.contains(&format!("Selected: {operations}/{operations}")),
+        "every operation was tested:\n{text}"
+    );
     let summary: Vec<&str> = text.lines().skip_while(|l| !l.contains("SUMMARY")).collect();
     eprintln!("api_contract: {}", summary.join("\n"));
     // Still alive and still answering as the document says.
@@ -166,4 +182,157 @@ fn lists_come_in_pages_that_show_every_item_once() {
             .contains("is no cursor this list gave out"),
         "{problem}"
     );
+}
+
+#[test]
+fn the_api_manages_upstreams_grants_and_tokens_like_the_cli() {
+    let server = TestServer::start();
+    let token = server.create_token(&["--user", "admin", "--name", "api"]);
+    let api = |path: &str| format!("{}/-/api/v1{path}", server.base);
+    let call = |method: reqwest::Method, path: &str, body: Option<serde_json::Value>| {
+        let mut request = http().request(method, api(path)).bearer_auth(&token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().expect("request")
+    };
+    use reqwest::Method;
+    let created = call(
+        Method::POST,
+        "/registries",
+        Some(serde_json::json!({"name": "team", "upstreams": []})),
+    );
+    assert_eq!(created.status(), 201);
+
+    // Upstreams: added in order, moved, flagged internal, removed; credentials never shown.
+    for body in [
+        serde_json::json!({"spec": "npmjs"}),
+        serde_json::json!({"spec": "registry:default", "internal": true}),
+        serde_json::json!({"spec": "https://npm.example.com/", "token": "s3cret-upstream-token"}),
+    ] {
+        assert_eq!(
+            call(Method::POST, "/registries/team/upstreams", Some(body)).status(),
+            201
+        );
+    }
+    let bad = call(
+        Method::POST,
+        "/registries/team/upstreams",
+        Some(serde_json::json!({"spec": "ftp://nope"})),
+    );
+    assert_eq!(bad.status(), 400);
+    let listed = call(Method::GET, "/registries/team/upstreams", None)
+        .text()
+        .expect("text");
+    assert!(!listed.contains("s3cret-upstream-token"), "{listed}");
+    let order = || -> Vec<String> {
+        let listed: serde_json::Value = call(Method::GET, "/registries/team/upstreams", None)
+            .json()
+            .expect("json");
+        listed["upstreams"]
+            .as_array()
+            .expect("upstreams")
+            .iter()
+            .map(|u| {
+                format!(
+                    "{}{}",
+                    u["spec"].as_str().unwrap_or_default(),
+                    if u["internal"] == true { "*" } else { "" }
+                )
+            })
+            .collect()
+    };
+    assert_eq!(order(), ["npmjs", "registry:default*", "https://npm.example.com/"]);
+    let moved = call(
+        Method::PATCH,
+        "/registries/team/upstreams?spec=https%3A%2F%2Fnpm.example.com%2F",
+        Some(serde_json::json!({"move": "earlier", "internal": true})),
+    );
+    assert_eq!(moved.status(), 200);
+    assert_eq!(order(), ["npmjs", "https://npm.example.com/*", "registry:default*"]);
+    assert_eq!(
+        call(Method::DELETE, "/registries/team/upstreams?spec=npmjs", None).status(),
+        204
+    );
+    assert_eq!(order(), ["https://npm.example.com/*", "registry:default*"]);
+    let missing = call(Method::DELETE, "/registries/team/upstreams?spec=npmjs", None);
+    assert_eq!(missing.status(), 404);
+    // The CLI reads the same list.
+    let cli = server.cli_ok(&["registry", "upstream", "list", "team"]);
+    assert!(
+        cli.contains("https://npm.example.com/") && cli.contains("registry:default") && !cli.contains("npmjs"),
+        "{cli}"
+    );
+
+    // Grants and the default role, on a registry with no upstream to ask.
+    let created = call(
+        Method::POST,
+        "/registries",
+        Some(serde_json::json!({"name": "crew", "upstreams": []})),
+    );
+    assert_eq!(created.status(), 201);
+    server.add_user("lee", "lee-password-1");
+    let none = call(
+        Method::PATCH,
+        "/registries/crew",
+        Some(serde_json::json!({"default_role": "none"})),
+    );
+    assert_eq!(none.status(), 200);
+    let lee = server.login("crew", "lee", "lee-password-1");
+    let refused = publish(&server, "crew", &lee, &publish_body("lee-first", "1.0.0"));
+    assert_eq!(refused.status(), 403, "no role, nothing published");
+    let granted = call(
+        Method::PUT,
+        "/registries/crew/members/lee",
+        Some(serde_json::json!({"role": "publish"})),
+    );
+    assert_eq!(granted.status(), 200);
+    assert_eq!(
+        publish(&server, "crew", &lee, &publish_body("lee-first", "1.0.0")).status(),
+        201
+    );
+    let members: serde_json::Value = call(Method::GET, "/registries/crew/members", None)
+        .json()
+        .expect("json");
+    assert_eq!(members["default_role"], "none");
+    assert_eq!(
+        members["members"],
+        serde_json::json!([{"user": "lee", "role": "publish"}])
+    );
+    let wrong = call(
+        Method::PUT,
+        "/registries/crew/members/lee",
+        Some(serde_json::json!({"role": "owner"})),
+    );
+    assert_eq!(wrong.status(), 400);
+    assert_eq!(call(Method::DELETE, "/registries/crew/members/lee", None).status(), 204);
+    let refused = publish(&server, "crew", &lee, &publish_body("lee-first", "1.0.1"));
+    assert_eq!(refused.status(), 403, "the grant is gone");
+
+    // Tokens: made read-only by default, listed without their value, revoked.
+    let made: serde_json::Value = call(
+        Method::POST,
+        "/tokens",
+        Some(serde_json::json!({"user": "lee", "name": "ci", "registries": ["default"], "expires": "7d"})),
+    )
+    .json()
+    .expect("json");
+    let secret = made["token"].as_str().expect("token").to_owned();
+    assert_eq!(get_from(&server, "default", "-/whoami", &secret).status(), 200);
+    let refused = publish(&server, "default", &secret, &publish_body("lee-pkg", "1.0.0"));
+    assert_eq!(refused.status(), 403, "read-only");
+    let listed = call(Method::GET, "/tokens?user=lee", None).text().expect("text");
+    assert!(
+        listed.contains("\"name\":\"ci\"") && !listed.contains(&secret),
+        "{listed}"
+    );
+    let bad = call(
+        Method::POST,
+        "/tokens",
+        Some(serde_json::json!({"user": "lee", "cidr_whitelist": ["10.0.0.0/99"]})),
+    );
+    assert_eq!(bad.status(), 400);
+    let key = made["key"].as_str().expect("key");
+    assert_eq!(call(Method::DELETE, &format!("/tokens/{key}"), None).status(), 204);
+    assert_eq!(get_from(&server, "default", "-/whoami", &secret).status(), 401);
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
 
-use super::{firewall, trust};
+use super::{firewall, registry_access, trust};
 
 /// An error, as `application/problem+json` (RFC 9457).
 #[derive(Serialize, ToSchema)]
@@ -110,6 +110,16 @@ impl Modify for Credentials {
         firewall::remove_exception,
         firewall::advisory_stats,
         firewall::import_advisories,
+        registry_access::list_upstreams,
+        registry_access::add_upstream,
+        registry_access::change_upstream,
+        registry_access::remove_upstream,
+        registry_access::list_members,
+        registry_access::grant,
+        registry_access::revoke,
+        registry_access::list_tokens,
+        registry_access::create_token,
+        registry_access::revoke_token,
         trust::list_trust,
         trust::add_trust,
         trust::remove_trust,
