@@ -79,7 +79,7 @@ fn api_routes(app: &Arc<App>) -> Router<Arc<App>> {
         .route("/-/api/v1/registries/{registry}/packages", get(api::list_packages))
         .route(
             "/-/api/v1/registries/{registry}/packages/{*name}",
-            axum::routing::delete(api::delete_package),
+            axum::routing::delete(api::delete_package).patch(api::change_package),
         )
         .route("/-/api/v1/registries/{registry}/setup", get(api::registry_setup))
         .route("/-/api/v1/registries/{registry}/purge", post(api::purge_package))
@@ -148,6 +148,8 @@ fn api_routes(app: &Arc<App>) -> Router<Arc<App>> {
         )
         .route("/-/api/v1/tokens", get(api::list_tokens).post(api::create_token))
         .route("/-/api/v1/tokens/{key}", axum::routing::delete(api::revoke_token))
+        .route("/-/api/v1/check", get(api::check))
+        .route("/-/api/v1/gc", post(api::gc))
         .route("/-/api/v1/advisories", get(api::advisory_stats))
         .route("/-/api/v1/advisories/import", post(api::import_advisories))
         .route("/-/api/v1/openapi.json", get(api::openapi::serve))

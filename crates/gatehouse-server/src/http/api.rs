@@ -25,6 +25,7 @@ use crate::services::{Actor, Creation, NewUser, UpstreamRequest};
 use crate::upstream::spec::UpstreamSpec;
 
 mod firewall;
+mod housekeeping;
 pub mod openapi;
 mod registry_access;
 mod trust;
@@ -32,6 +33,7 @@ pub use firewall::{
     add_exception, advisory_stats, check_lockfile, decisions, get_policy, import_advisories, list_exceptions,
     quarantine_approve, quarantine_queue, quarantine_reject, remove_exception, reset_policy, set_policy,
 };
+pub use housekeeping::{change_package, check, gc};
 pub use registry_access::{
     add_upstream, change_upstream, create_token, grant, list_members, list_tokens, list_upstreams, remove_upstream,
     revoke, revoke_token,

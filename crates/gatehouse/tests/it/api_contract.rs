@@ -332,6 +332,34 @@ fn the_api_manages_upstreams_grants_and_tokens_like_the_cli() {
         Some(serde_json::json!({"user": "lee", "cidr_whitelist": ["10.0.0.0/99"]})),
     );
     assert_eq!(bad.status(), 400);
+    // Housekeeping and the internal flag, as `gatehouse check`, `gc` and `package internal`.
+    let checked: serde_json::Value = call(Method::GET, "/check", None).json().expect("json");
+    assert_eq!(checked["clean"], true, "{checked}");
+    assert!(checked["versions"].as_u64() >= Some(1), "{checked}");
+    let swept: serde_json::Value = call(Method::POST, "/gc", Some(serde_json::json!({"dry_run": true})))
+        .json()
+        .expect("json");
+    assert_eq!(swept["dry_run"], true);
+    assert_eq!(swept["removed"], serde_json::json!([]), "nothing is an orphan");
+    let bad = call(Method::POST, "/gc", Some(serde_json::json!({"grace": "forever"})));
+    assert_eq!(bad.status(), 400);
+    let flagged = call(
+        Method::PATCH,
+        "/registries/crew/packages/lee-first",
+        Some(serde_json::json!({"internal": true})),
+    );
+    assert_eq!(flagged.status(), 200);
+    let listed: serde_json::Value = call(Method::GET, "/registries/crew/packages", None)
+        .json()
+        .expect("json");
+    assert_eq!(listed["packages"][0]["internal"], true, "{listed}");
+    let missing = call(
+        Method::PATCH,
+        "/registries/crew/packages/nobody-has-this",
+        Some(serde_json::json!({"internal": true})),
+    );
+    assert_eq!(missing.status(), 404);
+
     let key = made["key"].as_str().expect("key");
     assert_eq!(call(Method::DELETE, &format!("/tokens/{key}"), None).status(), 204);
     assert_eq!(get_from(&server, "default", "-/whoami", &secret).status(), 401);

@@ -9,7 +9,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
 
-use super::{firewall, registry_access, trust};
+use super::{firewall, housekeeping, registry_access, trust};
 
 /// An error, as `application/problem+json` (RFC 9457).
 #[derive(Serialize, ToSchema)]
@@ -120,6 +120,9 @@ impl Modify for Credentials {
         registry_access::list_tokens,
         registry_access::create_token,
         registry_access::revoke_token,
+        housekeeping::check,
+        housekeeping::gc,
+        housekeeping::change_package,
         trust::list_trust,
         trust::add_trust,
         trust::remove_trust,
