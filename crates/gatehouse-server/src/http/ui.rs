@@ -223,7 +223,16 @@ impl Nav {
 /// of that page shows it no more (and creates nothing: the form was answered with a
 /// redirect).
 pub struct ShownOnce {
-    secrets: moka::future::Cache<String, Arc<(String, String, String)>>,
+    secrets: moka::future::Cache<String, Arc<Kept>>,
+}
+
+/// A secret waiting for its page.
+struct Kept {
+    /// The session that may see it.
+    session_id: String,
+    secret: String,
+    /// What the page calls the token.
+    label: String,
 }
 
 impl Default for ShownOnce {
@@ -242,7 +251,14 @@ impl ShownOnce {
     pub async fn keep(&self, viewer: &Viewer, secret: String, label: String) -> String {
         let id = crate::auth::web_login::random_id();
         self.secrets
-            .insert(id.clone(), Arc::new((viewer.session_id.clone(), secret, label)))
+            .insert(
+                id.clone(),
+                Arc::new(Kept {
+                    session_id: viewer.session_id.clone(),
+                    secret,
+                    label,
+                }),
+            )
             .await;
         id
     }
@@ -250,8 +266,7 @@ impl ShownOnce {
     /// The secret and label kept under `id`, once, and only for the session that made it.
     pub async fn take(&self, viewer: &Viewer, id: &str) -> Option<(String, String)> {
         let kept = self.secrets.remove(id).await?;
-        let (session, secret, label) = kept.as_ref();
-        (*session == viewer.session_id).then(|| (secret.clone(), label.clone()))
+        (kept.session_id == viewer.session_id).then(|| (kept.secret.clone(), kept.label.clone()))
     }
 }
 
