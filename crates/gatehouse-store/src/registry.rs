@@ -76,6 +76,14 @@ impl Role {
         }
     }
 
+    /// A role, or `none` for no role at all (a grant taken away, a default of nothing).
+    pub fn parse_or_none(raw: &str) -> Result<Option<Self>, RoleError> {
+        match raw {
+            "none" => Ok(None),
+            other => Role::parse(other).map(Some),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Read => "read",

@@ -189,12 +189,7 @@ impl SqliteStore {
 }
 
 fn role_from_text(text: &str) -> StoreResult<Option<Role>> {
-    match text {
-        "none" => Ok(None),
-        other => Role::parse(other)
-            .map(Some)
-            .map_err(|e| StoreError::Corrupt(e.to_string())),
-    }
+    Role::parse_or_none(text).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 fn json_list(text: Option<String>) -> StoreResult<Vec<String>> {

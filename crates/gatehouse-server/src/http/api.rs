@@ -61,14 +61,16 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestP
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Problem> {
-        match axum::extract::Query::<T>::try_from_uri(&parts.uri) {
-            Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
-            Err(e) => Err(Problem(ApiError::BadRequest(format!(
-                "invalid query: {}",
-                e.body_text()
-            )))),
-        }
+        parse_query(&parts.uri).map(ApiQuery)
     }
+}
+
+/// The query string as `T`; a wrong one is a 400 saying what was wrong. Handlers that
+/// check the caller first call this after; the others take [`ApiQuery`].
+fn parse_query<T: serde::de::DeserializeOwned>(uri: &axum::http::Uri) -> ApiResult<T> {
+    Ok(axum::extract::Query::<T>::try_from_uri(uri)
+        .map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?
+        .0)
 }
 
 /// A page of a list: `?cursor=&limit=` (100 by default, at most 1,000). The answer's
@@ -420,9 +422,7 @@ pub struct AuditParams {
 )]
 pub async fn audit(State(app): State<Arc<App>>, caller: Caller, uri: axum::http::Uri) -> ApiResult<Response> {
     require_admin(&caller)?;
-    let params = axum::extract::Query::<AuditParams>::try_from_uri(&uri)
-        .map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?
-        .0;
+    let params: AuditParams = parse_query(&uri)?;
     let time = |raw: Option<String>, name: &str| {
         raw.map(|raw| {
             chrono::DateTime::parse_from_rfc3339(&raw)
@@ -502,10 +502,7 @@ pub async fn change_registry(
         "expected any of {\"public\": true|false, \"name\": NEW, \"default_role\": \"none\"|\"read\"|\"publish\"}",
     )?;
     if let Some(role) = change.default_role {
-        let role = match role.as_str() {
-            "none" => None,
-            raw => Some(gatehouse_store::registry::Role::parse(raw).map_err(ApiError::bad_request)?),
-        };
+        let role = gatehouse_store::registry::Role::parse_or_none(&role).map_err(ApiError::bad_request)?;
         app.services.set_default_role(&actor, &registry, role).await?;
     }
     if let Some(public) = change.public {
@@ -647,9 +644,7 @@ pub async fn delete_package(
     uri: axum::http::Uri,
 ) -> ApiResult<Response> {
     let (actor, registry) = admin_registry(&app, &caller, &registry).await?;
-    let params = axum::extract::Query::<DeleteParams>::try_from_uri(&uri)
-        .map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?
-        .0;
+    let params: DeleteParams = parse_query(&uri)?;
     let name = PackageName::parse(&name).map_err(ApiError::bad_request)?;
     let record = app.services.package_record(&registry, &name).await?;
     match params.version {

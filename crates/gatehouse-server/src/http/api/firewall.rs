@@ -17,7 +17,7 @@ use gatehouse_store::{DecisionQuery, DecisionRow, ExceptionRow, Registry, now_mi
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiPath, admin_actor, admin_registry, json_body, require_admin};
+use super::{ApiPath, admin_actor, admin_registry, json_body, parse_query, require_admin};
 use crate::app::App;
 use crate::http::error::{ApiError, ProblemResult as ApiResult};
 use crate::http::extract::{Caller, LimitedBody};
@@ -35,12 +35,6 @@ async fn read_body(app: &App, headers: &HeaderMap, body: Body) -> ApiResult<Byte
 /// A body that must be text (a policy document, a lockfile).
 fn text_body(body: Bytes, what: &str) -> ApiResult<String> {
     Ok(String::from_utf8(body.into()).map_err(|_| ApiError::BadRequest(format!("the {what} is not UTF-8 text")))?)
-}
-
-fn query<T: serde::de::DeserializeOwned>(uri: &Uri) -> ApiResult<T> {
-    Ok(axum::extract::Query::<T>::try_from_uri(uri)
-        .map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?
-        .0)
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
@@ -201,7 +195,7 @@ async fn list_decisions(
     default_limit: u32,
 ) -> ApiResult<Response> {
     let (_, registry) = admin_registry(app, caller, registry).await?;
-    let params: DecisionParams = query(uri)?;
+    let params: DecisionParams = parse_query(uri)?;
     let query = DecisionQuery {
         package: params.package,
         verdicts: Vec::new(),
@@ -474,7 +468,7 @@ pub async fn import_advisories(
     body: Body,
 ) -> ApiResult<Response> {
     let actor = admin_actor(&caller)?;
-    let params: ImportParams = query(&uri)?;
+    let params: ImportParams = parse_query(&uri)?;
     let body = read_body(&app, &headers, body).await?;
     let read = tokio::task::spawn_blocking(move || import::import_bytes(&body, UPLOAD))
         .await

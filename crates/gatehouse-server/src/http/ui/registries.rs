@@ -674,10 +674,8 @@ pub async fn grant(
 ) -> UiResult {
     let (registry, _) = viewer.registry(&app, &name, Role::Admin).await?;
     let request: GrantForm = form(&body)?;
-    let role = match request.role.as_str() {
-        "none" => None,
-        raw => Some(Role::parse(raw).map_err(|e| UiError::Refused(StatusCode::BAD_REQUEST, e.to_string()))?),
-    };
+    let role =
+        Role::parse_or_none(&request.role).map_err(|e| UiError::Refused(StatusCode::BAD_REQUEST, e.to_string()))?;
     let user = app.services.user(request.user.trim()).await?;
     app.services
         .set_member_role(&viewer.actor(), &registry, &user, role)

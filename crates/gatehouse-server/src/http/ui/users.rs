@@ -207,10 +207,8 @@ pub struct GrantForm {
 pub async fn grant(State(app): State<Arc<App>>, viewer: Viewer, LimitedBody(body): LimitedBody) -> UiResult {
     require_admin(&viewer, "Granting roles")?;
     let request: GrantForm = form(&body)?;
-    let role = match request.role.as_str() {
-        "none" => None,
-        raw => Some(Role::parse(raw).map_err(|e| UiError::Refused(StatusCode::BAD_REQUEST, e.to_string()))?),
-    };
+    let role =
+        Role::parse_or_none(&request.role).map_err(|e| UiError::Refused(StatusCode::BAD_REQUEST, e.to_string()))?;
     let user = app.services.user(request.user.trim()).await?;
     let registry_name = RegistryName::parse(&request.registry)
         .map_err(|e| UiError::Refused(StatusCode::BAD_REQUEST, format!("Registry: {e}")))?;
