@@ -1,6 +1,7 @@
 //! What every backend must do, as one suite run against each (garage's style: a
 //! plain function per store kind, called once per engine). The SQLite store runs it
-//! on a file and in memory; the PostgreSQL store will run the same functions.
+//! on a file and in memory, the PostgreSQL store on a real server (see
+//! `test_support::postgres`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,6 +25,19 @@ fn name(raw: &str) -> gatehouse_npm::name::PackageName {
 /// The metadata store's contract: uniqueness decides, writes are visible to reads,
 /// writes are in the change log and refusals change nothing.
 pub async fn meta_store(meta: Meta) {
+    // `transfer` knows every table of the schema, and each is there.
+    let mut tables = meta.tables().await.expect("tables");
+    tables.sort();
+    let mut known: Vec<String> = crate::transfer::TABLES
+        .iter()
+        .chain(crate::transfer::NOT_COPIED)
+        .map(|t| t.to_string())
+        .collect();
+    known.sort();
+    assert_eq!(
+        tables, known,
+        "transfer::TABLES and NOT_COPIED name the schema's tables"
+    );
     // Registries and roles.
     let registry_name = RegistryName::parse("conformance").expect("registry name");
     let registry = meta.create_registry(&registry_name, false).await.expect("registry");
@@ -61,7 +75,31 @@ pub async fn meta_store(meta: Meta) {
     meta.set_user_disabled(alice.id, false).await.expect("enable");
     meta.set_user_admin(alice.id, true).await.expect("admin");
     assert!(meta.user("alice").await.expect("read").expect("there").is_admin);
+    // Failed logins count in a window, concurrently too, and an unlock clears them.
+    let now = now_millis();
+    let (a, b) = tokio::join!(
+        meta.count_login_failure("user:alice", now, now + 60_000),
+        meta.count_login_failure("user:alice", now, now + 60_000)
+    );
+    let mut counts = [a.expect("count"), b.expect("count")];
+    counts.sort_unstable();
+    assert_eq!(counts, [1, 2]);
+    assert_eq!(meta.login_failures("user:alice", now).await.expect("read"), 2);
+    assert_eq!(meta.login_failures("addr:127.0.0.1", now).await.expect("read"), 0);
+    assert_eq!(
+        meta.login_failures("user:alice", now + 60_000).await.expect("read"),
+        0,
+        "window over"
+    );
+    assert_eq!(
+        meta.count_login_failure("user:alice", now + 60_000, now + 120_000)
+            .await
+            .expect("count"),
+        1,
+        "a new window"
+    );
     meta.clear_login_failures("alice").await.expect("unlock");
+    assert_eq!(meta.login_failures("user:alice", now).await.expect("read"), 0);
     let changes = meta.changes_since(seen).await.expect("changes");
     assert!(changes.iter().any(|c| c.kind == ChangeKind::Credentials));
     assert!(
@@ -409,6 +447,8 @@ pub async fn meta_store(meta: Meta) {
         "the original keeps its own"
     );
 
+    handoffs(&meta).await;
+
     meta.delete_registry(registry.id).await.expect("delete registry");
     assert!(meta.registry(&registry_name).await.expect("read").is_none());
     assert!(meta.package(registry.id, &name("lib")).await.expect("read").is_none());
@@ -416,6 +456,22 @@ pub async fn meta_store(meta: Meta) {
         meta.delete_registry(registry.id).await,
         Err(StoreError::NotFound)
     ));
+}
+
+/// Handoffs: read until taken, replaced by a put, taken by exactly one of several
+/// takers, and gone once expired.
+async fn handoffs(meta: &Meta) {
+    let now = now_millis();
+    meta.put_handoff("k1", "pending", now + 60_000).await.expect("put");
+    assert_eq!(meta.handoff("k1", now).await.expect("read").as_deref(), Some("pending"));
+    meta.put_handoff("k1", "approved", now + 60_000).await.expect("replace");
+    let (first, second) = tokio::join!(meta.take_handoff("k1", now), meta.take_handoff("k1", now));
+    let taken: Vec<String> = [first, second].into_iter().filter_map(|t| t.expect("take")).collect();
+    assert_eq!(taken, vec!["approved".to_owned()], "one taker gets it");
+    assert_eq!(meta.handoff("k1", now).await.expect("read"), None);
+    meta.put_handoff("k2", "old", now + 1_000).await.expect("put");
+    assert_eq!(meta.handoff("k2", now + 1_000).await.expect("read"), None, "expired");
+    assert_eq!(meta.take_handoff("k2", now + 1_000).await.expect("take"), None);
 }
 
 /// The firewall's tables: a policy per registry, one advisory database where the
@@ -646,8 +702,17 @@ pub async fn blob_store(store: Arc<dyn BlobStore>) {
     assert_eq!((stream.len, stream.etag.clone()), (bytes.len() as u64, key.etag()));
     assert_eq!(stream.into_bytes().await.expect("read"), bytes);
     assert_eq!(store.list().await.expect("list"), std::slice::from_ref(&key));
+    // Parts of it, for range requests ("a tarball's bytes": 17 bytes).
+    assert_eq!(store.size(&key).await.expect("size"), Some(bytes.len() as u64));
+    let part = store.open_part(&key, 2..9).await.expect("part").expect("stored");
+    assert_eq!((part.len, part.etag.clone()), (7, key.etag()));
+    assert_eq!(part.into_bytes().await.expect("read"), bytes.slice(2..9));
+    let tail = store.open_part(&key, 16..17).await.expect("part").expect("stored");
+    assert_eq!(tail.into_bytes().await.expect("read"), bytes.slice(16..));
 
     let other = BlobKey::from_bytes(Sha512::digest(b"other").into());
+    assert_eq!(store.size(&other).await.expect("size"), None);
+    assert!(store.open_part(&other, 0..1).await.expect("part").is_none());
     assert!(matches!(
         store.put(&other, Bytes::from_static(b"not other")).await,
         Err(BlobError::DigestMismatch)
@@ -710,6 +775,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn postgres() {
+        let Some(url) = crate::test_support::postgres::database().await else {
+            return;
+        };
+        let store = crate::postgres::PostgresStore::connect(&url, 10)
+            .await
+            .expect("connect");
+        let store: Meta = Arc::new(store);
+        meta_store(store.clone()).await;
+        firewall_store(store).await;
+    }
+
+    #[tokio::test]
     async fn files() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = FsBlobStore::open(dir.path(), Durability::Full).await.expect("open");
@@ -719,5 +797,149 @@ mod tests {
     #[tokio::test]
     async fn memory() {
         blob_store(Arc::new(MemoryBlobStore::default())).await;
+    }
+
+    use crate::blobs::{S3BlobStore, StagedBlob};
+    use crate::test_support::s3;
+
+    fn key_of(bytes: &[u8]) -> BlobKey {
+        BlobKey::from_bytes(Sha512::digest(bytes).into())
+    }
+
+    /// Bytes that are no repetition of one block (so a misplaced part shows).
+    fn large(len: usize) -> Bytes {
+        let mut bytes = Vec::with_capacity(len + 64);
+        let mut block: [u8; 64] = Sha512::digest(b"seed").into();
+        while bytes.len() < len {
+            bytes.extend_from_slice(&block);
+            block = Sha512::digest(block).into();
+        }
+        bytes.truncate(len);
+        Bytes::from(bytes)
+    }
+
+    async fn stage_in_pieces(store: &S3BlobStore, bytes: &[u8]) -> Box<dyn StagedBlob> {
+        let mut staged = store.stage().await.expect("stage");
+        for piece in bytes.chunks(256 * 1024) {
+            staged.write(piece).await.expect("write");
+        }
+        staged
+    }
+
+    #[tokio::test]
+    async fn s3_on_s3s_fs() {
+        let Some(server) = s3::start().await else {
+            return;
+        };
+        let store = S3BlobStore::open(&server.settings("gatehouse/blobs"))
+            .await
+            .expect("open");
+        blob_store(Arc::new(store.clone())).await;
+        // Under the prefix, in the fs store's layout, byte for byte.
+        let bytes = Bytes::from_static(b"byte for byte");
+        let key = key_of(&bytes);
+        store.put(&key, bytes.clone()).await.expect("put");
+        let hex = key.to_hex();
+        let file = server.object_file(&format!("gatehouse/blobs/sha512/{}/{}/{hex}", &hex[..2], &hex[2..4]));
+        assert_eq!(std::fs::read(&file).expect("object file"), bytes);
+        assert_eq!(store.staged().await.expect("staged"), 0);
+    }
+
+    /// Downloads of a bucket's small blobs are kept in memory (a blob never changes);
+    /// checks read the bucket itself.
+    #[tokio::test]
+    async fn s3_downloads_keep_small_blobs_in_memory() {
+        let Some(server) = s3::start().await else {
+            return;
+        };
+        let store = S3BlobStore::open(&server.settings("cached")).await.expect("open");
+        let journal = Arc::new(crate::sqlite::SqliteStore::open_in_memory().await.expect("journal"));
+        let blobs = crate::blobs::Blobs::idle(Arc::new(store.clone()), journal);
+        let bytes = Bytes::from_static(b"asked for by every CI job");
+        let key = key_of(&bytes);
+        store.put(&key, bytes.clone()).await.expect("put");
+        let served = blobs.serve(&key).await.expect("serve").expect("stored");
+        assert_eq!(served.into_bytes().await.expect("read"), bytes);
+        // Gone from the bucket behind the server's back: downloads still have it,
+        // a check does not.
+        let hex = key.to_hex();
+        std::fs::remove_file(server.object_file(&format!("cached/sha512/{}/{}/{hex}", &hex[..2], &hex[2..4])))
+            .expect("remove the object");
+        let again = blobs.serve(&key).await.expect("serve").expect("kept in memory");
+        assert_eq!(again.into_bytes().await.expect("read"), bytes);
+        assert!(
+            blobs.open(&key).await.expect("open").is_none(),
+            "a check reads the bucket"
+        );
+    }
+
+    #[tokio::test]
+    async fn s3_large_blobs_go_up_in_parts() {
+        let Some(server) = s3::start().await else {
+            return;
+        };
+        let store = S3BlobStore::open(&server.settings("p")).await.expect("open");
+        // Over the single-PUT limit: two full 8 MiB parts and a short last one.
+        let bytes = large(16 * 1024 * 1024 + 1000);
+        let key = key_of(&bytes);
+        let staged = stage_in_pieces(&store, &bytes).await;
+        assert_eq!(store.staged().await.expect("staged"), 1, "a blob being written");
+        staged.commit(&key).await.expect("commit");
+        assert_eq!(store.staged().await.expect("staged"), 0, "the staging object is gone");
+        let stream = store.open(&key).await.expect("open").expect("stored");
+        assert_eq!((stream.len, stream.etag.clone()), (bytes.len() as u64, key.etag()));
+        assert!(stream.into_bytes().await.expect("read") == bytes, "the same bytes");
+        assert_eq!(store.list().await.expect("list"), std::slice::from_ref(&key));
+        // The same blob again (a second pull of one tarball): success.
+        stage_in_pieces(&store, &bytes)
+            .await
+            .commit(&key)
+            .await
+            .expect("an existing blob is success");
+        store.put(&key, bytes).await.expect("an existing blob is success");
+        assert_eq!(store.list().await.expect("list"), [key]);
+    }
+
+    #[tokio::test]
+    async fn s3_a_wrong_digest_leaves_nothing() {
+        let Some(server) = s3::start().await else {
+            return;
+        };
+        let store = S3BlobStore::open(&server.settings("")).await.expect("open");
+        let wrong = key_of(b"something else");
+        for len in [100, 9 * 1024 * 1024] {
+            let staged = stage_in_pieces(&store, &large(len)).await;
+            assert!(
+                matches!(staged.commit(&wrong).await, Err(BlobError::DigestMismatch)),
+                "{len}"
+            );
+            assert!(store.list().await.expect("list").is_empty(), "{len}");
+            assert!(!store.contains(&wrong).await.expect("contains"));
+            assert_eq!(store.staged().await.expect("staged"), 0, "{len}");
+        }
+        // Dropped mid-upload: nothing stays either.
+        let dropped = stage_in_pieces(&store, &large(9 * 1024 * 1024)).await;
+        drop(dropped);
+        assert!(store.list().await.expect("list").is_empty());
+        assert_eq!(store.staged().await.expect("staged"), 0);
+    }
+
+    #[tokio::test]
+    async fn s3_a_wrong_secret_names_the_endpoint_not_the_secret() {
+        let Some(server) = s3::start().await else {
+            return;
+        };
+        let mut settings = server.settings("");
+        let secret = "not-the-secret-0123456789";
+        if let Some(credentials) = settings.credentials.as_mut() {
+            credentials.secret_access_key = secret.into();
+        }
+        let err = S3BlobStore::open(&settings).await.err().expect("refused");
+        let message = err.to_string();
+        assert!(matches!(err, BlobError::Backend { .. }), "{message}");
+        assert!(message.contains(&server.endpoint), "{message}");
+        assert!(message.contains("access denied"), "{message}");
+        assert!(!message.contains(secret), "{message}");
+        assert!(!format!("{settings:?}").contains(secret));
     }
 }

@@ -5,11 +5,14 @@ pub mod blobs;
 #[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
 pub mod housekeeping;
+pub mod postgres;
 pub mod registry;
+mod rows;
 pub mod sqlite;
 pub mod storage;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
+pub mod transfer;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -35,6 +38,10 @@ pub enum StoreError {
     /// The database failed (unreachable, I/O, a bug); the cause is kept for the log.
     #[error("database error: {0}")]
     Database(Box<dyn std::error::Error + Send + Sync>),
+    /// The database cannot be reached right now (down, restarting, the pool
+    /// exhausted): trying again later may succeed.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(Box<dyn std::error::Error + Send + Sync>),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
 }
@@ -592,8 +599,13 @@ pub trait UserStore: Send + Sync {
     async fn set_user_admin(&self, user: UserId, admin: bool) -> StoreResult<()>;
     /// Deletes a user with their tokens, grants and maintainerships.
     async fn delete_user(&self, user: UserId) -> StoreResult<()>;
-    /// Tells every process to forget the failed logins of `name`.
+    /// Forgets the failed logins counted against the user name `name`.
     async fn clear_login_failures(&self, name: &str) -> StoreResult<()>;
+    /// Counts a failed login against `key` (`user:NAME`, `addr:IP`); a new window
+    /// ends at `window_ends`. Returns the count in the window.
+    async fn count_login_failure(&self, key: &str, now: Millis, window_ends: Millis) -> StoreResult<u32>;
+    /// The failed logins counted against `key` in its window at `now`.
+    async fn login_failures(&self, key: &str, now: Millis) -> StoreResult<u32>;
 }
 
 #[async_trait]
@@ -713,6 +725,13 @@ pub trait ChangeLog: Send + Sync {
     async fn changes_since(&self, seq: i64) -> StoreResult<Vec<Change>>;
     /// Drops entries older than `before`.
     async fn prune_changes(&self, before: Millis) -> StoreResult<()>;
+    /// Notified when another process may have logged a change, where the database
+    /// can say so (PostgreSQL's `LISTEN`), so followers read at once instead of at
+    /// their next poll. `None`: poll only. A wake-up may be lost (a reconnect): it
+    /// only hastens the poll, the log is the truth.
+    fn change_wakeups(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
 }
 
 #[async_trait]
@@ -857,7 +876,9 @@ pub struct NewWebSession<'a> {
     pub user_agent: Option<&'a str>,
 }
 
-/// Web app sessions (the cookie holds the id; the store only its SHA-256).
+/// Web app sessions (the cookie holds the id; the store only its SHA-256), and the
+/// handoffs between one request and a later one that another replica may answer
+/// (keyed by the SHA-256 of an id the client holds; they expire).
 #[async_trait]
 pub trait SessionStore: Send + Sync {
     /// Also forgets sessions that have expired.
@@ -867,6 +888,14 @@ pub trait SessionStore: Send + Sync {
     async fn end_session(&self, id_hash: &str) -> StoreResult<bool>;
     /// Signs a user out everywhere; how many sessions ended.
     async fn end_sessions_of(&self, user: UserId) -> StoreResult<u64>;
+    /// Keeps `value` under `key` until `expires_at`, replacing what was there; also
+    /// forgets handoffs that have expired.
+    async fn put_handoff(&self, key: &str, value: &str, expires_at: Millis) -> StoreResult<()>;
+    /// The value under `key`, unless it has expired by `now`.
+    async fn handoff(&self, key: &str, now: Millis) -> StoreResult<Option<String>>;
+    /// Removes and returns the value under `key`, unless it has expired by `now`: of
+    /// several takers at once, exactly one gets it.
+    async fn take_handoff(&self, key: &str, now: Millis) -> StoreResult<Option<String>>;
 }
 
 /// Names claimed for registries (see the `claims` migration for why).
@@ -1044,6 +1073,33 @@ pub trait PoolStats: Send + Sync {
     fn pool_use(&self) -> Vec<PoolUse>;
 }
 
+/// Row-for-row access to the tables, for moving a whole install between stacks
+/// (`transfer`); nothing else uses it. Table and column names come from the schema.
+#[async_trait]
+pub trait TableCopy: Send + Sync {
+    /// The schema's tables (not the migrator's own).
+    async fn tables(&self) -> StoreResult<Vec<String>>;
+    /// `table`'s columns in order, with their kinds.
+    async fn columns(&self, table: &str) -> StoreResult<Vec<transfer::Column>>;
+    /// Every row of `table`, the `columns` in that order, as they are read.
+    fn rows(
+        &self,
+        table: &str,
+        columns: &[transfer::Column],
+    ) -> futures_util::stream::BoxStream<'static, StoreResult<Vec<transfer::Cell>>>;
+    /// Inserts `rows`, skipping those a unique key says are there; how many were new.
+    async fn insert_rows(
+        &self,
+        table: &str,
+        columns: &[transfer::Column],
+        rows: &[Vec<transfer::Cell>],
+    ) -> StoreResult<u64>;
+    /// Moves the id sequences past the rows copied in (SQLite's follow by themselves).
+    async fn after_copy(&self) -> StoreResult<()> {
+        Ok(())
+    }
+}
+
 /// The whole metadata store, as the rest of the server sees it.
 pub trait MetaStore:
     RegistryStore
@@ -1060,6 +1116,7 @@ pub trait MetaStore:
     + AdvisoryStore
     + PolicyStore
     + PoolStats
+    + TableCopy
 {
 }
 impl<
@@ -1076,7 +1133,8 @@ impl<
         + BlobJournalStore
         + AdvisoryStore
         + PolicyStore
-        + PoolStats,
+        + PoolStats
+        + TableCopy,
 > MetaStore for T
 {
 }

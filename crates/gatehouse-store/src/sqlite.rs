@@ -13,12 +13,13 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
 use super::*;
 use crate::Durability;
 use crate::registry::Role;
+use crate::rows::*;
 use gatehouse_npm::name::PackageName;
 
 /// The `SET` list that copies the search fields of the version `latest` points at onto
@@ -46,6 +47,7 @@ mod packages;
 mod policies;
 mod registries;
 mod sessions;
+mod tables;
 mod tokens;
 mod trust;
 mod upstreams;
@@ -77,21 +79,6 @@ impl PoolStats for SqliteStore {
     }
 }
 
-impl From<sqlx::Error> for StoreError {
-    fn from(err: sqlx::Error) -> Self {
-        match &err {
-            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(Conflict::Exists),
-            _ => StoreError::Database(Box::new(err)),
-        }
-    }
-}
-
-impl From<sqlx::migrate::MigrateError> for StoreError {
-    fn from(err: sqlx::migrate::MigrateError) -> Self {
-        StoreError::Database(Box::new(err))
-    }
-}
-
 impl SqliteStore {
     /// Opens (creating if needed) the database file and applies migrations.
     pub async fn open(path: &Path, durability: Durability) -> StoreResult<Self> {
@@ -109,7 +96,26 @@ impl SqliteStore {
             .synchronous(synchronous)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(30));
-        Self::connect(options).await
+        // sqlx's migrator locks nothing on SQLite: processes starting at once on a fresh
+        // database would each apply the same migration. They take turns on a lock file
+        // beside it (released when the file closes, by a crash too).
+        let mut lock_path = path.as_os_str().to_owned();
+        lock_path.push(".migrate-lock");
+        let lock = tokio::task::spawn_blocking(move || {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)?;
+            file.lock()?;
+            Ok::<_, std::io::Error>(file)
+        })
+        .await
+        .map_err(|e| StoreError::Database(Box::new(e)))?
+        .map_err(|e| StoreError::Database(Box::new(e)))?;
+        let store = Self::connect(options).await;
+        drop(lock);
+        store
     }
 
     /// A fresh database in memory, gone when the store is dropped: for the tests of
@@ -186,42 +192,6 @@ impl SqliteStore {
     async fn write_tx(&self) -> StoreResult<sqlx::Transaction<'_, sqlx::Sqlite>> {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
-}
-
-fn role_from_text(text: &str) -> StoreResult<Option<Role>> {
-    Role::parse_or_none(text).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-fn json_list(text: Option<String>) -> StoreResult<Vec<String>> {
-    match text {
-        Some(text) => serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string())),
-        None => Ok(Vec::new()),
-    }
-}
-
-fn json_list_text(list: &[String]) -> StoreResult<Option<String>> {
-    (!list.is_empty())
-        .then(|| serde_json::to_string(list))
-        .transpose()
-        .map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-fn user_from_row(row: &SqliteRow) -> StoreResult<User> {
-    Ok(User {
-        id: UserId(row.try_get("user_id")?),
-        name: row.try_get("user_name")?,
-        email: row.try_get("email")?,
-        is_admin: row.try_get("is_admin")?,
-        password_hash: row.try_get("password_hash")?,
-        created_at: row.try_get("user_created_at")?,
-        disabled: row.try_get::<Option<i64>, _>("user_disabled_at")?.is_some(),
-    })
-}
-
-const USER_COLUMNS: &str = "users.id AS user_id, users.name AS user_name, users.email, users.is_admin, users.password_hash, users.created_at AS user_created_at, users.disabled_at AS user_disabled_at";
-
-fn package_name(raw: String) -> StoreResult<PackageName> {
-    PackageName::parse(&raw).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 /// Bumps `rev` and `modified_at`; with `expected_rev`, refuses a stale caller.

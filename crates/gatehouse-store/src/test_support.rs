@@ -1,5 +1,8 @@
 //! Shared by the store tests.
 
+pub mod postgres;
+pub mod s3;
+
 use bytes::Bytes;
 use sha2::{Digest as _, Sha512};
 

@@ -284,6 +284,30 @@ impl BlobStore for FsBlobStore {
         }))
     }
 
+    async fn size(&self, key: &BlobKey) -> Result<Option<u64>, BlobError> {
+        match tokio::fs::metadata(self.path_of(key)).await {
+            Ok(metadata) => Ok(Some(metadata.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn open_part(&self, key: &BlobKey, range: std::ops::Range<u64>) -> Result<Option<BlobStream>, BlobError> {
+        use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+        let mut file = match tokio::fs::File::open(self.path_of(key)).await {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        file.seek(std::io::SeekFrom::Start(range.start)).await?;
+        let len = range.end - range.start;
+        Ok(Some(BlobStream {
+            len,
+            etag: key.etag(),
+            body: ReaderStream::with_capacity(file.take(len), READ_BYTES).boxed(),
+        }))
+    }
+
     async fn open(&self, key: &BlobKey) -> Result<Option<BlobStream>, BlobError> {
         let path = self.path_of(key);
         let opened = tokio::task::spawn_blocking(move || open_file(&path))

@@ -40,21 +40,7 @@ impl AuditLog for SqliteStore {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(|r| {
-            Ok((
-                r.try_get("at")?,
-                AuditEntryOwned {
-                    id: r.try_get("id")?,
-                    actor: r.try_get("actor")?,
-                    action: r.try_get("action")?,
-                    registry: r.try_get("registry")?,
-                    package: r.try_get("package")?,
-                    version: r.try_get("version")?,
-                    detail: r.try_get("detail")?,
-                    client_addr: r.try_get("client_addr")?,
-                },
-            ))
-        })
+        .map(audit_from_row)
         .collect()
     }
 }

@@ -20,17 +20,9 @@ impl ChangeLog for SqliteStore {
             .map(|r| {
                 let kind: String = r.try_get("kind")?;
                 let name: Option<String> = r.try_get("name")?;
-                let kind = match (kind.as_str(), name) {
-                    ("package", Some(name)) => ChangeKind::Package(package_name(name)?),
-                    ("credentials", _) => ChangeKind::Credentials,
-                    ("unlock", Some(name)) => ChangeKind::LoginUnlocked(name),
-                    ("advisories", _) => ChangeKind::Advisories,
-                    ("policy", _) => ChangeKind::Policy,
-                    _ => ChangeKind::Registry,
-                };
                 Ok(Change {
                     seq: r.try_get("seq")?,
-                    kind,
+                    kind: change_kind(&kind, name)?,
                     own: r.try_get("own")?,
                 })
             })

@@ -99,23 +99,7 @@ impl PackageStore for SqliteStore {
         .fetch_all(&mut *conn)
         .await?
         .iter()
-        .map(|r| {
-            Ok(VersionRecord {
-                version: r.try_get("version")?,
-                manifest: r.try_get("manifest")?,
-                blob: BlobRef {
-                    sha512_hex: r.try_get("blob_sha512")?,
-                    size: u64::try_from(r.try_get::<i64, _>("blob_size")?)
-                        .map_err(|_| StoreError::Corrupt("negative blob size".into()))?,
-                },
-                published_at: r.try_get("published_at")?,
-                publisher: r.try_get("publisher")?,
-                deprecated: r.try_get("deprecated")?,
-                unpublished_at: r.try_get("unpublished_at")?,
-                source: r.try_get("source")?,
-                facts: r.try_get("facts")?,
-            })
-        })
+        .map(version_from_row)
         .collect::<StoreResult<Vec<_>>>()?;
         Ok(Some(PackageRecord {
             id,
@@ -424,25 +408,7 @@ impl PackageStore for SqliteStore {
         .bind(i64::from(query.from))
         .fetch_all(&self.pool)
         .await?;
-        let hits = rows
-            .iter()
-            .map(|r| {
-                let keywords: Option<String> = r.try_get("keywords")?;
-                Ok(SearchHit {
-                    name: package_name(r.try_get("name")?)?,
-                    version: r.try_get("latest")?,
-                    description: r.try_get("description")?,
-                    keywords: keywords
-                        .and_then(|k| serde_json::from_str::<Vec<String>>(&k).ok())
-                        .unwrap_or_default(),
-                    maintainers: r
-                        .try_get::<Option<String>, _>("maintainer_names")?
-                        .map(|names| names.split(',').map(str::to_owned).collect())
-                        .unwrap_or_default(),
-                    modified_at: r.try_get("modified_at")?,
-                })
-            })
-            .collect::<StoreResult<Vec<_>>>()?;
+        let hits = rows.iter().map(search_hit_from_row).collect::<StoreResult<Vec<_>>>()?;
         Ok((hits, u64::try_from(total).unwrap_or(0)))
     }
 

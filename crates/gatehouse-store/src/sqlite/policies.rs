@@ -2,37 +2,6 @@
 
 use super::*;
 
-fn exception_from_row(r: &SqliteRow) -> StoreResult<ExceptionRow> {
-    Ok(ExceptionRow {
-        id: r.try_get("id")?,
-        package: r.try_get("package")?,
-        range: r.try_get("range")?,
-        rule: r.try_get("rule")?,
-        expires_at: r.try_get("expires_at")?,
-        reason: r.try_get("reason")?,
-        created_by: r.try_get("created_by")?,
-        created_at: r.try_get("created_at")?,
-    })
-}
-
-fn decision_from_row(r: &SqliteRow) -> StoreResult<DecisionRow> {
-    Ok(DecisionRow {
-        package: r.try_get("package")?,
-        version: r.try_get("version")?,
-        verdict: r.try_get("verdict")?,
-        would: r.try_get("would")?,
-        rule: r.try_get("rule")?,
-        reason: r.try_get("reason")?,
-        findings: r.try_get("findings")?,
-        basis: r.try_get("basis")?,
-        facts: r.try_get("facts")?,
-        decided_at: r.try_get("decided_at")?,
-    })
-}
-
-const EXCEPTION_COLUMNS: &str = "id, package, range, rule, expires_at, reason, created_by, created_at";
-const DECISION_COLUMNS: &str = "package, version, verdict, would, rule, reason, findings, basis, facts, decided_at";
-
 #[async_trait]
 impl PolicyStore for SqliteStore {
     async fn policy(&self, registry: RegistryId) -> StoreResult<Option<PolicyRow>> {
@@ -229,14 +198,7 @@ impl PolicyStore for SqliteStore {
             if same_outcome {
                 continue;
             }
-            let detail = match (&row.rule, row.verdict == row.would) {
-                (Some(rule), true) => format!("{} ({rule}): {}", row.verdict, row.reason),
-                (Some(rule), false) => format!(
-                    "{}, would {} in enforce mode ({rule}): {}",
-                    row.verdict, row.would, row.reason
-                ),
-                (None, _) => row.verdict.clone(),
-            };
+            let detail = decision_detail(row);
             sqlx::query(
                 "INSERT INTO audit_log (at, actor, action, registry, package, version, detail, client_addr)
                  VALUES ($1, 'policy', $2, $3, $4, $5, $6, NULL)",

@@ -2,20 +2,6 @@
 
 use super::*;
 
-const REGISTRY_COLUMNS: &str = "id, name, public_read, default_role, created_at";
-
-fn registry_from_row(row: &SqliteRow) -> StoreResult<Registry> {
-    let name: String = row.try_get("name")?;
-    let default_role: String = row.try_get("default_role")?;
-    Ok(Registry {
-        id: RegistryId(row.try_get("id")?),
-        name: RegistryName::parse(&name).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        public_read: row.try_get("public_read")?,
-        default_role: role_from_text(&default_role)?,
-        created_at: row.try_get("created_at")?,
-    })
-}
-
 #[async_trait]
 impl RegistryStore for SqliteStore {
     async fn create_registry(&self, name: &RegistryName, public_read: bool) -> StoreResult<Registry> {

@@ -70,4 +70,45 @@ impl SessionStore for SqliteStore {
             .await?;
         Ok(ended.rows_affected())
     }
+
+    async fn put_handoff(&self, key: &str, value: &str, expires_at: Millis) -> StoreResult<()> {
+        let now = now_millis();
+        // A bounded number, by the index: the work per put stays small however many
+        // expired (npm web logins may be started by anyone).
+        sqlx::query("DELETE FROM handoffs WHERE key IN (SELECT key FROM handoffs WHERE expires_at <= $1 LIMIT 100)")
+            .bind(now)
+            .execute(&self.writer)
+            .await?;
+        sqlx::query(
+            "INSERT INTO handoffs (key, value, expires_at) VALUES ($1, $2, $3)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
+        )
+        .bind(key)
+        .bind(value)
+        .bind(expires_at)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn handoff(&self, key: &str, now: Millis) -> StoreResult<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM handoffs WHERE key = $1 AND expires_at > $2")
+                .bind(key)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn take_handoff(&self, key: &str, now: Millis) -> StoreResult<Option<String>> {
+        // One statement: the row goes to whoever deletes it.
+        Ok(
+            sqlx::query_scalar("DELETE FROM handoffs WHERE key = $1 AND expires_at > $2 RETURNING value")
+                .bind(key)
+                .bind(now)
+                .fetch_optional(&self.writer)
+                .await?,
+        )
+    }
 }

@@ -2,31 +2,6 @@
 
 use super::*;
 
-fn token_from_row(row: &SqliteRow) -> StoreResult<Token> {
-    Ok(Token {
-        key: row.try_get("key")?,
-        display: row.try_get("display")?,
-        user: user_from_row(row)?,
-        name: row.try_get("token_name")?,
-        readonly: row.try_get("readonly")?,
-        cidr_whitelist: json_list(row.try_get("cidr_whitelist")?)?,
-        registries: json_list(row.try_get("registries")?)?,
-        packages: json_list(row.try_get("packages")?)?,
-        created_at: row.try_get("token_created_at")?,
-        last_used_at: row.try_get("last_used_at")?,
-        expires_at: row.try_get("expires_at")?,
-        revoked_at: row.try_get("revoked_at")?,
-        published_by: row.try_get("published_by")?,
-    })
-}
-
-const TOKEN_SELECT: &str = "SELECT tokens.key, tokens.display, tokens.name AS token_name, tokens.readonly,
-        tokens.cidr_whitelist, tokens.registries, tokens.packages, tokens.created_at AS token_created_at, tokens.last_used_at,
-        tokens.expires_at, tokens.revoked_at, tokens.published_by, users.id AS user_id, users.name AS user_name, users.email,
-        users.is_admin, users.password_hash, users.created_at AS user_created_at,
-        users.disabled_at AS user_disabled_at
-     FROM tokens JOIN users ON users.id = tokens.user_id";
-
 #[async_trait]
 impl TokenStore for SqliteStore {
     async fn insert_token(&self, token: &NewToken) -> StoreResult<()> {

@@ -2,19 +2,6 @@
 
 use super::*;
 
-fn trust_from_row(row: &SqliteRow) -> StoreResult<TrustRow> {
-    let name: String = row.try_get("name")?;
-    Ok(TrustRow {
-        id: row.try_get("id")?,
-        registry_id: RegistryId(row.try_get("registry_id")?),
-        name: PackageName::parse(&name).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        kind: row.try_get("kind")?,
-        rule: row.try_get("rule")?,
-        created_by: row.try_get("created_by")?,
-        created_at: row.try_get("created_at")?,
-    })
-}
-
 #[async_trait]
 impl TrustStore for SqliteStore {
     async fn add_trusted_publisher(

@@ -12,15 +12,7 @@ impl UpstreamStore for SqliteStore {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(|r| {
-            Ok(UpstreamRow {
-                id: UpstreamId(r.try_get("id")?),
-                spec: r.try_get("spec")?,
-                token: r.try_get("token")?,
-                basic_auth: r.try_get("basic_auth")?,
-                internal: r.try_get("internal")?,
-            })
-        })
+        .map(upstream_from_row)
         .collect()
     }
 

@@ -107,6 +107,45 @@ impl UserStore for SqliteStore {
     }
 
     async fn clear_login_failures(&self, name: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM login_failures WHERE key = $1")
+            .bind(format!("user:{name}"))
+            .execute(&self.writer)
+            .await?;
         log_named_change(&self.writer, "unlock", None, Some(name)).await
+    }
+
+    async fn count_login_failure(&self, key: &str, now: Millis, window_ends: Millis) -> StoreResult<u32> {
+        // Windows that ended are removed a few at a time (guessing at many names must
+        // not grow the table without bound).
+        sqlx::query(
+            "DELETE FROM login_failures WHERE key IN (SELECT key FROM login_failures WHERE expires_at <= $1 LIMIT 100)",
+        )
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        // One statement: concurrent failures each count.
+        let count: i64 = sqlx::query_scalar(
+            "INSERT INTO login_failures (key, count, expires_at) VALUES ($1, 1, $3)
+             ON CONFLICT (key) DO UPDATE SET
+                 count = CASE WHEN login_failures.expires_at <= $2 THEN 1 ELSE login_failures.count + 1 END,
+                 expires_at = CASE WHEN login_failures.expires_at <= $2 THEN $3 ELSE login_failures.expires_at END
+             RETURNING count",
+        )
+        .bind(key)
+        .bind(now)
+        .bind(window_ends)
+        .fetch_one(&self.writer)
+        .await?;
+        Ok(u32::try_from(count).unwrap_or(u32::MAX))
+    }
+
+    async fn login_failures(&self, key: &str, now: Millis) -> StoreResult<u32> {
+        let count: Option<i64> =
+            sqlx::query_scalar("SELECT count FROM login_failures WHERE key = $1 AND expires_at > $2")
+                .bind(key)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(count.map_or(0, |c| u32::try_from(c).unwrap_or(u32::MAX)))
     }
 }
