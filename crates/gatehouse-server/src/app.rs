@@ -35,7 +35,7 @@ pub struct App {
     pub firewall: Arc<Firewall>,
     pub auth: Arc<Authenticator>,
     pub web_logins: WebLogins,
-    /// New tokens' secrets on their way to the one page that shows them.
+    /// New tokens on their way to the one page that mints and shows them.
     pub shown_once: crate::http::ui::ShownOnce,
     /// Web app sign-ins.
     pub sessions: Sessions,
@@ -76,8 +76,11 @@ pub enum StartError {
     Http(#[from] reqwest::Error),
 }
 
-/// How often the change log is read.
+/// How often the change log is read when no wake-up comes first (PostgreSQL's
+/// `LISTEN` wakes the reader at once; SQLite has no such thing).
 const CHANGE_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+/// How often rows older than an hour are dropped from the change log.
+const CHANGE_PRUNE: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// The registry every fresh installation starts with.
 pub const DEFAULT_REGISTRY: &str = "default";
@@ -86,8 +89,8 @@ pub const DEFAULT_REGISTRY: &str = "default";
 /// without serving (the CLI): the server writes journaled blobs, not the command.
 pub async fn open_storage(config: &Config) -> Result<Storage, OpenError> {
     storage::open(
-        &config.database,
-        &config.blobs,
+        config.database.clone(),
+        config.blobs.clone(),
         config.durability,
         JournalTask::LeaveToServer,
     )
@@ -119,7 +122,13 @@ impl App {
         if fresh {
             tracing::info!(path = %config.data_dir.display(), "created the data directory");
         }
-        let storage = storage::open(&config.database, &config.blobs, config.durability, JournalTask::Run).await?;
+        let storage = storage::open(
+            config.database.clone(),
+            config.blobs.clone(),
+            config.durability,
+            JournalTask::Run,
+        )
+        .await?;
         let app = App::compose(config, public_url, storage)?;
         ensure_registries(&app.meta, &app.services, &app.config).await?;
         match admin_password {
@@ -137,13 +146,7 @@ impl App {
     /// next to a server: no first-start setup (the configuration's registries are the
     /// server's to apply), and the server writes the journaled blobs.
     pub async fn for_command(config: Config, public_url: PublicUrl) -> Result<Arc<App>, StartError> {
-        let storage = storage::open(
-            &config.database,
-            &config.blobs,
-            config.durability,
-            JournalTask::LeaveToServer,
-        )
-        .await?;
+        let storage = open_storage(&config).await?;
         App::compose(config, public_url, storage)
     }
 
@@ -213,8 +216,8 @@ impl App {
         );
         Ok(Arc::new(App {
             auth,
-            web_logins: WebLogins::default(),
-            shown_once: crate::http::ui::ShownOnce::default(),
+            web_logins: WebLogins::new(meta.clone()),
+            shown_once: crate::http::ui::ShownOnce::new(meta.clone()),
             readmes: crate::readme::Readmes::new(),
             sessions: Sessions::new(
                 meta.clone(),
@@ -242,16 +245,22 @@ impl App {
     }
 
     /// Follows the database's change log so that changes made by other processes
-    /// (the CLI, other replicas) reach this process's caches within `CHANGE_POLL`.
+    /// (the CLI, other replicas) reach this process's caches at once when the
+    /// database wakes us, within `CHANGE_POLL` otherwise.
     /// Runs until the process ends.
     pub fn watch_changes(self: &Arc<Self>) {
         let app = Arc::clone(self);
         tokio::spawn(async move {
             let mut seen = app.meta.last_change().await.unwrap_or(0);
-            let mut ticks: u64 = 0;
+            let wakeups = app.meta.change_wakeups();
+            let mut last_prune = std::time::Instant::now();
             loop {
-                tokio::time::sleep(CHANGE_POLL).await;
-                ticks += 1;
+                match &wakeups {
+                    Some(wakeups) => {
+                        let _ = tokio::time::timeout(CHANGE_POLL, wakeups.notified()).await;
+                    }
+                    None => tokio::time::sleep(CHANGE_POLL).await,
+                }
                 match app.meta.changes_since(seen).await {
                     Ok(changes) => {
                         for change in changes {
@@ -284,13 +293,15 @@ impl App {
                                     tokio::spawn(async move { packuments.refresh(None).await });
                                 }
                                 ChangeKind::Credentials => app.auth.forget_tokens(),
-                                ChangeKind::LoginUnlocked(name) => app.auth.clear_failures(&name).await,
+                                // Failed logins are counted in the store: nothing cached.
+                                ChangeKind::LoginUnlocked(_) => {}
                             }
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, "cannot read the change log"),
                 }
-                if ticks.is_multiple_of(1200) {
+                if last_prune.elapsed() >= CHANGE_PRUNE {
+                    last_prune = std::time::Instant::now();
                     let hour_ago = gatehouse_store::now_millis() - 3_600_000;
                     if let Err(e) = app.meta.prune_changes(hour_ago).await {
                         tracing::warn!(error = %e, "cannot prune the change log");
@@ -417,10 +428,10 @@ async fn ensure_admin(meta: &Meta, services: &Services, password: String) -> Res
         .create_user(&Actor::system(), new, Creation::ByAdministrator)
         .await
     {
-        // Another process created it meanwhile.
-        Ok(_) | Err(ServiceError::Conflict(_)) => {}
+        Ok(_) => tracing::info!("created user admin from GATEHOUSE_ADMIN_PASSWORD"),
+        // Another process starting at the same moment created it.
+        Err(ServiceError::Conflict(_)) => {}
         Err(e) => return Err(StartError::AdminPassword(e)),
     }
-    tracing::info!("created user admin from GATEHOUSE_ADMIN_PASSWORD");
     Ok(())
 }

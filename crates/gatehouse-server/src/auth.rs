@@ -2,14 +2,13 @@
 //! (the password may also be a token, as npm's `_auth` and Unity's `_auth` allow).
 
 pub mod cidr;
+pub mod handoff;
 pub mod password;
 pub mod session;
 pub mod token;
 pub mod web_login;
 
 use std::net::IpAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use tokio::sync::OnceCell;
@@ -113,10 +112,19 @@ pub const MAX_FAILURES_PER_USER: u32 = 10;
 pub const MAX_FAILURES_PER_ADDRESS: u32 = 50;
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(900);
 
+/// The verified-password cache's key for a `name` and `password` pair.
+fn verified_key(name: &str, password: &str) -> [u8; 32] {
+    Sha256::new()
+        .chain_update(name.as_bytes())
+        .chain_update([0])
+        .chain_update(password.as_bytes())
+        .finalize()
+        .into()
+}
+
 pub struct Authenticator {
     meta: Meta,
     verified_passwords: Cache<[u8; 32], String>,
-    failures: Cache<String, Arc<AtomicU32>>,
     /// Hash checked when a user doesn't exist, so both answers take as long.
     dummy_hash: OnceCell<String>,
     /// Tokens by secret hash, so requests don't each query the store. Dropped on
@@ -132,10 +140,6 @@ impl Authenticator {
                 .max_capacity(10_000)
                 .time_to_live(PASSWORD_CACHE_TTL)
                 .build(),
-            failures: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(FAILURE_WINDOW)
-                .build(),
             dummy_hash: OnceCell::new(),
             tokens: Cache::builder()
                 .max_capacity(100_000)
@@ -148,11 +152,6 @@ impl Authenticator {
     /// after a user changed.
     pub fn forget_tokens(&self) {
         self.tokens.invalidate_all();
-    }
-
-    /// Forgets the failed logins counted against the user name `name`.
-    pub async fn clear_failures(&self, name: &str) {
-        self.failures.invalidate(&format!("user:{name}")).await;
     }
 
     /// `Ok(None)` when no credentials were sent.
@@ -249,23 +248,35 @@ impl Authenticator {
     pub async fn by_password(&self, name: &str, password: &str, client: IpAddr) -> Result<Principal, AuthError> {
         let user_key = format!("user:{name}");
         let addr_key = format!("addr:{client}");
-        if self.failures_of(&user_key).await >= MAX_FAILURES_PER_USER
-            || self.failures_of(&addr_key).await >= MAX_FAILURES_PER_ADDRESS
-        {
-            tracing::warn!(user = name, client = %client, "login refused: too many failures");
-            return Err(AuthError::RateLimited);
-        }
+        // A pair verified moments ago passes without the store's counts: only someone
+        // who knew the password gets here, and an install with Basic auth then costs
+        // no store reads per request. The counts live in the store, for every replica.
+        let recently_verified = self.verified_passwords.contains_key(&verified_key(name, password));
+        let now = now_millis();
+        let user_failures = if recently_verified {
+            0
+        } else {
+            let user_failures = self.meta.login_failures(&user_key, now).await?;
+            if user_failures >= MAX_FAILURES_PER_USER
+                || self.meta.login_failures(&addr_key, now).await? >= MAX_FAILURES_PER_ADDRESS
+            {
+                tracing::warn!(user = name, client = %client, "login refused: too many failures");
+                return Err(AuthError::RateLimited);
+            }
+            user_failures
+        };
         match self.check_password(name, password).await {
             Ok(principal) => {
-                self.failures.invalidate(&user_key).await;
+                // Success resets the count against the name (not the address's).
+                if user_failures > 0 {
+                    self.meta.clear_login_failures(name).await?;
+                }
                 Ok(principal)
             }
             Err(AuthError::BadPassword) => {
+                let window_ends = now + i64::try_from(FAILURE_WINDOW.as_millis()).unwrap_or(i64::MAX);
                 for key in [user_key, addr_key] {
-                    self.failures
-                        .get_with(key, async { Arc::new(AtomicU32::new(0)) })
-                        .await
-                        .fetch_add(1, Ordering::Relaxed);
+                    self.meta.count_login_failure(&key, now, window_ends).await?;
                 }
                 tracing::warn!(user = name, client = %client, "login failed");
                 Err(AuthError::BadPassword)
@@ -274,21 +285,9 @@ impl Authenticator {
         }
     }
 
-    async fn failures_of(&self, key: &str) -> u32 {
-        self.failures
-            .get(key)
-            .await
-            .map_or(0, |count| count.load(Ordering::Relaxed))
-    }
-
     async fn check_password(&self, name: &str, password: &str) -> Result<Principal, AuthError> {
         let user = self.meta.user(name).await?;
-        let cache_key: [u8; 32] = Sha256::new()
-            .chain_update(name.as_bytes())
-            .chain_update([0])
-            .chain_update(password.as_bytes())
-            .finalize()
-            .into();
+        let cache_key = verified_key(name, password);
         let Some(user) = user else {
             // Spend the same time as a real check so the answer doesn't reveal which names exist.
             let dummy = self

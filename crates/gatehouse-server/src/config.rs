@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 pub use gatehouse_store::Durability;
 use gatehouse_store::registry::RegistryName;
-use gatehouse_store::storage::{BlobUrl, DatabaseUrl};
+use gatehouse_store::storage::{BlobSettings, BlobUrl, DatabaseSettings, DatabaseUrl};
 
 use crate::auth::cidr::Cidr;
 use gatehouse_policy::document::Age;
@@ -25,10 +25,15 @@ pub const DEFAULT_DATA_DIR: &str = "gatehouse-data";
 #[derive(Debug, Clone)]
 pub struct Config {
     pub data_dir: PathBuf,
-    /// Where the metadata lives; the data dir's `gatehouse.db` unless set.
-    pub database: DatabaseUrl,
-    /// Where the tarballs live; the data dir's `blobs/` unless set.
-    pub blobs: BlobUrl,
+    /// Where the metadata lives (the data dir's `gatehouse.db` unless set) and the
+    /// PostgreSQL pool's size.
+    pub database: DatabaseSettings,
+    /// Where the tarballs live (the data dir's `blobs/` unless set); for S3, with the
+    /// endpoint, region and credentials resolved (file < `AWS_*` environment).
+    pub blobs: BlobSettings,
+    /// `[blobs] redirect`: tarball downloads answered with a short-lived presigned URL
+    /// of the bucket (S3 only), for a CDN or to keep the bytes off the replicas.
+    pub tarball_redirects: bool,
     pub listen: SocketAddr,
     /// Base URL clients reach us at; tarball URLs are built from it. `None` means
     /// "derive from the address we bound".
@@ -339,8 +344,8 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields, default)]
 struct FileConfig {
     data_dir: Option<PathBuf>,
-    database: Option<UrlSection>,
-    blobs: Option<UrlSection>,
+    database: Option<DatabaseSection>,
+    blobs: Option<BlobSection>,
     listen: Option<String>,
     public_url: Option<String>,
     allow_registration: Option<bool>,
@@ -359,11 +364,23 @@ struct FileConfig {
     metrics: Option<MetricsSettings>,
 }
 
-/// `[database]` and `[blobs]`: where a store lives, as a URL.
+/// `[database]`: where the metadata lives, as a URL, and the pool's size.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UrlSection {
+struct DatabaseSection {
     url: Option<String>,
+    max_connections: Option<u32>,
+}
+
+/// `[blobs]`: where the tarballs live, as a URL; for `s3://`, where the bucket's
+/// server is (`AWS_ENDPOINT_URL` and `AWS_REGION` override these).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BlobSection {
+    url: Option<String>,
+    endpoint: Option<String>,
+    region: Option<String>,
+    redirect: Option<bool>,
 }
 
 /// Values from flags or the environment; `None` when neither was given.
@@ -423,15 +440,10 @@ impl Config {
             .collect::<Result<Vec<_>, _>>()?;
         let limits = file.limits.unwrap_or_default();
         limits.validate()?;
-        let url_error = |e: gatehouse_store::storage::UrlError| ConfigError::Invalid(e.to_string());
-        let database = match overrides.database_url.clone().or(file.database.and_then(|d| d.url)) {
-            Some(url) => DatabaseUrl::parse(&url).map_err(url_error)?,
-            None => DatabaseUrl::Sqlite(data_dir.join("gatehouse.db")),
-        };
-        let blobs = match overrides.blob_url.clone().or(file.blobs.and_then(|b| b.url)) {
-            Some(url) => BlobUrl::parse(&url).map_err(url_error)?,
-            None => BlobUrl::File(data_dir.join("blobs")),
-        };
+        let database = database_settings(overrides, file.database.unwrap_or_default(), &data_dir)?;
+        let blob_section = file.blobs.unwrap_or_default();
+        let tarball_redirects = blob_section.redirect.unwrap_or(false);
+        let blobs = blob_settings(overrides, blob_section, &data_dir)?;
         let advisories = file.advisories.unwrap_or_default();
         if advisories.sync_every.is_some() != advisories.sync_url.is_some() {
             return Err(ConfigError::Invalid(
@@ -458,6 +470,7 @@ impl Config {
             provenance_root,
             database,
             blobs,
+            tarball_redirects,
             data_dir,
             listen,
             public_url,
@@ -472,6 +485,65 @@ impl Config {
             root_registry: RegistryName::parse(file.root_registry.as_deref().unwrap_or("default"))
                 .map_err(|e| ConfigError::Invalid(format!("root_registry: {e}")))?,
         })
+    }
+}
+
+fn url_error(e: gatehouse_store::storage::UrlError) -> ConfigError {
+    ConfigError::Invalid(e.to_string())
+}
+
+/// `[database]` with `GATEHOUSE_DATABASE_URL` over its `url`.
+fn database_settings(
+    overrides: &Overrides,
+    section: DatabaseSection,
+    data_dir: &Path,
+) -> Result<DatabaseSettings, ConfigError> {
+    let url = match overrides.database_url.clone().or(section.url) {
+        Some(url) => DatabaseUrl::parse(&url).map_err(url_error)?,
+        None => DatabaseUrl::Sqlite(data_dir.join("gatehouse.db")),
+    };
+    let mut settings = DatabaseSettings::new(url);
+    if let Some(max) = section.max_connections {
+        if max == 0 {
+            return Err(ConfigError::Invalid(
+                "[database] max_connections must be at least 1".into(),
+            ));
+        }
+        settings.max_connections = max;
+    }
+    Ok(settings)
+}
+
+/// `[blobs]` with `GATEHOUSE_BLOB_URL` over its `url`, and for S3 the `AWS_*`
+/// environment over `endpoint` and `region`.
+fn blob_settings(overrides: &Overrides, section: BlobSection, data_dir: &Path) -> Result<BlobSettings, ConfigError> {
+    let url = match overrides.blob_url.clone().or(section.url) {
+        Some(url) => BlobUrl::parse(&url).map_err(url_error)?,
+        None => BlobUrl::File(data_dir.join("blobs")),
+    };
+    match url {
+        BlobUrl::File(dir) => match (&section.endpoint, &section.region, section.redirect) {
+            (None, None, None | Some(false)) => Ok(BlobSettings::File(dir)),
+            (None, None, Some(true)) => Err(ConfigError::Invalid(
+                "[blobs] redirect is for an s3:// url: a folder has no URLs to redirect to".into(),
+            )),
+            _ => Err(ConfigError::Invalid(
+                "[blobs] endpoint and region are for an s3:// url; the blobs are in a folder".into(),
+            )),
+        },
+        BlobUrl::S3(location) => {
+            if let Some(endpoint) = &section.endpoint
+                && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "[blobs] endpoint {endpoint:?} is not an http:// or https:// URL"
+                )));
+            }
+            let mut settings = location.settings();
+            settings.endpoint = section.endpoint;
+            settings.region = section.region;
+            Ok(BlobSettings::S3(settings.with_env()))
+        }
     }
 }
 
@@ -522,6 +594,80 @@ mod tests {
         assert_eq!(config.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
         let team = RegistryName::parse("team").expect("valid");
         assert!(config.registries[&team].public);
+    }
+
+    #[test]
+    fn the_stores_come_from_their_sections_and_the_urls_from_overrides() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("g.toml");
+        std::fs::write(
+            &path,
+            "[database]\nurl = \"sqlite://other.db\"\nmax_connections = 32\n\
+             [blobs]\nurl = \"s3://tarballs/prod\"\nendpoint = \"http://127.0.0.1:9000\"\nregion = \"eu-west-1\"\n",
+        )
+        .expect("write");
+        let overrides = Overrides {
+            config_file: Some(path.clone()),
+            ..Overrides::default()
+        };
+        let config = Config::load(&overrides).expect("valid");
+        assert_eq!(config.database.url, DatabaseUrl::Sqlite(PathBuf::from("other.db")));
+        assert_eq!(config.database.max_connections, 32);
+        let BlobSettings::S3(s3) = &config.blobs else {
+            panic!("an S3 blob store: {:?}", config.blobs)
+        };
+        assert_eq!((s3.bucket.as_str(), s3.prefix.as_str()), ("tarballs", "prod"));
+        // The AWS_* environment may override these; where it doesn't, the file says.
+        if std::env::var_os("AWS_ENDPOINT_URL").is_none() {
+            assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        }
+        if std::env::var_os("AWS_REGION").is_none() {
+            assert_eq!(s3.region.as_deref(), Some("eu-west-1"));
+        }
+        // GATEHOUSE_DATABASE_URL and GATEHOUSE_BLOB_URL beat the file, key by key.
+        let config = Config::load(&Overrides {
+            database_url: Some("postgres://gh@db/gatehouse".into()),
+            blob_url: Some("file:///srv/blobs".into()),
+            ..overrides.clone()
+        })
+        .expect_err("an endpoint for a blob folder is a mistake");
+        assert_eq!(
+            config.to_string(),
+            "[blobs] endpoint and region are for an s3:// url; the blobs are in a folder"
+        );
+        std::fs::write(&path, "[database]\nmax_connections = 4\n").expect("write");
+        let config = Config::load(&Overrides {
+            database_url: Some("postgres://gh@db/gatehouse".into()),
+            ..overrides.clone()
+        })
+        .expect("valid");
+        assert_eq!(
+            config.database.url,
+            DatabaseUrl::Postgres("postgres://gh@db/gatehouse".into())
+        );
+        assert_eq!(config.database.max_connections, 4);
+        assert_eq!(
+            config.blobs,
+            BlobSettings::File(PathBuf::from(DEFAULT_DATA_DIR).join("blobs"))
+        );
+        assert!(!config.tarball_redirects, "off unless asked");
+        // Redirects need a bucket's URLs.
+        std::fs::write(&path, "[blobs]\nurl = \"s3://tarballs\"\nredirect = true\n").expect("write");
+        let config = Config::load(&Overrides {
+            blob_url: None,
+            ..overrides.clone()
+        })
+        .expect("valid");
+        assert!(config.tarball_redirects);
+        let refused = Config::load(&Overrides {
+            blob_url: Some("file:///srv/blobs".into()),
+            ..overrides
+        })
+        .expect_err("no URLs to redirect to");
+        assert_eq!(
+            refused.to_string(),
+            "[blobs] redirect is for an s3:// url: a folder has no URLs to redirect to"
+        );
     }
 
     #[test]

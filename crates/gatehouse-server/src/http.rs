@@ -5,6 +5,7 @@ pub mod api;
 pub mod error;
 pub mod extract;
 pub mod npm;
+pub mod ranges;
 pub mod serve;
 pub mod ui;
 
@@ -30,10 +31,9 @@ use extract::SessionCaller;
 
 pub fn router(app: Arc<App>) -> Router {
     let router = routes(&app);
+    // Requests are counted by the accept loop (`serve`), outside the router.
     let router = if app.config.metrics.enabled {
-        router
-            .route("/-/metrics", get(metrics))
-            .layer(axum::middleware::from_fn(measure))
+        router.route("/-/metrics", get(metrics))
     } else {
         router
     };
@@ -47,8 +47,8 @@ fn routes(app: &Arc<App>) -> Router<Arc<App>> {
         .route("/-/ping", get(ping))
         .route("/-/health", get(ping))
         .route("/-/ready", get(ready))
-        .merge(api_routes(app))
-        .merge(ui::router(app))
+        .merge(api_routes(app).route_layer(axum::middleware::from_fn(name_route)))
+        .merge(ui::router(app).route_layer(axum::middleware::from_fn(name_route)))
         .route("/r/{*rest}", any(npm::entry))
         .fallback(npm::root)
 }
@@ -61,7 +61,8 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let limits = app.config.limits;
-    serve::serve(router(app), listener, &limits, shutdown).await
+    let measured = app.config.metrics.enabled;
+    serve::serve(router(app), listener, &limits, measured, shutdown).await
 }
 
 /// The admin API: a token (Bearer or Basic) or the web app's session cookie, with the
@@ -189,45 +190,72 @@ async fn api_session(
     next.run(request).await
 }
 
-/// Which route answered a registry request (the router sees only `/r/{*rest}`), set
-/// on the response by the npm dispatcher.
-#[derive(Debug, Clone, Copy)]
+/// Which route answered, for the metrics: set on the response by the npm dispatcher
+/// (the router sees only `/r/{*rest}`) and by [`name_route`] for the API and the web app.
+#[derive(Debug, Clone)]
 pub struct RouteTemplate {
     pub surface: Surface,
-    pub route: &'static str,
+    pub route: Cow<'static, str>,
 }
 
-/// Counts every request by route template and status, and times it to its head.
-async fn measure(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = method_label(request.method());
+/// Names the API's and the web app's routes by their router template. Only on those
+/// routers: the npm and operations routes, the hot ones, name themselves for free.
+async fn name_route(request: Request, next: Next) -> Response {
     let matched = request.extensions().get::<MatchedPath>().cloned();
-    let response = next.run(request).await;
-    let (surface, route) = match (response.extensions().get::<RouteTemplate>(), &matched) {
-        (Some(template), _) => (template.surface, Cow::Borrowed(template.route)),
-        (None, Some(path)) => route_of(path.as_str()),
-        (None, None) => (Surface::root, Cow::Borrowed("unmatched")),
-    };
-    let labels = RouteLabels { surface, route, method };
-    metrics::global().request(labels, response.status().as_u16(), started.elapsed());
+    let mut response = next.run(request).await;
+    if let Some(path) = matched
+        && response.extensions().get::<RouteTemplate>().is_none()
+    {
+        let path = path.as_str();
+        let surface = if path.starts_with("/-/ui/") {
+            Surface::ui
+        } else {
+            Surface::api
+        };
+        response.extensions_mut().insert(RouteTemplate {
+            surface,
+            route: Cow::Owned(path.to_owned()),
+        });
+    }
     response
 }
 
-/// The surface of a router path; the operations routes without an allocation.
-fn route_of(path: &str) -> (Surface, Cow<'static, str>) {
-    for ops in ["/", "/-/ping", "/-/health", "/-/ready", "/-/metrics"] {
-        if path == ops {
-            return (Surface::ops, Cow::Borrowed(ops));
+/// One request being timed: counted by route template and status, timed to its head.
+/// Done in the accept loop rather than as a router layer, which would box every
+/// request's future once more.
+pub(crate) struct Measuring {
+    started: Instant,
+    method: &'static str,
+    /// The operations routes, known by their path alone.
+    ops: Option<&'static str>,
+}
+
+impl Measuring {
+    pub(crate) fn begin<B>(request: &axum::http::Request<B>) -> Self {
+        let path = request.uri().path();
+        let ops = ["/", "/-/ping", "/-/health", "/-/ready", "/-/metrics"]
+            .into_iter()
+            .find(|ops| path == *ops);
+        Measuring {
+            started: Instant::now(),
+            method: method_label(request.method()),
+            ops,
         }
     }
-    let surface = if path.starts_with("/-/ui/") {
-        Surface::ui
-    } else if path.starts_with("/-/api/") {
-        Surface::api
-    } else {
-        Surface::ops
-    };
-    (surface, Cow::Owned(path.to_owned()))
+
+    pub(crate) fn finish<B>(self, response: &axum::http::Response<B>) {
+        let (surface, route) = match (response.extensions().get::<RouteTemplate>(), self.ops) {
+            (Some(template), _) => (template.surface, template.route.clone()),
+            (None, Some(ops)) => (Surface::ops, Cow::Borrowed(ops)),
+            (None, None) => (Surface::root, Cow::Borrowed("unmatched")),
+        };
+        let labels = RouteLabels {
+            surface,
+            route,
+            method: self.method,
+        };
+        metrics::global().request(labels, response.status().as_u16(), self.started.elapsed());
+    }
 }
 
 fn method_label(method: &Method) -> &'static str {
@@ -262,26 +290,28 @@ async fn ping() -> impl IntoResponse {
 }
 
 /// `GET /-/ready`: 200 when the database answers and the blob store can be read (a
-/// store opens only once its migrations are applied), within two seconds; else 503
-/// saying which part is not usable.
+/// store opens only once its migrations are applied), each within two seconds; else
+/// 503 saying which part is not usable.
 async fn ready(axum::extract::State(app): axum::extract::State<Arc<App>>) -> Response {
-    let probe = async {
-        app.meta.last_change().await.map_err(|e| ("database", e.to_string()))?;
-        // Any key: the answer (stored or not) shows the store is reachable.
-        let key = gatehouse_store::blobs::BlobKey::from_bytes([0; 64]);
-        app.blobs
-            .store()
-            .contains(&key)
-            .await
-            .map_err(|e| ("blobs", e.to_string()))?;
-        Ok::<(), (&str, String)>(())
+    async fn probe<T, E: std::fmt::Display>(
+        part: &'static str,
+        check: impl Future<Output = Result<T, E>>,
+    ) -> Result<(), (&'static str, String)> {
+        match tokio::time::timeout(std::time::Duration::from_secs(2), check).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err((part, e.to_string())),
+            Err(_) => Err((part, "no answer within 2 s".to_owned())),
+        }
+    }
+    // Any key: the answer (stored or not) shows the blob store is reachable.
+    let key = gatehouse_store::blobs::BlobKey::from_bytes([0; 64]);
+    let checked = async {
+        probe("database", app.meta.last_change()).await?;
+        probe("blobs", app.blobs.store().contains(&key)).await
     };
-    let failed = match tokio::time::timeout(std::time::Duration::from_secs(2), probe).await {
-        Ok(Ok(())) => return axum::Json(json!({"status": "ready"})).into_response(),
-        Ok(Err(failed)) => failed,
-        Err(_) => ("store", "no answer within 2 s".to_owned()),
+    let Err((part, error)) = checked.await else {
+        return axum::Json(json!({"status": "ready"})).into_response();
     };
-    let (part, error) = failed;
     tracing::error!(part, error, "readiness check failed");
     (
         StatusCode::SERVICE_UNAVAILABLE,

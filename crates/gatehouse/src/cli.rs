@@ -138,6 +138,18 @@ enum Command {
     /// Make a backup (from `gatehouse backup`) the data of this install, which must
     /// not hold one yet; run `gatehouse check` after it.
     Restore { source: PathBuf },
+    /// Copy this install, stopped, to other stores (embedded to PostgreSQL and S3, or
+    /// back): every row, then every tarball, each verified. Run it again after an
+    /// interruption: what is there already is skipped.
+    Migrate {
+        /// The destination's database: postgres://… or sqlite://FILE.
+        #[arg(long, value_name = "URL")]
+        to_database: String,
+        /// The destination's tarballs: s3://BUCKET[/PREFIX] (endpoint, region and
+        /// credentials from AWS_*) or file://DIR.
+        #[arg(long, value_name = "URL")]
+        to_blobs: String,
+    },
     /// Verify that every version's tarball is stored and hashes to its name, and list
     /// the blobs no version refers to. Exit status 1 when anything is wrong.
     Check,
@@ -205,6 +217,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => packages::warm(config, &registry, &lockfile, jobs).await,
         Command::Backup { dest } => housekeeping::backup(config, &dest).await,
         Command::Restore { source } => housekeeping::restore(config, &source).await,
+        Command::Migrate { to_database, to_blobs } => housekeeping::migrate(config, &to_database, &to_blobs).await,
         Command::Gc { dry_run, grace } => housekeeping::gc(config, dry_run, &grace).await,
         Command::Package(cmd) => packages::package_command(config, cmd).await,
         Command::Push { registry, spec, to } => packages::push(config, &registry, &spec, &to).await,
@@ -273,13 +286,14 @@ async fn shutdown_signal() {
 /// Admin commands never create a store: one that isn't there means the command
 /// looks in the wrong place (another directory, a missing flag).
 fn require_existing_store(config: &Config) -> anyhow::Result<()> {
-    match &config.database {
+    match &config.database.url {
         DatabaseUrl::Sqlite(path) if !path.exists() => bail!(
             "no Gatehouse database at {}: point this command at the server's data with --data-dir DIR, \
              --config FILE or GATEHOUSE_DATA_DIR (the server creates it on first start: gatehouse serve)",
             path.display()
         ),
-        DatabaseUrl::Sqlite(_) => Ok(()),
+        // PostgreSQL: a missing database fails to connect (an empty one gets the schema).
+        DatabaseUrl::Sqlite(_) | DatabaseUrl::Postgres(_) => Ok(()),
     }
 }
 

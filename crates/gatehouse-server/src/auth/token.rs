@@ -38,7 +38,7 @@ pub fn mint() -> MintedToken {
 }
 
 /// What a new token may do.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct TokenSpec {
     pub name: Option<String>,
     pub readonly: bool,

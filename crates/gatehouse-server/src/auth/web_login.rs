@@ -1,35 +1,24 @@
 //! Browser ("web") login sessions: `npm login` asks for a session, prints the web
-//! app's approval URL, and polls until a signed-in person approves there. Sessions
-//! live in memory for ten minutes; the page and the poll use different random ids,
-//! so knowing the poll URL does not let anyone approve.
+//! app's approval URL, and polls until a signed-in person approves there. The page and
+//! the poll use different random ids, so knowing the poll URL does not let anyone
+//! approve. Sessions are store handoffs (ten minutes), so the poll may reach another
+//! replica than the page; the token is minted by the poll that collects the approval,
+//! so no secret is ever stored.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use moka::future::Cache;
 use rand::Rng;
 use rand::distributions::Alphanumeric;
+use serde::{Deserialize, Serialize};
 
 use gatehouse_store::registry::RegistryName;
+use gatehouse_store::{Meta, StoreError, StoreResult, now_millis};
+
+use super::handoff;
 
 pub const SESSION_TTL: Duration = Duration::from_secs(600);
-
-pub struct Session {
-    pub registry: RegistryName,
-    pub done_id: String,
-    token: Mutex<Option<String>>,
-}
-
-pub enum Poll {
-    Pending,
-    Done(String),
-    Unknown,
-}
-
-pub struct WebLogins {
-    by_login_id: Cache<String, Arc<Session>>,
-    by_done_id: Cache<String, Arc<Session>>,
-}
+/// What the tokens page calls the token a web login mints.
+pub const TOKEN_NAME: &str = "npm login (web)";
 
 /// 32 random letters and digits (190 bits), from the operating system.
 pub fn random_id() -> String {
@@ -40,56 +29,119 @@ pub fn random_id() -> String {
         .collect()
 }
 
-impl Default for WebLogins {
-    fn default() -> Self {
-        let cache = || Cache::builder().max_capacity(10_000).time_to_live(SESSION_TTL).build();
-        WebLogins {
-            by_login_id: cache(),
-            by_done_id: cache(),
+/// A login waiting for its approval, as the page sees it.
+pub struct Pending {
+    pub registry: RegistryName,
+}
+
+/// What the terminal's poll finds.
+pub enum Poll {
+    Pending,
+    /// Approved by `user` for `registry`: this poll (and no other) mints the token.
+    Approved {
+        user: String,
+        registry: RegistryName,
+    },
+    Unknown,
+}
+
+/// The handoffs behind a login: one under the page's id, one under the poll's.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+enum Handoff {
+    /// Under the page's id: which registry, and the poll's key to approve.
+    Page {
+        registry: String,
+        done: String,
+    },
+    /// Under the poll's id, until the page is approved.
+    Waiting,
+    Approved {
+        user: String,
+        registry: String,
+    },
+}
+
+/// The store keys of a login's page and of its poll.
+fn page_key(login_id: &str) -> String {
+    handoff::key("npm-login-page", login_id)
+}
+
+fn done_key(done_id: &str) -> String {
+    handoff::key("npm-login-done", done_id)
+}
+
+pub struct WebLogins {
+    meta: Meta,
+}
+
+impl WebLogins {
+    pub fn new(meta: Meta) -> Self {
+        WebLogins { meta }
+    }
+
+    /// Opens a session; returns `(login_id, done_id)`.
+    pub async fn start(&self, registry: &RegistryName) -> StoreResult<(String, String)> {
+        let (login_id, done_id) = (random_id(), random_id());
+        let expires_at = expiry();
+        handoff::put(&self.meta, &done_key(&done_id), &Handoff::Waiting, expires_at).await?;
+        let page = Handoff::Page {
+            registry: registry.to_string(),
+            done: done_key(&done_id),
+        };
+        handoff::put(&self.meta, &page_key(&login_id), &page, expires_at).await?;
+        Ok((login_id, done_id))
+    }
+
+    /// The login behind a page, while it is still waiting for approval.
+    pub async fn pending(&self, login_id: &str) -> StoreResult<Option<Pending>> {
+        Ok(match handoff::get(&self.meta, &page_key(login_id)).await? {
+            Some(Handoff::Page { registry, .. }) => Some(Pending {
+                registry: parse_registry(&registry)?,
+            }),
+            _ => None,
+        })
+    }
+
+    /// Approves the login behind a page for `user`: the page can't be used again,
+    /// and the terminal's next poll collects a token. `None` when it was approved
+    /// meanwhile (or expired).
+    pub async fn approve(&self, login_id: &str, user: &str) -> StoreResult<Option<Pending>> {
+        let Some(Handoff::Page { registry, done }) = handoff::take(&self.meta, &page_key(login_id)).await? else {
+            return Ok(None);
+        };
+        let approved = Handoff::Approved {
+            user: user.to_owned(),
+            registry: registry.clone(),
+        };
+        handoff::put(&self.meta, &done, &approved, expiry()).await?;
+        Ok(Some(Pending {
+            registry: parse_registry(&registry)?,
+        }))
+    }
+
+    /// What the CLI gets when it polls. An approval is collected once.
+    pub async fn poll(&self, done_id: &str) -> StoreResult<Poll> {
+        let key = done_key(done_id);
+        match handoff::get(&self.meta, &key).await? {
+            None | Some(Handoff::Page { .. }) => Ok(Poll::Unknown),
+            Some(Handoff::Waiting) => Ok(Poll::Pending),
+            // Read, then taken: of two polls at once, one collects it.
+            Some(Handoff::Approved { .. }) => match handoff::take(&self.meta, &key).await? {
+                Some(Handoff::Approved { user, registry }) => Ok(Poll::Approved {
+                    user,
+                    registry: parse_registry(&registry)?,
+                }),
+                _ => Ok(Poll::Unknown),
+            },
         }
     }
 }
 
-impl WebLogins {
-    /// Opens a session; returns `(login_id, done_id)`.
-    pub async fn start(&self, registry: RegistryName) -> (String, String) {
-        let login_id = random_id();
-        let session = Arc::new(Session {
-            registry,
-            done_id: random_id(),
-            token: Mutex::new(None),
-        });
-        let done_id = session.done_id.clone();
-        self.by_login_id.insert(login_id.clone(), session.clone()).await;
-        self.by_done_id.insert(done_id.clone(), session).await;
-        (login_id, done_id)
-    }
+fn expiry() -> i64 {
+    now_millis() + i64::try_from(SESSION_TTL.as_millis()).unwrap_or(i64::MAX)
+}
 
-    /// The session behind a login page, while it is still waiting for a sign-in.
-    pub async fn pending(&self, login_id: &str) -> Option<Arc<Session>> {
-        self.by_login_id.get(login_id).await
-    }
-
-    /// Hands the token to the waiting CLI; the page can't be used again.
-    pub async fn complete(&self, login_id: &str, session: &Session, token: String) {
-        if let Ok(mut slot) = session.token.lock() {
-            *slot = Some(token);
-        }
-        self.by_login_id.invalidate(login_id).await;
-    }
-
-    /// What the CLI gets when it polls. A token is handed out once.
-    pub async fn poll(&self, done_id: &str) -> Poll {
-        let Some(session) = self.by_done_id.get(done_id).await else {
-            return Poll::Unknown;
-        };
-        let token = session.token.lock().ok().and_then(|mut slot| slot.take());
-        match token {
-            Some(token) => {
-                self.by_done_id.invalidate(done_id).await;
-                Poll::Done(token)
-            }
-            None => Poll::Pending,
-        }
-    }
+fn parse_registry(name: &str) -> StoreResult<RegistryName> {
+    RegistryName::parse(name).map_err(|e| StoreError::Corrupt(format!("npm login handoff: {e}")))
 }

@@ -53,6 +53,13 @@ pub enum ApiError {
     /// the reason in the body and in `npm-notice`, which npm prints).
     #[error("{}", .0.message)]
     Policy(PolicyRefusal),
+    /// A store (`part`: the database, the blob store) cannot be reached right now; the
+    /// cause is logged, the client is told to retry (503 with `Retry-After`).
+    #[error("the {part} is unavailable right now; try again shortly (the server's log has the cause)")]
+    Unavailable {
+        part: &'static str,
+        cause: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// Something broke on our side; the cause is logged, the client sees a generic message.
     #[error("internal error")]
     Internal(Box<dyn std::error::Error + Send + Sync>),
@@ -88,6 +95,7 @@ impl ApiError {
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Policy(_) => StatusCode::FORBIDDEN,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -95,8 +103,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let ApiError::Internal(cause) = &self {
-            tracing::error!(error = %Chain(cause.as_ref()), "request failed");
+        match &self {
+            ApiError::Internal(cause) => tracing::error!(error = %Chain(cause.as_ref()), "request failed"),
+            ApiError::Unavailable { part, cause } => {
+                tracing::error!(part, error = %Chain(cause.as_ref()), "request failed: a store is unavailable");
+            }
+            _ => {}
         }
         let message = self.to_string();
         let body = match &self {
@@ -130,6 +142,11 @@ impl IntoResponse for ApiError {
                 header::RETRY_AFTER,
                 HeaderValue::from(crate::auth::FAILURE_WINDOW.as_secs()),
             );
+        }
+        if matches!(self, ApiError::Unavailable { .. }) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
         // npm turns `Bearer` into "your authentication token seems to be invalid … npm login",
         // and `Basic` into "Incorrect or missing password".
@@ -225,6 +242,10 @@ impl From<StoreError> for ApiError {
                 ApiError::Conflict("the package changed since you read it; fetch it again and retry".into())
             }
             StoreError::Conflict(what) => ApiError::Conflict(what.to_string()),
+            StoreError::Unavailable(cause) => ApiError::Unavailable {
+                part: "database",
+                cause,
+            },
             other => ApiError::internal(other),
         }
     }
@@ -232,7 +253,15 @@ impl From<StoreError> for ApiError {
 
 impl From<BlobError> for ApiError {
     fn from(e: BlobError) -> Self {
-        ApiError::internal(e)
+        match e {
+            BlobError::Journal(store) => store.into(),
+            // The object store refused or failed: its outage, not a bug of ours.
+            e @ BlobError::Backend { .. } => ApiError::Unavailable {
+                part: "blob store",
+                cause: Box::new(e),
+            },
+            e => ApiError::internal(e),
+        }
     }
 }
 

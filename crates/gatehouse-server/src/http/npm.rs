@@ -178,7 +178,10 @@ const UNMATCHED: &str = "unmatched";
 
 /// Tells the metrics layer which route answered.
 fn measured(mut response: Response, surface: Surface, route: &'static str) -> Response {
-    response.extensions_mut().insert(RouteTemplate { surface, route });
+    response.extensions_mut().insert(RouteTemplate {
+        surface,
+        route: std::borrow::Cow::Borrowed(route),
+    });
     response
 }
 
@@ -370,7 +373,7 @@ async fn route_request(
         (M::GET | M::HEAD, Route::Packument { name }) => packages::packument(ctx, &name, headers, head).await,
         (M::PUT, Route::Packument { name }) => writes::put_package(ctx, &name, None, body).await,
         (M::GET, Route::VersionOrTag { name, spec }) => packages::version(ctx, &name, &spec).await,
-        (M::GET | M::HEAD, Route::Tarball { name, file }) => packages::tarball(ctx, &name, &file, head).await,
+        (M::GET | M::HEAD, Route::Tarball { name, file }) => packages::tarball(ctx, &name, &file, head, headers).await,
         (M::PUT, Route::PackageRev { name, rev }) => writes::put_package(ctx, &name, Some(&rev), body).await,
         (M::DELETE, Route::PackageRev { name, rev }) => writes::unpublish_package(ctx, &name, &rev).await,
         (M::DELETE, Route::TarballRev { name, file, .. }) => writes::delete_tarball(ctx, &name, &file).await,

@@ -32,16 +32,19 @@ use tokio::sync::Semaphore;
 use tokio::time::{Instant, Sleep};
 
 use crate::config::Limits;
+use crate::http::Measuring;
 
 /// How often "all connections are in use" is logged at most.
 const FULL_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// Serves `router` on `listener` until `shutdown` resolves; then stops accepting,
-/// closes idle connections and waits for in-flight requests to finish.
+/// closes idle connections and waits for in-flight requests to finish. `measured`:
+/// every request is counted for `/-/metrics`.
 pub async fn serve(
     router: Router,
     listener: TcpListener,
     limits: &Limits,
+    measured: bool,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let timeouts = Timeouts {
@@ -92,9 +95,13 @@ pub async fn serve(
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
             let handling = Handling::begin(&conn);
+            let measuring = measured.then(|| Measuring::begin(&request));
             let response = hyper::service::Service::call(&tower, request);
             async move {
                 let response = response.await?;
+                if let Some(measuring) = measuring {
+                    measuring.finish(&response);
+                }
                 Ok::<_, Infallible>(response.map(|body| TrackedBody {
                     body,
                     _handling: handling,

@@ -27,14 +27,16 @@ use axum::routing::{get, post};
 use tower_http::csrf::CsrfLayer;
 
 use gatehouse_store::registry::{RegistryName, Role};
-use gatehouse_store::{Registry, User};
+use gatehouse_store::{Registry, StoreResult, User, now_millis};
 
 use super::error::ApiError;
 use super::extract::ClientIp;
 use crate::app::App;
 use crate::auth::Principal;
+use crate::auth::handoff;
 use crate::auth::session::COOKIE;
-use crate::services::Actor;
+use crate::auth::token::{TokenSpec, hash_secret};
+use crate::services::{Actor, Services};
 
 /// Refuses state-changing requests a browser sent from another origin (another site,
 /// or another port of this host) with `refused`; requests with neither `Sec-Fetch-Site`
@@ -218,56 +220,60 @@ impl Nav {
     }
 }
 
-/// A new token's secret, between the form that created it and the one page that
-/// shows it: handed out once, to the session that asked, within two minutes. A reload
-/// of that page shows it no more (and creates nothing: the form was answered with a
-/// redirect).
+/// A new token, between the form that asks for it and the one page that shows it:
+/// the form keeps what was asked (a store handoff, so the page may be answered by
+/// another replica), the page mints it, once, for the session that asked, within two
+/// minutes. A reload of that page shows nothing and mints nothing. No secret is
+/// stored: the token exists only from the moment its page shows it.
 pub struct ShownOnce {
-    secrets: moka::future::Cache<String, Arc<Kept>>,
+    meta: gatehouse_store::Meta,
 }
 
-/// A secret waiting for its page.
+/// What a form left for its page.
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Kept {
-    /// The session that may see it.
-    session_id: String,
-    secret: String,
+    /// The SHA-256 of the session that may collect it.
+    session: String,
+    spec: TokenSpec,
     /// What the page calls the token.
     label: String,
 }
 
-impl Default for ShownOnce {
-    fn default() -> Self {
-        ShownOnce {
-            secrets: moka::future::Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(std::time::Duration::from_secs(120))
-                .build(),
+const SHOWN_ONCE_TTL_MS: i64 = 120_000;
+
+impl ShownOnce {
+    pub fn new(meta: gatehouse_store::Meta) -> Self {
+        ShownOnce { meta }
+    }
+
+    /// Keeps `spec` (labelled `label`) for this viewer; returns the id its page asks with.
+    pub async fn keep(&self, viewer: &Viewer, spec: TokenSpec, label: String) -> StoreResult<String> {
+        let id = crate::auth::web_login::random_id();
+        let kept = Kept {
+            session: hash_secret(&viewer.session_id),
+            spec,
+            label,
+        };
+        handoff::put(&self.meta, &key(&id), &kept, now_millis() + SHOWN_ONCE_TTL_MS).await?;
+        Ok(id)
+    }
+
+    /// Mints the token kept under `id`, once, and only for the session that asked:
+    /// its secret and label.
+    pub async fn take(&self, services: &Services, viewer: &Viewer, id: &str) -> UiResult<Option<(String, String)>> {
+        let Some(kept) = handoff::take::<Kept>(&self.meta, &key(id)).await? else {
+            return Ok(None);
+        };
+        if kept.session != hash_secret(&viewer.session_id) {
+            return Ok(None);
         }
+        let minted = services.issue_token(&viewer.actor(), viewer.user(), kept.spec).await?;
+        Ok(Some((minted.secret, kept.label)))
     }
 }
 
-impl ShownOnce {
-    /// Keeps `(secret, label)` for this viewer; returns the id the page asks with.
-    pub async fn keep(&self, viewer: &Viewer, secret: String, label: String) -> String {
-        let id = crate::auth::web_login::random_id();
-        self.secrets
-            .insert(
-                id.clone(),
-                Arc::new(Kept {
-                    session_id: viewer.session_id.clone(),
-                    secret,
-                    label,
-                }),
-            )
-            .await;
-        id
-    }
-
-    /// The secret and label kept under `id`, once, and only for the session that made it.
-    pub async fn take(&self, viewer: &Viewer, id: &str) -> Option<(String, String)> {
-        let kept = self.secrets.remove(id).await?;
-        (kept.session_id == viewer.session_id).then(|| (kept.secret.clone(), kept.label.clone()))
-    }
+fn key(id: &str) -> String {
+    handoff::key("shown-once", id)
 }
 
 /// The signed-in person, from the session cookie. Pages that need one redirect to

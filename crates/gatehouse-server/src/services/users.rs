@@ -147,12 +147,10 @@ impl Services {
         Ok(())
     }
 
-    /// Clears the failed-login count of `name` on every process, so they may try again.
+    /// Clears the failed-login count of `name` (kept in the store, for every
+    /// process), so they may try again.
     pub async fn unlock_user(&self, actor: &Actor, user: &User) -> ServiceResult<()> {
         self.meta.clear_login_failures(&user.name).await?;
-        if let Some(auth) = &self.caches.auth {
-            auth.clear_failures(&user.name).await;
-        }
         self.record(actor, Audited::new(AuditAction::UserUnlock).detail(user.name.clone()))
             .await;
         Ok(())

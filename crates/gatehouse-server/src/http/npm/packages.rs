@@ -5,7 +5,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use gatehouse_npm::name::PackageName;
-use gatehouse_store::blobs::BlobKey;
+use gatehouse_store::blobs::{BlobKey, ByteRange, Ranged};
 use serde_json::{Value, json};
 
 use super::Ctx;
@@ -124,7 +124,19 @@ pub async fn version(ctx: &Ctx, name: &PackageName, spec: &str) -> ApiResult<Res
     Ok(axum::Json(manifest).into_response())
 }
 
-pub async fn tarball(ctx: &Ctx, name: &PackageName, file: &str, head: bool) -> ApiResult<Response> {
+/// How long a presigned tarball URL (`[blobs] redirect`) works: long enough for the
+/// client to follow the redirect, short enough that a leaked one soon stops working.
+const REDIRECT_LIFETIME: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// `GET /{name}/-/{file}.tgz`: from storage (or a presigned URL of the bucket), or
+/// streamed while it is pulled from an upstream.
+pub async fn tarball(
+    ctx: &Ctx,
+    name: &PackageName,
+    file: &str,
+    head: bool,
+    headers: &HeaderMap,
+) -> ApiResult<Response> {
     ctx.require_read()?;
     let prepared = ctx.package(name).await?;
     let version = file
@@ -159,9 +171,45 @@ pub async fn tarball(ctx: &Ctx, name: &PackageName, file: &str, head: bool) -> A
     match download {
         Download::Held(blob_ref) => {
             let key = BlobKey::parse_hex(&blob_ref.sha512_hex)?;
-            let blob = ctx.app.blobs.open(&key).await?.ok_or_else(|| {
-                ApiError::internal(format!("blob {} of {name}@{version} is missing", blob_ref.sha512_hex))
-            })?;
+            if !head
+                && ctx.app.config.tarball_redirects
+                && let Some(url) = ctx.app.blobs.store().signed_url(&key, REDIRECT_LIFETIME).await?
+            {
+                // The bucket serves the bytes (clients check them against the
+                // packument's integrity); the URL expires, so the answer is not cached.
+                let mut redirect = Response::builder()
+                    .status(StatusCode::TEMPORARY_REDIRECT)
+                    .header(header::LOCATION, url)
+                    .header(header::CACHE_CONTROL, "private, no-store");
+                if let Some(warning) = prepared.policy.warnings.get(version) {
+                    redirect = redirect.header(NPM_NOTICE, header_text(warning));
+                }
+                return redirect.body(Body::empty()).map_err(ApiError::internal);
+            }
+            let missing = || ApiError::internal(format!("blob {} of {name}@{version} is missing", blob_ref.sha512_hex));
+            if !head && let Some(asked) = asked_range(headers, &key) {
+                return match ctx.app.blobs.open_range(&key, asked).await?.ok_or_else(missing)? {
+                    Ranged::Part { stream, range, total } => {
+                        crate::metrics::global().tarball_served(stream.len);
+                        builder
+                            .status(StatusCode::PARTIAL_CONTENT)
+                            .header(
+                                header::CONTENT_RANGE,
+                                format!("bytes {}-{}/{total}", range.start, range.end - 1),
+                            )
+                            .header(header::CONTENT_LENGTH, stream.len)
+                            .header(header::ETAG, stream.etag)
+                            .body(Body::from_stream(stream.body))
+                            .map_err(ApiError::internal)
+                    }
+                    Ranged::Unsatisfiable { total } => builder
+                        .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                        .header(header::CONTENT_RANGE, format!("bytes */{total}"))
+                        .body(Body::empty())
+                        .map_err(ApiError::internal),
+                };
+            }
+            let blob = ctx.app.blobs.serve(&key).await?.ok_or_else(missing)?;
             let body = if head {
                 Body::empty()
             } else {
@@ -171,6 +219,7 @@ pub async fn tarball(ctx: &Ctx, name: &PackageName, file: &str, head: bool) -> A
             builder
                 .header(header::CONTENT_LENGTH, blob.len)
                 .header(header::ETAG, blob.etag)
+                .header(header::ACCEPT_RANGES, "bytes")
                 .body(body)
                 .map_err(ApiError::internal)
         }
@@ -186,6 +235,16 @@ pub async fn tarball(ctx: &Ctx, name: &PackageName, file: &str, head: bool) -> A
                 .body(Body::from_stream(follower.into_stream()))
                 .map_err(ApiError::internal)
         }
+    }
+}
+
+/// The one byte range a download asks for, unless `If-Range` names another version of
+/// it (then the whole tarball goes out).
+fn asked_range(headers: &HeaderMap, key: &BlobKey) -> Option<ByteRange> {
+    let asked = crate::http::ranges::parse(headers.get(header::RANGE)?.to_str().ok()?)?;
+    match headers.get(header::IF_RANGE) {
+        Some(validator) if validator.as_bytes() != key.etag().as_bytes() => None,
+        _ => Some(asked),
     }
 }
 

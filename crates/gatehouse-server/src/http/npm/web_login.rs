@@ -7,7 +7,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde_json::json;
 
 use super::Ctx;
-use crate::auth::web_login::Poll;
+use crate::auth::token::TokenSpec;
+use crate::auth::web_login::{Poll, TOKEN_NAME};
 use crate::http::error::{ApiError, ApiResult};
 
 /// The web app's page where a login is approved.
@@ -18,7 +19,7 @@ fn approval_url(ctx: &Ctx, login_id: &str) -> String {
 /// `POST /-/v1/login`: both URLs are absolute, because npm uses them exactly as given;
 /// the poll keeps the `/r/{registry}` prefix, which says what the token is for.
 pub async fn start(ctx: &Ctx) -> ApiResult<Response> {
-    let (login_id, done_id) = ctx.app.web_logins.start(ctx.registry.name.clone()).await;
+    let (login_id, done_id) = ctx.app.web_logins.start(&ctx.registry.name).await?;
     Ok(axum::Json(json!({
         "loginUrl": approval_url(ctx, &login_id),
         "doneUrl": format!("{}/-/v1/done/{done_id}", ctx.base),
@@ -31,16 +32,30 @@ pub fn page(ctx: &Ctx, login_id: &str) -> Response {
     Redirect::to(&approval_url(ctx, login_id)).into_response()
 }
 
-/// `GET /-/v1/done/{id}`: 202 with `Retry-After` until the browser side is done.
+/// `GET /-/v1/done/{id}`: 202 with `Retry-After` until the browser side is done; then
+/// the token, limited to the registry logged in to, minted for whoever approved.
 pub async fn poll(ctx: &Ctx, done_id: &str) -> ApiResult<Response> {
-    match ctx.app.web_logins.poll(done_id).await {
+    match ctx.app.web_logins.poll(done_id).await? {
         Poll::Pending => Ok((
             StatusCode::ACCEPTED,
             [(header::RETRY_AFTER, "1")],
             axum::Json(json!({})),
         )
             .into_response()),
-        Poll::Done(token) => Ok(axum::Json(json!({ "token": token })).into_response()),
+        Poll::Approved { user, registry } => {
+            let user = ctx.app.meta.user(&user).await?.filter(|u| !u.disabled).ok_or_else(|| {
+                ApiError::NotFound(format!(
+                    "the account {user} that approved this login is gone or disabled; run npm login again"
+                ))
+            })?;
+            let spec = TokenSpec {
+                name: Some(TOKEN_NAME.into()),
+                registries: vec![registry.to_string()],
+                ..TokenSpec::default()
+            };
+            let minted = ctx.app.services.issue_token(&ctx.actor(), &user, spec).await?;
+            Ok(axum::Json(json!({ "token": minted.secret })).into_response())
+        }
         Poll::Unknown => Err(ApiError::NotFound(
             "this login session is unknown or has expired; run npm login again".into(),
         )),

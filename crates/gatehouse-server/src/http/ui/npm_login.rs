@@ -14,11 +14,7 @@ use gatehouse_store::AuditAction;
 
 use super::{Nav, UiError, UiResult, Viewer, render};
 use crate::app::App;
-use crate::auth::token::TokenSpec;
-use crate::auth::web_login::Session;
-
-/// What the tokens page calls the token a web login mints.
-const TOKEN_NAME: &str = "npm login (web)";
+use crate::auth::web_login::TOKEN_NAME;
 
 #[derive(Template)]
 #[template(path = "ui/npm_login.html")]
@@ -31,18 +27,18 @@ struct ApprovePage {
     token_name: &'static str,
 }
 
-/// The waiting login behind `id`, with its registry and that registry's URL.
-async fn pending(app: &App, id: &str) -> UiResult<(Arc<Session>, gatehouse_store::Registry)> {
-    let expired = || {
-        UiError::Refused(
-            StatusCode::NOT_FOUND,
-            "This npm login link is unknown, used or expired (they last ten minutes). Run npm login again for a new one."
-                .into(),
-        )
-    };
-    let session = app.web_logins.pending(id).await.ok_or_else(expired)?;
-    let registry = app.access.registry(&session.registry).await?.ok_or_else(expired)?;
-    Ok((session, registry))
+fn expired() -> UiError {
+    UiError::Refused(
+        StatusCode::NOT_FOUND,
+        "This npm login link is unknown, used or expired (they last ten minutes). Run npm login again for a new one."
+            .into(),
+    )
+}
+
+/// The registry of the waiting login behind `id`.
+async fn pending(app: &App, id: &str) -> UiResult<gatehouse_store::Registry> {
+    let pending = app.web_logins.pending(id).await?.ok_or_else(expired)?;
+    app.access.registry(&pending.registry).await?.ok_or_else(expired)
 }
 
 fn page(app: &App, viewer: &Viewer, id: String, registry: &gatehouse_store::Registry, approved: bool) -> Response {
@@ -58,35 +54,26 @@ fn page(app: &App, viewer: &Viewer, id: String, registry: &gatehouse_store::Regi
 
 /// `GET /-/ui/npm-login/{id}`
 pub async fn show(State(app): State<Arc<App>>, viewer: Viewer, Path(id): Path<String>) -> UiResult {
-    let (_, registry) = pending(&app, &id).await?;
+    let registry = pending(&app, &id).await?;
     Ok(page(&app, &viewer, id, &registry, false))
 }
 
-/// `POST /-/ui/npm-login/{id}`: mints the token and hands it to the polling terminal.
+/// `POST /-/ui/npm-login/{id}`: approves; the polling terminal then collects a token
+/// limited to the registry, minted for this person.
 pub async fn approve(State(app): State<Arc<App>>, viewer: Viewer, Path(id): Path<String>) -> UiResult {
-    let (session, registry) = pending(&app, &id).await?;
-    let minted = app
-        .services
-        .issue_token(
-            &viewer.actor(),
-            viewer.user(),
-            TokenSpec {
-                name: Some(TOKEN_NAME.into()),
-                registries: vec![registry.name.to_string()],
-                ..TokenSpec::default()
-            },
-        )
-        .await?;
-    app.web_logins.complete(&id, &session, minted.secret).await;
+    pending(&app, &id).await?;
+    let approved = app.web_logins.approve(&id, &viewer.user().name).await?;
+    let registry = app
+        .access
+        .registry(&approved.ok_or_else(expired)?.registry)
+        .await?
+        .ok_or_else(expired)?;
     app.services
         .audit(
             &viewer.actor(),
             AuditAction::AuthLogin,
             Some(&registry),
-            Some(format!(
-                "npm web login approved in the web app, token {} issued",
-                minted.key
-            )),
+            Some("npm web login approved in the web app; the terminal collects its token".to_owned()),
         )
         .await;
     Ok(page(&app, &viewer, id, &registry, true))

@@ -358,7 +358,7 @@ pub async fn setup(
 ) -> UiResult {
     let (registry, role) = viewer.registry(&app, &name, Role::Read).await?;
     let token = match &query.token {
-        Some(id) => app.shown_once.take(&viewer, id).await,
+        Some(id) => app.shown_once.take(&app.services, &viewer, id).await?,
         None => None,
     };
     let done = match (&query.token, &token) {
@@ -387,8 +387,9 @@ pub struct SetupToken {
 }
 
 /// `POST /-/ui/r/{registry}/setup`: a token limited to this registry (read-only unless
-/// asked); answered with a redirect to the Setup tab, which fills it into the snippets
-/// this once (`ShownOnce`), so a reload neither shows it again nor makes another.
+/// asked); answered with a redirect to the Setup tab, which mints it and fills it into
+/// the snippets this once (`ShownOnce`), so a reload neither shows it again nor makes
+/// another.
 pub async fn setup_token(
     State(app): State<Arc<App>>,
     viewer: Viewer,
@@ -413,8 +414,7 @@ pub async fn setup_token(
         expires_at: super::tokens::expiry(request.expires.as_deref())?,
         ..TokenSpec::default()
     };
-    let minted = app.services.issue_token(&viewer.actor(), viewer.user(), spec).await?;
-    let id = app.shown_once.keep(&viewer, minted.secret, label).await;
+    let id = app.shown_once.keep(&viewer, spec, label).await?;
     Ok(Redirect::to(&format!("/-/ui/r/{}/setup?token={id}", registry.name)).into_response())
 }
 

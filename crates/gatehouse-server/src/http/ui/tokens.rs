@@ -131,7 +131,7 @@ pub async fn list(
     Query(query): Query<TokensQuery>,
 ) -> UiResult {
     match &query.token {
-        Some(id) => match app.shown_once.take(&viewer, id).await {
+        Some(id) => match app.shown_once.take(&app.services, &viewer, id).await? {
             Some((secret, name)) => {
                 let done = format!("Token {name} created. Copy it now: it is not shown again.");
                 page(&app, &viewer, Some(done), Some(secret)).await
@@ -163,7 +163,7 @@ pub struct NewToken {
     expires: Option<String>,
 }
 
-/// `POST /-/ui/tokens`: a new token, shown once on the page this answers with.
+/// `POST /-/ui/tokens`: a new token, minted and shown once by the page this redirects to.
 pub async fn create(
     State(app): State<Arc<crate::app::App>>,
     viewer: Viewer,
@@ -195,8 +195,7 @@ pub async fn create(
         expires_at: expiry(request.expires.as_deref())?,
         ..TokenSpec::default()
     };
-    let minted = app.services.issue_token(&viewer.actor(), viewer.user(), spec).await?;
-    let id = app.shown_once.keep(&viewer, minted.secret, name.to_owned()).await;
+    let id = app.shown_once.keep(&viewer, spec, name.to_owned()).await?;
     Ok(Redirect::to(&format!("/-/ui/tokens?token={id}")).into_response())
 }
 
