@@ -527,3 +527,43 @@ fn registries_are_renamed_and_cloned() {
         .expect("patch");
     assert!(expect_error(renamed, 400).contains("invalid registry name"));
 }
+
+/// Several processes starting at the same moment on a fresh embedded data dir (a
+/// server and its restarts, admin commands from a deploy script): all come up, with
+/// one `default` registry and one admin, and the commands work.
+#[test]
+fn processes_starting_at_once_on_a_fresh_data_dir_all_come_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let starters: Vec<_> = (0..3)
+        .map(|_| {
+            let data = data.clone();
+            std::thread::spawn(move || TestServer::start_on(&data))
+        })
+        .collect();
+    let servers: Vec<TestServer> = starters.into_iter().map(|s| s.join().expect("started")).collect();
+    let commands: Vec<_> = (0..3)
+        .map(|_| {
+            let data = data.clone();
+            std::thread::spawn(move || run_cli(&data, &["registry", "list"], ""))
+        })
+        .collect();
+    for command in commands {
+        let out = command.join().expect("command");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    for server in &servers {
+        let ready = http().get(format!("{}/-/ready", server.base)).send().expect("ready");
+        assert_eq!(ready.status(), 200, "{}", server.log());
+        let me = get_from(server, "default", "-/whoami", &server.admin_token());
+        assert_eq!(me.status(), 200);
+    }
+    let users = servers[0].cli_ok(&["user", "list"]);
+    assert_eq!(users.lines().filter(|l| l.starts_with("admin")).count(), 1, "{users}");
+    let registries = servers[0].cli_ok(&["registry", "list"]);
+    assert_eq!(
+        registries.lines().filter(|l| l.starts_with("default")).count(),
+        1,
+        "{registries}"
+    );
+}

@@ -327,12 +327,7 @@ fn check_finds_damage_and_gc_collects_only_orphans() {
         .decode(integrity.trim_start_matches("sha512-"))
         .expect("base64");
     let hex = hex::encode(digest);
-    let file = server
-        .data_dir
-        .join("blobs/sha512")
-        .join(&hex[0..2])
-        .join(&hex[2..4])
-        .join(&hex);
+    let file = server.blob_file(&hex);
     assert!(
         eventually(Duration::from_secs(10), || file.exists()),
         "the journal writes the file"
@@ -365,7 +360,8 @@ fn check_finds_damage_and_gc_collects_only_orphans() {
 /// the backup began, with the right bytes, and restores into a clean install.
 #[test]
 fn a_backup_taken_while_publishing_restores_every_acknowledged_version() {
-    let server = TestServer::start();
+    // Backup and restore are for the embedded stores (pg_dump and the bucket's own tools otherwise).
+    let server = TestServer::start_embedded("");
     let token = server.create_token(&["--user", "admin"]);
     let mut before = Vec::new();
     for i in 0..20 {

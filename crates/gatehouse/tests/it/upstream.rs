@@ -154,7 +154,11 @@ fn tarballs_stream_to_clients_while_they_are_pulled() {
         blobs,
         "nothing is stored before the whole tarball is checked"
     );
-    assert_eq!(staged_blob_count(&server), 1, "it is being written to storage");
+    if !server.stores.is_scale_out() {
+        // On S3 a tarball this small is staged in the server's memory, which another
+        // process cannot count.
+        assert_eq!(staged_blob_count(&server), 1, "it is being written to storage");
+    }
 
     gate.open();
     let mut rest = Vec::new();

@@ -8,6 +8,7 @@ pub mod fake_upstream;
 pub mod firewall;
 pub mod oidc;
 pub mod sigstore;
+pub mod stack;
 pub mod verdaccio;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -20,6 +21,9 @@ use serde_json::{Value, json};
 use sha1::Sha1;
 use sha2::{Digest, Sha512};
 
+pub use stack::Stack;
+use stack::Stores;
+
 pub const ADMIN_PASSWORD: &str = "admin-password-1";
 pub const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
 
@@ -28,12 +32,15 @@ pub struct TestServer {
     pub base: String,
     pub data_dir: PathBuf,
     config_file: Option<PathBuf>,
+    /// Where its metadata and tarballs are: `data_dir`, or a database and a bucket.
+    pub stores: Stores,
     _dir: Option<tempfile::TempDir>,
     child: Child,
 }
 
 impl TestServer {
-    /// A fresh server: registry `default`, user `admin` / `ADMIN_PASSWORD`.
+    /// A fresh server: registry `default`, user `admin` / `ADMIN_PASSWORD`, on the
+    /// stack the run names ([`Stack::from_env`]).
     pub fn start() -> TestServer {
         Self::start_with_config("")
     }
@@ -41,16 +48,39 @@ impl TestServer {
     /// A fresh server with extra TOML configuration. Unless the configuration says
     /// otherwise, `default` has no upstream: tests never reach beyond 127.0.0.1.
     pub fn start_with_config(toml: &str) -> TestServer {
+        Self::start_on_stack(Stack::from_env(), toml)
+    }
+
+    /// A fresh server on the embedded stores, whatever the run's stack: for tests of
+    /// the data directory's files (backup, restore, the blob folder).
+    pub fn start_embedded(toml: &str) -> TestServer {
+        Self::start_on_stack(Stack::Embedded, toml)
+    }
+
+    /// A fresh server on `stack`, configured as [`TestServer::start_with_config`].
+    pub fn start_on_stack(stack: Stack, toml: &str) -> TestServer {
+        Self::start_on_stores(Stores::new(stack), toml)
+    }
+
+    /// Another server over the same stores as `self` (a replica, for the scale-out
+    /// stack), with its own data dir and configuration.
+    pub fn replica(&self, toml: &str) -> TestServer {
+        Self::start_on_stores(self.stores.shared(), toml)
+    }
+
+    /// A fresh server on `stores` (new, or another server's), with its own data dir.
+    pub fn start_on_stores(stores: Stores, toml: &str) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let data_dir = dir.path().join("data");
         let path = dir.path().join("gatehouse.toml");
-        write_config(&path, toml);
+        write_config(&path, &stores, toml);
         let config_file = Some(path);
-        let (child, base) = spawn(&data_dir, config_file.as_deref(), "127.0.0.1:0");
+        let (child, base) = spawn(&data_dir, config_file.as_deref(), &stores, "127.0.0.1:0");
         TestServer {
             base,
             data_dir,
             config_file,
+            stores,
             _dir: Some(dir),
             child,
         }
@@ -60,14 +90,26 @@ impl TestServer {
     pub fn start_on(data_dir: &Path) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("gatehouse.toml");
-        write_config(&path, "");
-        let (child, base) = spawn(data_dir, Some(&path), "127.0.0.1:0");
+        let stores = Stores::new(Stack::Embedded);
+        write_config(&path, &stores, "");
+        let (child, base) = spawn(data_dir, Some(&path), &stores, "127.0.0.1:0");
         TestServer {
             base,
             data_dir: data_dir.to_owned(),
             config_file: Some(path),
+            stores,
             _dir: Some(dir),
             child,
+        }
+    }
+
+    /// The file holding the blob `hex` (sha512): in the data dir's blob folder, or
+    /// where the S3 server keeps the object.
+    pub fn blob_file(&self, hex: &str) -> PathBuf {
+        let key = format!("sha512/{}/{}/{hex}", &hex[0..2], &hex[2..4]);
+        match &self.stores {
+            Stores::Embedded => self.data_dir.join("blobs").join(key),
+            Stores::ScaleOut(stores) => stores.s3.object_file(&format!("{}/{key}", stack::PREFIX)),
         }
     }
 
@@ -79,7 +121,19 @@ impl TestServer {
     /// configuration (commands that reach upstreams, `push` and `warm`, use its
     /// `[upstream]` settings: never the public registry).
     pub fn cli(&self, args: &[&str], stdin: &str) -> Output {
-        run_cli_with(&self.data_dir, self.config_file.as_deref(), args, stdin)
+        self.cli_with_env(args, stdin, &[])
+    }
+
+    /// [`TestServer::cli`] with more environment (another stack's bucket, say).
+    pub fn cli_with_env(&self, args: &[&str], stdin: &str, env: &[(&str, String)]) -> Output {
+        run_cli_with(
+            &self.data_dir,
+            self.config_file.as_deref(),
+            &self.stores,
+            args,
+            stdin,
+            env,
+        )
     }
 
     /// A CLI command that must succeed; its standard output.
@@ -141,7 +195,7 @@ impl TestServer {
     /// Starts the server again on the same data dir (new port).
     pub fn restart(&mut self) {
         self.kill();
-        let (child, base) = spawn(&self.data_dir, self.config_file.as_deref(), "127.0.0.1:0");
+        let (child, base) = spawn(&self.data_dir, self.config_file.as_deref(), &self.stores, "127.0.0.1:0");
         self.child = child;
         self.base = base;
     }
@@ -152,12 +206,12 @@ impl TestServer {
     pub fn restart_with_config(&mut self, toml: &str) {
         let path = self.config_file.clone().expect("a server started with a config file");
         self.kill();
-        write_config(&path, toml);
+        write_config(&path, &self.stores, toml);
         let listen = self.base.trim_start_matches("http://").to_owned();
         // The old socket is closed, but give the kernel a moment if the port is not free yet.
         let deadline = Instant::now() + Duration::from_secs(10);
         let (child, base) = loop {
-            match try_spawn(&self.data_dir, Some(&path), &listen) {
+            match try_spawn(&self.data_dir, Some(&path), &self.stores, &listen) {
                 Ok(started) => break started,
                 Err(why) if Instant::now() < deadline => {
                     eprintln!("restart on {listen}: {why}; retrying");
@@ -206,22 +260,50 @@ impl Drop for TestServer {
     }
 }
 
-/// Writes the server's config file. Unless `toml` says otherwise, `default` has no upstream.
-fn write_config(path: &Path, toml: &str) {
+/// Writes the server's config file: `toml`, then the stores' sections (tables, after
+/// any top-level key of `toml`). Unless `toml` says otherwise, `default` has no upstream.
+fn write_config(path: &Path, stores: &Stores, toml: &str) {
     let mut toml = toml.to_owned();
     if !toml.contains("[registries.default]") {
         toml.push_str("\n[registries.default]\nupstreams = []\n");
     }
-    std::fs::write(path, toml).expect("write config");
+    // The stores' sections merged into the test's (which may add to `[blobs]`); a
+    // test's deliberately broken file is kept as it is, with the stores' appended.
+    let merged = match (toml.parse::<toml::Table>(), stores.config().parse::<toml::Table>()) {
+        (Ok(mut config), Ok(stores)) => {
+            merge(&mut config, stores);
+            toml::to_string(&config).expect("serialize the config")
+        }
+        _ => format!("{toml}\n{}", stores.config()),
+    };
+    std::fs::write(path, merged).expect("write config");
 }
 
-fn spawn(data_dir: &Path, config_file: Option<&Path>, listen: &str) -> (Child, String) {
-    try_spawn(data_dir, config_file, listen).unwrap_or_else(|why| panic!("{why}"))
+/// Adds `extra`'s keys to `into`, table by table; `into`'s own values stay.
+fn merge(into: &mut toml::Table, extra: toml::Table) {
+    for (key, value) in extra {
+        match (into.get_mut(&key), value) {
+            (Some(toml::Value::Table(mine)), toml::Value::Table(theirs)) => merge(mine, theirs),
+            (Some(_), _) => {}
+            (None, value) => {
+                into.insert(key, value);
+            }
+        }
+    }
+}
+
+fn spawn(data_dir: &Path, config_file: Option<&Path>, stores: &Stores, listen: &str) -> (Child, String) {
+    try_spawn(data_dir, config_file, stores, listen).unwrap_or_else(|why| panic!("{why}"))
 }
 
 /// Starts `gatehouse serve` and waits for its "listening" line; on failure the process is
 /// reaped and the error says what it printed.
-fn try_spawn(data_dir: &Path, config_file: Option<&Path>, listen: &str) -> Result<(Child, String), String> {
+fn try_spawn(
+    data_dir: &Path,
+    config_file: Option<&Path>,
+    stores: &Stores,
+    listen: &str,
+) -> Result<(Child, String), String> {
     std::fs::create_dir_all(data_dir).expect("data dir");
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -236,6 +318,7 @@ fn try_spawn(data_dir: &Path, config_file: Option<&Path>, listen: &str) -> Resul
         .env("GATEHOUSE_ADMIN_PASSWORD", ADMIN_PASSWORD)
         .env_remove("GATEHOUSE_CONFIG")
         .env_remove("GATEHOUSE_PUBLIC_URL")
+        .envs(stores.env())
         .stdout(Stdio::piped())
         .stderr(log);
     if let Some(file) = config_file {
@@ -259,16 +342,26 @@ fn try_spawn(data_dir: &Path, config_file: Option<&Path>, listen: &str) -> Resul
     Ok((child, base))
 }
 
+/// A CLI command on an embedded data dir.
 pub fn run_cli(data_dir: &Path, args: &[&str], stdin: &str) -> Output {
-    run_cli_with(data_dir, None, args, stdin)
+    run_cli_with(data_dir, None, &Stores::new(Stack::Embedded), args, stdin, &[])
 }
 
-fn run_cli_with(data_dir: &Path, config: Option<&Path>, args: &[&str], stdin: &str) -> Output {
+fn run_cli_with(
+    data_dir: &Path,
+    config: Option<&Path>,
+    stores: &Stores,
+    args: &[&str],
+    stdin: &str,
+    env: &[(&str, String)],
+) -> Output {
     let mut command = Command::new(BIN);
     command
         .args(args)
         .env("GATEHOUSE_DATA_DIR", data_dir)
-        .env_remove("GATEHOUSE_CONFIG");
+        .env_remove("GATEHOUSE_CONFIG")
+        .envs(stores.env())
+        .envs(env.iter().map(|(k, v)| (k, v)));
     if let Some(config) = config {
         command.env("GATEHOUSE_CONFIG", config);
     }
@@ -446,22 +539,19 @@ pub fn packument(server: &TestServer, registry: &str, token: &str, name: &str) -
 /// Runs `f` on the server's stores, opened as an admin command opens them (the
 /// store, not its files, answers).
 pub fn with_storage<T>(server: &TestServer, f: impl AsyncFnOnce(&gatehouse_store::storage::Storage) -> T) -> T {
-    use gatehouse_store::storage::{self, BlobUrl, DatabaseUrl, JournalTask};
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(async {
-            let storage = storage::open(
-                &DatabaseUrl::Sqlite(server.data_dir.join("gatehouse.db")),
-                &BlobUrl::File(server.data_dir.join("blobs")),
-                gatehouse_store::Durability::Full,
-                JournalTask::LeaveToServer,
-            )
-            .await
-            .expect("open the server's stores");
-            f(&storage).await
-        })
+    use gatehouse_store::storage::{self, JournalTask};
+    stack::runtime().block_on(async {
+        let (database, blobs) = server.stores.settings(&server.data_dir);
+        let storage = storage::open(
+            database,
+            blobs,
+            gatehouse_store::Durability::Full,
+            JournalTask::LeaveToServer,
+        )
+        .await
+        .expect("open the server's stores");
+        f(&storage).await
+    })
 }
 
 /// Blobs the server holds, stored or still in the blob journal (small tarballs are
