@@ -15,11 +15,12 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import firewall, http, seed, trusted, webapp, workloads  # noqa: E402
+from harness import firewall, http, scaleout, seed, trusted, webapp, workloads  # noqa: E402
 from harness.report import Metric, table, table_alone  # noqa: E402
 from harness.servers import ADMIN_USER, Gatehouse, MemorySampler, Server, Verdaccio  # noqa: E402
 
@@ -62,6 +63,8 @@ class Run:
         self.metrics: list[Metric] = []
         # Gatehouse against itself: no policy (left) and every rule on (right).
         self.firewall_metrics: list[Metric] = []
+        self.scale_metrics: list[Metric] = []
+        self.stacks: list[scaleout.Stack] = []
         # Trusted publishing (W7), Gatehouse alone: its rows have no other registry's column.
         self.tp_metrics: list[Metric] = []
         # The web app's heaviest pages (W8), Gatehouse alone.
@@ -113,6 +116,8 @@ class Run:
                 self.stop(s)
             except Exception as e:  # keep stopping the others
                 print(f"stopping {s.label}: {e}", file=sys.stderr)
+        for stack in self.stacks:
+            stack.stop()
 
     def verdaccio(self, label: str, upstream: str | None) -> Verdaccio:
         return Verdaccio(label, self.work, self.verdaccio_node, self.verdaccio_entry, upstream, self.cafile)
@@ -151,6 +156,7 @@ class Run:
             else:
                 self.notes.append("Workload 1 (npm ci) skipped (--skip-ci).")
             self.workloads_seeded(pkgs)
+            self.raw["workloads"]["scale_out"] = self.scale_out(pkgs)
             self.raw["workloads"]["trusted_publishing"] = self.trusted_publishing()
             self.raw["workloads"]["web_app"] = self.web_app()
         finally:
@@ -225,6 +231,13 @@ class Run:
         for m in self.firewall_metrics:
             if m.gatehouse is None:
                 out.append(f"{m.label}: no value")
+        if self.args.strict and "scale_out_missing" in self.raw:
+            out.append(f"W9 did not run: {self.raw['scale_out_missing']}")
+        for m in self.scale_metrics:
+            if m.gatehouse is None or m.verdaccio is None:
+                out.append(f"{m.label}: no value ({m.gatehouse_note or 'missing'})")
+        if not self.raw["workloads"].get("scale_out", {}).get("fleet", {}).get("ok", True):
+            out.append("W9 fleet: a replica did not answer every request with 200")
         for m in self.tp_metrics + self.web_metrics:
             if m.gatehouse is None and not m.gatehouse_note.startswith("n/a"):
                 out.append(f"{m.label}: no value ({m.gatehouse_note or 'missing'})")
@@ -404,12 +417,14 @@ class Run:
             if r["errors"]:
                 self.notes.append(f"{s.label} refused {len(r['errors'])} of the lockfile's {r['attempted']} "
                                   "versions when seeding: " + "; ".join(e[:200] for e in r["errors"][:5]))
+        self.seed_groups = groups
         big_versions = cfg["big_versions"]
         big_bodies = []
         for i in range(big_versions):
             version = f"{i // 100}.{(i // 10) % 10}.{i % 10}"
             manifest, tgz = seed.synthetic_package("bench-big", version, heavy=True)
             big_bodies.append(("bench-big", version, seed.publish_body("bench-big", version, manifest, tgz)))
+        self.big_bodies = big_bodies
         for s in pair:
             r = workloads.publish_groups(s, [big_bodies], 1, self.deadline)
             seeding[f"{s.kind}_big"] = {k: v for k, v in r.items() if k != "errors"} | {"errors": r["errors"][:5]}
@@ -537,35 +552,9 @@ class Run:
         tar_pkg = "express"
         endpoints = []
         for s in pair:
-            auth = s.auth_headers()
-            # The ETag for the 304 check is each server's own.
-            status, headers, _ = http.request("GET", s.packument_url("bench-big"),
-                                              {"Accept": workloads.ABBREVIATED_ACCEPT, **auth})
-            etag = headers.get("etag", "")
-            status_full, _, full = http.request("GET", s.packument_url("bench-big"), {"Accept": "application/json", **auth})
-            _, _, abbrev = http.request("GET", s.packument_url(tar_pkg), {"Accept": workloads.ABBREVIATED_ACCEPT, **auth})
-            versions = json.loads(abbrev)["versions"]
-            tarball = versions[max(versions, key=seed.version_key)]["dist"]["tarball"]
-            status_304, _, _ = http.request("GET", s.packument_url("bench-big"),
-                                            {"Accept": workloads.ABBREVIATED_ACCEPT, "If-None-Match": etag, **auth})
-            self.raw.setdefault("load_setup", {})[s.kind] = {
-                "full_packument_bytes": len(full), "full_status": status_full, "etag": etag,
-                "revalidation_status": status_304, "tarball": tarball}
-            if status_304 != 304:
-                self.notes.append(f"{s.label} answered {status_304}, not 304, to a matching If-None-Match")
-            endpoints.append((s, {
-                "ping": (s.ping_url(), auth),
-                "packument_full": (s.packument_url("bench-big"),
-                                   {"Accept": "application/json", "Accept-Encoding": "gzip", **auth}),
-                # curl, scripts and mirrors: no Accept-Encoding (wrk sends none itself).
-                "packument_full_identity": (s.packument_url("bench-big"), {"Accept": "application/json", **auth}),
-                "packument_abbrev": (s.packument_url("bench-big"),
-                                     {"Accept": workloads.ABBREVIATED_ACCEPT, "Accept-Encoding": "gzip", **auth}),
-                "tarball": (tarball, auth),
-                "revalidate_304": (s.packument_url("bench-big"),
-                                   {"Accept": workloads.ABBREVIATED_ACCEPT, "Accept-Encoding": "gzip",
-                                    "If-None-Match": etag, **auth}),
-            }))
+            eps, setup = self.endpoints_of(s, tar_pkg)
+            self.raw.setdefault("load_setup", {})[s.kind] = setup
+            endpoints.append((s, eps))
         size = self.raw["load_setup"]["gatehouse"]["full_packument_bytes"] / MB
         labels = {
             "ping": ("W3 `/-/ping`", 10),
@@ -621,6 +610,158 @@ class Run:
         self.metric(Metric("rss_no_gzip_256", "W3 peak RSS, 256 clients without gzip on the full packument", "MiB",
                            False, peak.get("verdaccio"), peak.get("gatehouse"), limit=150))
         return raw
+
+    def scale_out(self, pkgs: list[seed.Pkg]) -> dict:
+        """W9: Gatehouse on the scale-out stack, two replicas over one PostgreSQL and one
+        s3s-fs bucket on this machine, next to the embedded stack's numbers (W2, W3, W5)
+        and Verdaccio's publishes (W4)."""
+        cfg = self.cfg
+        lack = scaleout.missing()
+        if lack:
+            self.notes.append(f"W9 (scale-out) did not run: this machine lacks {lack}.")
+            self.raw["scale_out_missing"] = lack
+            return {}
+        self.log("W9 scale-out: two replicas over PostgreSQL and s3s-fs")
+        stack = scaleout.Stack(self.work)
+        self.stacks.append(stack)
+        stack.start()
+        config = stack.config() + LOCAL_ONLY
+        a = self.start(Gatehouse("replica-a", self.work, self.gatehouse_bin, config, stack.env()))
+        b = self.start(Gatehouse("replica-b", self.work, self.gatehouse_bin, config, stack.env()))
+        replicas: list[Server] = [a, b]
+        raw: dict = {}
+        # Seeded through one replica; the other serves what it reads from the stores.
+        seeded = workloads.publish_groups(a, self.seed_groups, cfg["seed_workers"], self.deadline)
+        big = workloads.publish_groups(a, [self.big_bodies], 1, self.deadline)
+        raw["seeding"] = {"lockfile": {k: v for k, v in seeded.items() if k != "errors"} | {"errors": seeded["errors"][:10]},
+                          "big": {k: v for k, v in big.items() if k != "errors"} | {"errors": big["errors"][:5]}}
+        self.log(f"  seeded replica-a: {seeded['published']}/{seeded['attempted']} in {seeded['seconds']:.1f}s")
+        time.sleep(1)
+
+        # Reads through the other replica, against the embedded Gatehouse's best in W3.
+        threads = max(1, min(os.cpu_count() or 1, 4))
+        endpoints, setup = self.endpoints_of(b, "express")
+        raw["setup"] = setup
+        embedded = self.raw["workloads"].get("wrk", {})
+        labels = {
+            "ping": "`/-/ping`",
+            "packument_full": "full packument (bench-big, gzip)",
+            "packument_abbrev": "abbreviated packument (bench-big, gzip)",
+            "tarball": "tarball (express), read from the bucket",
+            "revalidate_304": "`304` revalidation",
+        }
+        raw["wrk"] = {}
+        for key, label in labels.items():
+            url, headers = endpoints[key]
+            runs = []
+            for _ in range(cfg["wrk_rounds"]):
+                for other in replicas:
+                    other.settle()
+                res = workloads.wrk(url, headers, cfg["wrk_connections"], threads, cfg["wrk_seconds"])
+                res["settle_s"] = b.settle()
+                runs.append(res)
+            best = max(runs, key=lambda x: x["rps"])
+            raw["wrk"][key] = runs
+            reference = max((x["rps"] for x in embedded.get(key, {}).get("gatehouse", [])), default=None)
+            self.log(f"  {key:16s} replica {best['rps']:10.0f} req/s (embedded {reference or 0:.0f})")
+            self.metric_scale(Metric(f"so_{key}", f"W9 {label} through a replica (reference: the embedded stack)",
+                                     "req/s", True, reference, best["rps"],
+                                     gatehouse_note=f"{best['errors']} errors" if best["errors"] else "",
+                                     target_ratio=0.8))
+
+        # Publishing on PostgreSQL, against Verdaccio's W4 rates.
+        n, w = cfg["publish_n"], cfg["publish_workers"]
+        verdaccio = self.raw["workloads"].get("publish", {})
+        raw["publish"] = {}
+        for phase, workers, prefix in (("sequential", 1, "bench-so-seq"), ("concurrent", w, "bench-so-conc")):
+            for other in replicas:
+                other.settle()
+            r = workloads.publish_throughput(a, prefix, n, workers, self.deadline)
+            raw["publish"][phase] = {k: v for k, v in r.items() if k != "errors"} | {"errors": r["errors"][:10]}
+            reference = verdaccio.get(phase, {}).get("verdaccio", {}).get("per_second")
+            what = "one after another" if workers == 1 else f"{workers} clients at once"
+            self.log(f"  publish {phase:10s} {r['per_second'] or 0:7.1f}/s")
+            self.metric_scale(Metric(f"so_publish_{phase}", f"W9 publish on PostgreSQL, {n} new versions, {what} "
+                                     "(reference: Verdaccio)", "/s", True, reference, r["per_second"],
+                                     gatehouse_note=f"{len(r['errors'])} failed" if r["errors"] else "",
+                                     target_ratio=3))
+
+        # The CI fleet against one replica, then split over both at once.
+        found, problems = workloads.fleet_urls(b, pkgs)
+        found_a, _ = workloads.fleet_urls(a, pkgs)
+        (urls_b, urls_a), _ = workloads.common_urls([found, found_a])
+        if problems:
+            self.notes.append(f"W9: replica-b lacks {len(problems)} of the lockfile's packages")
+        # One pass each first, as W2 finds the embedded stack: its caches (prepared
+        # packuments, small tarballs out of the bucket) filled.
+        for s, urls in ((a, urls_a), (b, urls_b)):
+            warm = workloads.wrk_fleet(s, urls, cfg["fleet_workers"], self.work, 300)
+            raw.setdefault("fleet_warm_up", {})[s.label] = warm
+            self.log(f"  fleet warm-up on {s.label}: {warm['seconds']:.2f}s")
+        b.reset_hwm()
+        with MemorySampler([b]) as sampler:
+            for other in replicas:
+                other.settle()
+            one = workloads.wrk_fleet(b, urls_b, cfg["fleet_workers"], self.work, 300)
+            for other in replicas:
+                other.settle()
+            half = len(urls_b) // 2
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                split = list(pool.map(lambda job: workloads.wrk_fleet(*job),
+                                      [(a, urls_a[:half], max(1, cfg["fleet_workers"] // 2), self.work, 300),
+                                       (b, urls_b[half:], max(1, cfg["fleet_workers"] // 2), self.work, 300)]))
+        peak = max(b.hwm(), sampler.peaks[b.label])
+        both = max(r["seconds"] for r in split)
+        raw["fleet"] = {"one_replica": one, "two_replicas": split, "two_replicas_seconds": both,
+                        "ok": one["ok"] and all(r["ok"] for r in split)}
+        self.log(f"  fleet: one replica {one['seconds']:.2f}s, two replicas {both:.2f}s"
+                 + ("" if raw["fleet"]["ok"] else " (some requests failed)"))
+        fleet_note = "" if raw["fleet"]["ok"] else "some requests failed"
+        self.metric_scale(Metric("so_fleet", f"W9 CI fleet ({len(urls_b)} requests): two replicas, half each, at once "
+                                 "(reference: one replica)", "s", False, one["seconds"], both,
+                                 gatehouse_note=fleet_note))
+        embedded_peak = self.raw["workloads"].get("memory_startup", {}).get("peak_rss_w2_w3", {}).get("gatehouse")
+        self.metric_scale(Metric("so_rss_peak", "W9 a replica's peak RSS during the fleet (reference: the embedded "
+                                 "stack's W5 peak)", "MiB", False, embedded_peak / MIB if embedded_peak else None,
+                                 peak / MIB, limit=150))
+        for s in replicas:
+            self.stop(s)
+        stack.stop()
+        return raw
+
+    def metric_scale(self, m: Metric) -> None:
+        self.scale_metrics.append(m)
+
+    def endpoints_of(self, s: Server, tar_pkg: str) -> tuple[dict, dict]:
+        """W3's endpoints on `s` (URL and headers by key), and what was found setting them up."""
+        auth = s.auth_headers()
+        # The ETag for the 304 check is each server's own.
+        status, headers, _ = http.request("GET", s.packument_url("bench-big"),
+                                          {"Accept": workloads.ABBREVIATED_ACCEPT, **auth})
+        etag = headers.get("etag", "")
+        status_full, _, full = http.request("GET", s.packument_url("bench-big"), {"Accept": "application/json", **auth})
+        _, _, abbrev = http.request("GET", s.packument_url(tar_pkg), {"Accept": workloads.ABBREVIATED_ACCEPT, **auth})
+        versions = json.loads(abbrev)["versions"]
+        tarball = versions[max(versions, key=seed.version_key)]["dist"]["tarball"]
+        status_304, _, _ = http.request("GET", s.packument_url("bench-big"),
+                                        {"Accept": workloads.ABBREVIATED_ACCEPT, "If-None-Match": etag, **auth})
+        setup = {"full_packument_bytes": len(full), "full_status": status_full, "etag": etag,
+                 "revalidation_status": status_304, "tarball": tarball}
+        if status_304 != 304:
+            self.notes.append(f"{s.label} answered {status_304}, not 304, to a matching If-None-Match")
+        return {
+            "ping": (s.ping_url(), auth),
+            "packument_full": (s.packument_url("bench-big"),
+                               {"Accept": "application/json", "Accept-Encoding": "gzip", **auth}),
+            # curl, scripts and mirrors: no Accept-Encoding (wrk sends none itself).
+            "packument_full_identity": (s.packument_url("bench-big"), {"Accept": "application/json", **auth}),
+            "packument_abbrev": (s.packument_url("bench-big"),
+                                 {"Accept": workloads.ABBREVIATED_ACCEPT, "Accept-Encoding": "gzip", **auth}),
+            "tarball": (tarball, auth),
+            "revalidate_304": (s.packument_url("bench-big"),
+                               {"Accept": workloads.ABBREVIATED_ACCEPT, "Accept-Encoding": "gzip",
+                                "If-None-Match": etag, **auth}),
+        }, setup
 
     def firewall(self, g: Gatehouse, pkgs: list[seed.Pkg]) -> dict:
         cfg = self.cfg
@@ -936,6 +1077,10 @@ class Run:
             md += ("\nThe firewall's cost (Gatehouse alone; ratio = with the rules / without, for rates; "
                    "without / with, for times):\n\n"
                    + table(self.firewall_metrics, "No policy", "Every rule, 20k advisories") + "\n")
+        if self.scale_metrics:
+            md += ("\nThe scale-out stack (W9): two replicas over one PostgreSQL and one s3s-fs bucket on this "
+                   "machine; ratio = scale-out / reference for rates, reference / scale-out for times and memory:\n\n"
+                   + table(self.scale_metrics, "Reference", "Scale-out") + "\n")
         if self.tp_metrics:
             md += ("\nTrusted publishing (W7, Gatehouse alone): exchanging a CI job's OIDC token "
                    "(JWKS cached) for a publish token:\n\n" + table_alone(self.tp_metrics) + "\n")
@@ -946,6 +1091,7 @@ class Run:
             md += "\nNotes:\n" + "".join(f"- {n}\n" for n in self.notes)
         self.raw["metrics"] = [x.to_json() for x in self.metrics]
         self.raw["firewall_metrics"] = [x.to_json() for x in self.firewall_metrics]
+        self.raw["scale_metrics"] = [x.to_json() for x in self.scale_metrics]
         self.raw["tp_metrics"] = [x.to_json() for x in self.tp_metrics]
         self.raw["web_metrics"] = [x.to_json() for x in self.web_metrics]
         self.raw["notes"] = self.notes

@@ -159,15 +159,21 @@ class Server:
 class Gatehouse(Server):
     kind = "gatehouse"
 
-    def __init__(self, label: str, workdir: Path, binary: Path, config_toml: str | None = None):
+    def __init__(self, label: str, workdir: Path, binary: Path, config_toml: str | None = None,
+                 env: dict[str, str] | None = None):
         super().__init__(label, workdir)
         self.binary = binary
         self.config_toml = config_toml
+        # For a replica on the scale-out stack: the bucket's credentials (and no AWS_*
+        # of the caller's own).
+        self.extra_env = env
         self.data_dir = workdir / f"{label}-data"
 
     def start(self) -> float:
         self.workdir.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("GATEHOUSE_")}
+        if self.extra_env is not None:
+            env = {k: v for k, v in env.items() if not k.startswith("AWS_")} | self.extra_env
         env["GATEHOUSE_ADMIN_PASSWORD"] = ADMIN_PASSWORD
         if self.config_toml is not None:
             cfg = self.workdir / f"{self.label}.toml"
