@@ -37,6 +37,13 @@ use crate::http::Measuring;
 /// How often "all connections are in use" is logged at most.
 const FULL_LOG_EVERY: Duration = Duration::from_secs(60);
 
+/// A lingering close, as nginx's `lingering_close`: after the last response, what the
+/// client still sends (the rest of a body refused early) is read and dropped for this
+/// long or this many bytes. Closing a socket with unread bytes makes the kernel answer
+/// with a reset, and the client may lose the response it was about to read.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 4 * 1024 * 1024;
+
 /// Serves `router` on `listener` until `shutdown` resolves; then stops accepting,
 /// closes idle connections and waits for in-flight requests to finish. `measured`:
 /// every request is counted for `/-/metrics`.
@@ -239,6 +246,8 @@ struct Watched {
     /// What `timer` is set to; it may fire early (the deadline moved), then it is
     /// set again.
     armed: Instant,
+    /// Bytes still to read and drop once the write side is shut (`LINGER_BYTES`).
+    lingering: Option<usize>,
 }
 
 impl Watched {
@@ -254,6 +263,31 @@ impl Watched {
             write_pending: false,
             timer: Box::pin(tokio::time::sleep_until(first)),
             armed: first,
+            lingering: None,
+        }
+    }
+
+    /// The lingering close, after the write side was shut: reads and drops until the
+    /// client closes too, `LINGER_BYTES` have come or `LINGER_TIME` has passed.
+    fn poll_linger(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut scratch = [0u8; 8192];
+        loop {
+            let Some(left) = self.lingering else {
+                return Poll::Ready(());
+            };
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut self.stream).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if !buf.filled().is_empty() && buf.filled().len() < left => {
+                    self.lingering = Some(left - buf.filled().len());
+                }
+                Poll::Ready(_) => return Poll::Ready(()),
+                Poll::Pending => {
+                    return match self.timer.as_mut().poll(cx) {
+                        Poll::Ready(()) => Poll::Ready(()),
+                        Poll::Pending => Poll::Pending,
+                    };
+                }
+            }
         }
     }
 
@@ -379,6 +413,13 @@ impl AsyncWrite for Watched {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
+        if self.lingering.is_none() {
+            std::task::ready!(Pin::new(&mut self.stream).poll_shutdown(cx))?;
+            let until = Instant::now() + LINGER_TIME;
+            self.timer.as_mut().reset(until);
+            self.armed = until;
+            self.lingering = Some(LINGER_BYTES);
+        }
+        self.poll_linger(cx).map(Ok)
     }
 }
