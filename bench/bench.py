@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import firewall, http, scaleout, seed, trusted, webapp, workloads  # noqa: E402
+from harness import ceiling, firewall, http, scaleout, seed, trusted, webapp, workloads  # noqa: E402
 from harness.report import Metric, table, table_alone  # noqa: E402
 from harness.servers import ADMIN_USER, Gatehouse, MemorySampler, Server, Verdaccio  # noqa: E402
 
@@ -64,6 +64,8 @@ class Run:
         # Gatehouse against itself: no policy (left) and every rule on (right).
         self.firewall_metrics: list[Metric] = []
         self.scale_metrics: list[Metric] = []
+        # Gatehouse next to nginx serving the same bytes as static files (W10).
+        self.ceiling_metrics: list[Metric] = []
         self.stacks: list[scaleout.Stack] = []
         # Trusted publishing (W7), Gatehouse alone: its rows have no other registry's column.
         self.tp_metrics: list[Metric] = []
@@ -238,6 +240,15 @@ class Run:
                 out.append(f"{m.label}: no value ({m.gatehouse_note or 'missing'})")
         if not self.raw["workloads"].get("scale_out", {}).get("fleet", {}).get("ok", True):
             out.append("W9 fleet: a replica did not answer every request with 200")
+        if self.args.strict and "ceiling_missing" in self.raw:
+            out.append(f"W10 did not run: {self.raw['ceiling_missing']}")
+        for m in self.ceiling_metrics:
+            if m.gatehouse is None or m.verdaccio is None:
+                out.append(f"{m.label}: no value")
+        for key, runs in self.raw["workloads"].get("ceiling", {}).get("runs", {}).items():
+            for kind, xs in runs.items():
+                if any(x["status_errors"] for x in xs):
+                    out.append(f"W10 {key}: {kind} answered errors (HTTP >= 400)")
         for m in self.tp_metrics + self.web_metrics:
             if m.gatehouse is None and not m.gatehouse_note.startswith("n/a"):
                 out.append(f"{m.label}: no value ({m.gatehouse_note or 'missing'})")
@@ -445,6 +456,8 @@ class Run:
             self.raw["workloads"]["fleet"] = self.fleet(pair, pkgs, "fleet", "W2 CI fleet", cfg["fleet_passes"],
                                                         target=10)
             self.raw["workloads"]["wrk"] = self.load(pair)
+            # Inside the peak window: the identity rows are the ones that cost memory.
+            self.raw["workloads"]["ceiling"] = self.ceiling(g, pkgs)
         peak = {s.kind: max(s.hwm(), sampler.peaks[s.label]) for s in pair}
 
         # The firewall's cost, on Gatehouse alone.
@@ -566,32 +579,10 @@ class Run:
         }
         raw: dict = {}
         for key, (label, target) in labels.items():
-            runs: dict = {s.kind: [] for s, _ in endpoints}
-            for r in range(cfg["wrk_rounds"]):
-                if self.left() < cfg["wrk_seconds"] * 2 + 30:
-                    self.notes.append(f"W3 {key}: round {r + 1} skipped (time budget)")
-                    break
-                for s, eps in (endpoints if r % 2 == 0 else list(reversed(endpoints))):
-                    url, headers = eps[key]
-                    for other in pair:
-                        other.settle()
-                    res = workloads.wrk(url, headers, cfg["wrk_connections"], threads, cfg["wrk_seconds"])
-                    # Requests still queued in the server when wrk stops are its to finish,
-                    # on its own time: wait for that before the next test starts.
-                    res["settle_s"] = s.settle()
-                    runs[s.kind].append(res)
-                    self.log(f"  {key:16s} {s.label:9s} {res['rps']:10.0f} req/s  {res['mb_per_s']:8.1f} MB/s  "
-                             f"p99 {res['lat_p99_us'] / 1000:7.1f} ms  errors {res['errors']}")
-            raw[key] = runs
-
-            def best(kind: str) -> dict | None:
-                xs = runs.get(kind) or []
-                return max(xs, key=lambda x: x["rps"]) if xs else None
-
-            bv, bg = best("verdaccio"), best("gatehouse")
-            note = lambda b: (f"p99 {b['lat_p99_us'] / 1000:.1f} ms" + (f", {b['errors']} errors" if b["errors"] else "")) if b else ""  # noqa: E731
+            runs = raw[key] = self.wrk_rounds("W3", key, endpoints)
+            bv, bg = best_run(runs, "verdaccio"), best_run(runs, "gatehouse")
             self.metric(Metric(f"wrk_{key}", label, "req/s", True, bv["rps"] if bv else None, bg["rps"] if bg else None,
-                               verdaccio_note=note(bv), gatehouse_note=note(bg), target_ratio=target))
+                               verdaccio_note=run_note(bv), gatehouse_note=run_note(bg), target_ratio=target))
 
         # Memory must not depend on what clients send: 256 at once that take no gzip,
         # on the largest document. (Inside W5's peak window too.)
@@ -609,6 +600,111 @@ class Run:
         peak = {kind: (c["peak_rss"] / MIB if c["peak_rss"] else None) for kind, c in crowd.items()}
         self.metric(Metric("rss_no_gzip_256", "W3 peak RSS, 256 clients without gzip on the full packument", "MiB",
                            False, peak.get("verdaccio"), peak.get("gatehouse"), limit=150))
+        return raw
+
+    def wrk_rounds(self, workload: str, key: str, endpoints: list[tuple[Server, dict]]) -> dict:
+        """`wrk` on endpoint `key` of each server, `wrk_rounds` times, alternating the
+        order, each server idle before each run. Returns the runs by server kind."""
+        cfg = self.cfg
+        threads = max(1, min(os.cpu_count() or 1, 4))
+        servers = [s for s, _ in endpoints]
+        runs: dict = {s.kind: [] for s in servers}
+        for r in range(cfg["wrk_rounds"]):
+            if self.left() < cfg["wrk_seconds"] * len(servers) + 30:
+                self.notes.append(f"{workload} {key}: round {r + 1} skipped (time budget)")
+                break
+            for s, eps in (endpoints if r % 2 == 0 else list(reversed(endpoints))):
+                url, headers = eps[key]
+                for other in servers:
+                    other.settle()
+                res = workloads.wrk(url, headers, cfg["wrk_connections"], threads, cfg["wrk_seconds"])
+                # Requests still queued in the server when wrk stops are its to finish,
+                # on its own time: wait for that before the next test starts.
+                res["settle_s"] = s.settle()
+                runs[s.kind].append(res)
+                self.log(f"  {key:16s} {s.label:9s} {res['rps']:10.0f} req/s  {res['mb_per_s']:8.1f} MB/s  "
+                         f"p99 {res['lat_p99_us'] / 1000:7.1f} ms  errors {res['errors']}")
+        return runs
+
+    def ceiling(self, g: Gatehouse, pkgs: list[seed.Pkg]) -> dict:
+        """W10: the seeded Gatehouse next to nginx serving its answers as static files
+        (`harness/ceiling.py`); ratio = Gatehouse / nginx."""
+        lack = ceiling.missing()
+        if lack:
+            self.notes.append(f"W10 (the nginx ceiling) did not run: this machine lacks {lack}.")
+            self.raw["ceiling_missing"] = lack
+            return {}
+        self.log("W10 the physical ceiling: nginx serving Gatehouse's answers as static files")
+        name, version, body = ceiling.large_package()
+        status, _, answer = http.request("PUT", g.packument_url(name),
+                                         {"Content-Type": "application/json", **g.auth_headers()}, body)
+        if status not in (200, 201):
+            raise RuntimeError(f"publishing {name}: HTTP {status}: {answer[:300]!r}")
+        cache = BENCH / ".cache" / "tarballs"
+        sizes = {p: p.cache_file(cache).stat().st_size for p in pkgs if p.cache_file(cache).exists()}
+        small = [p for p, n in sizes.items() if n <= 16 * 1024]
+        picks = {
+            # The lockfile's smallest-but-typical: the one nearest 8 KB among those up to 16 KB.
+            "small": min(small, key=lambda p: abs(sizes[p] - 8 * 1024)) if small else None,
+            "medium": min(sizes, key=lambda p: abs(sizes[p] - 300 * 1024)) if sizes else None,
+        }
+        tarballs = {key: g.base + f"{p.name}/-/{p.file_name}" for key, p in picks.items() if p is not None}
+        tarballs["large"] = g.base + f"{name}/-/{name}-{version}.tgz"
+        www = self.work / "nginx-www"
+        written = ceiling.mirror(g, tarballs, www)
+        n = self.start(ceiling.Nginx("nginx", self.work, www))
+        auth = g.auth_headers()
+        gz = {"Accept-Encoding": "gzip"}
+        full, abbrev = {"Accept": "application/json"}, {"Accept": workloads.ABBREVIATED_ACCEPT}
+        g_eps = {
+            "ping": (g.ping_url(), auth),
+            "full_gzip": (g.packument_url("bench-big"), full | gz | auth),
+            "full_identity": (g.packument_url("bench-big"), full | auth),
+            "abbrev_gzip": (g.packument_url("bench-big"), abbrev | gz | auth),
+            "abbrev_identity": (g.packument_url("bench-big"), abbrev | auth),
+        } | {f"tarball_{key}": (url, auth) for key, url in tarballs.items()}
+        n_eps = {
+            "ping": (n.ping_url(), {}),
+            "full_gzip": (n.root + "/full/bench-big", gz),
+            "full_identity": (n.root + "/full/bench-big", {}),
+            "abbrev_gzip": (n.root + "/abbrev/bench-big", gz),
+            "abbrev_identity": (n.root + "/abbrev/bench-big", {}),
+        } | {f"tarball_{key}": (n.root + f"/t/{key}.tgz", {}) for key in tarballs}
+        # Each server's own ETag, checked to answer 304 first.
+        setup: dict = {"files": written}
+        for s, eps, url, headers in ((g, g_eps, g.packument_url("bench-big"), abbrev | gz | auth),
+                                     (n, n_eps, n.root + "/abbrev/bench-big", gz)):
+            _, h, _ = http.request("GET", url, headers)
+            etag = h.get("etag", "")
+            eps["revalidate_304"] = (url, headers | {"If-None-Match": etag})
+            status, h304, _ = http.request("GET", url, headers | {"If-None-Match": etag})
+            setup[s.kind] = {"etag": etag, "revalidation_status": status, "gzip": h.get("content-encoding")}
+            if status != 304:
+                self.notes.append(f"W10: {s.label} answered {status}, not 304, to a matching If-None-Match")
+            if h.get("content-encoding") != "gzip":
+                self.notes.append(f"W10: {s.label} did not answer gzip when asked ({h.get('content-encoding')})")
+        mb = lambda path: written[path] / MB  # noqa: E731
+        labels = {
+            "ping": ("W10 `/-/ping`", 0.8),
+            "full_gzip": (f"W10 full packument (bench-big, {mb('/full/bench-big'):.1f} MB), gzip", 0.5),
+            "full_identity": (f"W10 full packument (bench-big, {mb('/full/bench-big'):.1f} MB), no gzip", 0.5),
+            "abbrev_gzip": (f"W10 abbreviated packument (bench-big, {mb('/abbrev/bench-big'):.2f} MB), gzip", 0.5),
+            "abbrev_identity": (f"W10 abbreviated packument (bench-big, {mb('/abbrev/bench-big'):.2f} MB), no gzip", 0.5),
+        } | {
+            f"tarball_{key}": (f"W10 tarball, {key} ({picks[key].name if key in picks else name}, "
+                               f"{written[f'/t/{key}.tgz'] / 1000:,.0f} KB)", 0.5)
+            for key in tarballs
+        } | {"revalidate_304": ("W10 `304` revalidation (If-None-Match)", 0.8)}
+        raw: dict = {"setup": setup, "runs": {}}
+        endpoints = [(n, n_eps), (g, g_eps)]
+        for key, (label, target) in labels.items():
+            runs = raw["runs"][key] = self.wrk_rounds("W10", key, endpoints)
+            bn, bg = best_run(runs, "nginx"), best_run(runs, "gatehouse")
+            self.ceiling_metrics.append(Metric(
+                f"ceiling_{key}", label, "req/s", True, bn["rps"] if bn else None, bg["rps"] if bg else None,
+                verdaccio_note=run_note(bn), gatehouse_note=run_note(bg), target_ratio=target))
+        raw["nginx_peak_rss"] = n.hwm()
+        self.stop(n)
         return raw
 
     def scale_out(self, pkgs: list[seed.Pkg]) -> dict:
@@ -1077,6 +1173,10 @@ class Run:
             md += ("\nThe firewall's cost (Gatehouse alone; ratio = with the rules / without, for rates; "
                    "without / with, for times):\n\n"
                    + table(self.firewall_metrics, "No policy", "Every rule, 20k advisories") + "\n")
+        if self.ceiling_metrics:
+            md += ("\nThe physical ceiling (W10): nginx serving Gatehouse's answers as static files "
+                   "(`sendfile`, `gzip_static`); ratio = Gatehouse / nginx:\n\n"
+                   + table(self.ceiling_metrics, "nginx", "Gatehouse") + "\n")
         if self.scale_metrics:
             md += ("\nThe scale-out stack (W9): two replicas over one PostgreSQL and one s3s-fs bucket on this "
                    "machine; ratio = scale-out / reference for rates, reference / scale-out for times and memory:\n\n"
@@ -1092,6 +1192,7 @@ class Run:
         self.raw["metrics"] = [x.to_json() for x in self.metrics]
         self.raw["firewall_metrics"] = [x.to_json() for x in self.firewall_metrics]
         self.raw["scale_metrics"] = [x.to_json() for x in self.scale_metrics]
+        self.raw["ceiling_metrics"] = [x.to_json() for x in self.ceiling_metrics]
         self.raw["tp_metrics"] = [x.to_json() for x in self.tp_metrics]
         self.raw["web_metrics"] = [x.to_json() for x in self.web_metrics]
         self.raw["notes"] = self.notes
@@ -1104,6 +1205,17 @@ class Run:
         print(f"Saved {self.out / 'results.md'} and results.json ({self.raw['elapsed_s']:.0f}s in all).")
         if not self.args.keep_work:
             shutil.rmtree(self.work, ignore_errors=True)
+
+
+def best_run(runs: dict, kind: str) -> dict | None:
+    xs = runs.get(kind) or []
+    return max(xs, key=lambda x: x["rps"]) if xs else None
+
+
+def run_note(run: dict | None) -> str:
+    if not run:
+        return ""
+    return f"p99 {run['lat_p99_us'] / 1000:.1f} ms" + (f", {run['errors']} errors" if run["errors"] else "")
 
 
 def verdaccio_version(package_json: Path) -> str:

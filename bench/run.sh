@@ -25,6 +25,7 @@ done
 need_apt=()
 command -v wrk >/dev/null || need_apt+=(wrk)
 command -v curl >/dev/null || need_apt+=(curl)
+command -v nginx >/dev/null || need_apt+=(nginx) # W10: the physical ceiling
 command -v openssl >/dev/null || need_apt+=(openssl) # W7: the OIDC issuer's key and signatures
 command -v python3 >/dev/null || need_apt+=(python3)
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then need_apt+=(nodejs npm); fi
