@@ -233,17 +233,17 @@ pub struct Blobs {
     journal: Arc<dyn BlobJournalStore>,
     /// Wakes the task that writes journaled blobs to the backend (`journal::start`).
     wake: Arc<Notify>,
-    /// Small blobs of a remote backend, for downloads (see [`REMOTE_CACHE_BYTES`]).
-    downloads: Option<moka::future::Cache<BlobKey, Bytes>>,
+    /// Small blobs, for downloads (see [`DOWNLOAD_CACHE_BYTES`]).
+    downloads: moka::future::Cache<BlobKey, Bytes>,
 }
 
-/// Downloads keep this many bytes of small blobs of a remote backend (a bucket) in
-/// memory, so the tarballs every CI job asks for are not fetched from the bucket each
-/// time. A blob never changes (its name is its digest): nothing cached goes stale. A
-/// local backend needs none: the kernel's page cache is one.
-pub const REMOTE_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// Downloads keep this many bytes of small blobs in memory, so the tarballs every CI
+/// job asks for are neither fetched from a bucket nor opened and read from a file each
+/// time (a download from memory costs no trip to the blocking pool). A blob never
+/// changes (its name is its digest): nothing cached goes stale.
+pub const DOWNLOAD_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 /// Larger blobs stream from the backend every time.
-pub const REMOTE_CACHE_MAX_BLOB: u64 = 1024 * 1024;
+pub const DOWNLOAD_CACHE_MAX_BLOB: u64 = 1024 * 1024;
 
 impl Blobs {
     /// Starts the task that writes journaled blobs to `store`. Runs until the process ends.
@@ -256,12 +256,10 @@ impl Blobs {
     /// Without the task: journaled blobs stay in the journal until `recover` or a
     /// server writes them (the CLI; tests).
     pub fn idle(store: Arc<dyn BlobStore>, journal: Arc<dyn BlobJournalStore>) -> Self {
-        let downloads = (!store.embedded()).then(|| {
-            moka::future::Cache::builder()
-                .max_capacity(REMOTE_CACHE_BYTES)
-                .weigher(|_, bytes: &Bytes| u32::try_from(bytes.len()).unwrap_or(u32::MAX))
-                .build()
-        });
+        let downloads = moka::future::Cache::builder()
+            .max_capacity(DOWNLOAD_CACHE_BYTES)
+            .weigher(|_, bytes: &Bytes| u32::try_from(bytes.len()).unwrap_or(u32::MAX))
+            .build();
         Blobs {
             store,
             journal,
@@ -287,18 +285,15 @@ impl Blobs {
         self.store.open(key).await
     }
 
-    /// A blob for a download: as [`Blobs::open`], but a small blob of a remote backend
-    /// is kept in memory for the next download of it. Checks read with `open`, from
-    /// the backend itself.
+    /// A blob for a download: as [`Blobs::open`], but a small blob is kept in memory
+    /// for the next download of it. Checks read with `open`, from the backend itself.
     pub async fn serve(&self, key: &BlobKey) -> Result<Option<BlobStream>, BlobError> {
-        let Some(cache) = &self.downloads else {
-            return self.open(key).await;
-        };
+        let cache = &self.downloads;
         if let Some(bytes) = cache.get(key).await {
             return Ok(Some(BlobStream::from_bytes(key, bytes)));
         }
         match self.open(key).await? {
-            Some(blob) if blob.len <= REMOTE_CACHE_MAX_BLOB => {
+            Some(blob) if blob.len <= DOWNLOAD_CACHE_MAX_BLOB => {
                 let bytes = blob.into_bytes().await?;
                 cache.insert(key.clone(), bytes.clone()).await;
                 Ok(Some(BlobStream::from_bytes(key, bytes)))

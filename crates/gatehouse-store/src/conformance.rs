@@ -799,6 +799,35 @@ mod tests {
         blob_store(Arc::new(MemoryBlobStore::default())).await;
     }
 
+    /// Downloads of small blob files come from memory once read (no trip to the
+    /// blocking pool); large ones stream from the file every time; checks read the file.
+    #[tokio::test]
+    async fn file_downloads_keep_small_blobs_in_memory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FsBlobStore::open(dir.path(), Durability::Full).await.expect("open");
+        let journal = Arc::new(crate::sqlite::SqliteStore::open_in_memory().await.expect("journal"));
+        let blobs = crate::blobs::Blobs::idle(Arc::new(store), journal);
+        let small = Bytes::from_static(b"asked for by every CI job");
+        let large = Bytes::from(vec![7u8; crate::blobs::DOWNLOAD_CACHE_MAX_BLOB as usize + 1]);
+        for bytes in [&small, &large] {
+            let key = key_of(bytes);
+            blobs.store().put(&key, bytes.clone()).await.expect("put");
+            let served = blobs.serve(&key).await.expect("serve").expect("stored");
+            assert_eq!(&served.into_bytes().await.expect("read"), bytes);
+            let hex = key.to_hex();
+            std::fs::remove_file(dir.path().join(format!("sha512/{}/{}/{hex}", &hex[..2], &hex[2..4])))
+                .expect("remove the file");
+            let again = blobs.serve(&key).await.expect("serve");
+            if bytes.len() as u64 <= crate::blobs::DOWNLOAD_CACHE_MAX_BLOB {
+                let again = again.expect("kept in memory");
+                assert_eq!(&again.into_bytes().await.expect("read"), bytes);
+            } else {
+                assert!(again.is_none(), "a large blob is read from its file every time");
+            }
+            assert!(blobs.open(&key).await.expect("open").is_none(), "a check reads the file");
+        }
+    }
+
     use crate::blobs::{S3BlobStore, StagedBlob};
     use crate::test_support::s3;
 
