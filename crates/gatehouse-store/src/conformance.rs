@@ -824,7 +824,10 @@ mod tests {
             } else {
                 assert!(again.is_none(), "a large blob is read from its file every time");
             }
-            assert!(blobs.open(&key).await.expect("open").is_none(), "a check reads the file");
+            assert!(
+                blobs.open(&key).await.expect("open").is_none(),
+                "a check reads the file"
+            );
         }
     }
 

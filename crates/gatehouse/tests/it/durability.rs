@@ -451,6 +451,7 @@ fn fifty_crashes_during_publishes_promotions_and_pulls_lose_nothing() {
     let acked: Arc<Mutex<Vec<Acked>>> = Arc::default();
     let promoted: Arc<Mutex<Vec<Acked>>> = Arc::default();
     for round in 0..ROUNDS {
+        let before = acked.lock().expect("lock").len();
         let stop = Arc::new(AtomicBool::new(false));
         let base = server.base.clone();
         let workers: Vec<_> = (0..4)
@@ -533,7 +534,15 @@ fn fifty_crashes_during_publishes_promotions_and_pulls_lose_nothing() {
                 })
             })
             .collect();
-        std::thread::sleep(Duration::from_millis(20 + random(100)));
+        // At least one publish acknowledged in each round (a loaded machine, or the
+        // scale-out stack, may take longer than the random delay), then the crash
+        // lands among the ones in flight.
+        assert!(
+            eventually(Duration::from_secs(30), || acked.lock().expect("lock").len() > before),
+            "round {round}: no publish acknowledged within 30 s\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(random(100)));
         server.kill();
         stop.store(true, Ordering::Relaxed);
         for worker in workers {
