@@ -152,6 +152,13 @@ class Run:
             pkgs = [p for p in pkgs if p not in failed]
         self.raw["lockfile_versions"] = len(pkgs)
         self.raw["lockfile_bytes"] = sum(p.cache_file(BENCH / ".cache" / "tarballs").stat().st_size for p in pkgs)
+        if self.args.only == "w10":
+            self.notes.append("Only W10 ran (--only w10).")
+            try:
+                self.raw["workloads"]["ceiling"] = self.ceiling_alone(pkgs)
+            finally:
+                self.stop_all()
+            return self.finish()
         try:
             if not self.args.skip_ci:
                 self.workload_npm_ci()
@@ -243,7 +250,7 @@ class Run:
         if self.args.strict and "ceiling_missing" in self.raw:
             out.append(f"W10 did not run: {self.raw['ceiling_missing']}")
         for m in self.ceiling_metrics:
-            if m.gatehouse is None or m.verdaccio is None:
+            if m.gatehouse is None or (m.verdaccio is None and m.target_ratio is not None):
                 out.append(f"{m.label}: no value")
         for key, runs in self.raw["workloads"].get("ceiling", {}).get("runs", {}).items():
             for kind, xs in runs.items():
@@ -429,13 +436,7 @@ class Run:
                 self.notes.append(f"{s.label} refused {len(r['errors'])} of the lockfile's {r['attempted']} "
                                   "versions when seeding: " + "; ".join(e[:200] for e in r["errors"][:5]))
         self.seed_groups = groups
-        big_versions = cfg["big_versions"]
-        big_bodies = []
-        for i in range(big_versions):
-            version = f"{i // 100}.{(i // 10) % 10}.{i % 10}"
-            manifest, tgz = seed.synthetic_package("bench-big", version, heavy=True)
-            big_bodies.append(("bench-big", version, seed.publish_body("bench-big", version, manifest, tgz)))
-        self.big_bodies = big_bodies
+        big_bodies = self.big_bodies = bench_big_bodies(cfg["big_versions"])
         for s in pair:
             r = workloads.publish_groups(s, [big_bodies], 1, self.deadline)
             seeding[f"{s.kind}_big"] = {k: v for k, v in r.items() if k != "errors"} | {"errors": r["errors"][:5]}
@@ -625,6 +626,20 @@ class Run:
                 self.log(f"  {key:16s} {s.label:9s} {res['rps']:10.0f} req/s  {res['mb_per_s']:8.1f} MB/s  "
                          f"p99 {res['lat_p99_us'] / 1000:7.1f} ms  errors {res['errors']}")
         return runs
+
+    def ceiling_alone(self, pkgs: list[seed.Pkg]) -> dict:
+        """`--only w10`: a Gatehouse of its own, seeded as in W2-W5, next to nginx."""
+        g = self.start(Gatehouse("gatehouse", self.work, self.gatehouse_bin, LOCAL_ONLY))
+        groups, _ = workloads.seed_bodies(pkgs, BENCH / ".cache" / "tarballs")
+        workloads.publish_groups(g, groups, self.cfg["seed_workers"], self.deadline)
+        workloads.publish_groups(g, [bench_big_bodies(self.cfg["big_versions"])], 1, self.deadline)
+        g.reset_hwm()
+        with MemorySampler([g]) as sampler:
+            raw = self.ceiling(g, pkgs)
+        raw["gatehouse_peak_rss"] = max(g.hwm(), sampler.peaks[g.label])
+        self.ceiling_metrics.append(Metric("ceiling_rss", "W10 Gatehouse's peak RSS during W10", "MiB", False,
+                                           gatehouse=raw["gatehouse_peak_rss"] / MIB, limit=150))
+        return raw
 
     def ceiling(self, g: Gatehouse, pkgs: list[seed.Pkg]) -> dict:
         """W10: the seeded Gatehouse next to nginx serving its answers as static files
@@ -1207,6 +1222,16 @@ class Run:
             shutil.rmtree(self.work, ignore_errors=True)
 
 
+def bench_big_bodies(versions: int) -> list[tuple[str, str, bytes]]:
+    """The publishes of `bench-big`: many heavy versions, so its packument is large."""
+    bodies = []
+    for i in range(versions):
+        version = f"{i // 100}.{(i // 10) % 10}.{i % 10}"
+        manifest, tgz = seed.synthetic_package("bench-big", version, heavy=True)
+        bodies.append(("bench-big", version, seed.publish_body("bench-big", version, manifest, tgz)))
+    return bodies
+
+
 def best_run(runs: dict, kind: str) -> dict | None:
     xs = runs.get(kind) or []
     return max(xs, key=lambda x: x["rps"]) if xs else None
@@ -1274,9 +1299,10 @@ def main() -> int:
     p.add_argument("--strict", action="store_true",
                    help="exit 1 when a workload produced no number (for CI; timings are never asserted)")
     p.add_argument("--keep-work", action="store_true", help="keep the servers' storage in bench/.cache/work")
-    p.add_argument("--only", choices=["w7", "w8"],
-                   help="run only this workload: w7 (trusted publishing) or w8 (the web app's pages); "
-                        "Gatehouse alone, no Verdaccio, no lockfile")
+    p.add_argument("--only", choices=["w7", "w8", "w10"],
+                   help="run only this workload: w7 (trusted publishing) or w8 (the web app's pages), "
+                        "Gatehouse alone, no Verdaccio, no lockfile; or w10 (Gatehouse seeded with the "
+                        "lockfile next to nginx)")
     args = p.parse_args()
     run = Run(args)
 

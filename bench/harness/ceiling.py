@@ -4,7 +4,7 @@ copies), so every Gatehouse rate has the rate of a server that does no work but 
 bytes next to it.
 
 The files are Gatehouse's own answers, byte for byte: the JSON it serves without gzip,
-gzipped once here for `gzip_static`, and the tarballs it serves.
+the gzip it serves (as the `.gz` copy `gzip_static` sends), and the tarballs.
 """
 
 from __future__ import annotations
@@ -134,24 +134,28 @@ def mirror(g: Server, tarballs: dict[str, str], www: Path) -> dict:
     auth = g.auth_headers()
     written: dict = {}
 
-    def put(path: str, data: bytes, gz: bool) -> None:
+    def put(path: str, data: bytes) -> None:
         file = www / path.lstrip("/")
         file.parent.mkdir(parents=True, exist_ok=True)
         file.write_bytes(data)
-        if gz:
-            Path(str(file) + ".gz").write_bytes(gzip.compress(data, compresslevel=6, mtime=0))
         written[path] = len(data)
 
     status, _, body = http.request("GET", g.ping_url(), auth)
-    put("/-/ping", body if status == 200 else b"{}", gz=False)
+    put("/-/ping", body if status == 200 else b"{}")
     for kind, accept in (("full", "application/json"), ("abbrev", "application/vnd.npm.install-v1+json")):
-        status, _, body = http.request("GET", g.packument_url("bench-big"), {"Accept": accept, **auth})
-        if status != 200:
-            raise RuntimeError(f"{g.label} answered {status} for bench-big ({kind})")
-        put(f"/{kind}/bench-big", body, gz=True)
+        url = g.packument_url("bench-big")
+        status, _, body = http.request("GET", url, {"Accept": accept, **auth})
+        # The gzip nginx sends is the one Gatehouse sends (http.client does not inflate).
+        status_gz, headers, gz = http.request("GET", url, {"Accept": accept, "Accept-Encoding": "gzip", **auth})
+        if status != 200 or status_gz != 200 or headers.get("content-encoding") != "gzip":
+            raise RuntimeError(f"{g.label} answered {status}/{status_gz} for bench-big ({kind})")
+        if gzip.decompress(gz) != body:
+            raise RuntimeError(f"{g.label}'s gzip of bench-big ({kind}) is not its JSON")
+        put(f"/{kind}/bench-big", body)
+        put(f"/{kind}/bench-big.gz", gz)
     for key, url in tarballs.items():
         status, _, body = http.request("GET", url, auth)
         if status != 200:
             raise RuntimeError(f"{g.label} answered {status} for {url}")
-        put(f"/t/{key}.tgz", body, gz=False)
+        put(f"/t/{key}.tgz", body)
     return written
