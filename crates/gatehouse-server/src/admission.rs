@@ -761,7 +761,15 @@ mod tests {
         let upstreams = Arc::new(Upstreams::new(meta.clone(), &settings, 1 << 20).expect("upstreams"));
         let public_url = PublicUrl::parse("http://registry.test").expect("url");
         let firewall = Firewall::new(meta.clone(), 7 * 86_400_000);
-        let packuments = PackumentCache::new(meta.clone(), upstreams, public_url, settings, firewall.clone(), 1 << 20);
+        let packuments = PackumentCache::new(
+            meta.clone(),
+            upstreams,
+            public_url,
+            settings,
+            firewall.clone(),
+            1 << 20,
+            false,
+        );
         let admission = Admission::new(
             meta.clone(),
             blobs.clone(),

@@ -165,6 +165,7 @@ impl App {
             config.upstream.clone(),
             firewall.clone(),
             config.packument_cache_bytes,
+            matches!(config.database.url, gatehouse_store::storage::DatabaseUrl::Postgres(_)),
         );
         let limits = TarballLimits {
             max_unpacked_bytes: config.limits.max_unpacked_bytes,

@@ -37,6 +37,13 @@ use gatehouse_store::{
 /// How long an inflated document stays after its last request.
 const IDENTITY_IDLE: Duration = Duration::from_secs(60);
 
+/// On a database other processes write (replicas), a prepared entry is rebuilt at
+/// least this often, whatever the change log says: a safety net for a change a
+/// replica's cache missed (one test run saw an acknowledged version stay unlisted on
+/// another replica; ARCHITECTURE.md, known gaps). The ETag is of the content, so a
+/// rebuild does not break revalidation.
+const SHARED_MAX_AGE: Duration = Duration::from_secs(5);
+
 /// One serialized representation of a packument, kept gzipped only: every client
 /// that installs asks for gzip (npm, pnpm, yarn and bun do), so the JSON text is
 /// inflated on demand for the rare one that doesn't. This keeps a prepared entry at
@@ -245,6 +252,8 @@ pub struct PackumentCache {
     firewall: Arc<Firewall>,
     /// Bumped by every invalidation; a build that sees it move doesn't keep its result.
     generation: Arc<AtomicU64>,
+    /// `SHARED_MAX_AGE` when other processes write the database.
+    shared_max_age: Option<Duration>,
 }
 
 impl PackumentCache {
@@ -255,6 +264,7 @@ impl PackumentCache {
         settings: UpstreamSettings,
         firewall: Arc<Firewall>,
         max_bytes: u64,
+        shared_database: bool,
     ) -> Self {
         let entries = Cache::builder()
             .max_capacity(max_bytes)
@@ -276,6 +286,7 @@ impl PackumentCache {
             settings,
             firewall,
             generation: Arc::new(AtomicU64::new(0)),
+            shared_max_age: shared_database.then_some(SHARED_MAX_AGE),
         }
     }
 
@@ -541,6 +552,9 @@ impl PackumentCache {
         if stale {
             // Something changed while we built: hand this to whoever waits, keep none of it.
             prepared.ttl = Some(Duration::ZERO);
+        }
+        if let Some(max) = self.shared_max_age {
+            prepared.ttl = Some(prepared.ttl.map_or(max, |ttl| ttl.min(max)));
         }
         tracing::debug!(pkg.name = %name, registry.name = %registry.name, elapsed = ?started.elapsed(), stale, "packument built");
         Ok(Arc::new(prepared))
