@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from . import http, seed
-from .servers import Server, free_port, proc_status
+from .servers import Server, free_port, proc_cpu_seconds, proc_status
 
 NGINX_CONF = """\
 {user}worker_processes {workers};
@@ -105,14 +105,7 @@ class Nginx(Server):
         return [int(x) for x in out]
 
     def cpu_seconds(self) -> float:
-        total = 0.0
-        for pid in [self.pid, *self.workers()]:
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-            except (OSError, IndexError, ValueError):
-                pass
-        return total
+        return sum(proc_cpu_seconds(pid) for pid in [self.pid, *self.workers()])
 
 
 def large_package() -> tuple[str, str, bytes]:

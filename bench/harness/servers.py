@@ -43,6 +43,15 @@ def proc_status(pid: int) -> dict[str, int]:
     return out
 
 
+def proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 class Server:
     """One registry process. Subclasses know how to start and log in."""
 
@@ -127,11 +136,7 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time the process has used."""
-        try:
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, IndexError, ValueError):
-            return 0.0
+        return proc_cpu_seconds(self.pid)
 
     def settle(self, max_s: float = 30.0) -> float:
         """Waits until the process is idle (under 5% of a core over 200 ms), so work

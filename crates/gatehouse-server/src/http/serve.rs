@@ -281,12 +281,8 @@ impl Watched {
                     self.lingering = Some(left - buf.filled().len());
                 }
                 Poll::Ready(_) => return Poll::Ready(()),
-                Poll::Pending => {
-                    return match self.timer.as_mut().poll(cx) {
-                        Poll::Ready(()) => Poll::Ready(()),
-                        Poll::Pending => Poll::Pending,
-                    };
-                }
+                // Done when the linger time is up.
+                Poll::Pending => return self.timer.as_mut().poll(cx),
             }
         }
     }
