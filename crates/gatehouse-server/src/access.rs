@@ -9,6 +9,7 @@ use gatehouse_store::{Maintainer, Meta, Registry, RegistryId, StoreError, UserId
 use moka::future::Cache;
 
 use crate::auth::Principal;
+use crate::store_cache::StoreCache;
 
 /// A refusal, worded for the person at the terminal.
 #[derive(Debug, thiserror::Error)]
@@ -170,16 +171,16 @@ pub fn require_admin(principal: Option<&Principal>) -> Result<&Principal, Access
 /// until the change log says a registry changed.
 pub struct AccessCache {
     meta: Meta,
-    registries: Cache<RegistryName, Registry>,
-    roles: Cache<(RegistryId, UserId), Option<Role>>,
+    registries: StoreCache<RegistryName, Registry>,
+    roles: StoreCache<(RegistryId, UserId), Option<Role>>,
 }
 
 impl AccessCache {
     pub fn new(meta: Meta) -> Arc<Self> {
         Arc::new(AccessCache {
             meta,
-            registries: Cache::builder().max_capacity(10_000).build(),
-            roles: Cache::builder().max_capacity(100_000).build(),
+            registries: StoreCache::new(Cache::builder().max_capacity(10_000).build()),
+            roles: StoreCache::new(Cache::builder().max_capacity(100_000).build()),
         })
     }
 
@@ -189,9 +190,10 @@ impl AccessCache {
         if let Some(registry) = self.registries.get(name).await {
             return Ok(Some(registry));
         }
+        let read = self.registries.mark();
         let found = self.meta.registry(name).await?;
         if let Some(registry) = &found {
-            self.registries.insert(name.clone(), registry.clone()).await;
+            self.registries.insert(read, name.clone(), registry.clone()).await;
         }
         Ok(found)
     }
@@ -201,8 +203,9 @@ impl AccessCache {
         if let Some(role) = self.roles.get(&(registry, user)).await {
             return Ok(role);
         }
+        let read = self.roles.mark();
         let role = self.meta.member_role(registry, user).await?;
-        self.roles.insert((registry, user), role).await;
+        self.roles.insert(read, (registry, user), role).await;
         Ok(role)
     }
 

@@ -22,6 +22,8 @@ use gatehouse_npm::trust::PublishedBy;
 use gatehouse_store::{Meta, StoreError, Token, User, now_millis};
 use password::Verified;
 
+use crate::store_cache::StoreCache;
+
 /// An authenticated caller.
 #[derive(Debug, Clone)]
 pub struct Principal {
@@ -129,7 +131,7 @@ pub struct Authenticator {
     dummy_hash: OnceCell<String>,
     /// Tokens by secret hash, so requests don't each query the store. Dropped on
     /// revocation (here at once; from other processes through the change log).
-    tokens: Cache<String, Token>,
+    tokens: StoreCache<String, Token>,
 }
 
 impl Authenticator {
@@ -141,10 +143,12 @@ impl Authenticator {
                 .time_to_live(PASSWORD_CACHE_TTL)
                 .build(),
             dummy_hash: OnceCell::new(),
-            tokens: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(TOKEN_CACHE_TTL)
-                .build(),
+            tokens: StoreCache::new(
+                Cache::builder()
+                    .max_capacity(100_000)
+                    .time_to_live(TOKEN_CACHE_TTL)
+                    .build(),
+            ),
         }
     }
 
@@ -184,6 +188,7 @@ impl Authenticator {
         }
         // Looked up by hash: the comparison happens on a digest, so timing reveals nothing of the secret.
         let hash = token::hash_secret(secret);
+        let read = self.tokens.mark();
         let token = match self.tokens.get(&hash).await {
             Some(token) => token,
             None => {
@@ -192,7 +197,7 @@ impl Authenticator {
                     .token_by_secret_hash(&hash)
                     .await?
                     .ok_or(AuthError::UnknownToken)?;
-                self.tokens.insert(hash.clone(), token.clone()).await;
+                self.tokens.insert(read, hash.clone(), token.clone()).await;
                 token
             }
         };
@@ -222,7 +227,7 @@ impl Authenticator {
             self.meta.touch_token(&hash, now).await?;
             let mut touched = token.clone();
             touched.last_used_at = Some(now);
-            self.tokens.insert(hash, touched).await;
+            self.tokens.insert(read, hash, touched).await;
         }
         let published_by = match &token.published_by {
             Some(json) => Some(serde_json::from_str(json).map_err(|e| {

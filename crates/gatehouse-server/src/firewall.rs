@@ -5,11 +5,12 @@
 //! `gatehouse_policy`'s; this part loads their inputs and records their outcomes.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use gatehouse_npm::name::PackageName;
 
 use crate::admission::PolicyRefusal;
+use crate::store_cache::StoreCache;
 use gatehouse_policy::advisory::Advisory;
 use gatehouse_policy::document::Policy;
 use gatehouse_policy::evaluate::{self, Context, Decision, Exception, Review, Subject, TarballFacts, Verdict};
@@ -274,9 +275,9 @@ pub enum FirewallError {
 /// The firewall's state in one process.
 pub struct Firewall {
     meta: Meta,
-    policies: Mutex<HashMap<RegistryId, Arc<RegistryPolicy>>>,
+    policies: StoreCache<RegistryId, Arc<RegistryPolicy>>,
     /// When the advisory database was last imported into (`none`), read once per change.
-    advisories_basis: Mutex<Option<String>>,
+    advisories_basis: StoreCache<(), String>,
     /// The advisory database is stale when its last import is older than this.
     stale_after: Millis,
 }
@@ -293,26 +294,27 @@ impl Firewall {
     pub fn new(meta: Meta, stale_after: Millis) -> Arc<Firewall> {
         Arc::new(Firewall {
             meta,
-            policies: Mutex::new(HashMap::new()),
-            advisories_basis: Mutex::new(None),
+            policies: StoreCache::new(moka::future::Cache::new(100_000)),
+            advisories_basis: StoreCache::new(moka::future::Cache::new(1)),
             stale_after,
         })
     }
 
     /// The advisory database changed (an import here or, through the change log, elsewhere).
     pub fn forget_advisories_basis(&self) {
-        *self.advisories_basis.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.advisories_basis.invalidate_all();
     }
 
     async fn advisories_basis(&self) -> Result<String, FirewallError> {
-        if let Some(basis) = self.advisories_basis.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+        if let Some(basis) = self.advisories_basis.get(&()).await {
             return Ok(basis);
         }
+        let read = self.advisories_basis.mark();
         let basis = match self.meta.advisory_stats().await?.last_import {
             Some(import) => gatehouse_npm::packument::iso_time(import.imported_at),
             None => "none".to_owned(),
         };
-        *self.advisories_basis.lock().unwrap_or_else(|p| p.into_inner()) = Some(basis.clone());
+        self.advisories_basis.insert(read, (), basis.clone()).await;
         Ok(basis)
     }
 
@@ -356,15 +358,12 @@ impl Firewall {
         })
     }
 
-    fn cached(&self) -> std::sync::MutexGuard<'_, HashMap<RegistryId, Arc<RegistryPolicy>>> {
-        self.policies.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// A registry's policy: its own, or the default one.
     pub async fn policy(&self, registry: RegistryId) -> Result<Arc<RegistryPolicy>, FirewallError> {
-        if let Some(policy) = self.cached().get(&registry) {
-            return Ok(policy.clone());
+        if let Some(policy) = self.policies.get(&registry).await {
+            return Ok(policy);
         }
+        let read = self.policies.mark();
         let policy = Arc::new(match self.meta.policy(registry).await? {
             None => RegistryPolicy {
                 policy: Policy::default_policy(),
@@ -386,13 +385,13 @@ impl Firewall {
                 }
             },
         });
-        self.cached().insert(registry, policy.clone());
+        self.policies.insert(read, registry, policy.clone()).await;
         Ok(policy)
     }
 
     /// A policy changed (here or, through the change log, elsewhere).
     pub fn forget_policies(&self) {
-        self.cached().clear();
+        self.policies.invalidate_all();
     }
 
     /// What applies to `name` in `registry`, read fresh (a packument build's worth).

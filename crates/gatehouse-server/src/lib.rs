@@ -18,4 +18,5 @@ pub mod oidc;
 pub mod packument_cache;
 pub mod readme;
 pub mod services;
+pub mod store_cache;
 pub mod upstream;

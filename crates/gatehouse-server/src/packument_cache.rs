@@ -38,10 +38,10 @@ use gatehouse_store::{
 const IDENTITY_IDLE: Duration = Duration::from_secs(60);
 
 /// On a database other processes write (replicas), a prepared entry is rebuilt at
-/// least this often, whatever the change log says: a safety net for a change a
-/// replica's cache missed (one test run saw an acknowledged version stay unlisted on
-/// another replica; ARCHITECTURE.md, known gaps). The ETag is of the content, so a
-/// rebuild does not break revalidation.
+/// least this often, whatever the change log says: a safety net for a missed change
+/// (one test run saw an acknowledged version stay unlisted on another replica, before
+/// `drop_if_overtaken`; ARCHITECTURE.md, known gaps). The ETag is of the content, so
+/// a rebuild does not break revalidation.
 const SHARED_MAX_AGE: Duration = Duration::from_secs(5);
 
 /// One serialized representation of a packument, kept gzipped only: every client
@@ -331,8 +331,13 @@ impl PackumentCache {
                     built.store(true, Ordering::Relaxed);
                     self.load(registry, name, depth).await
                 };
+                let generation = self.generation.load(Ordering::SeqCst);
                 let result = self.entries.try_get_with(key.clone(), load).await;
-                crate::metrics::global().cache_lookup("packument", !built.load(Ordering::Relaxed));
+                let built = built.load(Ordering::Relaxed);
+                crate::metrics::global().cache_lookup("packument", !built);
+                if built && result.is_ok() {
+                    self.drop_if_overtaken(&key, generation).await;
+                }
                 match result {
                     Err(e) if matches!(*e, CacheError::Retry) => tokio::task::yield_now().await,
                     result => return result.map_err(|e| (*e).clone()),
@@ -341,6 +346,19 @@ impl PackumentCache {
             // Writers kept this package busy: read it without caching.
             self.load(registry, name, depth).await
         })
+    }
+
+    /// Drops an entry just inserted if a change arrived since `generation` was read.
+    ///
+    /// The build checks the generation when it finishes, but moka inserts its result
+    /// afterwards, and an [`Self::invalidate_everywhere`] registered in between spares
+    /// it (moka's predicates apply only to entries older than themselves): the entry,
+    /// read before the change, would be served until the next one. This closes that
+    /// window (it is how a replica missed another's publish).
+    async fn drop_if_overtaken(&self, key: &Key, generation: u64) {
+        if self.generation.load(Ordering::SeqCst) != generation {
+            self.entries.invalidate(key).await;
+        }
     }
 
     /// Drops a package's entries after a change to it was committed.
@@ -369,6 +387,7 @@ impl PackumentCache {
     /// discard every build in flight meanwhile (a cold install pulls hundreds).
     pub async fn record_pull(&self, registry: RegistryId, name: &PackageName) -> Result<(), CacheError> {
         let key = (registry, name.clone());
+        let generation = self.generation.load(Ordering::SeqCst);
         // A build in flight may have read the store before the pull: join it first.
         let _ = self
             .entries
@@ -397,7 +416,8 @@ impl PackumentCache {
             ttl: current.ttl,
             built_at: current.built_at,
         };
-        self.entries.insert(key, Arc::new(updated)).await;
+        self.entries.insert(key.clone(), Arc::new(updated)).await;
+        self.drop_if_overtaken(&key, generation).await;
         Ok(())
     }
 
@@ -500,9 +520,7 @@ impl PackumentCache {
             // (checked again after the insert, which may race with the write's own drop).
             Ok(fresh) if self.generation.load(Ordering::SeqCst) == generation => {
                 self.entries.insert(key.clone(), fresh).await;
-                if self.generation.load(Ordering::SeqCst) != generation {
-                    self.entries.invalidate(&key).await;
-                }
+                self.drop_if_overtaken(&key, generation).await;
             }
             _ => self.entries.invalidate(&key).await,
         }
