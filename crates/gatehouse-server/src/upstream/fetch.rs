@@ -4,6 +4,7 @@
 //! the last stored copy is served (stale-if-error) behind a circuit breaker.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -64,6 +65,8 @@ pub struct PackumentFetcher {
     client: UpstreamClient,
     settings: UpstreamSettings,
     entries: Cache<(UpstreamId, PackageName), Arc<Entry>>,
+    /// Bumped by every `forget`: a fetch it overtook drops its entry (`StoreCache` explains why).
+    forgotten: AtomicU64,
     breakers: Mutex<HashMap<UpstreamId, Breaker>>,
 }
 
@@ -85,6 +88,7 @@ impl PackumentFetcher {
                 .expire_after(EntryExpiry)
                 .support_invalidation_closures()
                 .build(),
+            forgotten: AtomicU64::new(0),
             breakers: Mutex::new(HashMap::new()),
         }
     }
@@ -92,6 +96,7 @@ impl PackumentFetcher {
     /// Forgets the parsed documents of `name` from every upstream: the next request
     /// reads the stored copy (or, when it was purged, asks the upstream).
     pub fn forget(&self, name: &PackageName) {
+        self.forgotten.fetch_add(1, Ordering::SeqCst);
         let name = name.clone();
         if let Err(e) = self.entries.invalidate_entries_if(move |key, _| key.1 == name) {
             tracing::error!(error = %e, "cannot forget upstream documents");
@@ -100,11 +105,16 @@ impl PackumentFetcher {
 
     pub async fn get(&self, remote: &Remote, name: &PackageName) -> Result<Arc<UpstreamDoc>, UpstreamError> {
         let key = (remote.id, name.clone());
-        self.entries
-            .try_get_with(key, self.fetch(remote, name))
+        let forgotten = self.forgotten.load(Ordering::SeqCst);
+        let entry = self
+            .entries
+            .try_get_with(key.clone(), self.fetch(remote, name))
             .await
-            .map(|entry| entry.doc.clone())
-            .map_err(|e| (*e).clone())
+            .map_err(|e| (*e).clone())?;
+        if self.forgotten.load(Ordering::SeqCst) != forgotten {
+            self.entries.invalidate(&key).await;
+        }
+        Ok(entry.doc.clone())
     }
 
     async fn fetch(&self, remote: &Remote, name: &PackageName) -> Result<Arc<Entry>, UpstreamError> {
