@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read as _, Write as _};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -24,6 +24,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{PublicUrl, UpstreamSettings};
 use crate::firewall::{Candidate, Firewall, PackageRules, Withheld};
+use crate::store_cache::{Changes, ReadMark};
 use crate::upstream::fetch::UpstreamDoc;
 use crate::upstream::{Source, Upstreams};
 use gatehouse_npm::merge::{self, RemoteVersion};
@@ -251,7 +252,7 @@ pub struct PackumentCache {
     settings: UpstreamSettings,
     firewall: Arc<Firewall>,
     /// Bumped by every invalidation; a build that sees it move doesn't keep its result.
-    generation: Arc<AtomicU64>,
+    generation: Arc<Changes>,
     /// `SHARED_MAX_AGE` when other processes write the database.
     shared_max_age: Option<Duration>,
 }
@@ -285,7 +286,7 @@ impl PackumentCache {
             public_url,
             settings,
             firewall,
-            generation: Arc::new(AtomicU64::new(0)),
+            generation: Arc::new(Changes::default()),
             shared_max_age: shared_database.then_some(SHARED_MAX_AGE),
         }
     }
@@ -331,12 +332,12 @@ impl PackumentCache {
                     built.store(true, Ordering::Relaxed);
                     self.load(registry, name, depth).await
                 };
-                let generation = self.generation.load(Ordering::SeqCst);
+                let read = self.generation.mark();
                 let result = self.entries.try_get_with(key.clone(), load).await;
                 let built = built.load(Ordering::Relaxed);
                 crate::metrics::global().cache_lookup("packument", !built);
                 if built && result.is_ok() {
-                    self.drop_if_overtaken(&key, generation).await;
+                    self.drop_if_overtaken(&key, read).await;
                 }
                 match result {
                     Err(e) if matches!(*e, CacheError::Retry) => tokio::task::yield_now().await,
@@ -348,17 +349,15 @@ impl PackumentCache {
         })
     }
 
-    /// Drops an entry just inserted if a change arrived since `generation` was read.
+    /// Drops an entry just inserted if a change arrived since `read` was taken.
     ///
     /// The build checks the generation when it finishes, but moka inserts its result
     /// afterwards, and an [`Self::invalidate_everywhere`] registered in between spares
     /// it (moka's predicates apply only to entries older than themselves): the entry,
     /// read before the change, would be served until the next one. This closes that
     /// window (it is how a replica missed another's publish).
-    async fn drop_if_overtaken(&self, key: &Key, generation: u64) {
-        if self.generation.load(Ordering::SeqCst) != generation {
-            self.entries.invalidate(key).await;
-        }
+    async fn drop_if_overtaken(&self, key: &Key, read: ReadMark) {
+        self.generation.drop_if_overtaken(&self.entries, key, read).await;
     }
 
     /// Drops a package's entries after a change to it was committed.
@@ -370,7 +369,7 @@ impl PackumentCache {
     /// registries see this one through registry upstreams) notice the generation
     /// change when they finish and don't keep their result.
     pub async fn invalidate(&self, registry: RegistryId, name: &PackageName) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.generation.record();
         let key = (registry, name.clone());
         let _ = self
             .entries
@@ -387,7 +386,7 @@ impl PackumentCache {
     /// discard every build in flight meanwhile (a cold install pulls hundreds).
     pub async fn record_pull(&self, registry: RegistryId, name: &PackageName) -> Result<(), CacheError> {
         let key = (registry, name.clone());
-        let generation = self.generation.load(Ordering::SeqCst);
+        let read = self.generation.mark();
         // A build in flight may have read the store before the pull: join it first.
         let _ = self
             .entries
@@ -417,13 +416,13 @@ impl PackumentCache {
             built_at: current.built_at,
         };
         self.entries.insert(key.clone(), Arc::new(updated)).await;
-        self.drop_if_overtaken(&key, generation).await;
+        self.drop_if_overtaken(&key, read).await;
         Ok(())
     }
 
     /// Drops a package's entries in every registry (changes made by other processes).
     pub fn invalidate_everywhere(&self, name: &PackageName) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.generation.record();
         let name = name.clone();
         if let Err(e) = self.entries.invalidate_entries_if(move |key, _| key.1 == name) {
             tracing::error!(error = %e, "cannot invalidate cached packuments");
@@ -438,7 +437,7 @@ impl PackumentCache {
     }
 
     pub fn invalidate_all(&self) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.generation.record();
         self.entries.invalidate_all();
     }
 
@@ -514,20 +513,20 @@ impl PackumentCache {
             self.entries.invalidate(&key).await;
             return;
         };
-        let generation = self.generation.load(Ordering::SeqCst);
+        let read = self.generation.mark();
         match self.load(registry, &key.1, 0).await {
             // A write since the build started made it old already: drop it instead
             // (checked again after the insert, which may race with the write's own drop).
-            Ok(fresh) if self.generation.load(Ordering::SeqCst) == generation => {
+            Ok(fresh) if !self.generation.since(read) => {
                 self.entries.insert(key.clone(), fresh).await;
-                self.drop_if_overtaken(&key, generation).await;
+                self.drop_if_overtaken(&key, read).await;
             }
             _ => self.entries.invalidate(&key).await,
         }
     }
 
     async fn load(&self, registry: &Registry, name: &PackageName, depth: u8) -> Result<Arc<Prepared>, CacheError> {
-        let generation = self.generation.load(Ordering::SeqCst);
+        let read = self.generation.mark();
         let local = self.meta.package(registry.id, name).await?;
         let rules = self.firewall.rules(registry, name).await?;
         let base = self.registry_base(registry);
@@ -566,7 +565,7 @@ impl PackumentCache {
                 .await
                 .map_err(|e| CacheError::Build(e.to_string()))??;
         self.firewall.record(registry, changed);
-        let stale = self.generation.load(Ordering::SeqCst) != generation;
+        let stale = self.generation.since(read);
         if stale {
             // Something changed while we built: hand this to whoever waits, keep none of it.
             prepared.ttl = Some(Duration::ZERO);

@@ -11,15 +11,48 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use moka::future::Cache;
 
-pub struct StoreCache<K, V> {
-    entries: Cache<K, V>,
-    /// Bumped by every invalidation; an insert whose read began before a bump drops itself.
-    changes: AtomicU64,
-}
+/// A count of invalidations, to tell whether one overtook a read of the store.
+#[derive(Default)]
+pub struct Changes(AtomicU64);
 
-/// When a store read began, to be handed to [`StoreCache::insert`].
+/// When a store read began.
 #[derive(Clone, Copy)]
 pub struct ReadMark(u64);
+
+impl Changes {
+    /// Take this before reading the store for a value to cache.
+    pub fn mark(&self) -> ReadMark {
+        ReadMark(self.0.load(Ordering::SeqCst))
+    }
+
+    /// Call before invalidating.
+    pub fn record(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// An invalidation happened since `read` was taken.
+    pub fn since(&self, read: ReadMark) -> bool {
+        self.0.load(Ordering::SeqCst) != read.0
+    }
+
+    /// Call after inserting what a read begun at `read` found: drops it again if an
+    /// invalidation came in between. Insert first, then look: an invalidation after
+    /// the look covers the entry, one before it is seen.
+    pub async fn drop_if_overtaken<K, V>(&self, entries: &Cache<K, V>, key: &K, read: ReadMark)
+    where
+        K: Hash + Eq + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+    {
+        if self.since(read) {
+            entries.invalidate(key).await;
+        }
+    }
+}
+
+pub struct StoreCache<K, V> {
+    entries: Cache<K, V>,
+    changes: Changes,
+}
 
 impl<K, V> StoreCache<K, V>
 where
@@ -29,7 +62,7 @@ where
     pub fn new(entries: Cache<K, V>) -> Self {
         StoreCache {
             entries,
-            changes: AtomicU64::new(0),
+            changes: Changes::default(),
         }
     }
 
@@ -39,22 +72,18 @@ where
 
     /// Take this before reading the store for a value to cache.
     pub fn mark(&self) -> ReadMark {
-        ReadMark(self.changes.load(Ordering::SeqCst))
+        self.changes.mark()
     }
 
     /// Caches `value`, read from the store after `read` was taken, unless the cache was
     /// invalidated since.
     pub async fn insert(&self, read: ReadMark, key: K, value: V) {
-        // Insert first, then look: an invalidation after the look covers this entry,
-        // one before it is seen.
         self.entries.insert(key.clone(), value).await;
-        if self.changes.load(Ordering::SeqCst) != read.0 {
-            self.entries.invalidate(&key).await;
-        }
+        self.changes.drop_if_overtaken(&self.entries, &key, read).await;
     }
 
     pub fn invalidate_all(&self) {
-        self.changes.fetch_add(1, Ordering::SeqCst);
+        self.changes.record();
         self.entries.invalidate_all();
     }
 }

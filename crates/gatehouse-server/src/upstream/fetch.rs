@@ -4,7 +4,6 @@
 //! the last stored copy is served (stale-if-error) behind a circuit breaker.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,6 +13,7 @@ use serde_json::Value;
 
 use super::client::{Fetched, UpstreamAuth, UpstreamClient, UpstreamError};
 use crate::config::UpstreamSettings;
+use crate::store_cache::Changes;
 use gatehouse_npm::name::PackageName;
 use gatehouse_store::{Meta, StoredPackument, UpstreamId, now_millis};
 
@@ -65,8 +65,8 @@ pub struct PackumentFetcher {
     client: UpstreamClient,
     settings: UpstreamSettings,
     entries: Cache<(UpstreamId, PackageName), Arc<Entry>>,
-    /// Bumped by every `forget`: a fetch it overtook drops its entry (`StoreCache` explains why).
-    forgotten: AtomicU64,
+    /// Counts `forget`s: a fetch one overtook drops its entry (`store_cache.rs` says why).
+    forgotten: Changes,
     breakers: Mutex<HashMap<UpstreamId, Breaker>>,
 }
 
@@ -88,7 +88,7 @@ impl PackumentFetcher {
                 .expire_after(EntryExpiry)
                 .support_invalidation_closures()
                 .build(),
-            forgotten: AtomicU64::new(0),
+            forgotten: Changes::default(),
             breakers: Mutex::new(HashMap::new()),
         }
     }
@@ -96,7 +96,7 @@ impl PackumentFetcher {
     /// Forgets the parsed documents of `name` from every upstream: the next request
     /// reads the stored copy (or, when it was purged, asks the upstream).
     pub fn forget(&self, name: &PackageName) {
-        self.forgotten.fetch_add(1, Ordering::SeqCst);
+        self.forgotten.record();
         let name = name.clone();
         if let Err(e) = self.entries.invalidate_entries_if(move |key, _| key.1 == name) {
             tracing::error!(error = %e, "cannot forget upstream documents");
@@ -105,15 +105,13 @@ impl PackumentFetcher {
 
     pub async fn get(&self, remote: &Remote, name: &PackageName) -> Result<Arc<UpstreamDoc>, UpstreamError> {
         let key = (remote.id, name.clone());
-        let forgotten = self.forgotten.load(Ordering::SeqCst);
+        let read = self.forgotten.mark();
         let entry = self
             .entries
             .try_get_with(key.clone(), self.fetch(remote, name))
             .await
             .map_err(|e| (*e).clone())?;
-        if self.forgotten.load(Ordering::SeqCst) != forgotten {
-            self.entries.invalidate(&key).await;
-        }
+        self.forgotten.drop_if_overtaken(&self.entries, &key, read).await;
         Ok(entry.doc.clone())
     }
 
