@@ -29,9 +29,10 @@ fn tune_allocator() {
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
     }
     // SQLite allocates with glibc's malloc, which gives each thread that allocates (one
-    // per database connection) an arena of its own and keeps what they freed: 5 MiB of
-    // an idle server after seeding. One arena is enough for connections that take turns
-    // on one file. `MALLOC_ARENA_MAX` in the environment still wins.
+    // per database connection) an arena of its own and keeps what they freed: 3.5 MiB
+    // of an idle server after seeding (bench/RESULTS.md). The hot routes are answered
+    // from Gatehouse's caches, not SQLite, so one shared arena costs them nothing they
+    // reach. `MALLOC_ARENA_MAX` in the environment still wins.
     #[cfg(target_env = "gnu")]
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
         // SAFETY: `mallopt` sets a tunable of glibc's allocator; called before any other
